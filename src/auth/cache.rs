@@ -1,0 +1,236 @@
+//! The on-disk token cache: one JSON file per (issuer, client id), written atomically with
+//! owner-only permissions.
+
+use std::{
+    fs, io,
+    io::Write,
+    path::{Path, PathBuf},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+/// What a login or refresh leaves behind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredTokens {
+    /// Issuer the tokens come from.
+    pub issuer: String,
+    /// Client they were issued to.
+    pub client_id: String,
+    /// Bearer token sent to backends.
+    pub access_token: Secret,
+    /// Token used to get the next access token without a browser.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<Secret>,
+    /// When the access token expires, in seconds since the Unix epoch; unknown when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// Scopes granted, as the provider reported them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl StoredTokens {
+    /// Seconds of validity left, `None` when the expiry is unknown.
+    pub fn seconds_left(&self, now: u64) -> Option<i64> {
+        self.expires_at
+            .map(|at| i64::try_from(at).unwrap_or(i64::MAX) - i64::try_from(now).unwrap_or(0))
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// One cache file.
+#[derive(Debug, Clone)]
+pub struct TokenCache {
+    path: PathBuf,
+}
+
+/// Keeps letters, digits and `-`; every other run of characters becomes one `_`, as the seed
+/// names its files (`https://auth.example.com` -> `https_auth_example_com`).
+fn sanitize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() || c == '-' {
+            out.push(c);
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_matches('_').to_owned()
+}
+
+impl TokenCache {
+    /// The cache file for `issuer` and `client_id` inside `dir`, e.g.
+    /// `https_auth_example_com_realms_corp_my-client_tokens.json`.
+    pub fn new(dir: &Path, issuer: &str, client_id: &str) -> Self {
+        let name = format!("{}_{}_tokens.json", sanitize(issuer), sanitize(client_id));
+        Self {
+            path: dir.join(name),
+        }
+    }
+
+    /// Where the file lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The cached tokens; a missing file is `None`, and so is an unreadable or corrupt one
+    /// (with a warning), which the next login overwrites.
+    pub fn load(&self) -> Option<StoredTokens> {
+        let bytes = match fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!("Ignoring token cache {}: {e}", self.path.display());
+                return None;
+            }
+        };
+        match serde_json::from_slice(&bytes) {
+            Ok(tokens) => Some(tokens),
+            Err(e) => {
+                tracing::warn!(
+                    "Ignoring corrupt token cache {} ({e}); a new login will replace it",
+                    self.path.display()
+                );
+                None
+            }
+        }
+    }
+
+    /// Writes the tokens: a temp file beside the target, flushed, then renamed over it, so a
+    /// crash never leaves a half-written file. File 0600, directory 0700.
+    pub fn save(&self, tokens: &StoredTokens) -> io::Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        create_private_dir(dir)?;
+        let json = serde_json::to_vec_pretty(tokens)?;
+        let tmp = dir.join(format!(
+            ".{}.{}.tmp",
+            self.path
+                .file_name()
+                .map_or_else(|| "tokens".into(), |n| n.to_string_lossy()),
+            std::process::id()
+        ));
+        let result = (|| {
+            let mut file = private_file(&tmp)?;
+            file.write_all(&json)?;
+            file.sync_all()?;
+            fs::rename(&tmp, &self.path)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Deletes the file (a failed refresh with no way back, say).
+    pub fn clear(&self) {
+        if let Err(e) = fs::remove_file(&self.path)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!("Could not delete token cache {}: {e}", self.path.display());
+        }
+    }
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    fs::create_dir_all(dir)
+}
+
+#[cfg(unix)]
+fn private_file(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn private_file(path: &Path) -> io::Result<fs::File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens() -> StoredTokens {
+        StoredTokens {
+            issuer: "https://auth.example.com".into(),
+            client_id: "cid".into(),
+            access_token: Secret::new("at"),
+            refresh_token: Some(Secret::new("rt")),
+            expires_at: Some(unix_now() + 100),
+            scope: None,
+        }
+    }
+
+    #[test]
+    fn file_is_named_from_issuer_and_client() {
+        let cache = TokenCache::new(
+            Path::new("/c"),
+            "https://auth.example.com/realms/x/",
+            "my app",
+        );
+        assert_eq!(
+            cache.path(),
+            Path::new("/c/https_auth_example_com_realms_x_my_app_tokens.json")
+        );
+    }
+
+    #[test]
+    fn save_then_load_round_trips_with_private_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache_dir = dir.path().join("nested").join("cache");
+        let cache = TokenCache::new(&cache_dir, "https://auth.example.com", "cid");
+        assert_eq!(cache.load(), None);
+        cache.save(&tokens()).unwrap();
+        assert_eq!(cache.load(), Some(tokens()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(cache.path()), 0o600);
+            assert_eq!(mode(&cache_dir), 0o700);
+        }
+        let leftovers: Vec<_> = fs::read_dir(&cache_dir).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp file may remain");
+    }
+
+    #[test]
+    fn corrupt_file_counts_as_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = TokenCache::new(dir.path(), "https://auth.example.com", "cid");
+        fs::write(cache.path(), b"{not json").unwrap();
+        assert_eq!(cache.load(), None);
+        cache.save(&tokens()).unwrap();
+        assert!(cache.load().is_some());
+    }
+}

@@ -1,0 +1,223 @@
+//! The loopback server that receives the browser's redirect after login. It lives only for the
+//! duration of one login, on the redirect URL's own host, port and path.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    extract::{Query, State},
+    http::StatusCode,
+    response::Html,
+    routing::get,
+};
+use tokio::sync::{mpsc, oneshot};
+use url::Url;
+
+use super::AuthError;
+use crate::secret::Secret;
+
+/// What the callback carried: a code, or the provider's refusal.
+type Outcome = Result<Secret, AuthError>;
+
+#[derive(Clone)]
+struct Shared {
+    state: Arc<str>,
+    outcome: mpsc::Sender<Outcome>,
+    issuer: Arc<str>,
+}
+
+/// A running callback server; dropping it stops the server.
+pub struct CallbackServer {
+    outcome: mpsc::Receiver<Outcome>,
+    _stop: Vec<oneshot::Sender<()>>,
+}
+
+#[derive(serde::Deserialize)]
+struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// Addresses to listen on for a loopback redirect host: `localhost` may resolve to either
+/// family, so both loopback addresses are tried for it.
+fn listen_addresses(url: &Url) -> Vec<IpAddr> {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => vec![IpAddr::V4(ip)],
+        Some(url::Host::Ipv6(ip)) => vec![IpAddr::V6(ip)],
+        _ => vec![
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ],
+    }
+}
+
+impl CallbackServer {
+    /// Binds the redirect URL's port on loopback and starts serving its path.
+    pub async fn start(redirect_url: &Url, state: &str, issuer: &str) -> Result<Self, AuthError> {
+        let port = redirect_url.port_or_known_default().unwrap_or(80);
+        let (tx, rx) = mpsc::channel(1);
+        let shared = Shared {
+            state: state.into(),
+            outcome: tx,
+            issuer: issuer.into(),
+        };
+        let path = match redirect_url.path() {
+            "" => "/",
+            p => p,
+        };
+        let app = Router::new()
+            .route(path, get(callback))
+            .fallback(|| async {
+                (
+                    StatusCode::NOT_FOUND,
+                    Html(page("Not found", "Nothing here.")),
+                )
+            })
+            .with_state(shared);
+        let mut stops = Vec::new();
+        for (i, ip) in listen_addresses(redirect_url).into_iter().enumerate() {
+            let addr = SocketAddr::new(ip, port);
+            let listener = match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => listener,
+                // The first address is the one that must work; the other family is a bonus.
+                Err(_) if i > 0 => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    return Err(AuthError::PortInUse {
+                        port,
+                        redirect_url: redirect_url.to_string(),
+                    });
+                }
+                Err(e) => {
+                    return Err(AuthError::Callback(format!(
+                        "cannot listen on {addr} for {redirect_url}: {e}"
+                    )));
+                }
+            };
+            let (stop_tx, stop_rx) = oneshot::channel::<()>();
+            stops.push(stop_tx);
+            let app = app.clone();
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await;
+            });
+        }
+        tracing::debug!("Login callback server listening on {redirect_url}");
+        Ok(Self {
+            outcome: rx,
+            _stop: stops,
+        })
+    }
+
+    /// Waits for the redirect that carries this login's state.
+    pub async fn wait(mut self, timeout: Duration) -> Result<Secret, AuthError> {
+        match tokio::time::timeout(timeout, self.outcome.recv()).await {
+            Ok(Some(outcome)) => outcome,
+            Ok(None) => Err(AuthError::Callback("callback server stopped".into())),
+            Err(_) => Err(AuthError::LoginTimeout {
+                seconds: timeout.as_secs(),
+            }),
+        }
+    }
+}
+
+async fn callback(
+    State(shared): State<Shared>,
+    Query(query): Query<CallbackQuery>,
+) -> (StatusCode, Html<String>) {
+    // A redirect from an older attempt or another site must not end this login.
+    if query.state.as_deref() != Some(&*shared.state) {
+        tracing::warn!("Ignoring a login callback whose state does not match this login");
+        return (
+            StatusCode::BAD_REQUEST,
+            Html(page(
+                "Unknown login attempt",
+                "This sign-in response does not belong to the login in progress. \
+                 Return to your app: it is still waiting for you to log in.",
+            )),
+        );
+    }
+    if let Some(error) = query.error {
+        let description = query.error_description.unwrap_or_default();
+        let _ = shared.outcome.try_send(Err(AuthError::Denied {
+            error: error.clone(),
+            description: description.clone(),
+        }));
+        let detail = if description.is_empty() {
+            error
+        } else {
+            format!("{error}: {description}")
+        };
+        return (
+            StatusCode::OK,
+            Html(page(
+                "Login failed",
+                &format!("The identity provider said: {detail}. Return to your app to retry."),
+            )),
+        );
+    }
+    let Some(code) = query.code.filter(|c| !c.is_empty()) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Html(page(
+                "Login failed",
+                "The response carried no authorization code.",
+            )),
+        );
+    };
+    let _ = shared.outcome.try_send(Ok(Secret::new(code)));
+    (
+        StatusCode::OK,
+        Html(page(
+            "Login complete",
+            &format!(
+                "You are signed in to {}. You can close this tab and return to your app.",
+                shared.issuer
+            ),
+        )),
+    )
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn page(title: &str, message: &str) -> String {
+    let (title, message) = (escape(title), escape(message));
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
+         <body style=\"font-family:sans-serif;max-width:36em;margin:4em auto\">\
+         <h1>{title}</h1><p>{message}</p><p><small>authful-mcp-proxy</small></p></body></html>"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_escape_provider_text() {
+        let html = page("Login failed", "<script>alert('x')</script> & more");
+        assert!(!html.contains("<script>"));
+        assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more"));
+    }
+}

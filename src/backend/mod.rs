@@ -1,0 +1,143 @@
+//! One remote MCP server: the Streamable HTTP connection and the handler that passes its
+//! requests and notifications on to the stdio client.
+
+pub mod http;
+
+use std::sync::Arc;
+
+use rmcp::{
+    Peer, RoleClient, RoleServer, ServiceExt,
+    model::{
+        ClientConfig, ClientResult, ErrorData, GetMeta, ProgressNotification, ServerNotification,
+        ServerRequest,
+    },
+    service::{ClientCacheConfig, NotificationContext, RequestContext, RunningService, Service},
+    transport::{
+        StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
+    },
+};
+
+use crate::{
+    auth::TokenManager,
+    config,
+    forward::{ProgressMap, client_error, find_auth_error, forward},
+};
+
+/// Progress tokens for both directions of one backend link.
+#[derive(Clone, Default)]
+pub struct ProgressMaps {
+    /// Requests from the client to the backend: backend-side token to client token.
+    pub to_client: ProgressMap,
+    /// Requests from the backend to the client: client-side token to backend token.
+    pub to_backend: ProgressMap,
+}
+
+/// Receives what a backend sends on its own initiative and passes it to the stdio client.
+pub struct BackendHandler {
+    name: Arc<str>,
+    info: ClientConfig,
+    downstream: Peer<RoleServer>,
+    progress: ProgressMaps,
+}
+
+impl BackendHandler {
+    /// A handler for backend `name` that introduces itself with `info` (the stdio client's own
+    /// capabilities, so the backend only asks for what the client can do).
+    pub fn new(
+        name: &str,
+        info: ClientConfig,
+        downstream: Peer<RoleServer>,
+        progress: ProgressMaps,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            info,
+            downstream,
+            progress,
+        }
+    }
+}
+
+impl Service<RoleClient> for BackendHandler {
+    async fn handle_request(
+        &self,
+        request: ServerRequest,
+        context: RequestContext<RoleClient>,
+    ) -> Result<ClientResult, ErrorData> {
+        forward(
+            &self.downstream,
+            request,
+            context.meta,
+            &context.ct,
+            &self.progress.to_backend,
+        )
+        .await
+        .map_err(|e| client_error("client", e))
+    }
+
+    async fn handle_notification(
+        &self,
+        notification: ServerNotification,
+        context: NotificationContext<RoleClient>,
+    ) -> Result<(), ErrorData> {
+        let notification = match notification {
+            // rmcp has already cancelled the matching handler, which tells the client.
+            ServerNotification::CancelledNotification(_) => return Ok(()),
+            ServerNotification::ProgressNotification(progress) => {
+                let Some(params) = self.progress.to_client.translate(progress.params) else {
+                    return Ok(());
+                };
+                ServerNotification::ProgressNotification(ProgressNotification::new(params))
+            }
+            mut other => {
+                *other.get_meta_mut() = context.meta;
+                other
+            }
+        };
+        if let Err(e) = self.downstream.send_notification(notification).await {
+            tracing::debug!("Dropped a notification from backend '{}': {e}", self.name);
+        }
+        Ok(())
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        self.info.clone()
+    }
+}
+
+/// A connected backend.
+pub type BackendLink = RunningService<RoleClient, BackendHandler>;
+
+/// Why a backend could not be connected.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConnectError(String);
+
+/// Connects to `backend` (logging in first if its profile needs it) and runs the MCP
+/// initialize handshake, pinned to the newest protocol version that has one.
+pub async fn connect(
+    backend: &config::Backend,
+    http: reqwest::Client,
+    tokens: Option<Arc<TokenManager>>,
+    handler: BackendHandler,
+) -> Result<BackendLink, ConnectError> {
+    let transport = StreamableHttpClientTransport::with_client(
+        http::AuthorizedHttp::new(http, tokens),
+        StreamableHttpClientTransportConfig::with_uri(backend.url.as_str()),
+    );
+    let link = handler.serve(transport).await.map_err(|e| {
+        let reason = match find_auth_error(&e) {
+            Some(auth) => format!("authentication failed: {auth}"),
+            None => crate::auth::oidc::chain(&e),
+        };
+        ConnectError(format!(
+            "cannot connect to backend '{}' at {}: {reason}",
+            backend.name, backend.url
+        ))
+    })?;
+    // A cached list would hide changes and errors from the client.
+    link.peer()
+        .set_response_cache_config(ClientCacheConfig::disabled())
+        .await;
+    Ok(link)
+}

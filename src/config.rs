@@ -1,0 +1,677 @@
+//! The configuration model and how its layers merge.
+//!
+//! Lowest first: built-in defaults < YAML file < the seed's env vars (`MCP_BACKEND_URL`,
+//! `OIDC_*`) < `AUTHFUL_MCP_*` env vars (`__` nests) < command-line flags. The seed's env vars and
+//! flags fill OIDC profile `default` and backend `default`, so the single-backend drop-in and the
+//! multi-backend file share one model.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Yaml},
+};
+use serde::{Deserialize, Deserializer, Serialize};
+use url::Url;
+
+use crate::secret::Secret;
+
+/// Scopes requested when none are configured (the seed's default).
+pub const DEFAULT_SCOPES: &str = "openid profile email";
+/// Where the browser is sent back to when no redirect URL is configured (the seed's default).
+pub const DEFAULT_REDIRECT_URL: &str = "http://localhost:8080/auth/callback";
+/// How long a browser login may take before the pending request fails.
+pub const DEFAULT_LOGIN_TIMEOUT_SECS: u64 = 300;
+/// The profile and backend that the seed's env vars and flags define.
+pub const DEFAULT_NAME: &str = "default";
+/// Prefix of the env vars that address any key of the model.
+pub const ENV_PREFIX: &str = "AUTHFUL_MCP_";
+
+/// The configuration as written by the user, before defaults and checks.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory holding the token cache files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
+    /// Named OIDC client registrations; backends refer to them by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub oidc_profiles: BTreeMap<String, OidcProfileConfig>,
+    /// Named remote MCP servers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub backends: BTreeMap<String, BackendConfig>,
+}
+
+/// One OIDC client registration at one identity provider.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProfileConfig {
+    /// Issuer URL; discovery reads `{issuer_url}/.well-known/openid-configuration`.
+    #[serde(
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub issuer_url: Option<String>,
+    /// OAuth client id registered at the identity provider.
+    #[serde(
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub client_id: Option<String>,
+    /// Client secret, for confidential clients only.
+    #[serde(
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub client_secret: Option<String>,
+    /// Scopes: a space-separated string or a list. `openid` is always added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Scopes>,
+    /// Loopback URL the browser returns to after login.
+    #[serde(
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub redirect_url: Option<String>,
+    /// Seconds a browser login may take (default 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_timeout: Option<u64>,
+}
+
+/// One remote MCP server reached over Streamable HTTP.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Streamable HTTP endpoint of the MCP server.
+    #[serde(
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub url: Option<String>,
+    /// Name of the OIDC profile whose tokens this backend accepts; none means no login.
+    #[serde(
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub oidc_profile: Option<String>,
+    /// Name prefix for this backend's tools, prompts and resources.
+    #[serde(
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prefix: Option<String>,
+}
+
+/// Scopes as a space-separated string or a list.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Scopes {
+    /// `"openid profile email"`
+    Text(String),
+    /// `[openid, profile, email]`
+    List(Vec<String>),
+}
+
+impl Scopes {
+    /// The scopes in order, `openid` first and each one once.
+    pub fn normalized(&self) -> Vec<String> {
+        let words: Vec<&str> = match self {
+            Scopes::Text(text) => text.split_whitespace().collect(),
+            Scopes::List(list) => list.iter().flat_map(|s| s.split_whitespace()).collect(),
+        };
+        let mut scopes = vec!["openid".to_owned()];
+        for word in words {
+            if !scopes.iter().any(|s| s == word) {
+                scopes.push(word.to_owned());
+            }
+        }
+        scopes
+    }
+}
+
+/// Env vars and YAML may carry `12345` where a string is meant (a numeric client id, say):
+/// take any scalar as text instead of failing.
+fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Int(i64),
+        Uint(u64),
+        Float(f64),
+        Bool(bool),
+    }
+    Ok(
+        Option::<Scalar>::deserialize(deserializer)?.map(|v| match v {
+            Scalar::Text(s) => s,
+            Scalar::Int(n) => n.to_string(),
+            Scalar::Uint(n) => n.to_string(),
+            Scalar::Float(n) => n.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+        }),
+    )
+}
+
+/// The seed's single-backend settings, as they come from its env vars or from flags.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeedSettings {
+    /// `MCP_BACKEND_URL` / positional argument.
+    pub backend_url: Option<String>,
+    /// `OIDC_ISSUER_URL` / `--oidc-issuer-url`.
+    pub issuer_url: Option<String>,
+    /// `OIDC_CLIENT_ID` / `--oidc-client-id`.
+    pub client_id: Option<String>,
+    /// `OIDC_CLIENT_SECRET` / `--oidc-client-secret`.
+    pub client_secret: Option<String>,
+    /// `OIDC_SCOPES` / `--oidc-scopes`.
+    pub scopes: Option<String>,
+    /// `OIDC_REDIRECT_URL` / `--oidc-redirect-url`.
+    pub redirect_url: Option<String>,
+    /// `--login-timeout` (no seed env var).
+    pub login_timeout: Option<u64>,
+    /// `--cache-dir` (no seed env var).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl SeedSettings {
+    /// Reads the seed's env vars through `lookup` (empty values count as unset).
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        Self {
+            backend_url: get("MCP_BACKEND_URL"),
+            issuer_url: get("OIDC_ISSUER_URL"),
+            client_id: get("OIDC_CLIENT_ID"),
+            client_secret: get("OIDC_CLIENT_SECRET"),
+            scopes: get("OIDC_SCOPES"),
+            redirect_url: get("OIDC_REDIRECT_URL"),
+            login_timeout: None,
+            cache_dir: None,
+        }
+    }
+
+    /// This layer as a partial [`Config`]: profile and backend `default`.
+    fn as_config(&self) -> Config {
+        let mut config = Config {
+            cache_dir: self.cache_dir.clone(),
+            ..Config::default()
+        };
+        let profile = OidcProfileConfig {
+            issuer_url: self.issuer_url.clone(),
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            scopes: self.scopes.clone().map(Scopes::Text),
+            redirect_url: self.redirect_url.clone(),
+            login_timeout: self.login_timeout,
+        };
+        if profile != OidcProfileConfig::default() {
+            config
+                .oidc_profiles
+                .insert(DEFAULT_NAME.to_owned(), profile);
+        }
+        if let Some(url) = &self.backend_url {
+            config.backends.insert(
+                DEFAULT_NAME.to_owned(),
+                BackendConfig {
+                    url: Some(url.clone()),
+                    oidc_profile: Some(DEFAULT_NAME.to_owned()),
+                    prefix: None,
+                },
+            );
+        }
+        config
+    }
+}
+
+/// Where configuration comes from, for one run.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// YAML file (`--config` / `AUTHFUL_MCP_CONFIG`).
+    pub file: Option<PathBuf>,
+    /// The seed's env vars.
+    pub seed_env: SeedSettings,
+    /// Flags given on the command line.
+    pub flags: SeedSettings,
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file named by `--config` cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A layer has a syntax error, an unknown key or a value of the wrong type.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    /// A required setting is missing or a value is unusable.
+    #[error("{0}")]
+    Problem(String),
+}
+
+impl Sources {
+    /// The merged layers, not yet extracted.
+    pub fn figment(&self) -> Figment {
+        let mut figment = Figment::new();
+        if let Some(file) = &self.file {
+            figment = figment.merge(Yaml::file_exact(file));
+        }
+        figment
+            .merge(Serialized::defaults(self.seed_env.as_config()))
+            .merge(Env::prefixed(ENV_PREFIX).ignore(&["config"]).split("__"))
+            .merge(Serialized::defaults(self.flags.as_config()))
+    }
+
+    /// Reads and merges every layer.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        if let Some(file) = &self.file
+            && let Err(source) = std::fs::metadata(file)
+        {
+            return Err(ConfigError::Unreadable {
+                path: file.clone(),
+                source,
+            });
+        }
+        self.figment()
+            .extract::<Config>()
+            .map_err(|e| ConfigError::Invalid(figment_message(e)))
+    }
+}
+
+fn figment_message(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A usable OIDC profile: every default applied, every value checked.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// The profile's name in the configuration.
+    pub name: String,
+    /// Issuer URL exactly as configured: discovery compares it with the provider's `issuer`
+    /// verbatim, so it is not normalised.
+    pub issuer_url: String,
+    /// OAuth client id.
+    pub client_id: String,
+    /// Client secret of a confidential client.
+    pub client_secret: Option<Secret>,
+    /// Requested scopes, `openid` first.
+    pub scopes: Vec<String>,
+    /// Loopback redirect URL the callback server listens on.
+    pub redirect_url: Url,
+    /// How long a browser login may take.
+    pub login_timeout: Duration,
+}
+
+/// A usable backend.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    /// The backend's name in the configuration.
+    pub name: String,
+    /// Streamable HTTP endpoint.
+    pub url: Url,
+    /// Profile whose tokens the backend accepts.
+    pub profile: Option<Arc<Profile>>,
+    /// Name prefix; `None` when served unprefixed.
+    pub prefix: Option<String>,
+}
+
+/// The configuration, resolved and checked, ready to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Directory of the token cache.
+    pub cache_dir: PathBuf,
+    /// Backends in name order.
+    pub backends: Vec<Backend>,
+}
+
+/// The seed's documented token cache location, `~/.fastmcp/oauth-mcp-client-cache`.
+pub fn default_cache_dir() -> PathBuf {
+    dirs::home_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".fastmcp")
+        .join("oauth-mcp-client-cache")
+}
+
+fn expand_home(path: &Path) -> PathBuf {
+    match path.strip_prefix("~") {
+        Ok(rest) => dirs::home_dir().map_or_else(|| path.to_path_buf(), |h| h.join(rest)),
+        Err(_) => path.to_path_buf(),
+    }
+}
+
+/// How a missing setting of the drop-in (`default`) profile or backend is supplied.
+fn how_to_set(key: &str) -> &'static str {
+    match key {
+        "url" => "set MCP_BACKEND_URL or pass the URL as the first argument",
+        "issuer_url" => "set OIDC_ISSUER_URL or pass --oidc-issuer-url",
+        "client_id" => "set OIDC_CLIENT_ID or pass --oidc-client-id",
+        _ => "set it in the config file",
+    }
+}
+
+fn missing(kind: &str, name: &str, key: &str, what: &str) -> ConfigError {
+    if name == DEFAULT_NAME {
+        ConfigError::Problem(format!("Missing {what}: {}", how_to_set(key)))
+    } else {
+        ConfigError::Problem(format!(
+            "Missing {what}: {kind}.{name}.{key} is required in the config file"
+        ))
+    }
+}
+
+fn parse_url(kind: &str, name: &str, key: &str, value: &str) -> Result<Url, ConfigError> {
+    Url::parse(value.trim()).map_err(|e| {
+        ConfigError::Problem(format!(
+            "{kind}.{name}.{key}: '{value}' is not a valid URL ({e})"
+        ))
+    })
+}
+
+impl Config {
+    /// Applies defaults and checks what a run needs.
+    pub fn resolve(self) -> Result<Settings, ConfigError> {
+        let mut profiles = BTreeMap::new();
+        for (name, p) in &self.oidc_profiles {
+            profiles.insert(name.clone(), Arc::new(resolve_profile(name, p)?));
+        }
+        if self.backends.is_empty() {
+            return Err(missing("backends", DEFAULT_NAME, "url", "MCP backend URL"));
+        }
+        let only_one = self.backends.len() == 1;
+        let mut backends = Vec::new();
+        for (name, b) in &self.backends {
+            let url = b
+                .url
+                .as_deref()
+                .ok_or_else(|| missing("backends", name, "url", "MCP backend URL"))?;
+            let url = parse_url("backends", name, "url", url)?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(ConfigError::Problem(format!(
+                    "backends.{name}.url: '{url}' must be an http:// or https:// URL"
+                )));
+            }
+            let profile = match &b.oidc_profile {
+                None => None,
+                Some(p) => Some(match profiles.get(p) {
+                    Some(profile) => Arc::clone(profile),
+                    None if p == DEFAULT_NAME => {
+                        return Err(missing(
+                            "oidc_profiles",
+                            DEFAULT_NAME,
+                            "issuer_url",
+                            "OIDC issuer URL",
+                        ));
+                    }
+                    None => {
+                        return Err(ConfigError::Problem(format!(
+                            "backends.{name}.oidc_profile: no OIDC profile named '{p}'"
+                        )));
+                    }
+                }),
+            };
+            // The drop-in case stays a transparent relay: one backend from the seed's settings.
+            let prefix = match &b.prefix {
+                Some(p) if p.is_empty() => None,
+                Some(p) => Some(p.clone()),
+                None if only_one && name == DEFAULT_NAME => None,
+                None => Some(name.clone()),
+            };
+            backends.push(Backend {
+                name: name.clone(),
+                url,
+                profile,
+                prefix,
+            });
+        }
+        let cache_dir = self
+            .cache_dir
+            .as_deref()
+            .map(expand_home)
+            .unwrap_or_else(default_cache_dir);
+        Ok(Settings {
+            cache_dir,
+            backends,
+        })
+    }
+}
+
+fn resolve_profile(name: &str, p: &OidcProfileConfig) -> Result<Profile, ConfigError> {
+    let kind = "oidc_profiles";
+    let issuer = p
+        .issuer_url
+        .as_deref()
+        .ok_or_else(|| missing(kind, name, "issuer_url", "OIDC issuer URL"))?;
+    let issuer_url = issuer.trim().to_owned();
+    let parsed = parse_url(kind, name, "issuer_url", &issuer_url)?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(ConfigError::Problem(format!(
+            "{kind}.{name}.issuer_url: '{issuer_url}' must be an https:// URL"
+        )));
+    }
+    let client_id = p
+        .client_id
+        .clone()
+        .filter(|c| !c.trim().is_empty())
+        .ok_or_else(|| missing(kind, name, "client_id", "OIDC client id"))?;
+    let redirect = p.redirect_url.as_deref().unwrap_or(DEFAULT_REDIRECT_URL);
+    let redirect_url = parse_url(kind, name, "redirect_url", redirect)?;
+    check_redirect(name, &redirect_url)?;
+    let scopes = p
+        .scopes
+        .clone()
+        .unwrap_or_else(|| Scopes::Text(DEFAULT_SCOPES.to_owned()))
+        .normalized();
+    Ok(Profile {
+        name: name.to_owned(),
+        issuer_url,
+        client_id,
+        client_secret: p
+            .client_secret
+            .clone()
+            .filter(|s| !s.is_empty())
+            .map(Secret::new),
+        scopes,
+        redirect_url,
+        login_timeout: Duration::from_secs(p.login_timeout.unwrap_or(DEFAULT_LOGIN_TIMEOUT_SECS)),
+    })
+}
+
+/// The callback server binds the redirect URL's own host and port, so that host must be
+/// loopback and the port explicit.
+fn check_redirect(name: &str, url: &Url) -> Result<(), ConfigError> {
+    let loopback = is_loopback_host(url);
+    if url.scheme() != "http" || !loopback || url.port().is_none() {
+        return Err(ConfigError::Problem(format!(
+            "oidc_profiles.{name}.redirect_url: '{url}' must be http:// on localhost, 127.0.0.1 \
+             or [::1] with an explicit port, e.g. {DEFAULT_REDIRECT_URL}"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether a URL's host is `localhost` or a loopback address.
+pub fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
+mod tests {
+    use super::*;
+
+    fn seed(url: &str) -> SeedSettings {
+        SeedSettings {
+            backend_url: Some(url.into()),
+            issuer_url: Some("https://auth.example.com".into()),
+            client_id: Some("cid".into()),
+            ..SeedSettings::default()
+        }
+    }
+
+    #[test]
+    fn scopes_always_start_with_openid_once() {
+        assert_eq!(
+            Scopes::Text("profile openid email".into()).normalized(),
+            ["openid", "profile", "email"]
+        );
+        assert_eq!(
+            Scopes::List(vec!["mcp:read".into()]).normalized(),
+            ["openid", "mcp:read"]
+        );
+    }
+
+    #[test]
+    fn seed_settings_make_one_unprefixed_backend_with_the_seed_defaults() {
+        // Inside a jail: other tests set AUTHFUL_MCP_* env vars.
+        figment::Jail::expect_with(|_| {
+            let sources = Sources {
+                seed_env: seed("https://mcp.example.com/mcp"),
+                ..Sources::default()
+            };
+            let settings = sources.load().unwrap().resolve().unwrap();
+            let [backend] = settings.backends.as_slice() else {
+                panic!("one backend expected")
+            };
+            assert_eq!(backend.prefix, None);
+            let profile = backend.profile.as_ref().unwrap();
+            assert_eq!(profile.scopes, ["openid", "profile", "email"]);
+            assert_eq!(profile.redirect_url.as_str(), DEFAULT_REDIRECT_URL);
+            assert_eq!(profile.login_timeout, Duration::from_secs(300));
+            assert!(
+                settings
+                    .cache_dir
+                    .ends_with(".fastmcp/oauth-mcp-client-cache")
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_settings_name_the_env_var_and_the_flag() {
+        // Inside a jail: other tests set AUTHFUL_MCP_* env vars.
+        figment::Jail::expect_with(|_| {
+            let cases = [
+                (SeedSettings::default(), "MCP_BACKEND_URL"),
+                (
+                    SeedSettings {
+                        issuer_url: None,
+                        ..seed("https://m/mcp")
+                    },
+                    "--oidc-issuer-url",
+                ),
+                (
+                    SeedSettings {
+                        client_id: None,
+                        ..seed("https://m/mcp")
+                    },
+                    "OIDC_CLIENT_ID",
+                ),
+            ];
+            for (seed_env, expected) in cases {
+                let sources = Sources {
+                    seed_env,
+                    ..Sources::default()
+                };
+                let err = sources.load().unwrap().resolve().unwrap_err().to_string();
+                assert!(err.contains(expected), "{err}");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn redirect_url_must_be_loopback_http_with_a_port() {
+        // Inside a jail: other tests set AUTHFUL_MCP_* env vars.
+        figment::Jail::expect_with(|_| {
+            for bad in [
+                "https://localhost:8080/cb",
+                "http://example.com:8080/cb",
+                "http://localhost/cb",
+            ] {
+                let mut s = seed("https://m/mcp");
+                s.redirect_url = Some(bad.into());
+                let sources = Sources {
+                    seed_env: s,
+                    ..Sources::default()
+                };
+                let err = sources.load().unwrap().resolve().unwrap_err().to_string();
+                assert!(err.contains("redirect_url"), "{bad}: {err}");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn layers_apply_in_documented_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.yaml",
+                "oidc_profiles:\n  default:\n    issuer_url: https://file.example.com\n    \
+                 client_id: from-file\n    scopes: [a]\n    redirect_url: http://127.0.0.1:1/cb\n\
+                 backends:\n  default:\n    url: https://file.example.com/mcp\n    \
+                 oidc_profile: default\n",
+            )?;
+            jail.set_env("AUTHFUL_MCP_OIDC_PROFILES__DEFAULT__CLIENT_ID", "12345");
+            jail.set_env("AUTHFUL_MCP_CACHE_DIR", "/tmp/from-env");
+            let sources = Sources {
+                file: Some("c.yaml".into()),
+                seed_env: SeedSettings {
+                    issuer_url: Some("https://seed.example.com".into()),
+                    client_id: Some("from-seed".into()),
+                    scopes: Some("b".into()),
+                    ..SeedSettings::default()
+                },
+                flags: SeedSettings {
+                    scopes: Some("c".into()),
+                    ..SeedSettings::default()
+                },
+            };
+            let config = sources.load().unwrap();
+            let p = &config.oidc_profiles["default"];
+            assert_eq!(p.issuer_url.as_deref(), Some("https://seed.example.com"));
+            assert_eq!(p.client_id.as_deref(), Some("12345"));
+            assert_eq!(p.scopes, Some(Scopes::Text("c".into())));
+            assert_eq!(p.redirect_url.as_deref(), Some("http://127.0.0.1:1/cb"));
+            assert_eq!(config.cache_dir, Some(PathBuf::from("/tmp/from-env")));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.yaml", "backends:\n  a:\n    ulr: https://x/mcp\n")?;
+            let sources = Sources {
+                file: Some("c.yaml".into()),
+                ..Sources::default()
+            };
+            let err = sources.load().unwrap_err().to_string();
+            assert!(err.contains("ulr"), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,12 @@
+//! `authful-mcp-proxy`: a stdio MCP server that logs its user in to an OIDC identity provider
+//! and relays MCP to remote Streamable HTTP servers with a fresh bearer token on every request.
+
+pub mod auth;
+pub mod backend;
+pub mod cli;
+pub mod config;
+pub mod forward;
+pub mod logging;
+pub mod proxy;
+pub mod relay;
+pub mod secret;

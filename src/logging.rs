@@ -1,0 +1,88 @@
+//! Log lines in the seed's style on stderr (or a file), never on stdout:
+//! `2026-01-01T10:00:00.000Z [authful_mcp_proxy.auth] [info] message`.
+
+use std::{fmt, io, path::Path, sync::Mutex};
+
+use time::{OffsetDateTime, format_description::BorrowedFormatItem, macros::format_description};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::{
+    EnvFilter,
+    fmt::{FmtContext, FormatEvent, FormatFields, format::Writer},
+    registry::LookupSpan,
+};
+
+/// How much to log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    /// Errors only (`--silent`).
+    Silent,
+    /// Info and above (the default).
+    Normal,
+    /// Everything of ours at debug (`--debug`, `MCP_PROXY_DEBUG`).
+    Debug,
+}
+
+const TIMESTAMP: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
+/// Formats events as `timestamp [module] [level] message key=value...`.
+pub struct SeedFormat;
+
+impl<S, N> FormatEvent<S, N> for SeedFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let now = OffsetDateTime::now_utc();
+        let stamp = now.format(TIMESTAMP).map_err(|_| fmt::Error)?;
+        let meta = event.metadata();
+        let level = match *meta.level() {
+            Level::ERROR => "error",
+            Level::WARN => "warning",
+            Level::INFO => "info",
+            Level::DEBUG => "debug",
+            Level::TRACE => "trace",
+        };
+        let module = meta.target().replace("::", ".");
+        write!(writer, "{stamp} [{module}] [{level}] ")?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
+fn filter(verbosity: Verbosity) -> EnvFilter {
+    let directives = match verbosity {
+        Verbosity::Silent => "error",
+        Verbosity::Normal => "warn,authful_mcp_proxy=info",
+        // rmcp's debug lines carry whole JSON-RPC messages, never our HTTP headers.
+        Verbosity::Debug => "warn,authful_mcp_proxy=debug,rmcp=debug",
+    };
+    EnvFilter::new(directives)
+}
+
+/// Installs the global subscriber. With `log_file`, lines are appended there instead of stderr.
+pub fn init(verbosity: Verbosity, log_file: Option<&Path>) -> io::Result<()> {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter(verbosity))
+        .with_ansi(false)
+        .event_format(SeedFormat);
+    let result = match log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
+            builder.with_writer(Mutex::new(file)).try_init()
+        }
+        None => builder.with_writer(io::stderr).try_init(),
+    };
+    // A second init (tests running several gateways) keeps the first subscriber.
+    let _ = result;
+    Ok(())
+}

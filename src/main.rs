@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    authful_mcp_proxy::cli::main()
+}

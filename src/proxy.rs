@@ -1,0 +1,99 @@
+//! Running the proxy: token managers per profile, the relay, and the stdio server loop.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use rmcp::ServiceExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::{
+    auth::{TokenManager, browser::Browser},
+    config::Settings,
+    relay::Relay,
+};
+
+/// Why the proxy stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The configuration asks for something this version cannot serve.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The stdio client broke the protocol before the session started.
+    #[error("MCP session with the client failed to start: {0}")]
+    Start(String),
+}
+
+/// The HTTP client shared by every backend and identity provider.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("authful-mcp-proxy/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
+}
+
+/// One token manager per profile in use, so backends that share a profile share its tokens.
+pub fn token_managers(
+    settings: &Settings,
+    http: &reqwest::Client,
+    browser: &Arc<dyn Browser>,
+) -> BTreeMap<String, Arc<TokenManager>> {
+    let login_gate = Arc::default();
+    let mut managers = BTreeMap::new();
+    for profile in settings.backends.iter().filter_map(|b| b.profile.as_ref()) {
+        managers.entry(profile.name.clone()).or_insert_with(|| {
+            Arc::new(TokenManager::new(
+                Arc::clone(profile),
+                &settings.cache_dir,
+                http.clone(),
+                Arc::clone(browser),
+                Arc::clone(&login_gate),
+            ))
+        });
+    }
+    managers
+}
+
+/// Serves MCP on `reader`/`writer` (stdin/stdout in production) until the client closes its
+/// side, then closes the backend session.
+pub async fn serve<R, W>(
+    settings: Settings,
+    browser: Arc<dyn Browser>,
+    reader: R,
+    writer: W,
+) -> Result<(), RunError>
+where
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Send + Unpin + 'static,
+{
+    let [backend] = settings.backends.as_slice() else {
+        return Err(RunError::Unsupported(
+            "this version serves exactly one backend; declare one under 'backends'".into(),
+        ));
+    };
+    let http = http_client();
+    let managers = token_managers(&settings, &http, &browser);
+    let tokens = backend
+        .profile
+        .as_ref()
+        .and_then(|p| managers.get(&p.name))
+        .cloned();
+    // Log in while the client starts up: `initialize` then finds the token ready (or joins
+    // the same login), instead of starting it only then.
+    if let Some(tokens) = tokens.clone() {
+        tokio::spawn(async move {
+            if let Err(e) = tokens.access_token().await {
+                tracing::error!("Login for profile '{}' failed: {e}", tokens.profile().name);
+            }
+        });
+    }
+    let relay = Relay::new(backend.clone(), http, tokens);
+    let closer = relay.closer();
+    let running = relay
+        .serve((reader, writer))
+        .await
+        .map_err(|e| RunError::Start(e.to_string()))?;
+    let quit = running.waiting().await;
+    tracing::debug!("Client session ended: {quit:?}");
+    closer.close().await;
+    Ok(())
+}

@@ -1,0 +1,290 @@
+//! Login and token lifecycle through the real proxy loop: a fake OIDC provider, a
+//! token-validating backend, and a test browser that completes the redirect dance.
+
+mod support;
+
+use std::{sync::Arc, time::Duration};
+
+use authful_mcp_proxy::auth::cache::{StoredTokens, TokenCache};
+use serde_json::json;
+use support::{
+    BrowserMode, TestBrowser,
+    backend::{BackendConfig, TestBackend},
+    first_text,
+    idp::{AuthorizeBehavior, FakeIdp, IdpConfig},
+};
+
+const V: &str = "2025-11-25";
+
+async fn setup(config: IdpConfig) -> (FakeIdp, TestBackend, tempfile::TempDir) {
+    let idp = FakeIdp::start(config).await;
+    let backend =
+        TestBackend::start(BackendConfig::oidc("secured", idp.issuer(), idp.jwks_uri())).await;
+    (idp, backend, tempfile::tempdir().unwrap())
+}
+
+fn cached(dir: &std::path::Path, idp: &FakeIdp) -> Option<StoredTokens> {
+    TokenCache::new(dir, &idp.issuer(), &idp.client_id()).load()
+}
+
+#[tokio::test]
+async fn first_login_then_cache_reuse_without_browser() {
+    let (idp, backend, dir) = setup(IdpConfig::default()).await;
+    let profile = support::profile(&idp, None);
+    let browser = TestBrowser::new(BrowserMode::Complete);
+
+    let h = support::start(
+        support::settings(&backend.url(), Some(profile.clone()), dir.path()),
+        browser.clone(),
+        V,
+    )
+    .await;
+    let who = h.call("whoami", json!({})).await.unwrap();
+    assert_eq!(who["structuredContent"]["sub"], "user-123");
+    assert_eq!(browser.opened(), 1);
+    let (status, page) = browser.pages().pop().unwrap();
+    assert_eq!(status, 200);
+    assert!(page.contains("return to your app"), "{page}");
+    h.stop().await.unwrap();
+
+    let tokens = cached(dir.path(), &idp).expect("tokens cached");
+    assert!(tokens.refresh_token.is_some());
+    assert!(tokens.expires_at.is_some());
+
+    // A second run uses the cache: no browser, no new code exchange.
+    let again = TestBrowser::new(BrowserMode::Complete);
+    let h = support::start(
+        support::settings(&backend.url(), Some(profile), dir.path()),
+        again.clone(),
+        V,
+    )
+    .await;
+    assert_eq!(
+        first_text(&h.call("echo", json!({"text": "hi"})).await.unwrap()),
+        "hi"
+    );
+    h.stop().await.unwrap();
+    assert_eq!(again.opened(), 0);
+    assert_eq!(idp.stats().code_exchanges, 1);
+}
+
+#[tokio::test]
+async fn near_expiry_token_is_refreshed_and_rotation_persisted() {
+    let (idp, backend, dir) = setup(IdpConfig::default()).await;
+    // 30 s left is inside the 60 s margin: every token is refreshed before use.
+    idp.set_access_token_ttl(Duration::from_secs(30));
+    let profile = support::profile(&idp, None);
+    let browser = TestBrowser::new(BrowserMode::Complete);
+    let h = support::start(
+        support::settings(&backend.url(), Some(profile.clone()), dir.path()),
+        browser.clone(),
+        V,
+    )
+    .await;
+    h.call("whoami", json!({})).await.unwrap();
+    let before = cached(dir.path(), &idp).unwrap();
+    h.call("whoami", json!({})).await.unwrap();
+    let after = cached(dir.path(), &idp).unwrap();
+    h.stop().await.unwrap();
+
+    assert!(idp.stats().refreshes >= 1, "{:?}", idp.stats());
+    assert_ne!(
+        before.refresh_token, after.refresh_token,
+        "rotated refresh token stored"
+    );
+    assert_eq!(browser.opened(), 1);
+
+    // A new run (as a new process would) starts from the rotated token; reuse would have been
+    // detected by the provider and forced a browser login.
+    let next = TestBrowser::new(BrowserMode::Complete);
+    let h = support::start(
+        support::settings(&backend.url(), Some(profile), dir.path()),
+        next.clone(),
+        V,
+    )
+    .await;
+    h.call("whoami", json!({})).await.unwrap();
+    h.stop().await.unwrap();
+    assert_eq!(next.opened(), 0);
+    assert_eq!(idp.stats().refresh_failures, 0);
+}
+
+#[tokio::test]
+async fn refused_refresh_falls_back_to_browser_login() {
+    let (idp, backend, dir) = setup(IdpConfig::default()).await;
+    idp.set_access_token_ttl(Duration::from_secs(30));
+    let profile = support::profile(&idp, None);
+    let browser = TestBrowser::new(BrowserMode::Complete);
+    let h = support::start(
+        support::settings(&backend.url(), Some(profile), dir.path()),
+        browser.clone(),
+        V,
+    )
+    .await;
+    h.call("whoami", json!({})).await.unwrap();
+    idp.revoke_refresh_tokens();
+    let who = h.call("whoami", json!({})).await.unwrap();
+    assert_eq!(who["structuredContent"]["sub"], "user-123");
+    h.stop().await.unwrap();
+    assert_eq!(browser.opened(), 2);
+    assert_eq!(idp.stats().refresh_failures, 1);
+}
+
+#[tokio::test]
+async fn backend_401_renews_once_and_retries_the_request() {
+    let (idp, backend, dir) = setup(IdpConfig::default()).await;
+    let profile = support::profile(&idp, None);
+    let browser = TestBrowser::new(BrowserMode::Complete);
+    let h = support::start(
+        support::settings(&backend.url(), Some(profile), dir.path()),
+        browser.clone(),
+        V,
+    )
+    .await;
+    h.call("whoami", json!({})).await.unwrap();
+    backend.revoke_seen_tokens();
+    let refreshes = idp.stats().refreshes;
+    // The client sees a normal result: the proxy renewed the token and retried.
+    let echoed = h
+        .call("echo", json!({"text": "after revoke"}))
+        .await
+        .unwrap();
+    assert_eq!(first_text(&echoed), "after revoke");
+    assert_eq!(idp.stats().refreshes, refreshes + 1);
+    assert!(backend.stats().unauthorized >= 1);
+    h.stop().await.unwrap();
+    assert_eq!(browser.opened(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_requests_share_one_renewal() {
+    let (idp, backend, dir) = setup(IdpConfig::default()).await;
+    let profile = support::profile(&idp, None);
+    let browser = TestBrowser::new(BrowserMode::Complete);
+    let h = support::start(
+        support::settings(&backend.url(), Some(profile), dir.path()),
+        browser.clone(),
+        V,
+    )
+    .await;
+    h.call("whoami", json!({})).await.unwrap();
+    backend.revoke_seen_tokens();
+    let refreshes = idp.stats().refreshes;
+    let calls = (0..6).map(|i| h.call("echo", json!({"text": format!("n{i}")})));
+    for result in futures::future::join_all(calls).await {
+        result.unwrap();
+    }
+    assert_eq!(idp.stats().refreshes, refreshes + 1, "one refresh for all");
+    h.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn confidential_client_authenticates_as_the_provider_allows() {
+    for (methods, expected) in [
+        (vec!["client_secret_basic", "client_secret_post"], "basic"),
+        (vec!["client_secret_post"], "post"),
+    ] {
+        let (idp, backend, dir) = setup(IdpConfig {
+            client_secret: Some("s3cr3t:&=".into()),
+            token_auth_methods: methods.into_iter().map(String::from).collect(),
+            ..IdpConfig::default()
+        })
+        .await;
+        let profile = support::profile(&idp, Some("s3cr3t:&="));
+        let browser = TestBrowser::new(BrowserMode::Complete);
+        let h = support::start(
+            support::settings(&backend.url(), Some(profile), dir.path()),
+            browser,
+            V,
+        )
+        .await;
+        h.call("whoami", json!({})).await.unwrap();
+        h.stop().await.unwrap();
+        assert_eq!(idp.stats().last_client_auth.as_deref(), Some(expected));
+    }
+}
+
+#[tokio::test]
+async fn foreign_state_is_rejected_without_ending_the_login() {
+    let (idp, backend, dir) = setup(IdpConfig::default()).await;
+    let profile = support::profile(&idp, None);
+    let browser = TestBrowser::new(BrowserMode::ForeignStateFirst);
+    let h = support::start(
+        support::settings(&backend.url(), Some(profile), dir.path()),
+        browser.clone(),
+        V,
+    )
+    .await;
+    h.call("whoami", json!({})).await.unwrap();
+    h.stop().await.unwrap();
+    let pages = browser.pages();
+    assert_eq!(pages.len(), 2);
+    assert_eq!(pages[0].0, 400);
+    assert!(pages[0].1.contains("still waiting"), "{}", pages[0].1);
+    assert_eq!(pages[1].0, 200);
+}
+
+#[tokio::test]
+async fn access_denied_fails_initialize_with_a_clear_message() {
+    let (idp, backend, dir) = setup(IdpConfig::default()).await;
+    idp.set_authorize_behavior(AuthorizeBehavior::Deny);
+    let profile = support::profile(&idp, None);
+    let browser = TestBrowser::new(BrowserMode::Complete);
+    let err = support::try_start(
+        support::settings(&backend.url(), Some(profile), dir.path()),
+        browser.clone(),
+        V,
+    )
+    .await
+    .err()
+    .expect("initialize fails");
+    assert!(err.contains("access_denied"), "{err}");
+    assert!(err.contains("login refused"), "{err}");
+    support::eventually(5, "the browser's page", || !browser.pages().is_empty()).await;
+    let (_, page) = browser.pages().pop().unwrap();
+    assert!(page.contains("Login failed"), "{page}");
+}
+
+#[tokio::test]
+async fn login_timeout_fails_the_pending_request() {
+    let (idp, backend, dir) = setup(IdpConfig::default()).await;
+    let mut profile = (*support::profile(&idp, None)).clone();
+    profile.login_timeout = Duration::from_millis(500);
+    let browser = TestBrowser::new(BrowserMode::Ignore);
+    let err = support::try_start(
+        support::settings(&backend.url(), Some(Arc::new(profile)), dir.path()),
+        browser,
+        V,
+    )
+    .await
+    .err()
+    .expect("initialize fails");
+    assert!(err.contains("login timed out"), "{err}");
+}
+
+#[tokio::test]
+async fn callback_port_in_use_is_reported_with_the_fix() {
+    let (idp, backend, dir) = setup(IdpConfig::default()).await;
+    let profile = support::profile(&idp, None);
+    let port = profile.redirect_url.port().unwrap();
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let browser = TestBrowser::new(BrowserMode::Complete);
+    let err = support::try_start(
+        support::settings(&backend.url(), Some(profile), dir.path()),
+        browser.clone(),
+        V,
+    )
+    .await
+    .err()
+    .expect("initialize fails");
+    assert!(
+        err.contains(&format!("port {port} is already in use")),
+        "{err}"
+    );
+    assert!(err.contains("OIDC_REDIRECT_URL"), "{err}");
+    assert_eq!(
+        browser.opened(),
+        0,
+        "no browser for a login that cannot complete"
+    );
+}

@@ -1,0 +1,362 @@
+//! Shared test harness: the fake identity provider, the token-validating backend, a test
+//! "browser" that completes logins over HTTP, and a stdio MCP client wired to the real proxy
+//! loop over OS pipes.
+#![allow(dead_code, deprecated)]
+
+pub mod backend;
+pub mod idp;
+
+use std::{
+    path::Path,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use authful_mcp_proxy::{
+    auth::browser::Browser,
+    config::{Backend, Profile, Settings},
+    proxy::{self, RunError},
+    secret::Secret,
+};
+use rmcp::{
+    ClientHandler, RoleClient, ServiceExt,
+    model::{
+        ClientConfig, CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams,
+        ElicitResult, ListRootsResult, LoggingMessageNotificationParam, ProgressNotificationParam,
+        ResourceUpdatedNotificationParam,
+    },
+    service::{NotificationContext, RequestContext, RunningService},
+};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use url::Url;
+
+/// How the test browser treats an authorization URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrowserMode {
+    /// Follow the provider's redirect to the callback.
+    Complete,
+    /// First deliver a callback with a foreign `state`, then the real one.
+    ForeignStateFirst,
+    /// Do nothing (the user never logs in).
+    Ignore,
+}
+
+/// What the test browser saw.
+#[derive(Debug, Default)]
+pub struct BrowserLog {
+    /// Authorization URLs opened.
+    pub urls: Vec<String>,
+    /// (status, body) of each callback page served to the browser.
+    pub pages: Vec<(u16, String)>,
+}
+
+/// A browser stand-in: performs the redirect dance with plain HTTP.
+pub struct TestBrowser {
+    pub mode: Mutex<BrowserMode>,
+    pub opened: AtomicU32,
+    pub log: Arc<Mutex<BrowserLog>>,
+}
+
+impl TestBrowser {
+    pub fn new(mode: BrowserMode) -> Arc<Self> {
+        Arc::new(Self {
+            mode: Mutex::new(mode),
+            opened: AtomicU32::new(0),
+            log: Arc::default(),
+        })
+    }
+
+    pub fn opened(&self) -> u32 {
+        self.opened.load(Ordering::SeqCst)
+    }
+
+    pub fn set_mode(&self, mode: BrowserMode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    pub fn pages(&self) -> Vec<(u16, String)> {
+        self.log.lock().unwrap().pages.clone()
+    }
+}
+
+/// Follows the authorization URL to the provider and its redirect to the callback.
+pub async fn complete_login(url: &str, mode: BrowserMode, log: Arc<Mutex<BrowserLog>>) {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = http.get(url).send().await.expect("authorize request");
+    let Some(location) = response.headers().get("location") else {
+        return;
+    };
+    let callback = location.to_str().unwrap().to_owned();
+    if mode == BrowserMode::ForeignStateFirst {
+        let mut forged = Url::parse(&callback).unwrap();
+        let pairs: Vec<(String, String)> = forged
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "state" {
+                    "forged-state".to_owned()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        forged.query_pairs_mut().clear().extend_pairs(pairs);
+        let page = http.get(forged).send().await.expect("forged callback");
+        let status = page.status().as_u16();
+        let body = page.text().await.unwrap_or_default();
+        log.lock().unwrap().pages.push((status, body));
+    }
+    let page = http.get(&callback).send().await.expect("callback request");
+    let status = page.status().as_u16();
+    let body = page.text().await.unwrap_or_default();
+    log.lock().unwrap().pages.push((status, body));
+}
+
+impl Browser for TestBrowser {
+    fn open(&self, url: &str) -> Result<(), String> {
+        self.opened.fetch_add(1, Ordering::SeqCst);
+        self.log.lock().unwrap().urls.push(url.to_owned());
+        let mode = *self.mode.lock().unwrap();
+        if mode == BrowserMode::Ignore {
+            return Ok(());
+        }
+        let (url, log) = (url.to_owned(), Arc::clone(&self.log));
+        tokio::runtime::Handle::current().spawn(complete_login_owned(url, mode, log));
+        Ok(())
+    }
+}
+
+async fn complete_login_owned(url: String, mode: BrowserMode, log: Arc<Mutex<BrowserLog>>) {
+    complete_login(&url, mode, log).await;
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A profile for `idp` with a fresh callback port.
+pub fn profile(idp: &idp::FakeIdp, secret: Option<&str>) -> Arc<Profile> {
+    Arc::new(Profile {
+        name: "default".into(),
+        issuer_url: idp.issuer(),
+        client_id: idp.client_id(),
+        client_secret: secret.map(Secret::new),
+        scopes: vec!["openid".into(), "profile".into(), "email".into()],
+        redirect_url: Url::parse(&format!("http://127.0.0.1:{}/auth/callback", free_port()))
+            .unwrap(),
+        login_timeout: Duration::from_secs(10),
+    })
+}
+
+/// Single-backend settings, as the drop-in builds them.
+pub fn settings(backend_url: &str, profile: Option<Arc<Profile>>, cache_dir: &Path) -> Settings {
+    Settings {
+        cache_dir: cache_dir.to_path_buf(),
+        backends: vec![Backend {
+            name: "default".into(),
+            url: Url::parse(backend_url).unwrap(),
+            profile,
+            prefix: None,
+        }],
+    }
+}
+
+/// Everything the stdio client received unprompted.
+#[derive(Debug, Default)]
+pub struct ClientEvents {
+    pub progress: Vec<ProgressNotificationParam>,
+    pub logs: Vec<LoggingMessageNotificationParam>,
+    pub updated: Vec<ResourceUpdatedNotificationParam>,
+    pub tools_changed: u32,
+    pub sampling_requests: Vec<CreateMessageRequestParams>,
+}
+
+/// The desktop client stand-in: answers sampling, elicitation and roots, records notifications.
+#[derive(Clone)]
+pub struct TestClient {
+    pub info: ClientConfig,
+    pub events: Arc<Mutex<ClientEvents>>,
+}
+
+impl TestClient {
+    pub fn new(protocol_version: &str) -> Self {
+        let info: ClientConfig = serde_json::from_value(json!({
+            "protocolVersion": protocol_version,
+            "capabilities": {
+                "sampling": {},
+                "elicitation": {},
+                "roots": { "listChanged": true }
+            },
+            "clientInfo": { "name": "test-desktop", "version": "9.9.9" }
+        }))
+        .unwrap();
+        Self {
+            info,
+            events: Arc::default(),
+        }
+    }
+}
+
+impl ClientHandler for TestClient {
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, rmcp::ErrorData> {
+        let text = serde_json::to_value(&params.messages)
+            .ok()
+            .and_then(|m| m[0]["content"]["text"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        self.events.lock().unwrap().sampling_requests.push(params);
+        Ok(serde_json::from_value(json!({
+            "model": "test-model",
+            "role": "assistant",
+            "content": { "type": "text", "text": format!("pong: {text}") },
+            "stopReason": "endTurn"
+        }))
+        .unwrap())
+    }
+
+    async fn create_elicitation(
+        &self,
+        _request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, rmcp::ErrorData> {
+        Ok(
+            serde_json::from_value(json!({"action": "accept", "content": {"answer": "42"}}))
+                .unwrap(),
+        )
+    }
+
+    async fn list_roots(
+        &self,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, rmcp::ErrorData> {
+        Ok(serde_json::from_value(json!({
+            "roots": [{"uri": "file:///work/a", "name": "a"}, {"uri": "file:///work/b"}]
+        }))
+        .unwrap())
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.events.lock().unwrap().progress.push(params);
+    }
+
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.events.lock().unwrap().logs.push(params);
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.events.lock().unwrap().updated.push(params);
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.events.lock().unwrap().tools_changed += 1;
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        self.info.clone()
+    }
+}
+
+/// The real proxy loop, driven over two OS pipes by a [`TestClient`].
+pub struct Harness {
+    pub client: RunningService<RoleClient, TestClient>,
+    pub events: Arc<Mutex<ClientEvents>>,
+    pub proxy: JoinHandle<Result<(), RunError>>,
+}
+
+/// Starts the proxy on pipes and connects a client speaking `protocol_version`.
+pub async fn start(
+    settings: Settings,
+    browser: Arc<dyn Browser>,
+    protocol_version: &str,
+) -> Harness {
+    try_start(settings, browser, protocol_version)
+        .await
+        .expect("client initialize")
+}
+
+/// Like [`start`], returning the initialize error instead of panicking.
+pub async fn try_start(
+    settings: Settings,
+    browser: Arc<dyn Browser>,
+    protocol_version: &str,
+) -> Result<Harness, String> {
+    let (to_proxy_tx, to_proxy_rx) = tokio::net::unix::pipe::pipe().unwrap();
+    let (from_proxy_tx, from_proxy_rx) = tokio::net::unix::pipe::pipe().unwrap();
+    let proxy = tokio::spawn(proxy::serve(settings, browser, to_proxy_rx, from_proxy_tx));
+    let client = TestClient::new(protocol_version);
+    let events = Arc::clone(&client.events);
+    let client = client
+        .serve((from_proxy_rx, to_proxy_tx))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Harness {
+        client,
+        events,
+        proxy,
+    })
+}
+
+impl Harness {
+    /// Closes the client's side (stdin EOF for the proxy) and waits for the proxy to finish.
+    pub async fn stop(self) -> Result<(), RunError> {
+        let _ = self.client.cancel().await;
+        tokio::time::timeout(Duration::from_secs(10), self.proxy)
+            .await
+            .expect("proxy exits after stdin closes")
+            .expect("proxy task")
+    }
+
+    /// Calls a tool with JSON arguments.
+    pub async fn call(&self, name: &str, args: Value) -> Result<Value, rmcp::ServiceError> {
+        let params = serde_json::from_value(json!({"name": name, "arguments": args})).unwrap();
+        let result = self.client.call_tool(params).await?;
+        Ok(serde_json::to_value(result).unwrap())
+    }
+}
+
+/// The text of a tool result's first content item.
+pub fn first_text(result: &Value) -> String {
+    result["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Waits until `check` holds (polling), or panics after `seconds`.
+pub async fn eventually(seconds: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
