@@ -44,7 +44,7 @@ use rmcp::{
     ErrorData as McpError, RoleServer, ServerHandler,
     model::{
         CallToolRequestParams, CallToolResponse, CallToolResult, ClientResult,
-        CompleteRequestParams, CompleteResult, CompletionInfo, ContentBlock,
+        CompleteRequestParams, CompleteResult, CompletionInfo, ContentBlock, CreateMessageRequest,
         CreateMessageRequestParams, ElicitRequest, ElicitRequestParams, ElicitationSchema,
         GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation, JsonObject,
         ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
@@ -55,7 +55,7 @@ use rmcp::{
         SamplingMessage, ServerCapabilities, ServerConfig, ServerRequest, SetLevelRequestParams,
         SubscribeRequestParams, Tool, ToolAnnotations, UnsubscribeRequestParams, object,
     },
-    service::RequestContext,
+    service::{PeerRequestOptions, RequestContext},
     transport::streamable_http_server::{
         SessionId, SessionManager, StreamableHttpServerConfig, StreamableHttpService,
         session::local::LocalSessionManager,
@@ -839,7 +839,32 @@ impl BackendHandler {
     ) -> Result<CallToolResponse, McpError> {
         let prompt = str_arg(args, "prompt")?;
         let params = CreateMessageRequestParams::new(vec![SamplingMessage::user_text(prompt)], 256);
-        match context.peer.create_message(params).await {
+        // With `timeout_ms`, give up on the client after that long: rmcp then sends it
+        // `notifications/cancelled` for the sampling request.
+        let timeout = args
+            .get("timeout_ms")
+            .and_then(Value::as_u64)
+            .map(Duration::from_millis);
+        let outcome = match timeout {
+            None => context.peer.create_message(params).await,
+            Some(timeout) => {
+                let request =
+                    ServerRequest::CreateMessageRequest(CreateMessageRequest::new(params));
+                match context
+                    .peer
+                    .send_request_with_option(request, PeerRequestOptions::with_timeout(timeout))
+                    .await
+                {
+                    Ok(handle) => match handle.await_response().await {
+                        Ok(ClientResult::CreateMessageResult(result)) => Ok(*result),
+                        Ok(_) => Err(rmcp::ServiceError::UnexpectedResponse),
+                        Err(error) => Err(error),
+                    },
+                    Err(error) => Err(error),
+                }
+            }
+        };
+        match outcome {
             Ok(result) => {
                 let reply = result
                     .message

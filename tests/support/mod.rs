@@ -137,6 +137,21 @@ async fn complete_login_owned(url: String, mode: BrowserMode, log: Arc<Mutex<Bro
     complete_login(&url, mode, log).await;
 }
 
+/// A plain rmcp client connected straight to a backend, to compare with what the proxy relays.
+pub async fn direct(url: &str) -> RunningService<RoleClient, ClientConfig> {
+    use rmcp::transport::{
+        StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
+    };
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(url),
+    );
+    TestClient::new("2025-11-25")
+        .info
+        .serve(transport)
+        .await
+        .expect("direct connection")
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -181,6 +196,8 @@ pub struct ClientEvents {
     pub updated: Vec<ResourceUpdatedNotificationParam>,
     pub tools_changed: u32,
     pub sampling_requests: Vec<CreateMessageRequestParams>,
+    /// Sampling requests the backend gave up on (the client saw their cancellation).
+    pub sampling_cancelled: u32,
 }
 
 /// The desktop client stand-in: answers sampling, elicitation and roots, records notifications.
@@ -213,13 +230,19 @@ impl ClientHandler for TestClient {
     async fn create_message(
         &self,
         params: CreateMessageRequestParams,
-        _context: RequestContext<RoleClient>,
+        context: RequestContext<RoleClient>,
     ) -> Result<CreateMessageResult, rmcp::ErrorData> {
         let text = serde_json::to_value(&params.messages)
             .ok()
             .and_then(|m| m[0]["content"]["text"].as_str().map(str::to_owned))
             .unwrap_or_default();
         self.events.lock().unwrap().sampling_requests.push(params);
+        if text == "hang" {
+            // Answer only by being cancelled.
+            context.ct.cancelled().await;
+            self.events.lock().unwrap().sampling_cancelled += 1;
+            return Err(rmcp::ErrorData::internal_error("cancelled", None));
+        }
         Ok(serde_json::from_value(json!({
             "model": "test-model",
             "role": "assistant",
