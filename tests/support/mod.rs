@@ -52,6 +52,8 @@ pub struct BrowserLog {
     pub urls: Vec<String>,
     /// (status, body) of each callback page served to the browser.
     pub pages: Vec<(u16, String)>,
+    /// Callback URLs the provider redirected to (they carry the authorization codes).
+    pub callbacks: Vec<String>,
 }
 
 /// A browser stand-in: performs the redirect dance with plain HTTP.
@@ -94,6 +96,7 @@ pub async fn complete_login(url: &str, mode: BrowserMode, log: Arc<Mutex<Browser
         return;
     };
     let callback = location.to_str().unwrap().to_owned();
+    log.lock().unwrap().callbacks.push(callback.clone());
     if mode == BrowserMode::ForeignStateFirst {
         let mut forged = Url::parse(&callback).unwrap();
         let pairs: Vec<(String, String)> = forged
@@ -133,7 +136,7 @@ impl Browser for TestBrowser {
     }
 }
 
-async fn complete_login_owned(url: String, mode: BrowserMode, log: Arc<Mutex<BrowserLog>>) {
+pub async fn complete_login_owned(url: String, mode: BrowserMode, log: Arc<Mutex<BrowserLog>>) {
     complete_login(&url, mode, log).await;
 }
 

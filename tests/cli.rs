@@ -1,0 +1,290 @@
+//! The binary as a desktop client runs it: env vars and flags, exit codes, the banner, log
+//! format, the default token cache, cross-process refresh-token rotation, stdin EOF, and no
+//! secret in the logs even with debug on.
+
+mod support;
+
+use std::{
+    path::Path,
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use rmcp::ServiceExt;
+use serde_json::json;
+use support::{
+    BrowserLog, BrowserMode, TestClient,
+    backend::{BackendConfig, TestBackend},
+    idp::{FakeIdp, IdpConfig},
+};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_authful-mcp-proxy");
+
+/// The proxy binary with a clean environment: only what the test sets.
+fn proxy(home: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        // No real browser: the test reads the printed URL and logs in itself.
+        .env("BROWSER", "/nonexistent/browser")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Collects stderr lines; completes any login whose URL the proxy prints.
+fn watch_stderr(child: &mut Child) -> (Arc<Mutex<Vec<String>>>, Arc<Mutex<BrowserLog>>) {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let browser = Arc::new(Mutex::new(BrowserLog::default()));
+    let stderr = child.stderr.take().unwrap();
+    let (lines2, browser2) = (lines.clone(), browser.clone());
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            if let Some(url) = line.split("in your browser: ").nth(1) {
+                browser2.lock().unwrap().urls.push(url.to_owned());
+                tokio::spawn(support::complete_login_owned(
+                    url.to_owned(),
+                    BrowserMode::Complete,
+                    browser2.clone(),
+                ));
+            }
+            lines2.lock().unwrap().push(line);
+        }
+    });
+    (lines, browser)
+}
+
+async fn exit_code(child: &mut Child, seconds: u64) -> i32 {
+    tokio::time::timeout(Duration::from_secs(seconds), child.wait())
+        .await
+        .expect("the proxy exits in time")
+        .unwrap()
+        .code()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn missing_settings_exit_1_before_reading_stdin() {
+    let home = tempfile::tempdir().unwrap();
+    for (args, envs, expected) in [
+        (vec![], vec![], vec!["MCP_BACKEND_URL", "first argument"]),
+        (
+            vec!["https://mcp.example.com/mcp"],
+            vec![("OIDC_CLIENT_ID", "cid")],
+            vec!["OIDC_ISSUER_URL", "--oidc-issuer-url"],
+        ),
+        (
+            vec![],
+            vec![
+                ("MCP_BACKEND_URL", "https://mcp.example.com/mcp"),
+                ("OIDC_ISSUER_URL", "https://auth.example.com"),
+            ],
+            vec!["OIDC_CLIENT_ID", "--oidc-client-id"],
+        ),
+    ] {
+        let mut child = proxy(home.path()).args(&args).envs(envs).spawn().unwrap();
+        // stdin stays open and silent: the error must not wait for it.
+        let code = exit_code(&mut child, 10).await;
+        let mut stderr = String::new();
+        tokio::io::AsyncReadExt::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr)
+            .await
+            .unwrap();
+        assert_eq!(code, 1, "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
+        for word in expected {
+            assert!(stderr.contains(word), "{word} in {stderr}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn silent_and_debug_together_are_a_usage_error() {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = proxy(home.path())
+        .args(["--silent", "--debug"])
+        .spawn()
+        .unwrap();
+    assert_eq!(exit_code(&mut child, 10).await, 2);
+}
+
+fn env_for(idp: &FakeIdp, backend: &TestBackend, port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("MCP_BACKEND_URL", backend.url()),
+        ("OIDC_ISSUER_URL", idp.issuer()),
+        ("OIDC_CLIENT_ID", idp.client_id()),
+        ("OIDC_CLIENT_SECRET", "very-secret-value".into()),
+        (
+            "OIDC_REDIRECT_URL",
+            format!("http://localhost:{port}/auth/callback"),
+        ),
+        ("MCP_PROXY_DEBUG", "true".into()),
+    ]
+}
+
+/// One run of the binary: connect, call `whoami`, close stdin, expect exit 0.
+async fn run_once(
+    home: &Path,
+    envs: &[(&'static str, String)],
+    args: &[&str],
+) -> (Vec<String>, Arc<Mutex<BrowserLog>>) {
+    let mut child = proxy(home)
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .spawn()
+        .unwrap();
+    let (lines, browser) = watch_stderr(&mut child);
+    let stdout = child.stdout.take().unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let client = TestClient::new("2025-06-18")
+        .serve((stdout, stdin))
+        .await
+        .expect("initialize");
+    let who = client
+        .call_tool(serde_json::from_value(json!({"name": "whoami", "arguments": {}})).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(who).unwrap()["structuredContent"]["sub"],
+        "user-123"
+    );
+    // Closing our side is stdin EOF for the proxy.
+    client.cancel().await.unwrap();
+    assert_eq!(exit_code(&mut child, 10).await, 0);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let lines = lines.lock().unwrap().clone();
+    if std::env::var_os("SHOW_PROXY_STDERR").is_some() {
+        eprintln!("{}", lines.join("\n"));
+    }
+    (lines, browser)
+}
+
+#[tokio::test]
+async fn drop_in_run_logs_in_caches_rotates_and_never_logs_secrets() {
+    let idp = FakeIdp::start(IdpConfig {
+        client_secret: Some("very-secret-value".into()),
+        ..IdpConfig::default()
+    })
+    .await;
+    // Tokens with 30 s left are refreshed before every use, so each run rotates.
+    idp.set_access_token_ttl(Duration::from_secs(30));
+    let backend =
+        TestBackend::start(BackendConfig::oidc("secured", idp.issuer(), idp.jwks_uri())).await;
+    let home = tempfile::tempdir().unwrap();
+    let envs = env_for(&idp, &backend, support::free_port());
+
+    let (first, browser) = run_once(home.path(), &envs, &[]).await;
+    assert_eq!(browser.lock().unwrap().urls.len(), 1, "one browser login");
+    assert!(
+        first.iter().any(|l| l.starts_with("authful-mcp-proxy ")),
+        "banner: {first:?}"
+    );
+    assert!(
+        first.iter().any(|l| l.contains(&backend.url())),
+        "banner names the backend"
+    );
+    let log_line = regex_like_log_line();
+    assert!(
+        first.iter().any(|l| log_line(l) && l.contains("[debug]")),
+        "{first:?}"
+    );
+
+    // The seed's documented cache location, owner-only.
+    let dir = home.path().join(".fastmcp/oauth-mcp-client-cache");
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("http_127_0_0_1_"), "{name}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+    }
+    let after_first: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+
+    // A second process starts from the rotated refresh token the first one stored.
+    // ... with the banner off and the log lines in a file instead of stderr.
+    let log_file = home.path().join("proxy.log");
+    let log_arg = log_file.to_str().unwrap();
+    let (second, browser2) =
+        run_once(home.path(), &envs, &["--no-banner", "--log-file", log_arg]).await;
+    assert!(
+        !second.iter().any(|l| l.starts_with("authful-mcp-proxy ")),
+        "{second:?}"
+    );
+    assert!(
+        !second.iter().any(|l| log_line(l)),
+        "logs went to the file: {second:?}"
+    );
+    let logged = std::fs::read_to_string(&log_file).unwrap();
+    assert!(logged.lines().any(&log_line), "{logged}");
+    let second: Vec<String> = second
+        .into_iter()
+        .chain(logged.lines().map(String::from))
+        .collect();
+    assert!(
+        browser2.lock().unwrap().urls.is_empty(),
+        "no browser: {second:?}"
+    );
+    assert_eq!(idp.stats().refresh_failures, 0, "no refresh-token reuse");
+    let after_second: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_ne!(after_first["refresh_token"], after_second["refresh_token"]);
+
+    // Nothing secret in either run's stderr, debug logging included.
+    let callback = browser.lock().unwrap().callbacks[0].clone();
+    let code = url::Url::parse(&callback)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let mut secrets = vec!["very-secret-value".to_owned(), code];
+    for tokens in [&after_first, &after_second] {
+        secrets.push(tokens["access_token"].as_str().unwrap().to_owned());
+        secrets.push(tokens["refresh_token"].as_str().unwrap().to_owned());
+    }
+    for line in first.iter().chain(&second) {
+        for secret in &secrets {
+            assert!(!line.contains(secret.as_str()), "secret leaked in: {line}");
+        }
+        assert!(
+            !line.contains("code="),
+            "authorization code leaked in: {line}"
+        );
+    }
+}
+
+/// `2026-01-01T10:00:00.000Z [module] [level] message`
+fn regex_like_log_line() -> impl Fn(&str) -> bool {
+    |line: &str| {
+        let b = line.as_bytes();
+        line.len() > 30
+            && b[4] == b'-'
+            && b[10] == b'T'
+            && b[19] == b'.'
+            && b[23] == b'Z'
+            && line[24..].starts_with(" [")
+            && line.contains("] [")
+    }
+}
