@@ -6,6 +6,14 @@ use sha2::{Digest, Sha256};
 
 /// A token, code or client secret. `Debug` and `Display` show only a short fingerprint, so a
 /// value that slips into a `tracing` field or a formatted error stays unreadable.
+///
+/// ```
+/// use authful_mcp_proxy::secret::Secret;
+///
+/// let token = Secret::new("eyJhbGciOiJSUzI1NiJ9.payload.signature");
+/// assert!(!format!("{token:?} {token}").contains("eyJ"));
+/// assert_eq!(token.expose(), "eyJhbGciOiJSUzI1NiJ9.payload.signature");
+/// ```
 #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);

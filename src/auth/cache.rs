@@ -187,7 +187,7 @@ mod tests {
             client_id: "cid".into(),
             access_token: Secret::new("at"),
             refresh_token: Some(Secret::new("rt")),
-            expires_at: Some(unix_now() + 100),
+            expires_at: Some(1_900_000_000),
             scope: None,
         }
     }
@@ -211,8 +211,9 @@ mod tests {
         let cache_dir = dir.path().join("nested").join("cache");
         let cache = TokenCache::new(&cache_dir, "https://auth.example.com", "cid");
         assert_eq!(cache.load(), None);
-        cache.save(&tokens()).unwrap();
-        assert_eq!(cache.load(), Some(tokens()));
+        let saved = tokens();
+        cache.save(&saved).unwrap();
+        assert_eq!(cache.load(), Some(saved));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
