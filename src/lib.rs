@@ -6,6 +6,7 @@ pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod forward;
+pub mod glob;
 pub mod logging;
 pub mod proxy;
 pub mod relay;

@@ -182,12 +182,13 @@ pub fn profile(idp: &idp::FakeIdp, secret: Option<&str>) -> Arc<Profile> {
 pub fn settings(backend_url: &str, profile: Option<Arc<Profile>>, cache_dir: &Path) -> Settings {
     Settings {
         cache_dir: cache_dir.to_path_buf(),
-        backends: vec![Backend {
-            name: "default".into(),
-            url: Url::parse(backend_url).unwrap(),
+        backends: vec![Backend::new(
+            "default",
+            Url::parse(backend_url).unwrap(),
             profile,
-            prefix: None,
-        }],
+            None,
+        )],
+        gateway: Default::default(),
     }
 }
 

@@ -16,10 +16,14 @@ use figment::{
     Figment,
     providers::{Env, Format, Serialized, Yaml},
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 use url::Url;
 
-use crate::secret::Secret;
+use crate::{
+    glob::{Glob, ToolFilter},
+    secret::Secret,
+};
 
 /// Scopes requested when none are configured (the seed's default).
 pub const DEFAULT_SCOPES: &str = "openid profile email";
@@ -33,8 +37,9 @@ pub const DEFAULT_NAME: &str = "default";
 pub const ENV_PREFIX: &str = "AUTHFUL_MCP_";
 
 /// The configuration as written by the user, before defaults and checks.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "authful-mcp-proxy configuration")]
 pub struct Config {
     /// Directory holding the token cache files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -45,10 +50,77 @@ pub struct Config {
     /// Named remote MCP servers.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub backends: BTreeMap<String, BackendConfig>,
+    /// How the aggregated server presents itself.
+    #[serde(default, skip_serializing_if = "GatewayConfig::is_empty")]
+    pub gateway: GatewayConfig,
+}
+
+/// Settings of the aggregating server.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// `serverInfo.name` when several backends are aggregated (default `authful-mcp-proxy`).
+    #[serde(
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub name: Option<String>,
+    /// Between a backend's prefix and a tool or prompt name: `_` (default), `__` or `-`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub separator: Option<Separator>,
+    /// Seconds `initialize` waits for backends before answering with those that are ready
+    /// (default 5); the others join later and are announced with `list_changed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_timeout: Option<u64>,
+}
+
+impl GatewayConfig {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// The separator between prefix and name.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+pub enum Separator {
+    /// `tools_search`
+    #[serde(rename = "_")]
+    Underscore,
+    /// `tools__search`
+    #[serde(rename = "__")]
+    DoubleUnderscore,
+    /// `tools-search`
+    #[serde(rename = "-")]
+    Dash,
+}
+
+impl Separator {
+    /// The separator as text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Separator::Underscore => "_",
+            Separator::DoubleUnderscore => "__",
+            Separator::Dash => "-",
+        }
+    }
+}
+
+/// Which of a backend's tools are exposed, by glob on the backend's own names.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolFilterConfig {
+    /// Only tools matching one of these globs (`*`, `?`, `[a-z]`); all tools when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// Tools matching one of these globs are hidden, even when allowed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
 }
 
 /// One OIDC client registration at one identity provider.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OidcProfileConfig {
     /// Issuer URL; discovery reads `{issuer_url}/.well-known/openid-configuration`.
@@ -57,6 +129,7 @@ pub struct OidcProfileConfig {
         deserialize_with = "text",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<String>")]
     pub issuer_url: Option<String>,
     /// OAuth client id registered at the identity provider.
     #[serde(
@@ -64,6 +137,7 @@ pub struct OidcProfileConfig {
         deserialize_with = "text",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<String>")]
     pub client_id: Option<String>,
     /// Client secret, for confidential clients only.
     #[serde(
@@ -71,6 +145,7 @@ pub struct OidcProfileConfig {
         deserialize_with = "text",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<String>")]
     pub client_secret: Option<String>,
     /// Scopes: a space-separated string or a list. `openid` is always added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -81,6 +156,7 @@ pub struct OidcProfileConfig {
         deserialize_with = "text",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<String>")]
     pub redirect_url: Option<String>,
     /// Seconds a browser login may take (default 300).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,7 +164,7 @@ pub struct OidcProfileConfig {
 }
 
 /// One remote MCP server reached over Streamable HTTP.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
     /// Streamable HTTP endpoint of the MCP server.
@@ -97,6 +173,7 @@ pub struct BackendConfig {
         deserialize_with = "text",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<String>")]
     pub url: Option<String>,
     /// Name of the OIDC profile whose tokens this backend accepts; none means no login.
     #[serde(
@@ -104,18 +181,36 @@ pub struct BackendConfig {
         deserialize_with = "text",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<String>")]
     pub oidc_profile: Option<String>,
-    /// Name prefix for this backend's tools, prompts and resources.
+    /// Name prefix for this backend's tools, prompts and resources: defaults to the backend's
+    /// name; `""` serves it unprefixed.
     #[serde(
         default,
         deserialize_with = "text",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<String>")]
     pub prefix: Option<String>,
+    /// Extra HTTP headers on every request (API keys, say); combined with the bearer token.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Tool filter on the backend's own tool names.
+    #[serde(default, skip_serializing_if = "ToolFilterConfig::is_empty")]
+    pub tools: ToolFilterConfig,
+    /// `false` keeps the backend in the file but out of the gateway (default `true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+impl ToolFilterConfig {
+    fn is_empty(&self) -> bool {
+        self.allow.is_empty() && self.deny.is_empty()
+    }
 }
 
 /// Scopes as a space-separated string or a list.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(untagged)]
 pub enum Scopes {
     /// `"openid profile email"`
@@ -226,7 +321,7 @@ impl SeedSettings {
                 BackendConfig {
                     url: Some(url.clone()),
                     oidc_profile: Some(DEFAULT_NAME.to_owned()),
-                    prefix: None,
+                    ..BackendConfig::default()
                 },
             );
         }
@@ -332,6 +427,48 @@ pub struct Backend {
     pub profile: Option<Arc<Profile>>,
     /// Name prefix; `None` when served unprefixed.
     pub prefix: Option<String>,
+    /// Static headers sent with every request.
+    pub headers: Vec<(String, String)>,
+    /// Which of the backend's tools are exposed.
+    pub tools: ToolFilter,
+}
+
+impl Backend {
+    /// A backend with no headers and no filter (the drop-in case).
+    pub fn new(name: &str, url: Url, profile: Option<Arc<Profile>>, prefix: Option<&str>) -> Self {
+        Self {
+            name: name.to_owned(),
+            url,
+            profile,
+            prefix: prefix.map(str::to_owned),
+            headers: Vec::new(),
+            tools: ToolFilter::default(),
+        }
+    }
+}
+
+/// How the aggregated server presents itself.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    /// `serverInfo.name`.
+    pub name: String,
+    /// Between prefix and tool or prompt name.
+    pub separator: Separator,
+    /// How long `initialize` waits for backends.
+    pub startup_timeout: Duration,
+}
+
+/// Default `gateway.startup_timeout`.
+pub const DEFAULT_STARTUP_TIMEOUT_SECS: u64 = 5;
+
+impl Default for Gateway {
+    fn default() -> Self {
+        Self {
+            name: "authful-mcp-proxy".into(),
+            separator: Separator::Underscore,
+            startup_timeout: Duration::from_secs(DEFAULT_STARTUP_TIMEOUT_SECS),
+        }
+    }
 }
 
 /// The configuration, resolved and checked, ready to run.
@@ -339,8 +476,39 @@ pub struct Backend {
 pub struct Settings {
     /// Directory of the token cache.
     pub cache_dir: PathBuf,
-    /// Backends in name order.
+    /// Enabled backends in name order.
     pub backends: Vec<Backend>,
+    /// Aggregation settings.
+    pub gateway: Gateway,
+}
+
+impl Settings {
+    /// Whether the single-backend transparent relay serves this configuration: one backend,
+    /// unprefixed.
+    pub fn is_transparent(&self) -> bool {
+        matches!(self.backends.as_slice(), [b] if b.prefix.is_none())
+    }
+}
+
+/// What is wrong with a prefix, if anything: it must match `^[a-z][a-z0-9-]*$` and must not
+/// contain the separator (or names could be split two ways).
+pub fn prefix_problem(prefix: &str, separator: Separator) -> Option<String> {
+    let mut chars = prefix.chars();
+    let well_formed = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !well_formed {
+        return Some(format!(
+            "prefix '{prefix}' must start with a lowercase letter and contain only lowercase \
+             letters, digits and '-' (^[a-z][a-z0-9-]*$)"
+        ));
+    }
+    if prefix.contains(separator.as_str()) {
+        return Some(format!(
+            "prefix '{prefix}' contains the separator '{}'",
+            separator.as_str()
+        ));
+    }
+    None
 }
 
 /// The seed's documented token cache location, `~/.fastmcp/oauth-mcp-client-cache`.
@@ -396,9 +564,14 @@ impl Config {
         if self.backends.is_empty() {
             return Err(missing("backends", DEFAULT_NAME, "url", "MCP backend URL"));
         }
+        let separator = self.gateway.separator.unwrap_or(Separator::Underscore);
         let only_one = self.backends.len() == 1;
-        let mut backends = Vec::new();
-        for (name, b) in &self.backends {
+        let mut backends: Vec<Backend> = Vec::new();
+        for (name, b) in self
+            .backends
+            .iter()
+            .filter(|(_, b)| b.enabled != Some(false))
+        {
             let url = b
                 .url
                 .as_deref()
@@ -435,13 +608,58 @@ impl Config {
                 None if only_one && name == DEFAULT_NAME => None,
                 None => Some(name.clone()),
             };
+            if let Some(p) = &prefix {
+                if let Some(problem) = prefix_problem(p, separator) {
+                    return Err(ConfigError::Problem(format!(
+                        "backends.{name}.prefix: {problem}"
+                    )));
+                }
+                if let Some(other) = backends.iter().find(|o| o.prefix.as_ref() == Some(p)) {
+                    return Err(ConfigError::Problem(format!(
+                        "backends.{name}.prefix: '{p}' is already used by backend '{}'",
+                        other.name
+                    )));
+                }
+            }
+            let globs = |kind: &str, list: &[String]| {
+                list.iter()
+                    .map(|g| {
+                        Glob::new(g).map_err(|e| {
+                            ConfigError::Problem(format!("backends.{name}.tools.{kind}: {e}"))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            };
             backends.push(Backend {
                 name: name.clone(),
                 url,
                 profile,
                 prefix,
+                headers: b
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                tools: ToolFilter {
+                    allow: globs("allow", &b.tools.allow)?,
+                    deny: globs("deny", &b.tools.deny)?,
+                },
             });
         }
+        if backends.is_empty() {
+            return Err(ConfigError::Problem(
+                "every backend is disabled (enabled: false): nothing to serve".into(),
+            ));
+        }
+        let defaults = Gateway::default();
+        let gateway = Gateway {
+            name: self.gateway.name.clone().unwrap_or(defaults.name),
+            separator,
+            startup_timeout: self
+                .gateway
+                .startup_timeout
+                .map_or(defaults.startup_timeout, Duration::from_secs),
+        };
         let cache_dir = self
             .cache_dir
             .as_deref()
@@ -450,6 +668,7 @@ impl Config {
         Ok(Settings {
             cache_dir,
             backends,
+            gateway,
         })
     }
 }
