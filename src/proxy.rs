@@ -8,6 +8,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::{
     auth::{TokenManager, browser::Browser},
     config::Settings,
+    gateway::Gateway,
     relay::Relay,
 };
 
@@ -65,27 +66,48 @@ where
     R: AsyncRead + Send + Unpin + 'static,
     W: AsyncWrite + Send + Unpin + 'static,
 {
-    let [backend] = settings.backends.as_slice() else {
-        return Err(RunError::Unsupported(
-            "this version serves exactly one backend; declare one under 'backends'".into(),
-        ));
-    };
     let http = http_client();
     let managers = token_managers(&settings, &http, &browser);
-    let tokens = backend
-        .profile
-        .as_ref()
-        .and_then(|p| managers.get(&p.name))
-        .cloned();
-    // Log in while the client starts up: `initialize` then finds the token ready (or joins
-    // the same login), instead of starting it only then.
-    if let Some(tokens) = tokens.clone() {
+    // Log in while the client starts up: backends then find their tokens ready (or join the
+    // same login) instead of starting it only when asked.
+    for tokens in managers.values() {
+        let tokens = Arc::clone(tokens);
         tokio::spawn(async move {
             if let Err(e) = tokens.access_token().await {
                 tracing::error!("Login for profile '{}' failed: {e}", tokens.profile().name);
             }
         });
     }
+    if !settings.is_transparent() {
+        let gateway = Gateway::new(
+            settings.gateway.clone(),
+            &settings.backends,
+            |b| {
+                b.profile
+                    .as_ref()
+                    .and_then(|p| managers.get(&p.name))
+                    .cloned()
+            },
+            http,
+        );
+        let closer = gateway.closer();
+        let running = gateway
+            .serve((reader, writer))
+            .await
+            .map_err(|e| RunError::Start(e.to_string()))?;
+        let quit = running.waiting().await;
+        tracing::debug!("Client session ended: {quit:?}");
+        closer.close().await;
+        return Ok(());
+    }
+    let [backend] = settings.backends.as_slice() else {
+        return Err(RunError::Unsupported("no backend to serve".into()));
+    };
+    let tokens = backend
+        .profile
+        .as_ref()
+        .and_then(|p| managers.get(&p.name))
+        .cloned();
     let relay = Relay::new(backend.clone(), http, tokens);
     let closer = relay.closer();
     let running = relay

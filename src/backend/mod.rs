@@ -3,7 +3,9 @@
 
 pub mod http;
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
+
+use ::http::{HeaderName, HeaderValue};
 
 use rmcp::{
     Peer, RoleClient, RoleServer, ServiceExt,
@@ -21,6 +23,7 @@ use crate::{
     auth::TokenManager,
     config,
     forward::{ProgressMap, client_error, find_auth_error, forward},
+    naming::Naming,
 };
 
 /// Progress tokens for both directions of one backend link.
@@ -38,6 +41,7 @@ pub struct BackendHandler {
     info: ClientConfig,
     downstream: Peer<RoleServer>,
     progress: ProgressMaps,
+    naming: Option<Naming>,
 }
 
 impl BackendHandler {
@@ -54,7 +58,15 @@ impl BackendHandler {
             info,
             downstream,
             progress,
+            naming: None,
         }
+    }
+
+    /// Rewrites resource URIs and log message loggers of this backend's notifications, as the
+    /// gateway exposes them.
+    pub fn with_naming(mut self, naming: Naming) -> Self {
+        self.naming = Some(naming);
+        self
     }
 }
 
@@ -90,6 +102,9 @@ impl Service<RoleClient> for BackendHandler {
                 ServerNotification::ProgressNotification(ProgressNotification::new(params))
             }
             mut other => {
+                if let Some(naming) = &self.naming {
+                    rename(naming, &mut other);
+                }
                 *other.get_meta_mut() = context.meta;
                 other
             }
@@ -102,6 +117,20 @@ impl Service<RoleClient> for BackendHandler {
 
     fn get_info(&self) -> ClientConfig {
         self.info.clone()
+    }
+}
+
+/// Shows the backend's log messages under its name and its resources under its prefix.
+#[allow(deprecated)] // Logging is deprecated by SEP-2577, yet clients still use it.
+fn rename(naming: &Naming, notification: &mut ServerNotification) {
+    match notification {
+        ServerNotification::LoggingMessageNotification(log) => {
+            log.params.logger = Some(naming.logger(log.params.logger.as_deref()));
+        }
+        ServerNotification::ResourceUpdatedNotification(updated) => {
+            updated.params.uri = naming.uri(&updated.params.uri);
+        }
+        _ => {}
     }
 }
 
@@ -121,9 +150,22 @@ pub async fn connect(
     tokens: Option<Arc<TokenManager>>,
     handler: BackendHandler,
 ) -> Result<BackendLink, ConnectError> {
+    let mut headers = HashMap::new();
+    for (name, value) in &backend.headers {
+        let parsed = HeaderName::try_from(name.as_str())
+            .ok()
+            .zip(HeaderValue::try_from(value.as_str()).ok());
+        let Some((name, value)) = parsed else {
+            return Err(ConnectError(format!(
+                "backend '{}': header '{name}' is not a valid HTTP header",
+                backend.name
+            )));
+        };
+        headers.insert(name, value);
+    }
     let transport = StreamableHttpClientTransport::with_client(
         http::AuthorizedHttp::new(http, tokens),
-        StreamableHttpClientTransportConfig::with_uri(backend.url.as_str()),
+        StreamableHttpClientTransportConfig::with_uri(backend.url.as_str()).custom_headers(headers),
     );
     let link = handler.serve(transport).await.map_err(|e| {
         let reason = match find_auth_error(&e) {

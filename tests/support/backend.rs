@@ -191,6 +191,7 @@ pub struct TestBackend {
     sessions: Arc<LocalSessionManager>,
     stop: CancellationToken,
     runtime: tokio::runtime::Handle,
+    server: tokio::task::JoinHandle<()>,
 }
 
 impl TestBackend {
@@ -199,6 +200,12 @@ impl TestBackend {
     /// # Panics
     /// If the listener cannot be bound (fixture setup).
     pub async fn start(config: BackendConfig) -> TestBackend {
+        Self::start_on(config, 0).await
+    }
+
+    /// Like [`TestBackend::start`], on a chosen port (a backend that comes up later where the
+    /// gateway expects it).
+    pub async fn start_on(config: BackendConfig, port: u16) -> TestBackend {
         let shared = Arc::new(Shared::new(config));
         let sessions = Arc::new(LocalSessionManager::default());
         let stop = CancellationToken::new();
@@ -213,12 +220,12 @@ impl TestBackend {
         let router = Router::new()
             .route_service("/mcp", service)
             .layer(middleware::from_fn_with_state(shared.clone(), gatekeeper));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind the test backend");
         let addr = listener.local_addr().expect("test backend address");
         let signal = stop.clone().cancelled_owned();
-        tokio::spawn(async move {
+        let server = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, router)
                 .with_graceful_shutdown(signal)
                 .await
@@ -232,7 +239,20 @@ impl TestBackend {
             sessions,
             stop,
             runtime: tokio::runtime::Handle::current(),
+            server,
         }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Dies at once, as a crashed server would: the listener and every open connection
+    /// (SSE streams included) are dropped without a goodbye.
+    pub fn kill(&self) {
+        self.stop.cancel();
+        self.server.abort();
     }
 
     /// The MCP endpoint, `http://127.0.0.1:PORT/mcp`.

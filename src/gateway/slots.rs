@@ -1,0 +1,187 @@
+//! One slot per backend: its connection kept alive in the background — connected
+//! concurrently with the others, retried with backoff while down, watched while up.
+
+use std::{sync::Arc, time::Duration};
+
+use rmcp::{
+    Peer, RoleClient, RoleServer,
+    model::{ClientConfig, ClientRequest},
+};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    auth::TokenManager,
+    backend::{self, BackendHandler, ProgressMaps},
+    config,
+    naming::Naming,
+};
+
+/// Where a backend stands.
+#[derive(Clone)]
+pub enum Status {
+    /// Not tried yet, connecting, or waiting for its user to log in.
+    Connecting,
+    /// Connected.
+    Ready(Peer<RoleClient>),
+    /// The last attempt failed, or the connection ended; retried in the background.
+    Down(String),
+}
+
+/// A backend and its live state.
+pub struct Slot {
+    /// The configured backend.
+    pub backend: config::Backend,
+    /// How its names are exposed.
+    pub naming: Naming,
+    /// Its progress-token maps, both directions.
+    pub progress: ProgressMaps,
+    tokens: Option<Arc<TokenManager>>,
+    status: watch::Sender<Status>,
+}
+
+/// What every slot's keeper shares with the gateway.
+pub struct Shared {
+    /// The stdio client.
+    pub downstream: Peer<RoleServer>,
+    /// Introduction sent to each backend: the client's own capabilities.
+    pub info: ClientConfig,
+    /// The last `logging/setLevel` the client sent, replayed to backends that connect later.
+    pub log_level: std::sync::Mutex<Option<ClientRequest>>,
+    /// Set once `initialize` has been answered: from then on, a backend that comes or goes
+    /// is announced with `list_changed`.
+    pub announce: std::sync::atomic::AtomicBool,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Slot {
+    /// A slot for `backend`, using `tokens` when it has an OIDC profile.
+    pub fn new(
+        backend: config::Backend,
+        separator: &'static str,
+        tokens: Option<Arc<TokenManager>>,
+    ) -> Self {
+        let naming = Naming {
+            backend: backend.name.clone(),
+            prefix: backend.prefix.clone(),
+            separator,
+        };
+        Self {
+            backend,
+            naming,
+            progress: ProgressMaps::default(),
+            tokens,
+            status: watch::Sender::new(Status::Connecting),
+        }
+    }
+
+    /// The connection, or why there is none.
+    pub fn peer(&self) -> Result<Peer<RoleClient>, String> {
+        match &*self.status.borrow() {
+            Status::Ready(peer) => Ok(peer.clone()),
+            Status::Connecting => Err(match &self.backend.profile {
+                Some(p) => format!(
+                    "still connecting, or waiting for you to log in to {} in the browser",
+                    p.issuer_url
+                ),
+                None => "still connecting".into(),
+            }),
+            Status::Down(reason) => Err(reason.clone()),
+        }
+    }
+
+    /// Waits until the first connection attempt has ended, either way.
+    pub async fn settled(&self) {
+        let mut status = self.status.subscribe();
+        let _ = status.wait_for(|s| !matches!(s, Status::Connecting)).await;
+    }
+
+    fn set(&self, status: Status) {
+        self.status.send_replace(status);
+    }
+
+    /// Keeps the backend connected until `shutdown`.
+    pub async fn keep(
+        self: Arc<Self>,
+        http: reqwest::Client,
+        shared: Arc<Shared>,
+        shutdown: CancellationToken,
+    ) {
+        let mut failures: u32 = 0;
+        loop {
+            let handler = BackendHandler::new(
+                &self.backend.name,
+                shared.info.clone(),
+                shared.downstream.clone(),
+                self.progress.clone(),
+            )
+            .with_naming(self.naming.clone());
+            let attempt = tokio::select! {
+                attempt = backend::connect(&self.backend, http.clone(), self.tokens.clone(), handler) => attempt,
+                () = shutdown.cancelled() => return,
+            };
+            match attempt {
+                Ok(mut link) => {
+                    failures = 0;
+                    let level = shared.log_level.lock().ok().and_then(|l| l.clone());
+                    if let Some(level) = level
+                        && let Err(e) = link.peer().send_request(level).await
+                    {
+                        tracing::debug!(
+                            "Backend '{}' refused the log level: {e}",
+                            self.backend.name
+                        );
+                    }
+                    tracing::info!("Backend '{}' is ready", self.backend.name);
+                    self.set(Status::Ready(link.peer().clone()));
+                    announce(&shared).await;
+                    loop {
+                        tokio::select! {
+                            () = shutdown.cancelled() => {
+                                let _ = link.close_with_timeout(CLOSE_TIMEOUT).await;
+                                return;
+                            }
+                            () = tokio::time::sleep(WATCH_INTERVAL) => {
+                                if link.is_closed() || link.peer().is_transport_closed() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    tracing::warn!(
+                        "Backend '{}' closed its connection; reconnecting",
+                        self.backend.name
+                    );
+                    self.set(Status::Down(
+                        "the connection to the backend was lost".into(),
+                    ));
+                    announce(&shared).await;
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!("{e}");
+                    self.set(Status::Down(e.to_string()));
+                }
+            }
+            let backoff = Duration::from_secs(1 << failures.min(5)).min(MAX_BACKOFF);
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+}
+
+/// Tells the client that the set of tools, prompts and resources changed.
+async fn announce(shared: &Shared) {
+    if !shared.announce.load(std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    let client = &shared.downstream;
+    let _ = client.notify_tool_list_changed().await;
+    let _ = client.notify_prompt_list_changed().await;
+    let _ = client.notify_resource_list_changed().await;
+}

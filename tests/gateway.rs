@@ -1,0 +1,512 @@
+//! The multi-backend gateway over real stdio pipes: three kinds of backends (two issuers, one
+//! with static headers only), names, filters, routing, failure isolation.
+
+mod support;
+
+use std::{sync::Arc, time::Duration};
+
+use authful_mcp_proxy::{
+    config::{Backend, Gateway, Profile, Separator, Settings},
+    glob::{Glob, ToolFilter},
+};
+use rmcp::service::PeerRequestOptions;
+use serde_json::{Value, json};
+use support::{
+    BrowserMode, Harness, TestBrowser,
+    backend::{BackendConfig, TestBackend},
+    first_text,
+    idp::{FakeIdp, IdpConfig},
+};
+use url::Url;
+
+const V: &str = "2025-11-25";
+
+fn backend(name: &str, url: &str, profile: Option<&Arc<Profile>>) -> Backend {
+    Backend::new(name, Url::parse(url).unwrap(), profile.cloned(), Some(name))
+}
+
+fn settings(backends: Vec<Backend>, dir: &std::path::Path) -> Settings {
+    Settings {
+        cache_dir: dir.to_path_buf(),
+        backends,
+        gateway: Gateway {
+            name: "company-tools".into(),
+            separator: Separator::Underscore,
+            startup_timeout: Duration::from_secs(5),
+        },
+    }
+}
+
+fn named(profile: Arc<Profile>, name: &str) -> Arc<Profile> {
+    let mut p = (*profile).clone();
+    p.name = name.into();
+    Arc::new(p)
+}
+
+async fn tool_names(h: &Harness) -> Vec<String> {
+    h.client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect()
+}
+
+fn message(error: rmcp::ServiceError) -> String {
+    error.to_string()
+}
+
+/// Two issuers, three OIDC backends (two sharing a profile) and one API-key backend.
+struct Company {
+    corp_idp: FakeIdp,
+    partner_idp: FakeIdp,
+    corp: TestBackend,
+    analytics: TestBackend,
+    partner: TestBackend,
+    keys: TestBackend,
+    corp_profile: Arc<Profile>,
+    partner_profile: Arc<Profile>,
+}
+
+impl Company {
+    async fn start() -> Self {
+        let corp_idp = FakeIdp::start(IdpConfig::default()).await;
+        let partner_idp = FakeIdp::start(IdpConfig {
+            client_id: "partner-client".into(),
+            ..IdpConfig::default()
+        })
+        .await;
+        corp_idp.set_subject("corp-user");
+        partner_idp.set_subject("partner-user");
+        let oidc =
+            |name: &str, idp: &FakeIdp| BackendConfig::oidc(name, idp.issuer(), idp.jwks_uri());
+        Self {
+            corp: TestBackend::start(oidc("corp", &corp_idp)).await,
+            analytics: TestBackend::start(oidc("analytics", &corp_idp)).await,
+            partner: TestBackend::start(oidc("partner", &partner_idp)).await,
+            keys: TestBackend::start(
+                BackendConfig::open("keys").with_required_header("X-Api-Key", "k-123"),
+            )
+            .await,
+            corp_profile: named(support::profile(&corp_idp, None), "corp"),
+            partner_profile: named(support::profile(&partner_idp, None), "partner"),
+            corp_idp,
+            partner_idp,
+        }
+    }
+
+    fn backends(&self) -> Vec<Backend> {
+        let mut keys = backend("keys", &self.keys.url(), None);
+        keys.headers = vec![("X-Api-Key".into(), "k-123".into())];
+        vec![
+            backend("analytics", &self.analytics.url(), Some(&self.corp_profile)),
+            backend("corp", &self.corp.url(), Some(&self.corp_profile)),
+            keys,
+            backend("partner", &self.partner.url(), Some(&self.partner_profile)),
+        ]
+    }
+}
+
+#[tokio::test]
+async fn aggregates_backends_of_two_issuers_with_one_login_each() {
+    let company = Company::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let browser = TestBrowser::new(BrowserMode::Complete);
+    let h = support::start(settings(company.backends(), dir.path()), browser.clone(), V).await;
+
+    let info = serde_json::to_value(h.client.peer_info().unwrap()).unwrap();
+    assert_eq!(info["serverInfo"]["name"], "company-tools");
+    assert_eq!(info["protocolVersion"], V);
+    let instructions = info["instructions"].as_str().unwrap();
+    for name in ["analytics", "corp", "keys", "partner"] {
+        assert!(
+            instructions.contains(&format!("## {name}\n\nInstructions from {name}.")),
+            "{instructions}"
+        );
+    }
+    assert_eq!(info["capabilities"]["tools"]["listChanged"], true);
+
+    let names = tool_names(&h).await;
+    assert_eq!(names.len(), 4 * 13, "{names:?}");
+    for name in [
+        "analytics_whoami",
+        "corp_whoami",
+        "keys_echo",
+        "partner_add",
+    ] {
+        assert!(names.contains(&name.to_owned()), "{name} in {names:?}");
+    }
+    let who = |r: Value| {
+        r["structuredContent"]["sub"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(
+        who(h.call("corp_whoami", json!({})).await.unwrap()),
+        "corp-user"
+    );
+    assert_eq!(
+        who(h.call("analytics_whoami", json!({})).await.unwrap()),
+        "corp-user"
+    );
+    assert_eq!(
+        who(h.call("partner_whoami", json!({})).await.unwrap()),
+        "partner-user"
+    );
+    // The static header reached the API-key backend (it answers 403 without it).
+    assert_eq!(
+        first_text(&h.call("keys_echo", json!({"text": "k"})).await.unwrap()),
+        "k"
+    );
+    assert_eq!(company.keys.stats().forbidden, 0);
+
+    // One login per issuer, each on its own redirect URL; both backends of `corp` share it.
+    assert_eq!(company.corp_idp.stats().code_exchanges, 1);
+    assert_eq!(company.partner_idp.stats().code_exchanges, 1);
+    assert_eq!(browser.opened(), 2);
+    h.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn names_filters_and_resources_follow_the_rules() {
+    let keys = TestBackend::start(BackendConfig::open("keys")).await;
+    let plain = TestBackend::start(BackendConfig::open("plain")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut filtered = backend("keys", &keys.url(), None);
+    filtered.tools = ToolFilter {
+        allow: vec![Glob::new("*").unwrap()],
+        deny: vec![Glob::new("s*").unwrap(), Glob::new("fail").unwrap()],
+    };
+    // An unprefixed backend next to a prefixed one: its names collide on purpose below.
+    let unprefixed = Backend::new("plain", Url::parse(&plain.url()).unwrap(), None, None);
+    let h = support::start(
+        settings(vec![filtered, unprefixed], dir.path()),
+        TestBrowser::new(BrowserMode::Ignore),
+        V,
+    )
+    .await;
+
+    let names = tool_names(&h).await;
+    assert!(names.contains(&"keys_echo".to_owned()));
+    for hidden in ["keys_sample", "keys_slow", "keys_fail"] {
+        assert!(!names.contains(&hidden.to_owned()), "{hidden} is filtered");
+    }
+    let unknown = message(h.call("keys_fail", json!({})).await.unwrap_err());
+    assert!(unknown.contains("unknown tool: keys_fail"), "{unknown}");
+    assert!(
+        names.contains(&"echo".to_owned()),
+        "unprefixed backend keeps its names"
+    );
+
+    // Collision: the unprefixed backend grows a tool named like the prefixed one's.
+    h.call("add_tool", json!({"name": "keys_whoami"}))
+        .await
+        .unwrap();
+    // The 64-character rule: long names are shortened and still route; invalid ones skipped.
+    let long = format!("very_{}", "long_".repeat(14));
+    h.call("keys_add_tool", json!({"name": long}))
+        .await
+        .unwrap();
+    h.call("keys_add_tool", json!({"name": "bad.name"}))
+        .await
+        .unwrap();
+    let names = tool_names(&h).await;
+    assert_eq!(
+        names.iter().filter(|n| *n == "keys_whoami").count(),
+        1,
+        "{names:?}"
+    );
+    assert!(names.iter().all(|n| {
+        n.len() <= 64
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    }));
+    assert!(!names.iter().any(|n| n.contains("bad")), "{names:?}");
+    let short = names
+        .iter()
+        .find(|n| n.starts_with("keys_very_long"))
+        .unwrap()
+        .clone();
+    assert_eq!(short.len(), 64);
+    assert_eq!(
+        first_text(&h.call(&short, json!({"text": "routed"})).await.unwrap()),
+        "routed"
+    );
+    // The first backend keeps the name: its whoami answers, not the other's echoing tool.
+    let who = h.call("keys_whoami", json!({"text": "dynamic"})).await.unwrap();
+    assert_eq!(first_text(&who), "anonymous");
+
+    // Resources: prefixed URIs, read and subscribed back to the backend's own.
+    let resources = h.client.list_all_resources().await.unwrap();
+    let uris: Vec<String> = resources.iter().map(|r| r.uri.clone()).collect();
+    assert!(uris.contains(&"keys+mem://greeting".to_owned()), "{uris:?}");
+    assert!(uris.contains(&"mem://greeting".to_owned()), "{uris:?}");
+    let templates = h.client.list_all_resource_templates().await.unwrap();
+    assert!(
+        templates
+            .iter()
+            .any(|t| t.uri_template == "keys+mem://items/{id}")
+    );
+    let read = |uri: &str| {
+        let request = json!({"method": "resources/read", "params": {"uri": uri}});
+        let client = &h.client;
+        async move {
+            let result = client
+                .send_request(serde_json::from_value(request).unwrap())
+                .await
+                .unwrap();
+            serde_json::to_value(result).unwrap()
+        }
+    };
+    let greeting = read("keys+mem://greeting").await;
+    assert_eq!(greeting["contents"][0]["uri"], "keys+mem://greeting");
+    assert_eq!(greeting["contents"][0]["text"], "hello from keys");
+    assert_eq!(
+        read("mem://greeting").await["contents"][0]["text"],
+        "hello from plain"
+    );
+    assert_eq!(
+        read("keys+mem://items/5").await["contents"][0]["text"],
+        "item 5"
+    );
+    let mixed = h.call("keys_mixed", json!({})).await.unwrap();
+    assert_eq!(mixed["content"][3]["uri"], "keys+mem://greeting", "{mixed}");
+
+    let send = |value: Value| {
+        h.client
+            .send_request(serde_json::from_value(value).unwrap())
+    };
+    send(json!({"method": "resources/subscribe", "params": {"uri": "keys+mem://greeting"}}))
+        .await
+        .unwrap();
+    assert_eq!(keys.stats().subscriptions, ["mem://greeting"]);
+    h.call("keys_touch", json!({"uri": "mem://greeting"}))
+        .await
+        .unwrap();
+    support::eventually(5, "resource update", || {
+        !h.events.lock().unwrap().updated.is_empty()
+    })
+    .await;
+    assert_eq!(
+        h.events.lock().unwrap().updated[0].uri,
+        "keys+mem://greeting"
+    );
+
+    // Prompts and completion route by the exposed names.
+    let prompt = send(json!({"method": "prompts/get", "params": {"name": "keys_greet", "arguments": {"name": "Ada"}}})).await.unwrap();
+    assert!(
+        serde_json::to_value(prompt)
+            .unwrap()
+            .to_string()
+            .contains("Hello, Ada!")
+    );
+    let done = send(json!({"method": "completion/complete", "params": {
+        "ref": {"type": "ref/prompt", "name": "keys_greet"}, "argument": {"name": "name", "value": "al"}}})).await.unwrap();
+    assert_eq!(
+        serde_json::to_value(done).unwrap()["completion"]["values"],
+        json!(["alice", "albert"])
+    );
+    let done = send(json!({"method": "completion/complete", "params": {
+        "ref": {"type": "ref/resource", "uri": "keys+mem://items/{id}"}, "argument": {"name": "id", "value": "2"}}})).await.unwrap();
+    assert_eq!(
+        serde_json::to_value(done).unwrap()["completion"]["values"],
+        json!(["2"])
+    );
+
+    // Logging: the level fans out; messages carry the backend's name.
+    send(json!({"method": "logging/setLevel", "params": {"level": "error"}}))
+        .await
+        .unwrap();
+    assert_eq!(keys.stats().log_level.as_deref(), Some("error"));
+    assert_eq!(plain.stats().log_level.as_deref(), Some("error"));
+    h.call("keys_log", json!({"level": "error", "message": "boom"}))
+        .await
+        .unwrap();
+    support::eventually(5, "log message", || {
+        !h.events.lock().unwrap().logs.is_empty()
+    })
+    .await;
+    let log = serde_json::to_value(&h.events.lock().unwrap().logs[0]).unwrap();
+    assert_eq!(log["logger"], "keys/test-backend");
+    h.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn paging_walks_every_backend_and_rejects_forged_cursors() {
+    let a = TestBackend::start(BackendConfig::open("a")).await;
+    let b = TestBackend::start(BackendConfig::open("b").with_page_size(5)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let backends = vec![backend("a", &a.url(), None), backend("b", &b.url(), None)];
+    let h = support::start(
+        settings(backends, dir.path()),
+        TestBrowser::new(BrowserMode::Ignore),
+        V,
+    )
+    .await;
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    let mut names = Vec::new();
+    loop {
+        let params = cursor.as_ref().map_or(json!({}), |c| json!({"cursor": c}));
+        let page = h
+            .client
+            .send_request(
+                serde_json::from_value(json!({"method": "tools/list", "params": params})).unwrap(),
+            )
+            .await
+            .unwrap();
+        let page = serde_json::to_value(page).unwrap();
+        pages += 1;
+        names.extend(
+            page["tools"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_owned()),
+        );
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    // a: 13 tools in pages of 4 (4 pages), b: pages of 5 (3 pages).
+    assert_eq!(pages, 7);
+    assert_eq!(names.len(), 26);
+    assert!(
+        names[..13].iter().all(|n| n.starts_with("a_"))
+            && names[13..].iter().all(|n| n.starts_with("b_"))
+    );
+    let forged = h
+        .client
+        .send_request(
+            serde_json::from_value(json!({"method": "tools/list", "params": {"cursor": "forged"}}))
+                .unwrap(),
+        )
+        .await;
+    assert!(forged.unwrap_err().to_string().contains("cursor"));
+    h.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn requests_from_backends_are_answered_to_the_right_backend() {
+    let a = TestBackend::start(BackendConfig::open("a")).await;
+    let b = TestBackend::start(BackendConfig::open("b")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let backends = vec![backend("a", &a.url(), None), backend("b", &b.url(), None)];
+    let h = support::start(
+        settings(backends, dir.path()),
+        TestBrowser::new(BrowserMode::Ignore),
+        V,
+    )
+    .await;
+
+    let (from_a, from_b) = tokio::join!(
+        h.call("a_sample", json!({"prompt": "for a"})),
+        h.call("b_sample", json!({"prompt": "for b"})),
+    );
+    assert_eq!(first_text(&from_a.unwrap()), "sampled: pong: for a");
+    assert_eq!(first_text(&from_b.unwrap()), "sampled: pong: for b");
+    assert_eq!(
+        first_text(&h.call("b_roots", json!({})).await.unwrap()),
+        "file:///work/a,file:///work/b"
+    );
+
+    // Progress reaches the client under its own token, from either backend.
+    let call = serde_json::from_value(json!({"method": "tools/call", "params": {"name": "b_progress", "arguments": {"steps": 2}}})).unwrap();
+    let handle = h
+        .client
+        .send_cancellable_request(call, PeerRequestOptions::no_options())
+        .await
+        .unwrap();
+    let token = handle.progress_token.clone();
+    handle.await_response().await.unwrap();
+    support::eventually(5, "progress", || {
+        h.events.lock().unwrap().progress.len() == 2
+    })
+    .await;
+    assert!(
+        h.events
+            .lock()
+            .unwrap()
+            .progress
+            .iter()
+            .all(|p| p.progress_token == token)
+    );
+
+    // Cancellation reaches the backend that runs the request, and only that one.
+    let call = serde_json::from_value(
+        json!({"method": "tools/call", "params": {"name": "a_slow", "arguments": {"seconds": 30}}}),
+    )
+    .unwrap();
+    let handle = h
+        .client
+        .send_cancellable_request(call, PeerRequestOptions::no_options())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    handle.cancel(None).await.unwrap();
+    support::eventually(5, "cancellation at a", || a.stats().cancelled_calls == 1).await;
+    assert_eq!(b.stats().cancelled_calls, 0);
+
+    // list_changed from one backend reaches the client.
+    h.call("b_add_tool", json!({"name": "fresh"}))
+        .await
+        .unwrap();
+    support::eventually(5, "tools/list_changed", || {
+        h.events.lock().unwrap().tools_changed >= 1
+    })
+    .await;
+    assert!(tool_names(&h).await.contains(&"b_fresh".to_owned()));
+    h.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_backend_down_at_start_joins_later_and_one_that_dies_is_isolated() {
+    let up = TestBackend::start(BackendConfig::open("up")).await;
+    let late_port = support::free_port();
+    let late_url = format!("http://127.0.0.1:{late_port}/mcp");
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(
+        vec![
+            backend("late", &late_url, None),
+            backend("up", &up.url(), None),
+        ],
+        dir.path(),
+    );
+    s.gateway.startup_timeout = Duration::from_millis(500);
+    let started = std::time::Instant::now();
+    let h = support::start(s, TestBrowser::new(BrowserMode::Ignore), V).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "initialize is not held up"
+    );
+
+    let names = tool_names(&h).await;
+    assert!(names.iter().all(|n| n.starts_with("up_")), "{names:?}");
+    let down = message(h.call("late_echo", json!({"text": "x"})).await.unwrap_err());
+    assert!(down.contains("backend 'late' is unavailable"), "{down}");
+
+    // It comes up where expected: the gateway connects in the background and says so.
+    let late = TestBackend::start_on(BackendConfig::open("late"), late_port).await;
+    support::eventually(15, "late backend announced", || {
+        h.events.lock().unwrap().tools_changed >= 1
+    })
+    .await;
+    assert_eq!(
+        first_text(&h.call("late_echo", json!({"text": "hello"})).await.unwrap()),
+        "hello"
+    );
+    assert_eq!(tool_names(&h).await.len(), 26);
+
+    // It dies mid-session: its calls fail with its name, the other backend carries on.
+    late.kill();
+    let dead = message(h.call("late_echo", json!({"text": "x"})).await.unwrap_err());
+    assert!(dead.contains("backend 'late'"), "{dead}");
+    assert_eq!(
+        first_text(&h.call("up_echo", json!({"text": "fine"})).await.unwrap()),
+        "fine"
+    );
+    h.stop().await.unwrap();
+}
