@@ -96,6 +96,20 @@ pub fn find_auth_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Opti
         if let Some(auth) = e.downcast_ref::<AuthError>() {
             return Some(auth);
         }
+        // rmcp's initialize error does not expose its transport error as a source.
+        if let Some(rmcp::service::ClientInitializeError::TransportError { error, .. }) =
+            e.downcast_ref::<rmcp::service::ClientInitializeError>()
+        {
+            return find_auth_error(error);
+        }
+        // `io::Error::source` skips the wrapped error itself, so look inside.
+        if let Some(auth) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<AuthError>())
+        {
+            return Some(auth);
+        }
         current = e.source();
     }
     None

@@ -68,16 +68,6 @@ where
 {
     let http = http_client();
     let managers = token_managers(&settings, &http, &browser);
-    // Log in while the client starts up: backends then find their tokens ready (or join the
-    // same login) instead of starting it only when asked.
-    for tokens in managers.values() {
-        let tokens = Arc::clone(tokens);
-        tokio::spawn(async move {
-            if let Err(e) = tokens.access_token().await {
-                tracing::error!("Login for profile '{}' failed: {e}", tokens.profile().name);
-            }
-        });
-    }
     if !settings.is_transparent() {
         let gateway = Gateway::new(
             settings.gateway.clone(),
@@ -103,6 +93,17 @@ where
     let [backend] = settings.backends.as_slice() else {
         return Err(RunError::Unsupported("no backend to serve".into()));
     };
+    // Log in while the client starts up: `initialize` then finds the token ready (or joins
+    // the same login) instead of starting it only then. (The gateway starts its backends,
+    // logins included, as soon as the client initializes.)
+    for tokens in managers.values() {
+        let tokens = Arc::clone(tokens);
+        tokio::spawn(async move {
+            if let Err(e) = tokens.access_token().await {
+                tracing::error!("Login for profile '{}' failed: {e}", tokens.profile().name);
+            }
+        });
+    }
     let tokens = backend
         .profile
         .as_ref()

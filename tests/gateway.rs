@@ -235,7 +235,10 @@ async fn names_filters_and_resources_follow_the_rules() {
         "routed"
     );
     // The first backend keeps the name: its whoami answers, not the other's echoing tool.
-    let who = h.call("keys_whoami", json!({"text": "dynamic"})).await.unwrap();
+    let who = h
+        .call("keys_whoami", json!({"text": "dynamic"}))
+        .await
+        .unwrap();
     assert_eq!(first_text(&who), "anonymous");
 
     // Resources: prefixed URIs, read and subscribed back to the backend's own.
@@ -508,5 +511,50 @@ async fn a_backend_down_at_start_joins_later_and_one_that_dies_is_isolated() {
         first_text(&h.call("up_echo", json!({"text": "fine"})).await.unwrap()),
         "fine"
     );
+    h.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refused_login_waits_for_the_user_instead_of_reopening_the_browser() {
+    let idp = FakeIdp::start(IdpConfig::default()).await;
+    idp.set_authorize_behavior(support::idp::AuthorizeBehavior::Deny);
+    let secured =
+        TestBackend::start(BackendConfig::oidc("secured", idp.issuer(), idp.jwks_uri())).await;
+    let open = TestBackend::start(BackendConfig::open("open")).await;
+    let profile = named(support::profile(&idp, None), "corp");
+    let dir = tempfile::tempdir().unwrap();
+    let backends = vec![
+        backend("open", &open.url(), None),
+        backend("secured", &secured.url(), Some(&profile)),
+    ];
+    let browser = TestBrowser::new(BrowserMode::Complete);
+    let h = support::start(settings(backends, dir.path()), browser.clone(), V).await;
+    assert_eq!(
+        first_text(&h.call("open_echo", json!({"text": "ok"})).await.unwrap()),
+        "ok"
+    );
+
+    // No new browser tab on a timer (the retry backoff would have fired by now).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(browser.opened(), 1);
+
+    // The user comes back to it: told what happened, and a new login starts.
+    idp.set_authorize_behavior(support::idp::AuthorizeBehavior::Approve);
+    let refused = message(
+        h.call("secured_echo", json!({"text": "x"}))
+            .await
+            .unwrap_err(),
+    );
+    assert!(refused.contains("access_denied"), "{refused}");
+    assert!(refused.contains("retry the login"), "{refused}");
+    support::eventually(10, "secured backend announced", || {
+        h.events.lock().unwrap().tools_changed >= 1
+    })
+    .await;
+    assert_eq!(
+        first_text(&h.call("secured_echo", json!({"text": "in"})).await.unwrap()),
+        "in"
+    );
+    assert_eq!(browser.opened(), 2);
     h.stop().await.unwrap();
 }

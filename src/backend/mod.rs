@@ -20,7 +20,7 @@ use rmcp::{
 };
 
 use crate::{
-    auth::TokenManager,
+    auth::{AuthError, TokenManager},
     config,
     forward::{ProgressMap, client_error, find_auth_error, forward},
     naming::Naming,
@@ -139,8 +139,22 @@ pub type BackendLink = RunningService<RoleClient, BackendHandler>;
 
 /// Why a backend could not be connected.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConnectError(String);
+#[error("{message}")]
+pub struct ConnectError {
+    message: String,
+    /// The user did not complete the browser login (refused, or let it time out): retrying
+    /// on its own would only pop up another browser tab.
+    pub login_failed: bool,
+}
+
+impl ConnectError {
+    fn new(message: String) -> Self {
+        Self {
+            message,
+            login_failed: false,
+        }
+    }
+}
 
 /// Connects to `backend` (logging in first if its profile needs it) and runs the MCP
 /// initialize handshake, pinned to the newest protocol version that has one.
@@ -156,7 +170,7 @@ pub async fn connect(
             .ok()
             .zip(HeaderValue::try_from(value.as_str()).ok());
         let Some((name, value)) = parsed else {
-            return Err(ConnectError(format!(
+            return Err(ConnectError::new(format!(
                 "backend '{}': header '{name}' is not a valid HTTP header",
                 backend.name
             )));
@@ -168,14 +182,21 @@ pub async fn connect(
         StreamableHttpClientTransportConfig::with_uri(backend.url.as_str()).custom_headers(headers),
     );
     let link = handler.serve(transport).await.map_err(|e| {
-        let reason = match find_auth_error(&e) {
+        let auth = find_auth_error(&e);
+        let reason = match auth {
             Some(auth) => format!("authentication failed: {auth}"),
             None => crate::auth::oidc::chain(&e),
         };
-        ConnectError(format!(
-            "cannot connect to backend '{}' at {}: {reason}",
-            backend.name, backend.url
-        ))
+        ConnectError {
+            message: format!(
+                "cannot connect to backend '{}' at {}: {reason}",
+                backend.name, backend.url
+            ),
+            login_failed: matches!(
+                auth,
+                Some(AuthError::Denied { .. } | AuthError::LoginTimeout { .. })
+            ),
+        }
     })?;
     // A cached list would hide changes and errors from the client.
     link.peer()

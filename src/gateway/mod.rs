@@ -52,6 +52,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, ErrorData> {
 }
 
 fn unavailable(slot: &Slot, reason: &str) -> ErrorData {
+    slot.wake();
     ErrorData::internal_error(
         format!("backend '{}' is unavailable: {reason}", slot.backend.name),
         None,

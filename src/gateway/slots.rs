@@ -38,6 +38,8 @@ pub struct Slot {
     pub progress: ProgressMaps,
     tokens: Option<Arc<TokenManager>>,
     status: watch::Sender<Status>,
+    /// Wakes a keeper that stopped retrying after a failed browser login.
+    retry_login: tokio::sync::Notify,
 }
 
 /// What every slot's keeper shares with the gateway.
@@ -75,7 +77,14 @@ impl Slot {
             progress: ProgressMaps::default(),
             tokens,
             status: watch::Sender::new(Status::Connecting),
+            retry_login: tokio::sync::Notify::new(),
         }
+    }
+
+    /// A request wanted this backend while it was down: if it is waiting after a failed
+    /// login, try again now (the user is evidently there to log in).
+    pub fn wake(&self) {
+        self.retry_login.notify_one();
     }
 
     /// The connection, or why there is none.
@@ -159,6 +168,19 @@ impl Slot {
                         "the connection to the backend was lost".into(),
                     ));
                     announce(&shared).await;
+                }
+                Err(e) if e.login_failed => {
+                    // No browser tabs on a timer: the next request for this backend retries.
+                    tracing::warn!("{e}");
+                    self.set(Status::Down(format!(
+                        "{e}; use one of its tools again to retry the login"
+                    )));
+                    tokio::select! {
+                        () = self.retry_login.notified() => {}
+                        () = shutdown.cancelled() => return,
+                    }
+                    self.set(Status::Connecting);
+                    continue;
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
