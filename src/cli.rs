@@ -1,21 +1,36 @@
-//! The command line: flags and env vars in the seed's names, logging, banner, exit codes.
+//! The command line: flags and env vars in the seed's names, logging, banner, exit codes; and
+//! the `validate` and `schema` subcommands.
 
-use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+    time::Duration,
+};
 
-use clap::Parser;
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::{
     auth::browser::SystemBrowser,
-    config::{SeedSettings, Settings, Sources},
+    config::{
+        ConfigError, SeedSettings, Settings, Sources, json_schema_text,
+        validate::{self, Format},
+    },
     logging::{self, Verbosity},
     proxy,
 };
 
 /// Lets desktop MCP clients use remote MCP servers that validate OIDC bearer tokens: logs you
 /// in with your identity provider and relays MCP between stdio and Streamable HTTP.
+///
+/// Without a subcommand it runs the proxy: `authful-mcp-proxy [OPTIONS] [MCP_BACKEND_URL]`.
 #[derive(Debug, Parser)]
 #[command(name = "authful-mcp-proxy", version)]
 pub struct Cli {
+    /// Something other than running the proxy
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// URL of the remote MCP server [env: MCP_BACKEND_URL]
     #[arg(value_name = "MCP_BACKEND_URL")]
     pub backend_url: Option<String>,
@@ -38,7 +53,13 @@ pub struct Cli {
     #[arg(long, value_name = "SECONDS")]
     pub login_timeout: Option<u64>,
     /// YAML configuration file
-    #[arg(short = 'c', long, value_name = "PATH", env = "AUTHFUL_MCP_CONFIG")]
+    #[arg(
+        short = 'c',
+        long,
+        value_name = "PATH",
+        env = "AUTHFUL_MCP_CONFIG",
+        global = true
+    )]
     pub config: Option<PathBuf>,
     /// Append log lines to this file instead of stderr
     #[arg(long, value_name = "PATH")]
@@ -52,6 +73,30 @@ pub struct Cli {
     /// Log debug details (never tokens or secrets) [env: MCP_PROXY_DEBUG]
     #[arg(long)]
     pub debug: bool,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a configuration file and report every problem at once. Exit status: 0 valid
+    /// (warnings allowed), 1 invalid, 2 unreadable file or usage error
+    Validate(ValidateArgs),
+    /// Print the JSON Schema of the configuration file
+    Schema,
+}
+
+/// Arguments of `validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Treat warnings (unset ${VAR} without default) as errors
+    #[arg(long)]
+    pub strict: bool,
+    /// The file to check [default: --config / AUTHFUL_MCP_CONFIG]
+    #[arg(value_name = "CONFIG")]
+    pub file: Option<PathBuf>,
 }
 
 fn truthy(value: Option<String>) -> bool {
@@ -112,17 +157,93 @@ fn banner(settings: &Settings) {
 /// startup error, 2 on a usage error.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    match &cli.command {
+        Some(Command::Validate(args)) => validate_command(args, cli.config.as_deref()),
+        Some(Command::Schema) => print_stdout(&json_schema_text()),
+        None => run_proxy(&cli),
+    }
+}
+
+/// `authful-mcp-proxy validate`.
+fn validate_command(args: &ValidateArgs, config: Option<&Path>) -> ExitCode {
+    let Some(file) = args.file.as_deref().or(config) else {
+        let mut command = Cli::command();
+        command.build();
+        let message = "no configuration file: give CONFIG, --config or AUTHFUL_MCP_CONFIG";
+        let kind = clap::error::ErrorKind::MissingRequiredArgument;
+        let usage = match command.find_subcommand_mut("validate") {
+            Some(validate) => validate.error(kind, message),
+            None => command.error(kind, message),
+        };
+        // Prints the usage and exits 2, as any other usage error.
+        usage.exit()
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    let options = validate::Options {
+        strict: args.strict,
+        env: &env,
+        overlay: None,
+    };
+    let checked = match validate::check_file(file, &options) {
+        Ok(checked) => checked,
+        Err(e) => {
+            eprintln!("authful-mcp-proxy: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = print_stdout(&checked.diagnostics.render(args.format));
+    if checked.diagnostics.has_errors() {
+        ExitCode::from(1)
+    } else {
+        code
+    }
+}
+
+/// Writes `text` to stdout; a closed pipe (`| head`) is not worth a panic.
+fn print_stdout(text: &str) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("authful-mcp-proxy: cannot write to stdout: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Loads and resolves the settings; the file's diagnostics go to stderr, like every
+/// configuration error, before anything is read from stdin.
+fn load_settings(cli: &Cli) -> Result<Settings, ExitCode> {
+    let refuse = |e: ConfigError| {
+        match e {
+            ConfigError::Diagnostics(diagnostics) => {
+                eprint!("{}", diagnostics.render(Format::Human))
+            }
+            e => eprintln!("authful-mcp-proxy: {e}"),
+        }
+        ExitCode::from(1)
+    };
+    let (config, diagnostics) = cli.sources().load_with_warnings().map_err(refuse)?;
+    for line in diagnostics.iter().flat_map(|d| d.human_lines()) {
+        eprintln!("{line}");
+    }
+    config.resolve().map_err(refuse)
+}
+
+/// The proxy itself, when no subcommand is given.
+fn run_proxy(cli: &Cli) -> ExitCode {
     let verbosity = cli.verbosity();
     if let Err(e) = logging::init(verbosity, cli.log_file.as_deref()) {
         eprintln!("authful-mcp-proxy: cannot open log file: {e}");
         return ExitCode::from(2);
     }
-    let settings = match cli.sources().load().and_then(|c| c.resolve()) {
+    let settings = match load_settings(cli) {
         Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("authful-mcp-proxy: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     if !cli.no_banner && verbosity != Verbosity::Silent {
         banner(&settings);
@@ -152,5 +273,55 @@ pub fn main() -> ExitCode {
             eprintln!("authful-mcp-proxy: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("authful-mcp-proxy").chain(args.iter().copied()))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_url_is_the_backend_not_a_subcommand() {
+        let cli = parse(&["https://mcp.example.com/mcp", "--oidc-client-id", "c"]);
+        assert!(cli.command.is_none());
+        assert_eq!(
+            cli.backend_url.as_deref(),
+            Some("https://mcp.example.com/mcp")
+        );
+    }
+
+    #[test]
+    fn validate_takes_a_file_format_and_strict_and_the_global_config() {
+        let cli = parse(&["validate", "--format", "github", "--strict", "c.yaml"]);
+        let Some(Command::Validate(args)) = cli.command else {
+            panic!("validate expected")
+        };
+        assert_eq!(args.format, Format::Github);
+        assert!(args.strict);
+        assert_eq!(args.file.as_deref(), Some(Path::new("c.yaml")));
+        for args in [
+            &["--config", "x.yaml", "validate"][..],
+            &["validate", "-c", "x.yaml"],
+        ] {
+            let cli = parse(args);
+            assert!(matches!(cli.command, Some(Command::Validate(_))));
+            assert_eq!(cli.config.as_deref(), Some(Path::new("x.yaml")));
+        }
+    }
+
+    #[test]
+    fn unknown_formats_are_usage_errors() {
+        let err = Cli::try_parse_from(["x", "validate", "--format", "xml"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn the_command_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

@@ -14,11 +14,18 @@ use std::{
 
 use figment::{
     Figment,
-    providers::{Env, Format, Serialized, Yaml},
+    providers::{Env, Serialized},
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 use url::Url;
+
+pub mod interpolate;
+pub mod locate;
+mod schema;
+pub mod validate;
+
+pub use schema::{json_schema, json_schema_text};
 
 use crate::{
     glob::{Glob, ToolFilter},
@@ -122,6 +129,8 @@ pub struct ToolFilterConfig {
 /// One OIDC client registration at one identity provider.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
+// Optional in Rust because the seed's env vars and flags may fill them; required in a file.
+#[schemars(extend("required" = ["issuer_url", "client_id"]))]
 pub struct OidcProfileConfig {
     /// Issuer URL; discovery reads `{issuer_url}/.well-known/openid-configuration`.
     #[serde(
@@ -166,6 +175,8 @@ pub struct OidcProfileConfig {
 /// One remote MCP server reached over Streamable HTTP.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
+// Optional in Rust because `MCP_BACKEND_URL` or a flag may fill it; required in a file.
+#[schemars(extend("required" = ["url"]))]
 pub struct BackendConfig {
     /// Streamable HTTP endpoint of the MCP server.
     #[serde(
@@ -357,14 +368,17 @@ pub enum ConfigError {
     /// A required setting is missing or a value is unusable.
     #[error("{0}")]
     Problem(String),
+    /// The config file has problems, every one of them located.
+    #[error("{0}")]
+    Diagnostics(validate::Diagnostics),
 }
 
 impl Sources {
-    /// The merged layers, not yet extracted.
-    pub fn figment(&self) -> Figment {
+    /// The merged layers, not yet extracted; `file` is the file's checked and expanded tree.
+    fn figment(&self, file: Option<serde_yaml::Value>) -> Figment {
         let mut figment = Figment::new();
-        if let Some(file) = &self.file {
-            figment = figment.merge(Yaml::file_exact(file));
+        if let Some(file) = file {
+            figment = figment.merge(Serialized::defaults(file));
         }
         figment
             .merge(Serialized::defaults(self.seed_env.as_config()))
@@ -374,17 +388,42 @@ impl Sources {
 
     /// Reads and merges every layer.
     pub fn load(&self) -> Result<Config, ConfigError> {
-        if let Some(file) = &self.file
-            && let Err(source) = std::fs::metadata(file)
-        {
-            return Err(ConfigError::Unreadable {
-                path: file.clone(),
-                source,
-            });
-        }
-        self.figment()
+        self.load_with_warnings().map(|(config, _)| config)
+    }
+
+    /// Reads and merges every layer, and returns the file's diagnostics too: warnings only
+    /// (unset `${VAR}`s), since a file with errors is a [`ConfigError::Diagnostics`].
+    pub fn load_with_warnings(
+        &self,
+    ) -> Result<(Config, Option<validate::Diagnostics>), ConfigError> {
+        let (file, diagnostics) = match &self.file {
+            Some(path) => {
+                let checked = self.check_file(path)?;
+                match checked.value {
+                    Some(value) => (Some(value), Some(checked.diagnostics)),
+                    None => return Err(ConfigError::Diagnostics(checked.diagnostics)),
+                }
+            }
+            None => (None, None),
+        };
+        let config = self
+            .figment(file)
             .extract::<Config>()
-            .map_err(|e| ConfigError::Invalid(figment_message(e)))
+            .map_err(|e| ConfigError::Invalid(figment_message(e)))?;
+        Ok((config, diagnostics))
+    }
+
+    /// Checks the file the way `validate` does, except that what env vars and flags set
+    /// counts as present (`MCP_BACKEND_URL` may supply the only backend, say).
+    fn check_file(&self, path: &Path) -> Result<validate::Checked, ConfigError> {
+        let above = self.figment(None).extract::<Config>().ok();
+        let env = |name: &str| std::env::var(name).ok();
+        let options = validate::Options {
+            strict: false,
+            env: &env,
+            overlay: above.as_ref(),
+        };
+        validate::check_file(path, &options)
     }
 }
 
