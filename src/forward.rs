@@ -16,6 +16,8 @@ use rmcp::{
 };
 use tokio_util::sync::CancellationToken;
 
+use rmcp::transport::streamable_http_client::StreamableHttpError;
+
 use crate::auth::AuthError;
 
 /// rmcp gives every outgoing request a progress token of its own; this maps those tokens back
@@ -89,30 +91,52 @@ pub async fn forward<R: ServiceRole>(
     }
 }
 
-/// The login problem behind a failed request, if that is what it was.
-pub fn find_auth_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a AuthError> {
+/// Every error in `error`'s chain, including the ones rmcp and `io::Error` hold without
+/// exposing them as a `source`.
+fn causes<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Vec<&'a (dyn std::error::Error + 'static)> {
+    let mut all = Vec::new();
     let mut current = Some(error);
     while let Some(e) = current {
-        if let Some(auth) = e.downcast_ref::<AuthError>() {
-            return Some(auth);
-        }
-        // rmcp's initialize error does not expose its transport error as a source.
+        all.push(e);
         if let Some(rmcp::service::ClientInitializeError::TransportError { error, .. }) =
             e.downcast_ref::<rmcp::service::ClientInitializeError>()
         {
-            return find_auth_error(error);
+            current = Some(error);
+            continue;
         }
-        // `io::Error::source` skips the wrapped error itself, so look inside.
-        if let Some(auth) = e
+        if let Some(inner) = e
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<AuthError>())
         {
-            return Some(auth);
+            current = Some(inner);
+            continue;
         }
         current = e.source();
     }
-    None
+    all
+}
+
+/// The login problem behind a failed request, if that is what it was.
+pub fn find_auth_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a AuthError> {
+    causes(error)
+        .into_iter()
+        .find_map(|e| e.downcast_ref::<AuthError>())
+}
+
+/// Why a request to a backend failed, in the HTTP layer's words ("connection refused", "HTTP
+/// 503") rather than through rmcp's wrapper types.
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let http = causes(error)
+        .into_iter()
+        .find_map(|e| e.downcast_ref::<StreamableHttpError<reqwest::Error>>());
+    match http {
+        // The reqwest error is not exposed as a source; its own chain says what happened.
+        Some(StreamableHttpError::Client(reqwest)) => crate::auth::oidc::chain(reqwest),
+        Some(other) => crate::auth::oidc::chain(other),
+        None => crate::auth::oidc::chain(error),
+    }
 }
 
 /// What the client sees when a request to `backend` failed. JSON-RPC errors from the backend
@@ -124,10 +148,7 @@ pub fn client_error(backend: &str, error: ServiceError) -> ErrorData {
         other => {
             let message = match find_auth_error(&other) {
                 Some(auth) => format!("backend '{backend}': authentication failed: {auth}"),
-                None => format!(
-                    "backend '{backend}' is unavailable: {}",
-                    crate::auth::oidc::chain(&other)
-                ),
+                None => format!("backend '{backend}' is unavailable: {}", describe(&other)),
             };
             ErrorData::internal_error(message, None)
         }

@@ -490,6 +490,8 @@ async fn a_backend_down_at_start_joins_later_and_one_that_dies_is_isolated() {
     assert!(names.iter().all(|n| n.starts_with("up_")), "{names:?}");
     let down = message(h.call("late_echo", json!({"text": "x"})).await.unwrap_err());
     assert!(down.contains("backend 'late' is unavailable"), "{down}");
+    assert!(down.contains("onnection refused"), "the reason, in plain words: {down}");
+    assert!(!down.contains("rmcp::"), "no internal type names: {down}");
 
     // It comes up where expected: the gateway connects in the background and says so.
     let late = TestBackend::start_on(BackendConfig::open("late"), late_port).await;
@@ -507,6 +509,7 @@ async fn a_backend_down_at_start_joins_later_and_one_that_dies_is_isolated() {
     late.kill();
     let dead = message(h.call("late_echo", json!({"text": "x"})).await.unwrap_err());
     assert!(dead.contains("backend 'late'"), "{dead}");
+    assert!(!dead.contains("rmcp::"), "no internal type names: {dead}");
     assert_eq!(
         first_text(&h.call("up_echo", json!({"text": "fine"})).await.unwrap()),
         "fine"
@@ -547,6 +550,7 @@ async fn a_refused_login_waits_for_the_user_instead_of_reopening_the_browser() {
     );
     assert!(refused.contains("access_denied"), "{refused}");
     assert!(refused.contains("retry the login"), "{refused}");
+    assert!(!refused.contains("rmcp::"), "no internal type names: {refused}");
     support::eventually(10, "secured backend announced", || {
         h.events.lock().unwrap().tools_changed >= 1
     })

@@ -288,3 +288,46 @@ async fn callback_port_in_use_is_reported_with_the_fix() {
         "no browser for a login that cannot complete"
     );
 }
+
+#[tokio::test]
+async fn processes_sharing_a_cache_never_reuse_a_rotated_refresh_token() {
+    use authful_mcp_proxy::{auth::TokenManager, proxy::http_client};
+    let (idp, backend, dir) = setup(IdpConfig::default()).await;
+    idp.set_access_token_ttl(Duration::from_secs(30));
+    let profile = support::profile(&idp, None);
+    let h = support::start(
+        support::settings(&backend.url(), Some(profile.clone()), dir.path()),
+        TestBrowser::new(BrowserMode::Complete),
+        V,
+    )
+    .await;
+    h.call("whoami", json!({})).await.unwrap();
+    h.stop().await.unwrap();
+    let refreshes = idp.stats().refreshes;
+
+    // Three "processes" (separate managers, separate file handles) wake up at once with a
+    // token that needs refreshing: they must take turns, each using the newest refresh token.
+    let browser = TestBrowser::new(BrowserMode::Ignore);
+    let managers: Vec<TokenManager> = (0..3)
+        .map(|_| {
+            TokenManager::new(
+                profile.clone(),
+                dir.path(),
+                http_client(),
+                browser.clone(),
+                Arc::default(),
+            )
+        })
+        .collect();
+    let tokens = futures::future::join_all(managers.iter().map(|m| m.access_token())).await;
+    for token in tokens {
+        token.expect("a refreshed token, no login");
+    }
+    assert_eq!(
+        idp.stats().refresh_failures,
+        0,
+        "no refresh token was used twice"
+    );
+    assert_eq!(idp.stats().refreshes, refreshes + 3);
+    assert_eq!(browser.opened(), 0);
+}

@@ -5,7 +5,7 @@ use std::{
     fs, io,
     io::Write,
     path::{Path, PathBuf},
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use serde::{Deserialize, Serialize};
@@ -130,14 +130,49 @@ impl TokenCache {
         result
     }
 
-    /// Deletes the file (a failed refresh with no way back, say).
-    pub fn clear(&self) {
-        if let Err(e) = fs::remove_file(&self.path)
-            && e.kind() != io::ErrorKind::NotFound
-        {
-            tracing::warn!("Could not delete token cache {}: {e}", self.path.display());
+    /// Takes the cache's inter-process lock, waiting up to `wait` for another process that
+    /// is renewing the same tokens. Renewing under the lock means a rotated refresh token is
+    /// never used twice (providers revoke the whole grant when that happens). `None`, with a
+    /// warning, when the lock cannot be had: better a possible race than a stuck proxy.
+    pub async fn lock(&self, wait: Duration) -> Option<CacheLock> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let path = self.path.with_extension("lock");
+        let file = create_private_dir(dir).and_then(|()| private_lock_file(&path));
+        let file = match file {
+            Ok(file) => file,
+            Err(e) => {
+                tracing::warn!("Cannot lock {}: {e}", path.display());
+                return None;
+            }
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Some(CacheLock { _file: file }),
+                Err(fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    tracing::warn!(
+                        "Another process still holds {} after {} s; going on without it",
+                        path.display(),
+                        wait.as_secs()
+                    );
+                    return None;
+                }
+                Err(fs::TryLockError::Error(e)) => {
+                    tracing::warn!("Cannot lock {}: {e}", path.display());
+                    return None;
+                }
+            }
         }
     }
+}
+
+/// The inter-process lock on one cache file; released when dropped (or when the process
+/// dies, as the operating system drops it with the file handle).
+pub struct CacheLock {
+    _file: fs::File,
 }
 
 #[cfg(unix)]
@@ -155,6 +190,26 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
 #[cfg(not(unix))]
 fn create_private_dir(dir: &Path) -> io::Result<()> {
     fs::create_dir_all(dir)
+}
+
+#[cfg(unix)]
+fn private_lock_file(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn private_lock_file(path: &Path) -> io::Result<fs::File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
 }
 
 #[cfg(unix)]

@@ -11,6 +11,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
+    time::Duration,
 };
 
 use tokio::sync::{Mutex, OnceCell};
@@ -204,6 +205,10 @@ impl TokenManager {
         current: &mut Option<StoredTokens>,
         rejected: Option<&Secret>,
     ) -> Result<Secret, AuthError> {
+        // One renewal at a time across processes too: the others wait, then find its result
+        // on disk. The wait covers a browser login in another process.
+        let wait = self.profile.login_timeout + Duration::from_secs(30);
+        let _renewing = self.cache.lock(wait).await;
         // Another process sharing the cache may have refreshed (and rotated) meanwhile.
         if let Some(on_disk) = self.cache.load()
             && current.as_ref() != Some(&on_disk)

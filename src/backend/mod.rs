@@ -22,7 +22,7 @@ use rmcp::{
 use crate::{
     auth::{AuthError, TokenManager},
     config,
-    forward::{ProgressMap, client_error, find_auth_error, forward},
+    forward::{ProgressMap, client_error, describe, find_auth_error, forward},
     naming::Naming,
 };
 
@@ -185,7 +185,7 @@ pub async fn connect(
         let auth = find_auth_error(&e);
         let reason = match auth {
             Some(auth) => format!("authentication failed: {auth}"),
-            None => crate::auth::oidc::chain(&e),
+            None => describe(&e),
         };
         ConnectError {
             message: format!(
