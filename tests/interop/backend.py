@@ -1,0 +1,99 @@
+"""Token-validating MCP backend for the interop suite: fastmcp over Streamable HTTP.
+
+Accepts only RS256 JWT access tokens from the suite's oidc-provider (issuer, audience
+"mcp-backend", signature through the provider's JWKS). Serves http://127.0.0.1:PORT/mcp.
+
+Usage: backend.py --port PORT --issuer ISSUER [--audience mcp-backend]
+Prints "BACKEND READY <url>" on stdout once it accepts connections.
+"""
+
+import argparse
+import asyncio
+import socket
+
+from fastmcp import Context, FastMCP
+from fastmcp.server.auth.providers.jwt import JWTVerifier
+from fastmcp.server.dependencies import get_access_token
+
+
+def build(issuer: str, audience: str, page_size: int | None) -> FastMCP:
+    verifier = JWTVerifier(
+        jwks_uri=f"{issuer}/jwks",
+        issuer=issuer,
+        audience=audience,
+        algorithm="RS256",
+    )
+    mcp = FastMCP("interop-backend", auth=verifier, list_page_size=page_size)
+
+    @mcp.tool
+    def whoami() -> dict:
+        """The caller's identity, from the validated access token."""
+        token = get_access_token()
+        if token is None:
+            return {"authenticated": False}
+        claims = dict(token.claims or {})
+        return {
+            "authenticated": True,
+            "sub": claims.get("sub"),
+            "client_id": token.client_id,
+            "scopes": list(token.scopes or []),
+            "claims": claims,
+        }
+
+    @mcp.tool
+    def echo(text: str) -> str:
+        """Returns the text unchanged."""
+        return text
+
+    @mcp.tool
+    def add(a: int, b: int) -> int:
+        """Adds two integers."""
+        return a + b
+
+    @mcp.tool
+    async def count_with_progress(steps: int, ctx: Context) -> str:
+        """Counts to `steps`, reporting progress after each step."""
+        for i in range(1, steps + 1):
+            await asyncio.sleep(0.05)
+            await ctx.report_progress(progress=i, total=steps, message=f"step {i}")
+        return f"counted to {steps}"
+
+    @mcp.resource("interop://info", mime_type="text/plain")
+    def info() -> str:
+        """A fixed text resource."""
+        return "interop backend resource"
+
+    @mcp.prompt
+    def greet(name: str) -> str:
+        """A greeting prompt."""
+        return f"Please greet {name} warmly."
+
+    return mcp
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--issuer", required=True)
+    p.add_argument("--audience", default="mcp-backend")
+    p.add_argument("--page-size", type=int, default=0, help="list page size (0: no pagination)")
+    args = p.parse_args()
+    mcp = build(args.issuer, args.audience, args.page_size or None)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", args.port))
+    sock.listen(64)
+    print(f"BACKEND READY http://127.0.0.1:{args.port}/mcp", flush=True)
+    mcp.run(
+        transport="http",
+        host="127.0.0.1",
+        port=args.port,
+        path="/mcp",
+        show_banner=False,
+        log_level="warning",
+        sockets=[sock],
+    )
+
+
+if __name__ == "__main__":
+    main()
