@@ -142,7 +142,9 @@ fn banner(settings: &Settings) {
         "authful-mcp-proxy {} - OIDC login for remote MCP servers",
         env!("CARGO_PKG_VERSION")
     );
-    for backend in &settings.backends {
+    if let [backend] = settings.backends.as_slice()
+        && settings.is_transparent()
+    {
         eprintln!("  backend  {}", backend.url);
         if let Some(profile) = &backend.profile {
             eprintln!(
@@ -150,6 +152,24 @@ fn banner(settings: &Settings) {
                 profile.issuer_url, profile.client_id
             );
         }
+        return;
+    }
+    eprintln!("  gateway  {}", settings.gateway.name);
+    let mut profiles: Vec<&Arc<crate::config::Profile>> = Vec::new();
+    for backend in &settings.backends {
+        let login = backend.profile.as_ref().map_or(String::new(), |p| {
+            if !profiles.iter().any(|known| known.name == p.name) {
+                profiles.push(p);
+            }
+            format!(" (profile {})", p.name)
+        });
+        eprintln!("  backend  {}: {}{login}", backend.name, backend.url);
+    }
+    for profile in profiles {
+        eprintln!(
+            "  profile  {}: {} (client {})",
+            profile.name, profile.issuer_url, profile.client_id
+        );
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use rmcp::ServiceExt;
+use rmcp::{ServiceExt, service::ServerInitializeError};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::{
@@ -30,6 +30,18 @@ pub fn http_client() -> reqwest::Client {
         .user_agent(concat!("authful-mcp-proxy/", env!("CARGO_PKG_VERSION")))
         .build()
         .unwrap_or_default()
+}
+
+/// A client that closes stdin before initializing has simply gone away (exit 0); anything else
+/// that stops the handshake is an error.
+fn ended_before_initialize(error: ServerInitializeError) -> Result<(), RunError> {
+    match error {
+        ServerInitializeError::ConnectionClosed(_) => {
+            tracing::debug!("The client closed stdin before initializing");
+            Ok(())
+        }
+        other => Err(RunError::Start(other.to_string())),
+    }
 }
 
 /// One token manager per profile in use, so backends that share a profile share its tokens.
@@ -81,10 +93,10 @@ where
             http,
         );
         let closer = gateway.closer();
-        let running = gateway
-            .serve((reader, writer))
-            .await
-            .map_err(|e| RunError::Start(e.to_string()))?;
+        let running = match gateway.serve((reader, writer)).await {
+            Ok(running) => running,
+            Err(e) => return ended_before_initialize(e),
+        };
         let quit = running.waiting().await;
         tracing::debug!("Client session ended: {quit:?}");
         closer.close().await;
@@ -111,10 +123,13 @@ where
         .cloned();
     let relay = Relay::new(backend.clone(), http, tokens);
     let closer = relay.closer();
-    let running = relay
-        .serve((reader, writer))
-        .await
-        .map_err(|e| RunError::Start(e.to_string()))?;
+    let running = match relay.serve((reader, writer)).await {
+        Ok(running) => running,
+        Err(e) => {
+            closer.close().await;
+            return ended_before_initialize(e);
+        }
+    };
     let quit = running.waiting().await;
     tracing::debug!("Client session ended: {quit:?}");
     closer.close().await;

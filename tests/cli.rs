@@ -201,10 +201,9 @@ async fn drop_in_run_logs_in_caches_rotates_and_never_logs_secrets() {
     let dir = home.path().join(".fastmcp/oauth-mcp-client-cache");
     let file = std::fs::read_dir(&dir)
         .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.to_string_lossy().ends_with("_tokens.json"))
+        .expect("a token file");
     let name = file.file_name().unwrap().to_string_lossy().into_owned();
     assert!(name.starts_with("http_127_0_0_1_"), "{name}");
     #[cfg(unix)]
@@ -286,5 +285,31 @@ fn regex_like_log_line() -> impl Fn(&str) -> bool {
             && b[23] == b'Z'
             && line[24..].starts_with(" [")
             && line.contains("] [")
+    }
+}
+
+#[tokio::test]
+async fn stdin_closed_before_initialize_exits_0_promptly() {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        "backends:\n  a:\n    url: http://127.0.0.1:9/mcp\n  b:\n    url: http://127.0.0.1:9/mcp\n",
+    )
+    .unwrap();
+    let drop_in = [
+        "http://127.0.0.1:9/mcp",
+        "--oidc-issuer-url",
+        "http://127.0.0.1:9",
+        "--oidc-client-id",
+        "x",
+    ];
+    for args in [drop_in.to_vec(), vec!["--config", config.to_str().unwrap()]] {
+        let mut child = proxy(home.path())
+            .args(&args)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert_eq!(exit_code(&mut child, 5).await, 0, "{args:?}");
     }
 }

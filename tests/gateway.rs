@@ -490,7 +490,10 @@ async fn a_backend_down_at_start_joins_later_and_one_that_dies_is_isolated() {
     assert!(names.iter().all(|n| n.starts_with("up_")), "{names:?}");
     let down = message(h.call("late_echo", json!({"text": "x"})).await.unwrap_err());
     assert!(down.contains("backend 'late' is unavailable"), "{down}");
-    assert!(down.contains("onnection refused"), "the reason, in plain words: {down}");
+    assert!(
+        down.contains("onnection refused"),
+        "the reason, in plain words: {down}"
+    );
     assert!(!down.contains("rmcp::"), "no internal type names: {down}");
 
     // It comes up where expected: the gateway connects in the background and says so.
@@ -550,7 +553,10 @@ async fn a_refused_login_waits_for_the_user_instead_of_reopening_the_browser() {
     );
     assert!(refused.contains("access_denied"), "{refused}");
     assert!(refused.contains("retry the login"), "{refused}");
-    assert!(!refused.contains("rmcp::"), "no internal type names: {refused}");
+    assert!(
+        !refused.contains("rmcp::"),
+        "no internal type names: {refused}"
+    );
     support::eventually(10, "secured backend announced", || {
         h.events.lock().unwrap().tools_changed >= 1
     })

@@ -183,18 +183,18 @@ class Scenario:
             "IDP_CALLBACK_PORTS": ",".join(map(str, callback_ports)),
             "IDP_RESOURCE": backend_url,
             "IDP_ACCESS_TTL": str(access_ttl),
-            "IDP_EVENTS_LOG": str(self.dir / "idp-events.jsonl"),
-            "IDP_KEY_FILE": str(self.dir / "idp-key.json"),
+            "IDP_EVENTS_LOG": str(self.dir / f"{name}-events.jsonl"),
+            "IDP_KEY_FILE": str(self.dir / f"{name}-key.json"),
         }
         self.start(name, [NODE, str(HERE / "idp.mjs")], env, "IDP READY")
         issuer = f"http://127.0.0.1:{port}"
         self.wait_http(f"{issuer}/.well-known/openid-configuration")
-        return Idp(issuer, self.dir / "idp-events.jsonl", port)
+        return Idp(issuer, self.dir / f"{name}-events.jsonl", port)
 
-    def start_backend(self, port: int, issuer: str, page_size: int = 2) -> str:
+    def start_backend(self, port: int, issuer: str, page_size: int = 2, name: str = "backend") -> str:
         env = {"PATH": os.environ["PATH"], "HOME": str(self.dir), "FASTMCP_SHOW_SERVER_BANNER": "false"}
         argv = [PYTHON, str(HERE / "backend.py"), "--port", str(port), "--issuer", issuer, "--page-size", str(page_size)]
-        self.start("backend", argv, env, "BACKEND READY")
+        self.start(name, argv, env, "BACKEND READY")
         return f"http://127.0.0.1:{port}/mcp"
 
     def start_everything(self, port: int) -> str:
@@ -803,6 +803,65 @@ def python_original_parity(sc: Scenario) -> None:
     check(subs["rust"] == subs["python"], f"sub differs: {subs}")
 
 
+def gateway_two_issuers(sc: Scenario) -> None:
+    """The README's gateway, as a platform team would set it up: one config file, two identity
+    providers, a backend behind each; `validate` first, then one stdio server serving both."""
+    ports = {name: (free_port(), free_port()) for name in ("corp", "partner")}  # backend, callback
+    urls = {name: f"http://127.0.0.1:{backend}/mcp" for name, (backend, _) in ports.items()}
+    idps = {}
+    for name, (backend, cb) in ports.items():
+        idps[name] = sc.start_idp(urls[name], [cb], name=f"idp-{name}")
+        sc.start_backend(backend, idps[name].issuer, name=f"backend-{name}")
+    config = sc.dir / "gateway.yaml"
+    lines = ["# yaml-language-server: $schema=./schemas/config.schema.json", "oidc_profiles:"]
+    for name, (_, cb) in ports.items():
+        lines += [
+            f"  {name}:",
+            f"    issuer_url: {idps[name].issuer}",
+            "    client_id: ${INTEROP_CLIENT_ID:-interop-public}",
+            f"    redirect_url: http://localhost:{cb}/auth/callback",
+        ]
+    lines.append("backends:")
+    for name in ports:
+        lines += [f"  {name}:", f"    url: {urls[name]}", f"    oidc_profile: {name}"]
+    lines += ["gateway:", "  name: interop-gateway", "  startup_timeout: 30"]
+    config.write_text("\n".join(lines) + "\n")
+
+    checked = subprocess.run([BIN, "validate", str(config)], capture_output=True, text=True, timeout=30)
+    check(checked.returncode == 0, f"validate exited {checked.returncode}: {checked.stdout}{checked.stderr}")
+    check(checked.stdout.strip().endswith("valid"), f"validate said {checked.stdout!r}")
+
+    browser_log = sc.dir / "browser.log"
+    sc.browser_logs.append(browser_log)
+    env = {
+        "HOME": str(sc.home()),
+        "PATH": os.environ["PATH"],
+        "BROWSER": str(HERE / "browser.py"),
+        "MCP_PROXY_DEBUG": "1",
+        "INTEROP_BROWSER_LOG": str(browser_log),
+        "INTEROP_LOGIN": LOGIN,
+        "INTEROP_BROWSER_MARKER": str(sc.dir / "browser.invoked"),
+    }
+    out: dict = {}
+
+    async def body(session: ClientSession) -> None:
+        tools, _ = await list_all(session, "tools")
+        out["tools"] = sorted(t.name for t in tools)
+        out["corp"] = await call_json(session, "corp_whoami")
+        out["partner"] = await call_json(session, "partner_whoami")
+        out["sum"] = await call_json(session, "partner_add", {"a": 2, "b": 3})
+
+    asyncio.run(with_proxy(sc, env, body, args=["--config", str(config)], label="gateway"))
+    expected = sorted(f"{p}_{t}" for p in ports for t in ["add", "count_with_progress", "echo", "whoami"])
+    check(out["tools"] == expected, f"tools/list gave {out['tools']}")
+    check_whoami(out["corp"], "interop-public")
+    check_whoami(out["partner"], "interop-public")
+    check(out["sum"] == 5, f"partner_add gave {out['sum']!r}")
+    for name, idp in idps.items():
+        grants = [e["grant_type"] for e in idp.events() if e["event"] == "grant.success"]
+        check(grants == ["authorization_code"], f"{name} IdP saw grants {grants}: one login per issuer")
+
+
 SCENARIOS: list[Callable[[Scenario], None]] = [
     first_login_public_client,
     cached_login_no_browser,
@@ -814,6 +873,7 @@ SCENARIOS: list[Callable[[Scenario], None]] = [
     everything_features,
     mcp_inspector_cli,
     python_original_parity,
+    gateway_two_issuers,
 ]
 
 
