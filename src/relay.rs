@@ -90,11 +90,9 @@ impl Relay {
         context: RequestContext<RoleServer>,
     ) -> Result<ServerResult, ErrorData> {
         let requested = params.protocol_version.clone();
-        let mut info = params;
-        info.protocol_version = ProtocolVersion::LATEST_WITH_INITIALIZE;
         let handler = BackendHandler::new(
             &self.backend.name,
-            info,
+            backend::introduction(&params),
             context.peer.clone(),
             self.progress.clone(),
         );

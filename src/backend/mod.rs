@@ -10,8 +10,8 @@ use ::http::{HeaderName, HeaderValue};
 use rmcp::{
     Peer, RoleClient, RoleServer, ServiceExt,
     model::{
-        ClientConfig, ClientResult, ErrorData, GetMeta, ProgressNotification, ServerNotification,
-        ServerRequest,
+        ClientConfig, ClientResult, ErrorData, GetMeta, ProgressNotification, ProtocolVersion,
+        ServerNotification, ServerRequest,
     },
     service::{ClientCacheConfig, NotificationContext, RequestContext, RunningService, Service},
     transport::{
@@ -132,6 +132,15 @@ fn rename(naming: &Naming, notification: &mut ServerNotification) {
         }
         _ => {}
     }
+}
+
+/// How the proxy introduces itself to a backend: as the stdio client (its name and
+/// capabilities, so the backend only asks for what the client can do), pinned to the newest
+/// protocol version that still has an `initialize` handshake.
+pub fn introduction(client: &ClientConfig) -> ClientConfig {
+    let mut info = client.clone();
+    info.protocol_version = ProtocolVersion::LATEST_WITH_INITIALIZE;
+    info
 }
 
 /// A connected backend.

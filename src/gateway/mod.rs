@@ -97,11 +97,9 @@ impl Gateway {
         context: RequestContext<RoleServer>,
     ) -> Result<ServerResult, ErrorData> {
         let requested = params.protocol_version.clone();
-        let mut info = params;
-        info.protocol_version = ProtocolVersion::LATEST_WITH_INITIALIZE;
         let shared = Arc::new(Shared {
             downstream: context.peer.clone(),
-            info,
+            info: crate::backend::introduction(&params),
             log_level: Mutex::new(None),
             announce: false.into(),
         });
