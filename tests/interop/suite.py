@@ -184,7 +184,9 @@ class Scenario:
             "IDP_RESOURCE": backend_url,
             "IDP_ACCESS_TTL": str(access_ttl),
             "IDP_EVENTS_LOG": str(self.dir / f"{name}-events.jsonl"),
-            "IDP_KEY_FILE": str(self.dir / f"{name}-key.json"),
+            # Per port: an IdP restarted on the same port keeps its signing key (and so the
+            # backends' cached JWKS stays valid).
+            "IDP_KEY_FILE": str(self.dir / f"idp-{port}-key.json"),
         }
         self.start(name, [NODE, str(HERE / "idp.mjs")], env, "IDP READY")
         issuer = f"http://127.0.0.1:{port}"
