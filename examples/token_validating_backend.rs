@@ -274,6 +274,7 @@ async fn main() {
         .unwrap_or_else(|_| "info,rmcp=warn".into());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter)
         .init();
     if let Err(message) = run().await {
