@@ -120,6 +120,8 @@ impl Slot {
         shutdown: CancellationToken,
     ) {
         let mut failures: u32 = 0;
+        // A backend that stays down is reported once, not at every retry.
+        let mut last_failure = String::new();
         loop {
             let handler = BackendHandler::new(
                 &self.backend.name,
@@ -135,6 +137,7 @@ impl Slot {
             match attempt {
                 Ok(mut link) => {
                     failures = 0;
+                    last_failure.clear();
                     let level = shared.log_level.lock().ok().and_then(|l| l.clone());
                     if let Some(level) = level
                         && let Err(e) = link.peer().send_request(level).await
@@ -184,8 +187,14 @@ impl Slot {
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
-                    tracing::warn!("{e}");
-                    self.set(Status::Down(e.to_string()));
+                    let reason = e.to_string();
+                    if reason == last_failure {
+                        tracing::debug!("{reason} (attempt {failures})");
+                    } else {
+                        tracing::warn!("{reason}; retrying in the background");
+                    }
+                    self.set(Status::Down(reason.clone()));
+                    last_failure = reason;
                 }
             }
             let backoff = Duration::from_secs(1 << failures.min(5)).min(MAX_BACKOFF);
