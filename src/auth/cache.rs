@@ -119,7 +119,7 @@ impl TokenCache {
             std::process::id()
         ));
         let result = (|| {
-            let mut file = private_file(&tmp)?;
+            let mut file = private_file(&tmp, true)?;
             file.write_all(&json)?;
             file.sync_all()?;
             fs::rename(&tmp, &self.path)
@@ -137,7 +137,7 @@ impl TokenCache {
     pub async fn lock(&self, wait: Duration) -> Option<CacheLock> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let path = self.path.with_extension("lock");
-        let file = create_private_dir(dir).and_then(|()| private_lock_file(&path));
+        let file = create_private_dir(dir).and_then(|()| private_file(&path, false));
         let file = match file {
             Ok(file) => file,
             Err(e) => {
@@ -192,44 +192,14 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
     fs::create_dir_all(dir)
 }
 
-#[cfg(unix)]
-fn private_lock_file(path: &Path) -> io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-fn private_lock_file(path: &Path) -> io::Result<fs::File> {
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-}
-
-#[cfg(unix)]
-fn private_file(path: &Path) -> io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-fn private_file(path: &Path) -> io::Result<fs::File> {
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
+/// Opens (creating) a file only its owner can read: `truncate` for a fresh token file, not for
+/// the lock file, whose content does not matter but whose identity does.
+fn private_file(path: &Path, truncate: bool) -> io::Result<fs::File> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(truncate);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
 }
 
 #[cfg(test)]
