@@ -13,7 +13,8 @@ to $INTEROP_BROWSER_LOG (if set).
 
 Environment: INTEROP_BROWSER_LOG (log file), INTEROP_LOGIN (login to type, default
 "interop-alice"), INTEROP_BROWSER_DEADLINE (seconds, default 60), INTEROP_CALLBACK_RETRY (seconds
-to retry a refused connection to the callback, default 10).
+to retry a refused connection to the callback, default 10), INTEROP_CONSENT ("deny": cancel at the
+consent page, so the provider redirects with error=access_denied; default "allow").
 """
 
 import html.parser
@@ -30,6 +31,7 @@ LOG = os.environ.get("INTEROP_BROWSER_LOG")
 LOGIN = os.environ.get("INTEROP_LOGIN", "interop-alice")
 DEADLINE = int(os.environ.get("INTEROP_BROWSER_DEADLINE", "60"))
 CALLBACK_RETRY = float(os.environ.get("INTEROP_CALLBACK_RETRY", "10"))
+CONSENT = os.environ.get("INTEROP_CONSENT", "allow")
 
 
 def log(msg: str) -> None:
@@ -58,9 +60,12 @@ class Forms(html.parser.HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.forms: list[dict] = []
+        self.links: list[str] = []
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
+        if tag == "a" and a.get("href"):
+            self.links.append(a["href"])
         if tag == "form":
             self.forms.append({"action": a.get("action", ""), "method": a.get("method", "get"), "inputs": {}})
         elif tag == "input" and self.forms and a.get("name"):
@@ -100,7 +105,7 @@ def run(url: str) -> int:
         if not is_idp:
             # The proxy's loopback callback: the end of the journey.
             log(f"  callback page: {' '.join(text.split())[:300]}")
-            return 0 if status == 200 else 1
+            return 0 if status == 200 or CONSENT == "deny" else 1
         if status in (301, 302, 303, 307, 308):
             location = urllib.parse.urljoin(target, headers.get("Location", ""))
             method, target, body = "GET", location, None
@@ -120,6 +125,14 @@ def run(url: str) -> int:
             fields["login"] = LOGIN
             fields["password"] = "any-password"
             log(f"  submitting login form as {LOGIN!r}")
+        elif prompt == "consent" and CONSENT == "deny":
+            abort = next((link for link in parser.links if link.rstrip("/").endswith("/abort")), None)
+            if abort is None:
+                log("  consent page without a cancel link")
+                return 1
+            log("  denying consent (following the cancel link)")
+            method, target, body = "GET", urllib.parse.urljoin(target, abort), None
+            continue
         elif prompt == "consent":
             log("  submitting consent form")
         else:

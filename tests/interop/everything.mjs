@@ -3,7 +3,8 @@
 // Its streamableHttp transport calls express's app.listen(PORT) with no host, i.e. every
 // interface, and has no host option (dist/transports/streamableHttp.js). So before loading it,
 // net.Server.prototype.listen is wrapped to add host 127.0.0.1 to a port-only listen call.
-// Environment: PORT (as the server itself reads it).
+// Environment: PORT (as the server itself reads it), EVERYTHING_REQUIRE_HEADER (below).
+import http from 'node:http';
 import net from 'node:net';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
@@ -22,6 +23,29 @@ net.Server.prototype.listen = function listenOnLoopback(...args) {
   }
   return originalListen.apply(this, args);
 };
+
+// EVERYTHING_REQUIRE_HEADER="name: value": requests without that header get 403, so a gateway
+// backend with static `headers:` proves they are sent on every request. express's app.listen
+// calls http.createServer(app) at listen time, so wrapping createServer sees every request.
+const required = process.env.EVERYTHING_REQUIRE_HEADER;
+if (required) {
+  const [name, ...rest] = required.split(':');
+  const want = rest.join(':').trim();
+  const originalCreate = http.createServer;
+  http.createServer = function createGuardedServer(...args) {
+    const i = args.findIndex((a) => typeof a === 'function');
+    const handler = args[i];
+    args[i] = (req, res) => {
+      if (req.headers[name.trim().toLowerCase()] !== want) {
+        console.log(`rejected ${req.method} ${req.url}: no ${name.trim()} header`);
+        res.writeHead(403, { 'content-type': 'text/plain' }).end(`missing ${name.trim()}\n`);
+        return;
+      }
+      handler(req, res);
+    };
+    return originalCreate.apply(this, args);
+  };
+}
 
 // A listen() call that reaches the server proves the bind; report the real address.
 const require = createRequire(import.meta.url);
