@@ -13,3 +13,4 @@ pub mod naming;
 pub mod proxy;
 pub mod relay;
 pub mod secret;
+pub mod stdio;

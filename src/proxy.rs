@@ -10,6 +10,7 @@ use crate::{
     config::Settings,
     gateway::Gateway,
     relay::Relay,
+    stdio::StdioTransport,
 };
 
 /// Why the proxy stopped with an error.
@@ -93,7 +94,7 @@ where
             http,
         );
         let closer = gateway.closer();
-        let running = match gateway.serve((reader, writer)).await {
+        let running = match gateway.serve(StdioTransport::new(reader, writer)).await {
             Ok(running) => running,
             Err(e) => return ended_before_initialize(e),
         };
@@ -123,7 +124,7 @@ where
         .cloned();
     let relay = Relay::new(backend.clone(), http, tokens);
     let closer = relay.closer();
-    let running = match relay.serve((reader, writer)).await {
+    let running = match relay.serve(StdioTransport::new(reader, writer)).await {
         Ok(running) => running,
         Err(e) => {
             closer.close().await;
