@@ -52,6 +52,10 @@ pub struct Cli {
     /// Seconds to wait for a browser login before failing the pending request [default: 300]
     #[arg(long, value_name = "SECONDS")]
     pub login_timeout: Option<u64>,
+    /// Seconds a request may wait for the backend's answer; progress notifications restart the
+    /// wait, 0 waits forever [default: 300]
+    #[arg(long, value_name = "SECONDS")]
+    pub request_timeout: Option<u64>,
     /// YAML configuration file
     #[arg(
         short = 'c',
@@ -131,6 +135,7 @@ impl Cli {
                 scopes: self.oidc_scopes.clone(),
                 redirect_url: self.oidc_redirect_url.clone(),
                 login_timeout: self.login_timeout,
+                request_timeout: self.request_timeout,
                 cache_dir: None,
             },
         }

@@ -4,6 +4,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use rmcp::{
@@ -14,6 +15,7 @@ use rmcp::{
     },
     service::{PeerRequestOptions, ServiceRole},
 };
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use rmcp::transport::streamable_http_client::StreamableHttpError;
@@ -21,9 +23,16 @@ use rmcp::transport::streamable_http_client::StreamableHttpError;
 use crate::auth::AuthError;
 
 /// rmcp gives every outgoing request a progress token of its own; this maps those tokens back
-/// to the ones the original sender chose, for as long as the request runs.
+/// to the ones the original sender chose, for as long as the request runs. Every progress
+/// notification also counts as a sign of life for the request's timeout.
 #[derive(Clone, Default)]
-pub struct ProgressMap(Arc<Mutex<HashMap<ProgressToken, ProgressToken>>>);
+pub struct ProgressMap(Arc<Mutex<HashMap<ProgressToken, Running>>>);
+
+struct Running {
+    /// The original sender's token; `None` when it asked for no progress.
+    theirs: Option<ProgressToken>,
+    alive: Arc<Notify>,
+}
 
 /// Removes a mapping when its request ends.
 pub struct ProgressGuard {
@@ -40,9 +49,14 @@ impl Drop for ProgressGuard {
 }
 
 impl ProgressMap {
-    fn register(&self, ours: ProgressToken, theirs: ProgressToken) -> ProgressGuard {
+    fn register(
+        &self,
+        ours: ProgressToken,
+        theirs: Option<ProgressToken>,
+        alive: Arc<Notify>,
+    ) -> ProgressGuard {
         if let Ok(mut map) = self.0.lock() {
-            map.insert(ours.clone(), theirs);
+            map.insert(ours.clone(), Running { theirs, alive });
         }
         ProgressGuard {
             map: self.clone(),
@@ -56,38 +70,59 @@ impl ProgressMap {
         &self,
         mut params: ProgressNotificationParam,
     ) -> Option<ProgressNotificationParam> {
-        let theirs = self.0.lock().ok()?.get(&params.progress_token)?.clone();
-        params.progress_token = theirs;
+        let map = self.0.lock().ok()?;
+        let running = map.get(&params.progress_token)?;
+        running.alive.notify_one();
+        params.progress_token = running.theirs.clone()?;
         Some(params)
     }
 }
 
 /// Sends `request` to `peer` with the original `_meta`, relays progress through `progress`, and
-/// cancels it at `peer` when `cancelled` fires (the original sender gave up).
+/// cancels it at `peer` when `cancelled` fires (the original sender gave up) or when `timeout`
+/// passes without an answer or a progress notification.
 pub async fn forward<R: ServiceRole>(
     peer: &Peer<R>,
     mut request: R::Req,
     meta: RequestMetaObject,
     cancelled: &CancellationToken,
     progress: &ProgressMap,
+    timeout: Option<Duration>,
 ) -> Result<R::PeerResp, ServiceError> {
     let wanted = meta.get_progress_token();
     *request.get_meta_mut() = meta;
     let handle = peer
         .send_cancellable_request(request, PeerRequestOptions::no_options())
         .await?;
-    let _progress = wanted.map(|theirs| progress.register(handle.progress_token.clone(), theirs));
+    let alive = Arc::new(Notify::new());
+    let _progress = progress.register(handle.progress_token.clone(), wanted, Arc::clone(&alive));
     let id = handle.id.clone();
-    tokio::select! {
-        response = handle.await_response() => response,
-        () = cancelled.cancelled() => {
-            let notice = CancelledNotification::new(CancelledNotificationParam::new(
-                Some(id),
-                Some("cancelled by the client".into()),
-            ));
-            let _ = peer.send_notification(notice.into()).await;
-            Err(ServiceError::Cancelled { reason: Some("cancelled by the client".into()) })
+    let response = handle.await_response();
+    tokio::pin!(response);
+    let reason = loop {
+        let quiet = async {
+            match timeout {
+                Some(limit) => tokio::time::sleep(limit).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            response = &mut response => return response,
+            () = alive.notified() => continue,
+            () = cancelled.cancelled() => break "cancelled by the client",
+            () = quiet => break "timed out",
         }
+    };
+    let notice = CancelledNotification::new(CancelledNotificationParam::new(
+        Some(id),
+        Some(reason.into()),
+    ));
+    let _ = peer.send_notification(notice.into()).await;
+    match (reason, timeout) {
+        ("timed out", Some(timeout)) => Err(ServiceError::Timeout { timeout }),
+        _ => Err(ServiceError::Cancelled {
+            reason: Some(reason.into()),
+        }),
     }
 }
 
@@ -126,16 +161,34 @@ pub fn find_auth_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Opti
 }
 
 /// Why a request to a backend failed, in the HTTP layer's words ("connection refused", "HTTP
-/// 503") rather than through rmcp's wrapper types.
+/// 503") rather than through rmcp's wrapper types; one line, and never the whole of a body the
+/// backend sent.
 pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let http = causes(error)
         .into_iter()
         .find_map(|e| e.downcast_ref::<StreamableHttpError<reqwest::Error>>());
-    match http {
+    let text = match http {
         // The reqwest error is not exposed as a source; its own chain says what happened.
         Some(StreamableHttpError::Client(reqwest)) => crate::auth::oidc::chain(reqwest),
+        Some(StreamableHttpError::UnexpectedServerResponse(response)) => {
+            if response.starts_with("could not parse JSON response") {
+                "its answer is not JSON-RPC (not JSON)".to_owned()
+            } else {
+                response.to_string()
+            }
+        }
         Some(other) => crate::auth::oidc::chain(other),
         None => crate::auth::oidc::chain(error),
+    };
+    one_line(&text, 300)
+}
+
+/// `text` on one line, cut at `max` characters.
+fn one_line(text: &str, max: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &flat[..cut]),
+        None => flat,
     }
 }
 
@@ -145,6 +198,14 @@ pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
 pub fn client_error(backend: &str, error: ServiceError) -> ErrorData {
     match error {
         ServiceError::McpError(e) => e,
+        ServiceError::Timeout { timeout } => ErrorData::internal_error(
+            format!(
+                "backend '{backend}' did not answer within {} s (its request_timeout; progress \
+                 notifications extend it); the request was cancelled",
+                timeout.as_secs_f64()
+            ),
+            None,
+        ),
         other => {
             let message = match find_auth_error(&other) {
                 Some(auth) => format!("backend '{backend}': authentication failed: {auth}"),

@@ -160,6 +160,7 @@ impl Service<RoleServer> for Relay {
             context.meta,
             &context.ct,
             &self.progress.to_client,
+            self.backend.request_timeout,
         )
         .await
         .map_err(|e| client_error(&self.backend.name, e))

@@ -3,7 +3,7 @@
 
 pub mod http;
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use ::http::{HeaderName, HeaderValue};
 
@@ -15,7 +15,8 @@ use rmcp::{
     },
     service::{ClientCacheConfig, NotificationContext, RequestContext, RunningService, Service},
     transport::{
-        StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
+        StreamableHttpClientTransport, common::client_side_sse::ExponentialBackoff,
+        streamable_http_client::StreamableHttpClientTransportConfig,
     },
 };
 
@@ -82,6 +83,8 @@ impl Service<RoleClient> for BackendHandler {
             context.meta,
             &context.ct,
             &self.progress.to_backend,
+            // Sampling and elicitation wait for a person: no limit but the backend's own.
+            None,
         )
         .await
         .map_err(|e| client_error("client", e))
@@ -143,6 +146,17 @@ pub fn introduction(client: &ClientConfig) -> ClientConfig {
     info
 }
 
+/// How often a broken SSE stream is resumed before its requests fail: 0.5, 1 and 2 s apart,
+/// enough for a network blip or a load balancer switching over. rmcp's default retries forever
+/// with ever longer pauses, which leaves a request to a dead backend waiting without end.
+fn stream_resumption() -> ExponentialBackoff {
+    let mut policy = ExponentialBackoff::default();
+    policy.max_times = Some(3);
+    policy.base_duration = Duration::from_millis(500);
+    policy.max_delay = Some(Duration::from_secs(4));
+    policy
+}
+
 /// A connected backend.
 pub type BackendLink = RunningService<RoleClient, BackendHandler>;
 
@@ -186,11 +200,44 @@ pub async fn connect(
         };
         headers.insert(name, value);
     }
+    let mut config =
+        StreamableHttpClientTransportConfig::with_uri(backend.url.as_str()).custom_headers(headers);
+    config.retry_config = Arc::new(stream_resumption());
     let transport = StreamableHttpClientTransport::with_client(
-        http::AuthorizedHttp::new(http, tokens),
-        StreamableHttpClientTransportConfig::with_uri(backend.url.as_str()).custom_headers(headers),
+        http::AuthorizedHttp::new(http, tokens.clone()),
+        config,
     );
-    let link = handler.serve(transport).await.map_err(|e| {
+    // Log in first, outside the time limit: a person at a browser takes as long as it takes
+    // (the login has its own timeout). The handshake itself then gets the request timeout, so
+    // a backend that accepts connections and never answers cannot stall the session start.
+    if let Some(tokens) = &tokens
+        && let Err(auth) = tokens.access_token().await
+    {
+        return Err(ConnectError {
+            message: format!(
+                "cannot connect to backend '{}' at {}: authentication failed: {auth}",
+                backend.name, backend.url
+            ),
+            login_failed: matches!(
+                auth,
+                AuthError::Denied { .. } | AuthError::LoginTimeout { .. }
+            ),
+        });
+    }
+    let handshake = handler.serve(transport);
+    let served = match backend.request_timeout {
+        Some(limit) => tokio::time::timeout(limit, handshake).await.map_err(|_| {
+            ConnectError::new(format!(
+                "cannot connect to backend '{}' at {}: no answer to the MCP handshake within {} s \
+                 (request_timeout)",
+                backend.name,
+                backend.url,
+                limit.as_secs_f64()
+            ))
+        })?,
+        None => handshake.await,
+    };
+    let link = served.map_err(|e| {
         let auth = find_auth_error(&e);
         let reason = match auth {
             Some(auth) => format!("authentication failed: {auth}"),

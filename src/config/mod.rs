@@ -81,6 +81,11 @@ pub struct GatewayConfig {
     /// (default 5); the others join later and are announced with `list_changed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub startup_timeout: Option<u64>,
+    /// Seconds a request may wait for a backend's answer (default 300), unless the backend sets
+    /// its own; every progress notification starts the wait anew, and `0` waits forever. On
+    /// expiry the request is cancelled at the backend and the client gets an error naming it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<u64>,
 }
 
 impl GatewayConfig {
@@ -212,6 +217,9 @@ pub struct BackendConfig {
     /// `false` keeps the backend in the file but out of the gateway (default `true`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    /// Seconds a request may wait for this backend's answer (default: `gateway.request_timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<u64>,
 }
 
 impl ToolFilterConfig {
@@ -287,6 +295,8 @@ pub struct SeedSettings {
     pub redirect_url: Option<String>,
     /// `--login-timeout` (no seed env var).
     pub login_timeout: Option<u64>,
+    /// `--request-timeout` (no seed env var).
+    pub request_timeout: Option<u64>,
     /// `--cache-dir` (no seed env var).
     pub cache_dir: Option<PathBuf>,
 }
@@ -303,6 +313,7 @@ impl SeedSettings {
             scopes: get("OIDC_SCOPES"),
             redirect_url: get("OIDC_REDIRECT_URL"),
             login_timeout: None,
+            request_timeout: None,
             cache_dir: None,
         }
     }
@@ -336,6 +347,7 @@ impl SeedSettings {
                 },
             );
         }
+        config.gateway.request_timeout = self.request_timeout;
         config
     }
 }
@@ -470,7 +482,12 @@ pub struct Backend {
     pub headers: Vec<(String, String)>,
     /// Which of the backend's tools are exposed.
     pub tools: ToolFilter,
+    /// How long a request may wait for an answer without progress; `None` waits forever.
+    pub request_timeout: Option<Duration>,
 }
+
+/// Default `gateway.request_timeout`, in seconds.
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 300;
 
 impl Backend {
     /// A backend with no headers and no filter (the drop-in case).
@@ -482,6 +499,7 @@ impl Backend {
             prefix: prefix.map(str::to_owned),
             headers: Vec::new(),
             tools: ToolFilter::default(),
+            request_timeout: Some(Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECS)),
         }
     }
 }
@@ -682,6 +700,14 @@ impl Config {
                 tools: ToolFilter {
                     allow: globs("allow", &b.tools.allow)?,
                     deny: globs("deny", &b.tools.deny)?,
+                },
+                request_timeout: match b
+                    .request_timeout
+                    .or(self.gateway.request_timeout)
+                    .unwrap_or(DEFAULT_REQUEST_TIMEOUT_SECS)
+                {
+                    0 => None,
+                    seconds => Some(Duration::from_secs(seconds)),
                 },
             });
         }

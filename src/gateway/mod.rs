@@ -252,6 +252,7 @@ impl Gateway {
             context.meta,
             &context.ct,
             &slot.progress.to_client,
+            slot.backend.request_timeout,
         )
         .await
         .map_err(|e| client_error(&slot.backend.name, e))?;

@@ -622,7 +622,10 @@ fn static_tools() -> Vec<Tool> {
         tool(
             "progress",
             "Reports progress for a number of steps",
-            json!({"type": "object", "properties": {"steps": {"type": "integer", "minimum": 0}}}),
+            json!({"type": "object", "properties": {
+                "steps": {"type": "integer", "minimum": 0},
+                "interval_ms": {"type": "integer", "minimum": 0},
+            }}),
         ),
         tool(
             "sample",
@@ -835,6 +838,10 @@ impl BackendHandler {
                     McpError::invalid_params("steps must be an integer in 0..=1000", None)
                 })?,
         };
+        let interval_ms = args
+            .get("interval_ms")
+            .and_then(Value::as_u64)
+            .unwrap_or(20);
         let token = context.meta.get_progress_token();
         if let Some(token) = &token {
             self.shared.state().stats.last_progress_token_seen = serde_json::to_value(token).ok();
@@ -848,7 +855,7 @@ impl BackendHandler {
                     return Ok(tool_error(format!("could not send progress: {error}")));
                 }
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(interval_ms)).await;
         }
         Ok(text(format!("done {steps}")))
     }

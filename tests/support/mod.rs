@@ -4,6 +4,7 @@
 #![allow(dead_code, deprecated)]
 
 pub mod backend;
+pub mod faults;
 pub mod idp;
 
 use std::{
