@@ -698,10 +698,11 @@ SCENARIOS: list[Callable[[Scenario], None]] = [
     gateway_two_issuers,
 ]
 
-# Scenario modules beside this file, each with its own SCENARIOS list.
-for _module in ("chromium", "conformance"):
-    if (HERE / f"{_module}.py").exists():
-        SCENARIOS += __import__(_module).SCENARIOS
+# Scenarios that live in modules of their own: a real browser, the MCP conformance suite.
+import chromium  # noqa: E402
+import conformance_suite  # noqa: E402
+
+SCENARIOS += chromium.SCENARIOS + conformance_suite.SCENARIOS
 
 
 def run_one(fn: Callable[[Scenario], None]) -> tuple[str, str]:

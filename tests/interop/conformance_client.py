@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""Client under test for the MCP conformance suite's `auth/*` scenarios: authful-mcp-proxy,
+configured the way an administrator configures it for a pre-registered OAuth client.
+
+The conformance CLI runs `<command> SERVER_URL` with MCP_CONFORMANCE_SCENARIO set and, for
+scenarios that hand out client credentials, MCP_CONFORMANCE_CONTEXT (JSON: client_id,
+client_secret, ...). It starts a mock MCP server and a mock authorization server (AS) on random
+ports and judges the client by the requests they receive.
+
+The proxy is not an MCP-authorization client: it does no dynamic client registration and does not
+find its AS through the server's protected-resource metadata (PRM); it is given an issuer, a
+client id and maybe a secret. So this script does first what the administrator does once when
+writing that configuration ("setup"): it reads the PRM the way the MCP spec orders it, takes the
+first authorization server, and reads its metadata to decide between a public and a confidential
+client. Requests of this setup reach the mock servers too; the checks they satisfy are named in
+SETUP_CHECKS of conformance_suite.py.
+
+Then it starts the proxy as a desktop client would (stdio, environment variables, $BROWSER =
+browser.py, which follows the AS's immediate redirect to the proxy's loopback callback),
+initializes, lists the tools and calls the first one.
+
+With INTEROP_CONFORMANCE_SHIM=1 the proxy's issuer is an OIDC discovery shim served here: the
+proxy discovers its provider only through OpenID Connect Discovery
+(`{issuer}/.well-known/openid-configuration` plus the `jwks_uri` key set), which the mock AS,
+a plain OAuth 2.0 AS (RFC 8414), does not offer. The shim serves that document with the mock AS's
+own endpoints and an empty key set; the authorization and token requests still go to the mock AS.
+
+Environment besides the conformance suite's: AUTHFUL_MCP_PROXY_BIN, INTEROP_CONFORMANCE_OUT (a
+directory: one sub-directory per scenario gets the logs, a HOME and result.json),
+INTEROP_CONFORMANCE_SHIM, INTEROP_CONFORMANCE_DEADLINE (seconds for the MCP session, default 20).
+Exit status 0 when the session worked, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import threading
+import traceback
+import urllib.error
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import anyio
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+HERE = Path(__file__).resolve().parent
+# The id of the client "registered" at the AS when the scenario hands out no credentials: the
+# mock AS accepts any client id.
+DEFAULT_CLIENT_ID = "authful-mcp-proxy-interop"
+DEFAULT_SECRET = "authful-mcp-proxy-interop-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None):
+    """(status, headers, the body parsed as JSON or None); HTTP errors are answers, not exceptions."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            status, hdrs, raw = resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as e:
+        status, hdrs, raw = e.code, e.headers, e.read()
+    try:
+        return status, hdrs, json.loads(raw)
+    except ValueError:
+        return status, hdrs, None
+
+
+def www_authenticate_param(header: str, name: str) -> str | None:
+    marker = f'{name}="'
+    if marker not in header:
+        return None
+    return header.split(marker, 1)[1].split('"', 1)[0]
+
+
+def setup(server_url: str, notes: list[str]) -> dict:
+    """The administrator's part: which AS, what kind of client. Returns the AS metadata (only
+    {"issuer": ...} when the AS publishes none)."""
+    parts = urllib.parse.urlsplit(server_url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    # A request without a token: the 401 may name the PRM (RFC 9728 §5.1). tools/list, because
+    # some scenarios let `initialize` through without a token.
+    probe = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).encode()
+    status, headers, _ = http("POST", server_url, probe, {
+        "Content-Type": "application/json", "Accept": "application/json, text/event-stream"})
+    challenge = headers.get("WWW-Authenticate", "") if headers else ""
+    notes.append(f"unauthenticated tools/list: {status} {challenge!r}")
+    candidates = [www_authenticate_param(challenge, "resource_metadata"),
+                  f"{origin}/.well-known/oauth-protected-resource{parts.path}",
+                  f"{origin}/.well-known/oauth-protected-resource"]
+    issuer = None
+    for url in filter(None, candidates):
+        status, _, prm = http("GET", url)
+        notes.append(f"PRM {url}: {status}")
+        if status == 200 and isinstance(prm, dict) and prm.get("authorization_servers"):
+            issuer = prm["authorization_servers"][0].rstrip("/")
+            break
+    if issuer is None:
+        issuer = origin  # 2025-03-26 servers: the MCP server's origin is the AS
+        notes.append(f"no PRM: taking the server's origin {origin} as the AS")
+    # AS metadata, RFC 8414 first, then OpenID Connect Discovery (both path-aware).
+    issuer_parts = urllib.parse.urlsplit(issuer)
+    path = issuer_parts.path.rstrip("/")
+    root = f"{issuer_parts.scheme}://{issuer_parts.netloc}"
+    for url in dict.fromkeys((f"{root}/.well-known/oauth-authorization-server{path}",
+                              f"{root}/.well-known/openid-configuration{path}",
+                              f"{issuer}/.well-known/openid-configuration")):
+        status, _, meta = http("GET", url)
+        notes.append(f"AS metadata {url}: {status}")
+        if status == 200 and isinstance(meta, dict):
+            return {**meta, "issuer": meta.get("issuer", issuer)}
+    notes.append("no AS metadata")
+    return {"issuer": issuer}
+
+
+def start_shim(meta: dict) -> tuple[ThreadingHTTPServer, str]:
+    """An OpenID Connect Discovery document for the mock AS (see the module docstring)."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    root = urllib.parse.urlsplit(meta["issuer"])
+    as_root = f"{root.scheme}://{root.netloc}"
+    document = {
+        "issuer": base,
+        # 2025-03-26 fallback: without metadata the endpoints are /authorize and /token at the root.
+        "authorization_endpoint": meta.get("authorization_endpoint", f"{as_root}/authorize"),
+        "token_endpoint": meta.get("token_endpoint", f"{as_root}/token"),
+        "jwks_uri": f"{base}/jwks",
+        "response_types_supported": meta.get("response_types_supported", ["code"]),
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+    }
+    for key in ("token_endpoint_auth_methods_supported", "code_challenge_methods_supported",
+                "scopes_supported", "grant_types_supported"):
+        if key in meta:
+            document[key] = meta[key]
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = {"/.well-known/openid-configuration": document, "/jwks": {"keys": []}}.get(self.path)
+            data = json.dumps(body).encode() if body is not None else b"{}"
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, base
+
+
+async def session(env: dict, out: Path, result: dict, deadline: float) -> None:
+    params = StdioServerParameters(command=os.environ["AUTHFUL_MCP_PROXY_BIN"], args=["--login-timeout", "15"],
+                                   env=env, cwd=str(out))
+    with open(out / "proxy.stderr.log", "a") as errlog, anyio.fail_after(deadline):
+        async with stdio_client(params, errlog=errlog) as (read, write):
+            async with ClientSession(read, write) as s:
+                init = await s.initialize()
+                result["steps"].append(f"initialize: {init.server_info.name}")
+                tools = (await s.list_tools()).tools
+                result["steps"].append(f"tools/list: {[t.name for t in tools]}")
+                if tools:
+                    called = await s.call_tool(tools[0].name, {})
+                    text = " ".join(getattr(c, "text", "") for c in called.content)
+                    result["steps"].append(f"tools/call {tools[0].name}: is_error={called.is_error} {text[:200]!r}")
+
+
+def main() -> int:
+    server_url = sys.argv[-1]
+    scenario = os.environ.get("MCP_CONFORMANCE_SCENARIO", "unknown")
+    context = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
+    use_shim = os.environ.get("INTEROP_CONFORMANCE_SHIM") == "1"
+    out = Path(os.environ["INTEROP_CONFORMANCE_OUT"]) / scenario.replace("/", "_")
+    out.mkdir(parents=True, exist_ok=True)
+    result: dict = {"scenario": scenario, "server_url": server_url, "shim": use_shim, "setup": [], "steps": [], "ok": False}
+    shim = None
+    try:
+        meta = setup(server_url, result["setup"])
+        methods = meta.get("token_endpoint_auth_methods_supported") or []
+        client_id = context.get("client_id", DEFAULT_CLIENT_ID)
+        secret = context.get("client_secret")
+        # Without credentials from the scenario: a confidential client where the AS takes only
+        # client secrets, a public one otherwise (the mock AS's default is "none" only).
+        if secret is None and methods and "none" not in methods and {"client_secret_basic", "client_secret_post"} & set(methods):
+            secret = DEFAULT_SECRET
+        issuer = meta["issuer"]
+        if use_shim:
+            shim, issuer = start_shim(meta)
+        result.update(issuer=issuer, as_issuer=meta["issuer"], client_id=client_id, confidential=secret is not None)
+        home = out / "home"
+        home.mkdir(exist_ok=True)
+        env = {
+            "HOME": str(home),
+            "PATH": os.environ["PATH"],
+            "MCP_BACKEND_URL": server_url,
+            "OIDC_ISSUER_URL": issuer,
+            "OIDC_CLIENT_ID": client_id,
+            "OIDC_REDIRECT_URL": f"http://localhost:{free_port()}/auth/callback",
+            "MCP_PROXY_DEBUG": "1",
+            "BROWSER": str(HERE / "browser.py"),
+            "INTEROP_BROWSER_LOG": str(out / "browser.log"),
+            "INTEROP_BROWSER_DEADLINE": "20",
+        }
+        if secret is not None:
+            env["OIDC_CLIENT_SECRET"] = secret
+        deadline = float(os.environ.get("INTEROP_CONFORMANCE_DEADLINE", "20"))
+        anyio.run(session, env, out, result, deadline)
+        result["ok"] = True
+    except BaseException as e:  # noqa: BLE001 (also task groups' exception groups)
+        result["error"] = describe(e)
+        (out / "traceback.txt").write_text(traceback.format_exc())
+    finally:
+        if shim is not None:
+            shim.shutdown()
+        (out / "result.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result))
+    return 0 if result["ok"] else 1
+
+
+def describe(e: BaseException) -> str:
+    if isinstance(e, BaseExceptionGroup):
+        return "; ".join(describe(x) for x in e.exceptions)
+    if isinstance(e, TimeoutError):
+        return "TimeoutError: no answer within the deadline"
+    return f"{type(e).__name__}: {e}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
