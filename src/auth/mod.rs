@@ -24,6 +24,9 @@ use oidc::{Provider, RefreshError};
 /// A cached access token is used while it has more than this many seconds left.
 pub const REFRESH_MARGIN_SECS: i64 = 60;
 
+/// Pauses before retrying a refresh the provider could not serve.
+const REFRESH_RETRIES: [Duration; 2] = [Duration::from_millis(500), Duration::from_millis(1500)];
+
 /// Why no token could be had. Messages never contain a token, code or secret.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthError {
@@ -226,23 +229,42 @@ impl TokenManager {
         }
         let provider = self.provider().await?;
         if let Some(refresh_token) = current.as_ref().and_then(|t| t.refresh_token.clone()) {
-            match provider.refresh(&refresh_token).await {
-                Ok(mut tokens) => {
-                    if tokens.refresh_token.is_none() {
-                        tokens.refresh_token = Some(refresh_token);
+            let mut attempt = 0;
+            loop {
+                match provider.refresh(&refresh_token).await {
+                    Ok(mut tokens) => {
+                        if tokens.refresh_token.is_none() {
+                            tokens.refresh_token = Some(refresh_token);
+                        }
+                        tracing::debug!(
+                            "Refreshed access token for '{}' ({})",
+                            self.profile.name,
+                            tokens.access_token
+                        );
+                        return Ok(self.keep(current, tokens));
                     }
-                    tracing::debug!(
-                        "Refreshed access token for '{}' ({})",
-                        self.profile.name,
-                        tokens.access_token
-                    );
-                    return Ok(self.keep(current, tokens));
+                    Err(RefreshError::Rejected(reason)) => {
+                        tracing::info!(
+                            "Refresh for profile '{}' was refused ({reason}); logging in again",
+                            self.profile.name
+                        );
+                        break;
+                    }
+                    // A provider that is briefly down gets a few more tries; the tokens stay,
+                    // so the next request can refresh once it is back (no new login).
+                    Err(RefreshError::Unavailable(error)) if attempt < REFRESH_RETRIES.len() => {
+                        tracing::warn!(
+                            "Refresh for profile '{}' failed ({error}); retrying in {} ms",
+                            self.profile.name,
+                            REFRESH_RETRIES[attempt].as_millis()
+                        );
+                        tokio::time::sleep(REFRESH_RETRIES[attempt]).await;
+                        attempt += 1;
+                    }
+                    Err(RefreshError::Unavailable(error) | RefreshError::Failed(error)) => {
+                        return Err(error);
+                    }
                 }
-                Err(RefreshError::Rejected(reason)) => tracing::info!(
-                    "Refresh for profile '{}' was refused ({reason}); logging in again",
-                    self.profile.name
-                ),
-                Err(RefreshError::Failed(error)) => return Err(error),
             }
         }
         let tokens = self.login(provider).await?;

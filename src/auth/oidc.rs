@@ -8,7 +8,8 @@ use openidconnect::{
     Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
     RequestTokenError, Scope, TokenResponse,
     core::{
-        CoreClient, CoreClientAuthMethod, CoreProviderMetadata, CoreResponseType, CoreTokenResponse,
+        CoreClient, CoreClientAuthMethod, CoreErrorResponseType, CoreProviderMetadata,
+        CoreResponseType, CoreTokenResponse,
     },
 };
 use url::Url;
@@ -41,7 +42,10 @@ pub struct LoginRequest {
 pub enum RefreshError {
     /// The provider refused the refresh token (expired, revoked, reused): log in again.
     Rejected(String),
-    /// The provider could not be reached or answered nonsense: logging in would not help.
+    /// The provider is down or overloaded for now (unreachable, HTTP 5xx, `server_error`,
+    /// `temporarily_unavailable`): try again shortly, and keep the tokens.
+    Unavailable(AuthError),
+    /// The request could not even be made: logging in would not help.
     Failed(AuthError),
 }
 
@@ -225,12 +229,24 @@ impl Provider {
         let request = client
             .exchange_refresh_token(&token)
             .map_err(|e| RefreshError::Failed(AuthError::TokenEndpoint(e.to_string())))?;
-        match request.request_async(&|r| send(http.clone(), r)).await {
-            Ok(response) => Ok(self.stored(&response)),
-            Err(e @ RequestTokenError::ServerResponse(_)) => {
-                Err(RefreshError::Rejected(describe(&e)))
+        let e = match request.request_async(&|r| send(http.clone(), r)).await {
+            Ok(response) => return Ok(self.stored(&response)),
+            Err(e) => e,
+        };
+        let reason = describe(&e);
+        match &e {
+            RequestTokenError::ServerResponse(response)
+                if matches!(
+                    response.error(),
+                    CoreErrorResponseType::Extension(code)
+                        if code == "server_error" || code == "temporarily_unavailable"
+                ) =>
+            {
+                Err(RefreshError::Unavailable(AuthError::TokenEndpoint(reason)))
             }
-            Err(e) => Err(RefreshError::Failed(AuthError::TokenEndpoint(describe(&e)))),
+            RequestTokenError::ServerResponse(_) => Err(RefreshError::Rejected(reason)),
+            // No answer, or one that is not an OAuth error (an HTML 502 page, say).
+            _ => Err(RefreshError::Unavailable(AuthError::TokenEndpoint(reason))),
         }
     }
 }

@@ -155,6 +155,19 @@ struct State {
     refresh_tokens: HashMap<String, RefreshRecord>,
     revoked_families: HashSet<u64>,
     next_family: u64,
+    /// Seconds the provider's clock is ahead (negative: behind) of the machine's.
+    clock_offset: i64,
+    /// Faults the next token requests get, in order.
+    token_faults: std::collections::VecDeque<TokenFault>,
+}
+
+/// What a token request gets instead of being served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenFault {
+    /// 503 with the OAuth error `temporarily_unavailable`.
+    TemporarilyUnavailable,
+    /// 500 with an HTML page (a proxy in front of the provider, say).
+    HtmlServerError,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -191,6 +204,8 @@ impl FakeIdp {
             refresh_tokens: HashMap::new(),
             revoked_families: HashSet::new(),
             next_family: 0,
+            clock_offset: 0,
+            token_faults: Default::default(),
         }));
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -262,6 +277,18 @@ impl FakeIdp {
     /// Subject of the user who logs in through `/authorize` from now on.
     pub fn set_subject(&self, sub: &str) {
         lock(&self.state).subject = sub.to_owned();
+    }
+
+    /// Sets how far the provider's clock is ahead of the machine's (negative: behind).
+    pub fn set_clock_offset(&self, seconds: i64) {
+        lock(&self.state).clock_offset = seconds;
+    }
+
+    /// The next token requests get these faults, one each, before any is served.
+    pub fn fail_token_requests(&self, faults: &[TokenFault]) {
+        lock(&self.state)
+            .token_faults
+            .extend(faults.iter().copied());
     }
 
     /// Snapshot of the counters.
@@ -393,10 +420,11 @@ struct IdParams<'a> {
     client_id: &'a str,
     nonce: Option<&'a str>,
     access_token: &'a str,
+    iat: i64,
 }
 
 fn id_token(p: &IdParams<'_>) -> String {
-    let iat = now();
+    let iat = p.iat;
     let half = &Sha256::digest(p.access_token.as_bytes())[..16];
     let mut claims = json!({
         "iss": p.issuer,
@@ -613,6 +641,24 @@ async fn authorize(AxumState(state): AxumState<Shared>, RawQuery(query): RawQuer
 }
 
 async fn token(AxumState(state): AxumState<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let fault = lock(&state).token_faults.pop_front();
+    match fault {
+        Some(TokenFault::TemporarilyUnavailable) => {
+            let body =
+                json!({"error": "temporarily_unavailable", "error_description": "try later"});
+            return (StatusCode::SERVICE_UNAVAILABLE, no_store(), Json(body)).into_response();
+        }
+        Some(TokenFault::HtmlServerError) => {
+            let page = "<html><body><h1>500 Internal Server Error</h1></body></html>";
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [(header::CONTENT_TYPE, "text/html")],
+                page,
+            )
+                .into_response();
+        }
+        None => {}
+    }
     let form = match token_form(&headers, &body) {
         Ok(f) => f,
         Err(e) => return e.into_response(),
@@ -756,6 +802,7 @@ struct IssueContext {
     issuer: String,
     audience: String,
     ttl: Duration,
+    clock_offset: i64,
 }
 
 fn issue_context(st: &State) -> IssueContext {
@@ -763,6 +810,7 @@ fn issue_context(st: &State) -> IssueContext {
         issuer: st.issuer.clone(),
         audience: st.config.audience.clone(),
         ttl: st.config.access_token_ttl,
+        clock_offset: st.clock_offset,
     }
 }
 
@@ -774,7 +822,7 @@ fn token_response(
     nonce: Option<&str>,
     refresh_token: &str,
 ) -> Value {
-    let iat = now();
+    let iat = now() + ctx.clock_offset;
     let access_token = sign(
         &KEYS.signing,
         &access_claims(&AccessParams {
@@ -793,6 +841,7 @@ fn token_response(
         client_id,
         nonce,
         access_token: &access_token,
+        iat,
     });
     json!({
         "access_token": access_token,

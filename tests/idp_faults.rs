@@ -1,0 +1,178 @@
+//! Identity provider faults, each with a bounded outcome: a provider that is briefly down is
+//! retried and costs no new login, one that stays down fails the request but keeps the tokens,
+//! an unreachable issuer is named, and a provider clock a few minutes off changes nothing.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use authful_mcp_proxy::{
+    auth::cache::TokenCache,
+    config::{Backend, Settings},
+};
+use serde_json::json;
+use support::{
+    BrowserMode, TestBrowser,
+    backend::{BackendConfig, TestBackend},
+    idp::{FakeIdp, IdpConfig, TokenFault},
+};
+use url::Url;
+
+const V: &str = "2025-11-25";
+
+async fn setup() -> (FakeIdp, TestBackend, tempfile::TempDir) {
+    let idp = FakeIdp::start(IdpConfig::default()).await;
+    let backend =
+        TestBackend::start(BackendConfig::oidc("secured", idp.issuer(), idp.jwks_uri())).await;
+    (idp, backend, tempfile::tempdir().unwrap())
+}
+
+#[tokio::test]
+async fn a_briefly_unavailable_token_endpoint_is_retried_without_a_new_login() {
+    let (idp, backend, dir) = setup().await;
+    // 30 s tokens are inside the refresh margin: every request refreshes first.
+    idp.set_access_token_ttl(Duration::from_secs(30));
+    let browser = TestBrowser::new(BrowserMode::Complete);
+    let profile = support::profile(&idp, None);
+    let h = support::start(
+        support::settings(&backend.url(), Some(profile), dir.path()),
+        browser.clone(),
+        V,
+    )
+    .await;
+    h.call("whoami", json!({})).await.unwrap();
+
+    for faults in [
+        [
+            TokenFault::TemporarilyUnavailable,
+            TokenFault::TemporarilyUnavailable,
+        ],
+        [
+            TokenFault::HtmlServerError,
+            TokenFault::TemporarilyUnavailable,
+        ],
+    ] {
+        let refreshes = idp.stats().refreshes;
+        idp.fail_token_requests(&faults);
+        let who = h
+            .call("whoami", json!({}))
+            .await
+            .expect("the third try succeeds");
+        assert_eq!(who["structuredContent"]["sub"], "user-123");
+        assert_eq!(idp.stats().refreshes, refreshes + 1);
+    }
+    h.stop().await.unwrap();
+    assert_eq!(browser.opened(), 1, "no new login for a provider hiccup");
+    assert_eq!(idp.stats().code_exchanges, 1);
+}
+
+#[tokio::test]
+async fn a_token_endpoint_that_stays_down_fails_the_request_but_keeps_the_tokens() {
+    let (idp, backend, dir) = setup().await;
+    idp.set_access_token_ttl(Duration::from_secs(30));
+    let browser = TestBrowser::new(BrowserMode::Complete);
+    let profile = support::profile(&idp, None);
+    let h = support::start(
+        support::settings(&backend.url(), Some(profile), dir.path()),
+        browser.clone(),
+        V,
+    )
+    .await;
+    h.call("whoami", json!({})).await.unwrap();
+    let cache = TokenCache::new(dir.path(), &idp.issuer(), &idp.client_id());
+    let before = cache.load().unwrap();
+
+    idp.fail_token_requests(&[TokenFault::HtmlServerError; 3]);
+    let started = Instant::now();
+    let error = h
+        .call("whoami", json!({}))
+        .await
+        .expect_err("the provider is down")
+        .to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(error.contains("backend 'default'"), "{error}");
+    assert!(error.contains("token request failed"), "{error}");
+    assert!(!error.contains("<html>"), "{error}");
+    let kept = cache.load().expect("the tokens are kept");
+    assert_eq!(kept.refresh_token, before.refresh_token);
+
+    // Back up: the kept refresh token works, still no browser.
+    let who = h.call("whoami", json!({})).await.unwrap();
+    assert_eq!(who["structuredContent"]["sub"], "user-123");
+    h.stop().await.unwrap();
+    assert_eq!(browser.opened(), 1);
+    assert_eq!(idp.stats().refresh_failures, 0, "{:?}", idp.stats());
+}
+
+#[tokio::test]
+async fn a_provider_clock_minutes_off_changes_nothing() {
+    for offset in [-240, 240] {
+        let (idp, backend, dir) = setup().await;
+        idp.set_clock_offset(offset);
+        let browser = TestBrowser::new(BrowserMode::Complete);
+        let profile = support::profile(&idp, None);
+        let h = support::start(
+            support::settings(&backend.url(), Some(profile), dir.path()),
+            browser.clone(),
+            V,
+        )
+        .await;
+        let who = h.call("whoami", json!({})).await.unwrap();
+        assert_eq!(
+            who["structuredContent"]["sub"], "user-123",
+            "offset {offset}"
+        );
+        h.stop().await.unwrap();
+        // The cached expiry follows `expires_in`, not the provider's clock: no early refresh.
+        let tokens = TokenCache::new(dir.path(), &idp.issuer(), &idp.client_id())
+            .load()
+            .unwrap();
+        let left = tokens.expires_at.unwrap() - authful_mcp_proxy::auth::cache::unix_now();
+        assert!(
+            (3500..=3600).contains(&left),
+            "offset {offset}: {left} s left"
+        );
+        assert_eq!(browser.opened(), 1);
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_issuer_is_named_and_the_gateway_keeps_serving() {
+    let open = TestBackend::start(BackendConfig::open("open")).await;
+    let (idp, secured, dir) = setup().await;
+    let mut profile = (*support::profile(&idp, None)).clone();
+    profile.issuer_url = format!("http://127.0.0.1:{}", support::free_port());
+    let profile = std::sync::Arc::new(profile);
+    let mut settings = Settings {
+        cache_dir: dir.path().to_path_buf(),
+        backends: vec![
+            Backend::new("open", Url::parse(&open.url()).unwrap(), None, Some("open")),
+            Backend::new(
+                "secured",
+                Url::parse(&secured.url()).unwrap(),
+                Some(profile),
+                Some("secured"),
+            ),
+        ],
+        gateway: Default::default(),
+    };
+    settings.gateway.startup_timeout = Duration::from_secs(3);
+    let h = support::start(settings, TestBrowser::new(BrowserMode::Complete), V).await;
+    let error = h
+        .call("secured_whoami", json!({}))
+        .await
+        .expect_err("no provider, no token")
+        .to_string();
+    assert!(error.contains("backend 'secured'"), "{error}");
+    assert!(error.contains("OIDC discovery failed"), "{error}");
+    let echo = h
+        .call("open_echo", json!({"text": "still here"}))
+        .await
+        .unwrap();
+    assert_eq!(support::first_text(&echo), "still here");
+    h.stop().await.unwrap();
+}
