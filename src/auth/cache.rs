@@ -85,6 +85,10 @@ impl TokenCache {
     /// The cached tokens; a missing file is `None`, and so is an unreadable or corrupt one
     /// (with a warning), which the next login overwrites.
     pub fn load(&self) -> Option<StoredTokens> {
+        if let Some(dir) = self.path.parent() {
+            tighten(dir, 0o700);
+        }
+        tighten(&self.path, 0o600);
         let bytes = match fs::read(&self.path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
@@ -175,10 +179,38 @@ pub struct CacheLock {
     _file: fs::File,
 }
 
+/// Takes group and other permissions away from an existing `path` (a cache created by hand,
+/// or by an older tool, with a loose umask), with a warning; missing paths are left alone.
+#[cfg(unix)]
+fn tighten(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return;
+    };
+    let current = meta.permissions().mode() & 0o777;
+    if current & 0o077 == 0 || meta.file_type().is_symlink() {
+        return;
+    }
+    match fs::set_permissions(path, fs::Permissions::from_mode(mode)) {
+        Ok(()) => tracing::warn!(
+            "{} was readable by other users (mode {current:o}); changed to {mode:o}",
+            path.display()
+        ),
+        Err(e) => tracing::warn!(
+            "{} is readable by other users (mode {current:o}) and could not be changed: {e}",
+            path.display()
+        ),
+    }
+}
+
+#[cfg(not(unix))]
+fn tighten(_path: &Path, _mode: u32) {}
+
 #[cfg(unix)]
 fn create_private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if dir.is_dir() {
+        tighten(dir, 0o700);
         return Ok(());
     }
     fs::DirBuilder::new()
@@ -215,6 +247,26 @@ mod tests {
             expires_at: Some(1_900_000_000),
             scope: None,
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn loose_permissions_of_an_existing_cache_are_tightened() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("cache");
+        let cache = TokenCache::new(&dir, "https://auth.example.com", "cid");
+        cache.save(&tokens()).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(cache.path(), fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(cache.load().is_some());
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(cache.path()), 0o600);
+        // A save into a loose directory tightens it too.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+        cache.save(&tokens()).unwrap();
+        assert_eq!(mode(&dir), 0o700);
     }
 
     #[test]

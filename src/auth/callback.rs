@@ -3,7 +3,10 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -28,6 +31,8 @@ struct Shared {
     state: Arc<str>,
     outcome: mpsc::Sender<Outcome>,
     issuer: Arc<str>,
+    /// Set by the first callback that ends the login.
+    used: Arc<AtomicBool>,
 }
 
 /// A running callback server; dropping it stops the server.
@@ -66,6 +71,7 @@ impl CallbackServer {
             state: state.into(),
             outcome: tx,
             issuer: issuer.into(),
+            used: Arc::default(),
         };
         let path = match redirect_url.path() {
             "" => "/",
@@ -145,8 +151,22 @@ async fn callback(
             )),
         );
     }
+    let ends_login = query.error.is_some() || query.code.as_deref().is_some_and(|c| !c.is_empty());
+    // One use: a replayed redirect (a reload, a second tab) cannot feed another code in.
+    if ends_login && shared.used.swap(true, Ordering::SeqCst) {
+        tracing::warn!("Ignoring a repeated login callback");
+        return (
+            StatusCode::BAD_REQUEST,
+            Html(page(
+                "Already used",
+                "This sign-in response has already been received. Return to your app.",
+            )),
+        );
+    }
     if let Some(error) = query.error {
-        let description = query.error_description.unwrap_or_default();
+        // What the provider (or whoever sent the browser here) wrote: bounded, one line.
+        let error = bounded(&error, 64);
+        let description = bounded(&query.error_description.unwrap_or_default(), 300);
         let _ = shared.outcome.try_send(Err(AuthError::Denied {
             error: error.clone(),
             description: description.clone(),
@@ -184,6 +204,15 @@ async fn callback(
             ),
         )),
     )
+}
+
+/// `text` without control characters, cut at `max` characters.
+fn bounded(text: &str, max: usize) -> String {
+    let clean: String = text.chars().filter(|c| !c.is_control()).collect();
+    match clean.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &clean[..cut]),
+        None => clean,
+    }
 }
 
 fn escape(text: &str) -> String {

@@ -197,13 +197,25 @@ impl Slot {
                     last_failure = reason;
                 }
             }
-            let backoff = Duration::from_secs(1 << failures.min(5)).min(MAX_BACKOFF);
+            let backoff = with_jitter(Duration::from_secs(1 << failures.min(5)).min(MAX_BACKOFF));
             tokio::select! {
                 () = tokio::time::sleep(backoff) => {}
                 () = shutdown.cancelled() => return,
             }
         }
     }
+}
+
+/// `delay` shortened by a random part of up to a half, so that gateways started together (one
+/// per desktop client, say) do not all knock on a recovering backend at the same moment.
+fn with_jitter(delay: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    // A fresh SipHash key per call is random enough for spreading retries.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let fraction = (random % 1000) as f64 / 2000.0;
+    delay.mul_f64(1.0 - fraction)
 }
 
 /// Tells the client that the set of tools, prompts and resources changed.
@@ -215,4 +227,22 @@ async fn announce(shared: &Shared) {
     let _ = client.notify_tool_list_changed().await;
     let _ = client.notify_prompt_list_changed().await;
     let _ = client.notify_resource_list_changed().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_spreads_retries_over_the_second_half_of_the_delay() {
+        let delay = Duration::from_secs(8);
+        let spread: Vec<Duration> = (0..200).map(|_| with_jitter(delay)).collect();
+        assert!(spread.iter().all(|d| *d > delay / 2 && *d <= delay));
+        let distinct: std::collections::HashSet<_> = spread.iter().collect();
+        assert!(
+            distinct.len() > 100,
+            "only {} distinct delays",
+            distinct.len()
+        );
+    }
 }
