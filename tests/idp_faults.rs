@@ -176,3 +176,32 @@ async fn an_unreachable_issuer_is_named_and_the_gateway_keeps_serving() {
     assert_eq!(support::first_text(&echo), "still here");
     h.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_id_token_that_does_not_validate_fails_the_login() {
+    use support::idp::IdTokenFault;
+    for fault in [
+        IdTokenFault::ForeignSignature,
+        IdTokenFault::WrongNonce,
+        IdTokenFault::WrongAudience,
+        IdTokenFault::WrongIssuer,
+    ] {
+        let (idp, backend, dir) = setup().await;
+        idp.set_id_token_fault(Some(fault));
+        let profile = support::profile(&idp, None);
+        let error = support::try_start(
+            support::settings(&backend.url(), Some(profile), dir.path()),
+            TestBrowser::new(BrowserMode::Complete),
+            V,
+        )
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{fault:?}: the login must fail"));
+        assert!(error.contains("ID token rejected"), "{fault:?}: {error}");
+        let cache = TokenCache::new(dir.path(), &idp.issuer(), &idp.client_id());
+        assert!(
+            cache.load().is_none(),
+            "{fault:?}: tokens of a bad login were stored"
+        );
+    }
+}

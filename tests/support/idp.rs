@@ -159,6 +159,7 @@ struct State {
     clock_offset: i64,
     /// Faults the next token requests get, in order.
     token_faults: std::collections::VecDeque<TokenFault>,
+    id_token_fault: Option<IdTokenFault>,
 }
 
 /// What a token request gets instead of being served.
@@ -206,6 +207,7 @@ impl FakeIdp {
             next_family: 0,
             clock_offset: 0,
             token_faults: Default::default(),
+            id_token_fault: None,
         }));
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -282,6 +284,11 @@ impl FakeIdp {
     /// Sets how far the provider's clock is ahead of the machine's (negative: behind).
     pub fn set_clock_offset(&self, seconds: i64) {
         lock(&self.state).clock_offset = seconds;
+    }
+
+    /// Every ID token issued from now on has this defect.
+    pub fn set_id_token_fault(&self, fault: Option<IdTokenFault>) {
+        lock(&self.state).id_token_fault = fault;
     }
 
     /// The next token requests get these faults, one each, before any is served.
@@ -421,15 +428,29 @@ struct IdParams<'a> {
     nonce: Option<&'a str>,
     access_token: &'a str,
     iat: i64,
+    fault: Option<IdTokenFault>,
+}
+
+/// A defect in the ID tokens the provider issues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdTokenFault {
+    /// Signed with a key the provider does not publish.
+    ForeignSignature,
+    /// A `nonce` other than the one in the authorization request.
+    WrongNonce,
+    /// An `aud` that is not the client.
+    WrongAudience,
+    /// Another issuer in `iss`.
+    WrongIssuer,
 }
 
 fn id_token(p: &IdParams<'_>) -> String {
     let iat = p.iat;
     let half = &Sha256::digest(p.access_token.as_bytes())[..16];
     let mut claims = json!({
-        "iss": p.issuer,
+        "iss": if p.fault == Some(IdTokenFault::WrongIssuer) { "https://evil.example" } else { p.issuer },
         "sub": p.sub,
-        "aud": p.client_id,
+        "aud": if p.fault == Some(IdTokenFault::WrongAudience) { "another-client" } else { p.client_id },
         "iat": iat,
         "exp": iat + secs(ID_TOKEN_TTL),
         "at_hash": URL_SAFE_NO_PAD.encode(half),
@@ -437,9 +458,17 @@ fn id_token(p: &IdParams<'_>) -> String {
         "name": USER_NAME,
     });
     if let Some(nonce) = p.nonce {
+        let nonce = if p.fault == Some(IdTokenFault::WrongNonce) {
+            "not-the-nonce"
+        } else {
+            nonce
+        };
         claims["nonce"] = Value::String(nonce.to_owned());
     }
-    sign(&KEYS.signing, &claims)
+    match p.fault {
+        Some(IdTokenFault::ForeignSignature) => sign(&KEYS.foreign, &claims),
+        _ => sign(&KEYS.signing, &claims),
+    }
 }
 
 /// An RFC 6749 error response.
@@ -803,6 +832,7 @@ struct IssueContext {
     audience: String,
     ttl: Duration,
     clock_offset: i64,
+    id_token_fault: Option<IdTokenFault>,
 }
 
 fn issue_context(st: &State) -> IssueContext {
@@ -811,6 +841,7 @@ fn issue_context(st: &State) -> IssueContext {
         audience: st.config.audience.clone(),
         ttl: st.config.access_token_ttl,
         clock_offset: st.clock_offset,
+        id_token_fault: st.id_token_fault,
     }
 }
 
@@ -842,6 +873,7 @@ fn token_response(
         nonce,
         access_token: &access_token,
         iat,
+        fault: ctx.id_token_fault,
     });
     json!({
         "access_token": access_token,
