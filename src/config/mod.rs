@@ -634,9 +634,9 @@ impl Config {
                 .as_deref()
                 .ok_or_else(|| missing("backends", name, "url", "MCP backend URL"))?;
             let url = parse_url("backends", name, "url", url)?;
-            if !matches!(url.scheme(), "http" | "https") {
+            if let Some(problem) = endpoint_problem(&url) {
                 return Err(ConfigError::Problem(format!(
-                    "backends.{name}.url: '{url}' must be an http:// or https:// URL"
+                    "backends.{name}.url: {problem}"
                 )));
             }
             let profile = match &b.oidc_profile {
@@ -746,9 +746,9 @@ fn resolve_profile(name: &str, p: &OidcProfileConfig) -> Result<Profile, ConfigE
         .ok_or_else(|| missing(kind, name, "issuer_url", "OIDC issuer URL"))?;
     let issuer_url = issuer.trim().to_owned();
     let parsed = parse_url(kind, name, "issuer_url", &issuer_url)?;
-    if !matches!(parsed.scheme(), "http" | "https") {
+    if let Some(problem) = endpoint_problem(&parsed) {
         return Err(ConfigError::Problem(format!(
-            "{kind}.{name}.issuer_url: '{issuer_url}' must be an https:// URL"
+            "{kind}.{name}.issuer_url: {problem}"
         )));
     }
     let client_id = p
@@ -792,6 +792,19 @@ fn check_redirect(name: &str, url: &Url) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// What is wrong with an issuer or backend URL, if anything: it must be `https://`, or
+/// `http://` on a loopback host; elsewhere tokens and secrets would cross the network in clear.
+pub fn endpoint_problem(url: &Url) -> Option<String> {
+    match url.scheme() {
+        "https" => None,
+        "http" if is_loopback_host(url) => None,
+        "http" => Some(format!(
+            "'{url}' must use https:// (http:// is only allowed on localhost, 127.0.0.1 or [::1])"
+        )),
+        _ => Some(format!("'{url}' must be an https:// URL")),
+    }
+}
+
 /// Whether a URL's host is `localhost` or a loopback address.
 pub fn is_loopback_host(url: &Url) -> bool {
     match url.host() {
@@ -814,6 +827,51 @@ mod tests {
             client_id: Some("cid".into()),
             ..SeedSettings::default()
         }
+    }
+
+    #[test]
+    fn plain_http_is_refused_off_loopback() {
+        figment::Jail::expect_with(|_| {
+            let resolve = |backend: &str, issuer: &str| {
+                let sources = Sources {
+                    seed_env: SeedSettings {
+                        issuer_url: Some(issuer.into()),
+                        ..seed(backend)
+                    },
+                    ..Sources::default()
+                };
+                sources.load().unwrap().resolve()
+            };
+            let refused = [
+                (
+                    "http://mcp.company.com/mcp",
+                    "https://auth.example.com",
+                    "backends.default.url",
+                ),
+                (
+                    "https://mcp.company.com/mcp",
+                    "http://auth.example.com",
+                    "issuer_url",
+                ),
+            ];
+            for (backend, issuer, key) in refused {
+                let error = resolve(backend, issuer).unwrap_err().to_string();
+                assert!(
+                    error.contains(key) && error.contains("must use https://"),
+                    "{error}"
+                );
+            }
+            for (backend, issuer) in [
+                (
+                    "http://127.0.0.1:8000/mcp",
+                    "http://localhost:8080/realms/x",
+                ),
+                ("http://[::1]:8000/mcp", "https://auth.example.com"),
+            ] {
+                assert!(resolve(backend, issuer).is_ok(), "{backend} {issuer}");
+            }
+            Ok(())
+        });
     }
 
     #[test]
