@@ -97,6 +97,15 @@ async fn a_token_endpoint_that_stays_down_fails_the_request_but_keeps_the_tokens
     assert!(error.contains("backend 'default'"), "{error}");
     assert!(error.contains("token request failed"), "{error}");
     assert!(!error.contains("<html>"), "{error}");
+    for secret in [
+        before.access_token.expose(),
+        before.refresh_token.as_ref().unwrap().expose(),
+    ] {
+        assert!(
+            !error.contains(secret),
+            "a token leaked into the client's error: {error}"
+        );
+    }
     let kept = cache.load().expect("the tokens are kept");
     assert_eq!(kept.refresh_token, before.refresh_token);
 
