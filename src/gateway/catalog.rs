@@ -74,14 +74,16 @@ impl Routes {
         self.table(kind)?.lock().ok()?.get(exposed).cloned()
     }
 
-    /// Records a route; `false` when another backend already owns the exposed name.
+    /// Records a route; `false` when another item already owns the exposed name: one of
+    /// another backend, or another of this backend's own (a shortened name can equal a
+    /// 64-character name the backend also has). The first to be listed keeps the name.
     fn claim(&self, kind: Kind, exposed: &str, route: Route) -> bool {
         let Some(Ok(mut table)) = self.table(kind).map(|t| t.lock()) else {
             return true;
         };
         match table.get(exposed) {
-            Some(existing) if existing.slot != route.slot => false,
-            _ => {
+            Some(existing) => *existing == route,
+            None => {
                 table.insert(exposed.to_owned(), route);
                 true
             }
@@ -110,14 +112,34 @@ fn bad_cursor() -> ErrorData {
     ErrorData::invalid_params("invalid or expired cursor: list again from the start", None)
 }
 
-/// Exposes one backend item under the gateway's names; `None` hides it.
+/// The slot that serves an exposed resource URI, with the backend's own URI: the prefixed
+/// backend whose `{prefix}+` starts it, otherwise the first unprefixed backend. URIs are
+/// routed by their shape (templates cannot be looked up in a table), so a prefixed backend
+/// wins over an unprefixed one whose URI happens to start with its `{prefix}+`.
+pub fn uri_owner<'a>(slots: &[Arc<Slot>], exposed: &'a str) -> Option<(usize, &'a str)> {
+    slots
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.backend.prefix.is_some())
+        .find_map(|(i, s)| s.naming.original_uri(exposed).map(|o| (i, o)))
+        .or_else(|| {
+            slots
+                .iter()
+                .position(|s| s.backend.prefix.is_none())
+                .map(|i| (i, exposed))
+        })
+}
+
+/// Exposes one item of the backend in `slots[index]` under the gateway's names; `None` hides
+/// it.
 fn expose(
     kind: Kind,
     index: usize,
-    slot: &Slot,
+    slots: &[Arc<Slot>],
     routes: &Routes,
     mut item: Value,
 ) -> Option<Value> {
+    let slot = slots.get(index)?;
     let naming = &slot.naming;
     let field = match kind {
         Kind::Tools | Kind::Prompts => "name",
@@ -139,7 +161,21 @@ fn expose(
             }
         }
         Kind::Prompts => naming.name(&original),
-        Kind::Resources | Kind::Templates => naming.uri(&original),
+        Kind::Resources | Kind::Templates => {
+            let exposed = naming.uri(&original);
+            // Listed only if reading it reaches this backend: an unprefixed backend's
+            // `tools+x` is read from backend `tools`, so listing it here would mislead.
+            if uri_owner(slots, &exposed).map(|(i, _)| i) != Some(index) {
+                tracing::warn!(
+                    "Skipping {} '{original}' of backend '{}': '{exposed}' belongs to another \
+                     backend's URIs",
+                    kind.items(),
+                    slot.backend.name
+                );
+                return None;
+            }
+            exposed
+        }
     };
     let route = Route {
         slot: index,
@@ -147,9 +183,14 @@ fn expose(
     };
     if !routes.claim(kind, &exposed, route) {
         tracing::warn!(
-            "Skipping {} '{original}' of backend '{}': '{exposed}' is already taken by another backend",
+            "Skipping {} '{original}' of backend '{}': '{exposed}' is already taken by another \
+             {} (the first one listed keeps a name)",
             kind.items(),
-            slot.backend.name
+            slot.backend.name,
+            match kind {
+                Kind::Prompts => "prompt",
+                _ => "tool",
+            }
         );
         return None;
     }
@@ -202,7 +243,7 @@ pub async fn list_page(
             .map(std::mem::take)
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|item| expose(kind, index, slot, routes, item))
+            .filter_map(|item| expose(kind, index, slots, routes, item))
             .collect();
         let next = match page.get("nextCursor").and_then(Value::as_str) {
             Some(c) => Some(Cursor {
@@ -305,5 +346,58 @@ mod tests {
         assert!(routes.claim(Kind::Tools, "x", route(0)));
         assert!(!routes.claim(Kind::Tools, "x", route(1)));
         assert_eq!(routes.get(Kind::Tools, "x"), Some(route(0)));
+    }
+
+    fn slot(name: &str, prefix: Option<&str>) -> Arc<Slot> {
+        let url = url::Url::parse("http://127.0.0.1:1/mcp").unwrap();
+        let backend = crate::config::Backend::new(name, url, None, prefix);
+        Arc::new(Slot::new(backend, "_", None))
+    }
+
+    /// Found by `tests/properties.rs`: an unprefixed backend's resource `tools+mem://x` was
+    /// listed, but reading it went to backend `tools` (as `mem://x`).
+    #[test]
+    fn a_resource_is_listed_only_where_reading_it_leads() {
+        let slots = [slot("tools", Some("tools")), slot("plain", None)];
+        assert_eq!(uri_owner(&slots, "tools+mem://x"), Some((0, "mem://x")));
+        assert_eq!(uri_owner(&slots, "mem://y"), Some((1, "mem://y")));
+        let routes = Routes::default();
+        let listed = |index, uri: &str| {
+            expose(Kind::Resources, index, &slots, &routes, json!({"uri": uri}))
+                .map(|item| item["uri"].clone())
+        };
+        assert_eq!(listed(0, "mem://x"), Some(json!("tools+mem://x")));
+        assert_eq!(listed(1, "mem://y"), Some(json!("mem://y")));
+        assert_eq!(listed(1, "tools+mem://x"), None);
+        // A second unprefixed backend's URIs would all be read from the first one.
+        let slots = [slot("a", None), slot("b", None)];
+        assert_eq!(uri_owner(&slots, "mem://y"), Some((0, "mem://y")));
+        let template = json!({"uriTemplate": "mem://{id}"});
+        assert!(expose(Kind::Templates, 1, &slots, &routes, template).is_none());
+    }
+
+    /// Found by `tests/properties.rs`: a backend listing a tool with a name longer than the
+    /// limit and also the tool whose name is that name's shortened form had both exposed
+    /// under one name, and calls went to whichever was listed last.
+    #[test]
+    fn a_shortened_name_is_not_taken_over_by_another_tool_of_the_same_backend() {
+        let naming = crate::naming::Naming {
+            backend: "b".into(),
+            prefix: None,
+            separator: "_",
+        };
+        let long = "a".repeat(70);
+        let shortened = naming.tool(&long).unwrap();
+        assert_eq!(naming.tool(&shortened).unwrap(), shortened);
+        let routes = Routes::default();
+        let route = |original: &str| Route {
+            slot: 0,
+            original: original.into(),
+        };
+        assert!(routes.claim(Kind::Tools, &shortened, route(&long)));
+        assert!(!routes.claim(Kind::Tools, &shortened, route(&shortened)));
+        // Listing again keeps the name where it is.
+        assert!(routes.claim(Kind::Tools, &shortened, route(&long)));
+        assert_eq!(routes.get(Kind::Tools, &shortened), Some(route(&long)));
     }
 }

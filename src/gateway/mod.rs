@@ -215,18 +215,9 @@ impl Gateway {
 
     /// The backend and original URI of an exposed resource URI.
     fn route_uri(&self, exposed: &str) -> Result<(Arc<Slot>, String), ErrorData> {
-        let prefixed = self
-            .slots
-            .iter()
-            .filter(|s| s.backend.prefix.is_some())
-            .find_map(|s| s.naming.original_uri(exposed).map(|o| (s, o)));
-        let unprefixed = || {
-            self.slots
-                .iter()
-                .find(|s| s.backend.prefix.is_none())
-                .map(|s| (s, exposed))
-        };
-        match prefixed.or_else(unprefixed) {
+        let owner = catalog::uri_owner(&self.slots, exposed)
+            .and_then(|(i, original)| Some((self.slots.get(i)?, original)));
+        match owner {
             Some((slot, original)) => Ok((Arc::clone(slot), original.to_owned())),
             None => Err(ErrorData::new(
                 ErrorCode::RESOURCE_NOT_FOUND,
