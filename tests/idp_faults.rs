@@ -214,3 +214,49 @@ async fn an_id_token_that_does_not_validate_fails_the_login() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_login_abandoned_in_the_browser_times_out_and_the_next_request_starts_a_new_one() {
+    use support::idp::AuthorizeBehavior;
+    let (idp, secured, dir) = setup().await;
+    idp.set_authorize_behavior(AuthorizeBehavior::Hang);
+    let mut profile = (*support::profile(&idp, None)).clone();
+    profile.login_timeout = Duration::from_secs(1);
+    let mut settings = Settings {
+        cache_dir: dir.path().to_path_buf(),
+        backends: vec![Backend::new(
+            "secured",
+            Url::parse(&secured.url()).unwrap(),
+            Some(std::sync::Arc::new(profile)),
+            Some("secured"),
+        )],
+        gateway: Default::default(),
+    };
+    settings.gateway.startup_timeout = Duration::from_secs(3);
+    let browser = TestBrowser::new(BrowserMode::Complete);
+    let h = support::start(settings, browser.clone(), V).await;
+    support::eventually(10, "the first login to time out", || browser.opened() == 1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let error = h
+        .call("secured_whoami", json!({}))
+        .await
+        .expect_err("nobody logged in")
+        .to_string();
+    assert!(error.contains("login timed out"), "{error}");
+
+    // The user is back: the next request opens a new login, which completes.
+    idp.set_authorize_behavior(AuthorizeBehavior::Approve);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match h.call("secured_whoami", json!({})).await {
+            Ok(who) => {
+                assert_eq!(who["structuredContent"]["sub"], "user-123");
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "no second login: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(browser.opened(), 2);
+    h.stop().await.unwrap();
+}

@@ -1,0 +1,205 @@
+//! No access token, refresh token, authorization code or client secret in anything the binary
+//! prints or logs, nor in the errors its client gets — at every log level, through a login,
+//! refreshes, a token the backend rejects, and a token endpoint that fails.
+
+mod support;
+
+use std::{
+    path::Path,
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use rmcp::{RoleClient, ServiceExt, service::RunningService};
+use serde_json::{Value, json};
+use support::{
+    BrowserLog, BrowserMode, TestClient,
+    backend::{BackendConfig, TestBackend},
+    idp::{FakeIdp, IdpConfig, TokenFault},
+};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_authful-mcp-proxy");
+const SECRET: &str = "client-secret-do-not-print";
+
+/// Starts the binary; its stderr lines are collected, and logins it prints are completed.
+fn spawn(
+    home: &Path,
+    envs: &[(&str, String)],
+    args: &[&str],
+) -> (Child, Arc<Mutex<Vec<String>>>, Arc<Mutex<BrowserLog>>) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("BROWSER", "/nonexistent/browser")
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let browser = Arc::new(Mutex::new(BrowserLog::default()));
+    let stderr = child.stderr.take().unwrap();
+    let (seen, logins) = (Arc::clone(&lines), Arc::clone(&browser));
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            if let Some(url) = line.split("in your browser: ").nth(1) {
+                logins.lock().unwrap().urls.push(url.to_owned());
+                tokio::spawn(support::complete_login_owned(
+                    url.to_owned(),
+                    BrowserMode::Complete,
+                    Arc::clone(&logins),
+                ));
+            }
+            seen.lock().unwrap().push(line);
+        }
+    });
+    (child, lines, browser)
+}
+
+async fn call(
+    client: &RunningService<RoleClient, TestClient>,
+    tool: &str,
+) -> Result<Value, String> {
+    let params = serde_json::from_value(json!({"name": tool, "arguments": {}})).unwrap();
+    match tokio::time::timeout(Duration::from_secs(30), client.call_tool(params)).await {
+        Ok(Ok(result)) => Ok(serde_json::to_value(result).unwrap()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => panic!("{tool}: no answer"),
+    }
+}
+
+fn cached_tokens(home: &Path) -> Vec<String> {
+    let dir = home.join(".fastmcp/oauth-mcp-client-cache");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with("_tokens.json"))
+        .filter_map(|e| serde_json::from_slice::<Value>(&std::fs::read(e.path()).ok()?).ok())
+        .flat_map(|t| {
+            ["access_token", "refresh_token"].map(|k| t[k].as_str().unwrap_or_default().to_owned())
+        })
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+#[tokio::test]
+async fn nothing_secret_is_printed_logged_or_answered_at_any_log_level() {
+    for level in [
+        &["--silent"][..],
+        &[],
+        &["--debug"],
+        &["--debug", "--log-file"],
+    ] {
+        let idp = FakeIdp::start(IdpConfig {
+            client_secret: Some(SECRET.into()),
+            // 30 s tokens are refreshed before every use: many tokens go by.
+            access_token_ttl: Duration::from_secs(30),
+            ..IdpConfig::default()
+        })
+        .await;
+        let backend =
+            TestBackend::start(BackendConfig::oidc("secured", idp.issuer(), idp.jwks_uri())).await;
+        let home = tempfile::tempdir().unwrap();
+        let log_file = home.path().join("proxy.log");
+        let mut args: Vec<&str> = level.to_vec();
+        if args.last() == Some(&"--log-file") {
+            args.push(log_file.to_str().unwrap());
+        }
+        let envs = [
+            ("MCP_BACKEND_URL", backend.url()),
+            ("OIDC_ISSUER_URL", idp.issuer()),
+            ("OIDC_CLIENT_ID", idp.client_id()),
+            ("OIDC_CLIENT_SECRET", SECRET.to_owned()),
+            (
+                "OIDC_REDIRECT_URL",
+                format!("http://localhost:{}/auth/callback", support::free_port()),
+            ),
+        ];
+        let (mut child, stderr, browser) = spawn(home.path(), &envs, &args);
+        let (stdout, stdin) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
+        let client = TestClient::new("2025-06-18")
+            .serve((stdout, stdin))
+            .await
+            .expect("initialize");
+        let mut secrets = vec![SECRET.to_owned()];
+        let mut answers = Vec::new();
+
+        // A login, then refreshes.
+        answers.push(call(&client, "whoami").await.expect("whoami after login"));
+        secrets.extend(cached_tokens(home.path()));
+        answers.push(
+            call(&client, "whoami")
+                .await
+                .expect("whoami after a refresh"),
+        );
+        secrets.extend(cached_tokens(home.path()));
+        // The backend rejects the token: renewed, retried.
+        backend.revoke_seen_tokens();
+        answers.push(call(&client, "whoami").await.expect("whoami after a 401"));
+        secrets.extend(cached_tokens(home.path()));
+        // The token endpoint fails: the client gets an error.
+        idp.fail_token_requests(&[TokenFault::HtmlServerError; 3]);
+        let error = call(&client, "whoami")
+            .await
+            .expect_err("the provider is down");
+        answers.push(Value::String(error));
+        answers.push(
+            call(&client, "whoami")
+                .await
+                .expect("whoami once it is back"),
+        );
+        secrets.extend(cached_tokens(home.path()));
+
+        client.cancel().await.unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status.code(), Some(0), "{level:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        for callback in &browser.lock().unwrap().callbacks {
+            let url = url::Url::parse(callback).unwrap();
+            let code = url.query_pairs().find(|(k, _)| k == "code").unwrap().1;
+            secrets.push(code.into_owned());
+        }
+        assert!(
+            secrets.len() >= 8,
+            "{level:?}: too few secrets seen: {}",
+            secrets.len()
+        );
+        let mut everything: Vec<String> = stderr.lock().unwrap().clone();
+        everything.extend(
+            std::fs::read_to_string(&log_file)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_owned),
+        );
+        everything.extend(answers.iter().map(Value::to_string));
+        if level.contains(&"--debug") {
+            assert!(everything.len() > 20, "{level:?}: debug logs expected");
+        }
+        for line in &everything {
+            for secret in &secrets {
+                assert!(
+                    !line.contains(secret.as_str()),
+                    "{level:?}: a secret in: {line}"
+                );
+            }
+        }
+        backend.shutdown();
+        idp.shutdown();
+    }
+}
