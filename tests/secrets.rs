@@ -26,12 +26,15 @@ use tokio::{
 const BIN: &str = env!("CARGO_BIN_EXE_authful-mcp-proxy");
 const SECRET: &str = "client-secret-do-not-print";
 
+/// Lines a process wrote to stderr, as they arrive.
+type Lines = Arc<Mutex<Vec<String>>>;
+
 /// Starts the binary; its stderr lines are collected, and logins it prints are completed.
 fn spawn(
     home: &Path,
     envs: &[(&str, String)],
     args: &[&str],
-) -> (Child, Arc<Mutex<Vec<String>>>, Arc<Mutex<BrowserLog>>) {
+) -> (Child, Lines, Arc<Mutex<BrowserLog>>) {
     let mut child = Command::new(BIN)
         .args(args)
         .env_clear()
