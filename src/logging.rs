@@ -59,8 +59,11 @@ where
 fn filter(verbosity: Verbosity) -> EnvFilter {
     let directives = match verbosity {
         Verbosity::Silent => "error,rmcp::transport::worker=off",
-        // rmcp's transport worker repeats, less readably, the connection errors we report.
-        Verbosity::Normal => "warn,rmcp::transport::worker=off,authful_mcp_proxy=info",
+        // rmcp's transport worker repeats, less readably, the connection errors we report, and
+        // its service logs every error response we send as a warning of its own.
+        Verbosity::Normal => {
+            "warn,rmcp::transport::worker=off,rmcp::service=error,authful_mcp_proxy=info"
+        }
         // rmcp's debug lines carry whole JSON-RPC messages, never our HTTP headers.
         Verbosity::Debug => "warn,authful_mcp_proxy=debug,rmcp=debug",
     };

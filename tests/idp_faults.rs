@@ -260,3 +260,20 @@ async fn a_login_abandoned_in_the_browser_times_out_and_the_next_request_starts_
     assert_eq!(browser.opened(), 2);
     h.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_broken_key_set_is_told_apart_from_a_wrong_issuer() {
+    let (idp, backend, dir) = setup().await;
+    idp.set_jwks_broken(true);
+    let profile = support::profile(&idp, None);
+    let error = support::try_start(
+        support::settings(&backend.url(), Some(profile), dir.path()),
+        TestBrowser::new(BrowserMode::Complete),
+        V,
+    )
+    .await
+    .err()
+    .expect("no keys, no login");
+    assert!(error.contains(&format!("at {}", idp.jwks_uri())), "{error}");
+    assert!(error.contains("the issuer URL is right"), "{error}");
+}

@@ -226,15 +226,28 @@ fn redirect_urls_are_http_on_loopback_with_a_port() {
             "client_id: cid",
             &format!("client_id: cid\n    redirect_url: {bad}"),
         );
+        let problem = if bad.starts_with("http://localhost") {
+            "needs an explicit port other than 80 (the http default, which URLs leave out and \
+             which needs root to listen on)"
+        } else {
+            "must be http:// on localhost, 127.0.0.1 or [::1] with an explicit port"
+        };
         assert_errors(
             &yaml,
             &[&format!(
-                "c.yaml:5:19: error: oidc_profiles.corp.redirect_url: '{bad}' must be http:// on \
-                 localhost, 127.0.0.1 or [::1] with an explicit port, e.g. \
+                "c.yaml:5:19: error: oidc_profiles.corp.redirect_url: '{bad}' {problem}, e.g. \
                  http://localhost:8080/auth/callback"
             )],
         );
     }
+    // Port 80 written out is still port 80: URLs drop it, so it cannot be told apart.
+    let yaml = BASE.replace(
+        "client_id: cid",
+        "client_id: cid\n    redirect_url: http://localhost:80/cb",
+    );
+    let run = validate(&yaml);
+    assert_eq!(run.code, 1);
+    assert!(run.stdout.contains("other than 80"), "{}", run.stdout);
     assert_valid(&BASE.replace(
         "client_id: cid",
         "client_id: cid\n    redirect_url: http://[::1]:9876/cb",

@@ -40,6 +40,19 @@ pub enum AuthError {
         /// What went wrong.
         reason: String,
     },
+    /// The discovery document was read, but the provider's signing keys were not.
+    #[error(
+        "cannot read the signing keys of {issuer} at {jwks_uri}: {reason} (the issuer URL is \
+         right; the provider's key set is failing, ask its administrators)"
+    )]
+    Keys {
+        /// The configured issuer.
+        issuer: String,
+        /// The key set URL from the discovery document.
+        jwks_uri: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// Nobody completed the browser login in time.
     #[error(
         "login timed out after {seconds} s: no browser login was completed; retry the request \

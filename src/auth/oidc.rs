@@ -101,6 +101,26 @@ pub(crate) fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// The `jwks_uri` of the issuer's discovery document, if that document can be read: after a
+/// failed discovery, this tells a broken key set from a wrong issuer URL.
+async fn keys_url(http: &reqwest::Client, issuer: &str) -> Option<String> {
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    );
+    let document: serde_json::Value = http
+        .get(url)
+        .send()
+        .await
+        .ok()?
+        .error_for_status()
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    document["jwks_uri"].as_str().map(str::to_owned)
+}
+
 impl Provider {
     /// Reads `{issuer}/.well-known/openid-configuration` and the provider's JWKS.
     pub async fn discover(profile: Arc<Profile>, http: reqwest::Client) -> Result<Self, AuthError> {
@@ -111,9 +131,25 @@ impl Provider {
         let issuer =
             IssuerUrl::new(profile.issuer_url.clone()).map_err(|e| failed(e.to_string()))?;
         let client = http.clone();
-        let metadata = CoreProviderMetadata::discover_async(issuer, &|r| send(client.clone(), r))
-            .await
-            .map_err(|e| failed(chain(&e)))?;
+        let metadata = match CoreProviderMetadata::discover_async(issuer, &|r| {
+            send(client.clone(), r)
+        })
+        .await
+        {
+            Ok(metadata) => metadata,
+            Err(e) => {
+                let reason = chain(&e);
+                return Err(match keys_url(&http, &profile.issuer_url).await {
+                    // The discovery document is fine: it is the key set that fails.
+                    Some(jwks_uri) => AuthError::Keys {
+                        issuer: profile.issuer_url.clone(),
+                        jwks_uri,
+                        reason,
+                    },
+                    None => failed(reason),
+                });
+            }
+        };
         let methods = metadata.token_endpoint_auth_methods_supported();
         let supports = |m: &CoreClientAuthMethod| methods.is_none_or(|list| list.contains(m));
         // client_secret_basic is the spec's default; fall back to _post where only that exists.

@@ -782,14 +782,30 @@ fn resolve_profile(name: &str, p: &OidcProfileConfig) -> Result<Profile, ConfigE
 /// The callback server binds the redirect URL's own host and port, so that host must be
 /// loopback and the port explicit.
 fn check_redirect(name: &str, url: &Url) -> Result<(), ConfigError> {
-    let loopback = is_loopback_host(url);
-    if url.scheme() != "http" || !loopback || url.port().is_none() {
-        return Err(ConfigError::Problem(format!(
-            "oidc_profiles.{name}.redirect_url: '{url}' must be http:// on localhost, 127.0.0.1 \
-             or [::1] with an explicit port, e.g. {DEFAULT_REDIRECT_URL}"
-        )));
+    match redirect_problem(url) {
+        Some(problem) => Err(ConfigError::Problem(format!(
+            "oidc_profiles.{name}.redirect_url: {problem}"
+        ))),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// What is wrong with a redirect URL, if anything: `http://` on a loopback host with a port
+/// of its own (not 80, which URLs leave out and which needs root to listen on).
+pub fn redirect_problem(url: &Url) -> Option<String> {
+    if url.scheme() == "http" && is_loopback_host(url) && url.port().is_some() {
+        return None;
+    }
+    if url.scheme() == "http" && is_loopback_host(url) {
+        return Some(format!(
+            "'{url}' needs an explicit port other than 80 (the http default, which URLs leave \
+             out and which needs root to listen on), e.g. {DEFAULT_REDIRECT_URL}"
+        ));
+    }
+    Some(format!(
+        "'{url}' must be http:// on localhost, 127.0.0.1 or [::1] with an explicit port, e.g. \
+         {DEFAULT_REDIRECT_URL}"
+    ))
 }
 
 /// What is wrong with an issuer or backend URL, if anything: it must be `https://`, or

@@ -160,6 +160,8 @@ struct State {
     /// Faults the next token requests get, in order.
     token_faults: std::collections::VecDeque<TokenFault>,
     id_token_fault: Option<IdTokenFault>,
+    /// `/jwks` answers 404.
+    jwks_broken: bool,
 }
 
 /// What a token request gets instead of being served.
@@ -208,6 +210,7 @@ impl FakeIdp {
             clock_offset: 0,
             token_faults: Default::default(),
             id_token_fault: None,
+            jwks_broken: false,
         }));
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -284,6 +287,11 @@ impl FakeIdp {
     /// Sets how far the provider's clock is ahead of the machine's (negative: behind).
     pub fn set_clock_offset(&self, seconds: i64) {
         lock(&self.state).clock_offset = seconds;
+    }
+
+    /// Makes `/jwks` answer 404 (or serve the keys again).
+    pub fn set_jwks_broken(&self, broken: bool) {
+        lock(&self.state).jwks_broken = broken;
     }
 
     /// Every ID token issued from now on has this defect.
@@ -587,7 +595,10 @@ async fn discovery(AxumState(state): AxumState<Shared>) -> Response {
     .into_response()
 }
 
-async fn jwks() -> Response {
+async fn jwks(AxumState(state): AxumState<Shared>) -> Response {
+    if lock(&state).jwks_broken {
+        return (StatusCode::NOT_FOUND, "no keys here").into_response();
+    }
     Json(json!({"keys": [KEYS.jwk.clone()]})).into_response()
 }
 

@@ -11,8 +11,8 @@ use url::Url;
 use super::{Anchor, Finding, suggest};
 use crate::{
     config::{
-        Config, DEFAULT_NAME, DEFAULT_REDIRECT_URL, Separator, is_loopback_host, locate::KeyPath,
-        prefix_problem,
+        Config, DEFAULT_NAME, Separator, is_loopback_host, locate::KeyPath, prefix_problem,
+        redirect_problem,
     },
     glob::Glob,
 };
@@ -133,13 +133,10 @@ impl Rules<'_> {
     fn redirect(&mut self, path: &KeyPath, text: &str) {
         let message = match Url::parse(text.trim()) {
             Err(e) => format!("'{text}' is not a valid URL ({e})"),
-            Ok(url) if url.scheme() == "http" && is_loopback_host(&url) && url.port().is_some() => {
-                return;
-            }
-            Ok(_) => format!(
-                "'{text}' must be http:// on localhost, 127.0.0.1 or [::1] with an explicit \
-                 port, e.g. {DEFAULT_REDIRECT_URL}"
-            ),
+            Ok(url) => match redirect_problem(&url) {
+                None => return,
+                Some(problem) => problem,
+            },
         };
         self.error(path.clone(), Anchor::Value(path.clone()), message);
     }
