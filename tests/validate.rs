@@ -301,9 +301,23 @@ fn prefixes_are_well_formed_and_distinct() {
 #[test]
 fn unprefixed_and_disabled_backends_are_exempt_from_prefix_rules() {
     assert_valid(&format!(
-        "{BASE}    prefix: \"\"\n  other:\n    url: https://x.example/mcp\n    prefix: \"\"\n  \
-         Old_One:\n    url: https://y.example/mcp\n    prefix: tools\n    enabled: false\n"
+        "{BASE}    prefix: \"\"\n  Old_One:\n    url: https://y.example/mcp\n    prefix: \
+         tools\n    enabled: false\n"
     ));
+    // A second unprefixed backend is allowed, but its resources cannot be routed.
+    let run = validate(&format!(
+        "{BASE}    prefix: \"\"\n  other:\n    url: https://x.example/mcp\n    prefix: \"\"\n"
+    ));
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(
+        run.lines(),
+        [
+            "c.yaml:9:13: warning: backends.tools.prefix: backend 'other' is unprefixed too, and \
+             a plain resource URI leads to it (the first in name order): this backend's \
+             resources and resource templates are left out; give one of them a prefix",
+            "c.yaml: valid, 1 warning",
+        ],
+    );
 }
 
 #[test]

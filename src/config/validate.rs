@@ -327,7 +327,7 @@ impl Finding {
         }
     }
 
-    fn warning(path: KeyPath, anchor: Anchor, message: String) -> Self {
+    pub(crate) fn warning(path: KeyPath, anchor: Anchor, message: String) -> Self {
         Self {
             severity: Severity::Warning,
             path,

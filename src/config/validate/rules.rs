@@ -75,6 +75,10 @@ impl Rules<'_> {
         self.findings.push(Finding::error(path, anchor, message));
     }
 
+    fn warning(&mut self, path: KeyPath, anchor: Anchor, message: String) {
+        self.findings.push(Finding::warning(path, anchor, message));
+    }
+
     /// The text at `parent.key`, unless it is of another type or lacks a variable.
     fn text<'v>(&self, parent: &'v Mapping, path: &KeyPath) -> Option<&'v str> {
         let key = match path.segments().last() {
@@ -220,6 +224,7 @@ impl Rules<'_> {
     fn prefixes(&mut self, backends: &Mapping, separator: Separator) {
         let only_one = backends.len() == 1;
         let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+        let mut unprefixed: Vec<(&str, KeyPath)> = Vec::new();
         for (name, backend) in entries(backends) {
             let Some(backend) = backend.as_mapping() else {
                 continue;
@@ -231,7 +236,10 @@ impl Rules<'_> {
             let explicit = path.key("prefix");
             let (prefix, anchor, defaulted) = match backend.get("prefix") {
                 Some(Yaml::String(_)) if self.unresolved.contains(&explicit) => continue,
-                Some(Yaml::String(p)) if p.is_empty() => continue,
+                Some(Yaml::String(p)) if p.is_empty() => {
+                    unprefixed.push((name, explicit));
+                    continue;
+                }
                 Some(Yaml::String(p)) => (p.as_str(), Anchor::Value(explicit.clone()), false),
                 Some(Yaml::Null) | None => {
                     // The drop-in case stays unprefixed, as `Config::resolve` does.
@@ -264,6 +272,19 @@ impl Rules<'_> {
                 None => {
                     seen.insert(prefix.to_owned(), name);
                 }
+            }
+        }
+        // Plain resource URIs go to the first unprefixed backend in name order (as the gateway
+        // routes them): the others' resources cannot be reached, and the gateway leaves them out.
+        unprefixed.sort_by_key(|(name, _)| *name);
+        if let Some(((first, _), rest)) = unprefixed.split_first() {
+            for (_, path) in rest {
+                let message = format!(
+                    "backend '{first}' is unprefixed too, and a plain resource URI leads to it \
+                     (the first in name order): this backend's resources and resource templates \
+                     are left out; give one of them a prefix"
+                );
+                self.warning(path.clone(), Anchor::Value(path.clone()), message);
             }
         }
     }
