@@ -6,7 +6,6 @@ mod support;
 
 use std::{
     path::Path,
-    process::Stdio,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -16,52 +15,10 @@ use serde_json::json;
 use support::{
     BrowserLog, BrowserMode, TestClient,
     backend::{BackendConfig, TestBackend},
+    binary,
     idp::{FakeIdp, IdpConfig},
 };
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
-};
-
-const BIN: &str = env!("CARGO_BIN_EXE_authful-mcp-proxy");
-
-/// The proxy binary with a clean environment: only what the test sets.
-fn proxy(home: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", home)
-        // No real browser: the test reads the printed URL and logs in itself.
-        .env("BROWSER", "/nonexistent/browser")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
-}
-
-/// Collects stderr lines; completes any login whose URL the proxy prints.
-fn watch_stderr(child: &mut Child) -> (Arc<Mutex<Vec<String>>>, Arc<Mutex<BrowserLog>>) {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let browser = Arc::new(Mutex::new(BrowserLog::default()));
-    let stderr = child.stderr.take().unwrap();
-    let (lines2, browser2) = (lines.clone(), browser.clone());
-    tokio::spawn(async move {
-        let mut reader = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = reader.next_line().await {
-            if let Some(url) = line.split("in your browser: ").nth(1) {
-                browser2.lock().unwrap().urls.push(url.to_owned());
-                tokio::spawn(support::complete_login_owned(
-                    url.to_owned(),
-                    BrowserMode::Complete,
-                    browser2.clone(),
-                ));
-            }
-            lines2.lock().unwrap().push(line);
-        }
-    });
-    (lines, browser)
-}
+use tokio::process::Child;
 
 async fn exit_code(child: &mut Child, seconds: u64) -> i32 {
     tokio::time::timeout(Duration::from_secs(seconds), child.wait())
@@ -91,7 +48,11 @@ async fn missing_settings_exit_1_before_reading_stdin() {
             vec!["OIDC_CLIENT_ID", "--oidc-client-id"],
         ),
     ] {
-        let mut child = proxy(home.path()).args(&args).envs(envs).spawn().unwrap();
+        let mut child = binary::command(home.path())
+            .args(&args)
+            .envs(envs)
+            .spawn()
+            .unwrap();
         // stdin stays open and silent: the error must not wait for it.
         let code = exit_code(&mut child, 10).await;
         let mut stderr = String::new();
@@ -109,7 +70,7 @@ async fn missing_settings_exit_1_before_reading_stdin() {
 #[tokio::test]
 async fn silent_and_debug_together_are_a_usage_error() {
     let home = tempfile::tempdir().unwrap();
-    let mut child = proxy(home.path())
+    let mut child = binary::command(home.path())
         .args(["--silent", "--debug"])
         .spawn()
         .unwrap();
@@ -136,12 +97,12 @@ async fn run_once(
     envs: &[(&'static str, String)],
     args: &[&str],
 ) -> (Vec<String>, Arc<Mutex<BrowserLog>>) {
-    let mut child = proxy(home)
+    let mut child = binary::command(home)
         .args(args)
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .spawn()
         .unwrap();
-    let (lines, browser) = watch_stderr(&mut child);
+    let (lines, browser) = binary::watch_stderr(&mut child, BrowserMode::Complete);
     let stdout = child.stdout.take().unwrap();
     let stdin = child.stdin.take().unwrap();
     let client = TestClient::new("2025-06-18")
@@ -305,9 +266,9 @@ async fn stdin_closed_before_initialize_exits_0_promptly() {
         "x",
     ];
     for args in [drop_in.to_vec(), vec!["--config", config.to_str().unwrap()]] {
-        let mut child = proxy(home.path())
+        let mut child = binary::command(home.path())
             .args(&args)
-            .stdin(Stdio::null())
+            .stdin(std::process::Stdio::null())
             .spawn()
             .unwrap();
         assert_eq!(exit_code(&mut child, 5).await, 0, "{args:?}");

@@ -4,7 +4,10 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use authful_mcp_proxy::{
     auth::cache::TokenCache,
@@ -12,7 +15,7 @@ use authful_mcp_proxy::{
 };
 use serde_json::json;
 use support::{
-    BrowserMode, TestBrowser,
+    BrowserMode, Harness, TestBrowser,
     backend::{BackendConfig, TestBackend},
     idp::{FakeIdp, IdpConfig, TokenFault},
 };
@@ -27,19 +30,28 @@ async fn setup() -> (FakeIdp, TestBackend, tempfile::TempDir) {
     (idp, backend, tempfile::tempdir().unwrap())
 }
 
+/// The drop-in (one backend, the profile of `idp`), started on pipes; the login happens on
+/// the first request.
+async fn start_drop_in(
+    idp: &FakeIdp,
+    backend: &TestBackend,
+    dir: &tempfile::TempDir,
+    browser: Arc<TestBrowser>,
+) -> Result<Harness, String> {
+    let profile = support::profile(idp, None);
+    let settings = support::settings(&backend.url(), Some(profile), dir.path());
+    support::try_start(settings, browser, V).await
+}
+
 #[tokio::test]
 async fn a_briefly_unavailable_token_endpoint_is_retried_without_a_new_login() {
     let (idp, backend, dir) = setup().await;
     // 30 s tokens are inside the refresh margin: every request refreshes first.
     idp.set_access_token_ttl(Duration::from_secs(30));
     let browser = TestBrowser::new(BrowserMode::Complete);
-    let profile = support::profile(&idp, None);
-    let h = support::start(
-        support::settings(&backend.url(), Some(profile), dir.path()),
-        browser.clone(),
-        V,
-    )
-    .await;
+    let h = start_drop_in(&idp, &backend, &dir, browser.clone())
+        .await
+        .unwrap();
     h.call("whoami", json!({})).await.unwrap();
 
     for faults in [
@@ -71,13 +83,9 @@ async fn a_token_endpoint_that_stays_down_fails_the_request_but_keeps_the_tokens
     let (idp, backend, dir) = setup().await;
     idp.set_access_token_ttl(Duration::from_secs(30));
     let browser = TestBrowser::new(BrowserMode::Complete);
-    let profile = support::profile(&idp, None);
-    let h = support::start(
-        support::settings(&backend.url(), Some(profile), dir.path()),
-        browser.clone(),
-        V,
-    )
-    .await;
+    let h = start_drop_in(&idp, &backend, &dir, browser.clone())
+        .await
+        .unwrap();
     h.call("whoami", json!({})).await.unwrap();
     let cache = TokenCache::new(dir.path(), &idp.issuer(), &idp.client_id());
     let before = cache.load().unwrap();
@@ -123,13 +131,9 @@ async fn a_provider_clock_minutes_off_changes_nothing() {
         let (idp, backend, dir) = setup().await;
         idp.set_clock_offset(offset);
         let browser = TestBrowser::new(BrowserMode::Complete);
-        let profile = support::profile(&idp, None);
-        let h = support::start(
-            support::settings(&backend.url(), Some(profile), dir.path()),
-            browser.clone(),
-            V,
-        )
-        .await;
+        let h = start_drop_in(&idp, &backend, &dir, browser.clone())
+            .await
+            .unwrap();
         let who = h.call("whoami", json!({})).await.unwrap();
         assert_eq!(
             who["structuredContent"]["sub"], "user-123",
@@ -197,11 +201,11 @@ async fn an_id_token_that_does_not_validate_fails_the_login() {
     ] {
         let (idp, backend, dir) = setup().await;
         idp.set_id_token_fault(Some(fault));
-        let profile = support::profile(&idp, None);
-        let error = support::try_start(
-            support::settings(&backend.url(), Some(profile), dir.path()),
+        let error = start_drop_in(
+            &idp,
+            &backend,
+            &dir,
             TestBrowser::new(BrowserMode::Complete),
-            V,
         )
         .await
         .err()
@@ -265,11 +269,11 @@ async fn a_login_abandoned_in_the_browser_times_out_and_the_next_request_starts_
 async fn a_broken_key_set_is_told_apart_from_a_wrong_issuer() {
     let (idp, backend, dir) = setup().await;
     idp.set_jwks_broken(true);
-    let profile = support::profile(&idp, None);
-    let error = support::try_start(
-        support::settings(&backend.url(), Some(profile), dir.path()),
+    let error = start_drop_in(
+        &idp,
+        &backend,
+        &dir,
         TestBrowser::new(BrowserMode::Complete),
-        V,
     )
     .await
     .err()

@@ -6,7 +6,6 @@ mod support;
 
 use std::{
     path::Path,
-    process::Stdio,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -16,51 +15,23 @@ use serde_json::json;
 use support::{
     BrowserLog, BrowserMode, TestClient,
     backend::{BackendConfig, TestBackend},
+    binary,
     idp::{FakeIdp, IdpConfig},
 };
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
-};
-
-const BIN: &str = env!("CARGO_BIN_EXE_authful-mcp-proxy");
+use tokio::process::Child;
 
 fn proxy(home: &Path, args: &[&str]) -> Child {
-    Command::new(BIN)
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("BROWSER", "/nonexistent/browser")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+    binary::command(home).args(args).spawn().unwrap()
 }
 
-/// Collects the authorization URLs a process prints; completes the logins when `complete`.
+/// The authorization URLs a process prints; the logins are completed when `complete`.
 fn watch_logins(child: &mut Child, complete: bool) -> Arc<Mutex<BrowserLog>> {
-    let browser = Arc::new(Mutex::new(BrowserLog::default()));
-    let stderr = child.stderr.take().unwrap();
-    let seen = Arc::clone(&browser);
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(url) = line.split("in your browser: ").nth(1) {
-                seen.lock().unwrap().urls.push(url.to_owned());
-                if complete {
-                    tokio::spawn(support::complete_login_owned(
-                        url.to_owned(),
-                        BrowserMode::Complete,
-                        Arc::clone(&seen),
-                    ));
-                }
-            }
-        }
-    });
-    browser
+    let mode = if complete {
+        BrowserMode::Complete
+    } else {
+        BrowserMode::Ignore
+    };
+    binary::watch_stderr(child, mode).1
 }
 
 /// Connects as an MCP client over the child's stdio, calls `tool`, returns the subject.

@@ -6,7 +6,6 @@ mod support;
 
 use std::{
     path::Path,
-    process::Stdio,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -16,18 +15,12 @@ use serde_json::{Value, json};
 use support::{
     BrowserLog, BrowserMode, TestClient,
     backend::{BackendConfig, TestBackend},
+    binary::{self, Lines},
     idp::{FakeIdp, IdpConfig, TokenFault},
 };
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
-};
+use tokio::process::Child;
 
-const BIN: &str = env!("CARGO_BIN_EXE_authful-mcp-proxy");
 const SECRET: &str = "client-secret-do-not-print";
-
-/// Lines a process wrote to stderr, as they arrive.
-type Lines = Arc<Mutex<Vec<String>>>;
 
 /// Starts the binary; its stderr lines are collected, and logins it prints are completed.
 fn spawn(
@@ -35,37 +28,12 @@ fn spawn(
     envs: &[(&str, String)],
     args: &[&str],
 ) -> (Child, Lines, Arc<Mutex<BrowserLog>>) {
-    let mut child = Command::new(BIN)
+    let mut child = binary::command(home)
         .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("BROWSER", "/nonexistent/browser")
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let browser = Arc::new(Mutex::new(BrowserLog::default()));
-    let stderr = child.stderr.take().unwrap();
-    let (seen, logins) = (Arc::clone(&lines), Arc::clone(&browser));
-    tokio::spawn(async move {
-        let mut reader = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = reader.next_line().await {
-            if let Some(url) = line.split("in your browser: ").nth(1) {
-                logins.lock().unwrap().urls.push(url.to_owned());
-                tokio::spawn(support::complete_login_owned(
-                    url.to_owned(),
-                    BrowserMode::Complete,
-                    Arc::clone(&logins),
-                ));
-            }
-            seen.lock().unwrap().push(line);
-        }
-    });
+    let (lines, browser) = binary::watch_stderr(&mut child, BrowserMode::Complete);
     (child, lines, browser)
 }
 

@@ -4,6 +4,7 @@
 #![allow(dead_code, deprecated)]
 
 pub mod backend;
+pub mod binary;
 pub mod faults;
 pub mod idp;
 
