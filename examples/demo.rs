@@ -88,6 +88,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             name: "demo-gateway".into(),
             separator: Separator::Underscore,
             startup_timeout: Duration::from_secs(10),
+            ..Gateway::default()
         },
     };
 

@@ -11,7 +11,7 @@ use rmcp::{
     Peer, ServiceError,
     model::{
         CancelledNotification, CancelledNotificationParam, ErrorData, GetMeta,
-        ProgressNotificationParam, ProgressToken, RequestMetaObject,
+        ProgressNotificationParam, ProgressToken, RequestId, RequestMetaObject,
     },
     service::{PeerRequestOptions, ServiceRole},
 };
@@ -29,6 +29,8 @@ use crate::auth::AuthError;
 pub struct ProgressMap(Arc<Mutex<HashMap<ProgressToken, Running>>>);
 
 struct Running {
+    /// The request on our side of the hop, whose answer ends it.
+    request: RequestId,
     /// The original sender's token; `None` when it asked for no progress.
     theirs: Option<ProgressToken>,
     alive: Arc<Notify>,
@@ -52,15 +54,32 @@ impl ProgressMap {
     fn register(
         &self,
         ours: ProgressToken,
+        request: RequestId,
         theirs: Option<ProgressToken>,
         alive: Arc<Notify>,
     ) -> ProgressGuard {
         if let Ok(mut map) = self.0.lock() {
-            map.insert(ours.clone(), Running { theirs, alive });
+            map.insert(
+                ours.clone(),
+                Running {
+                    request,
+                    theirs,
+                    alive,
+                },
+            );
         }
         ProgressGuard {
             map: self.clone(),
             token: ours,
+        }
+    }
+
+    /// Forgets the mapping of `request` as soon as its answer arrives, before the answer is
+    /// passed on: progress that a peer sends after its answer must not reach a client that has
+    /// already seen the request finish (Cursor drops the connection over it).
+    pub fn finish(&self, request: &RequestId) {
+        if let Ok(mut map) = self.0.lock() {
+            map.retain(|_, running| running.request != *request);
         }
     }
 
@@ -95,8 +114,13 @@ pub async fn forward<R: ServiceRole>(
         .send_cancellable_request(request, PeerRequestOptions::no_options())
         .await?;
     let alive = Arc::new(Notify::new());
-    let _progress = progress.register(handle.progress_token.clone(), wanted, Arc::clone(&alive));
     let id = handle.id.clone();
+    let _progress = progress.register(
+        handle.progress_token.clone(),
+        id.clone(),
+        wanted,
+        Arc::clone(&alive),
+    );
     let response = handle.await_response();
     tokio::pin!(response);
     let reason = loop {

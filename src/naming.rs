@@ -1,12 +1,35 @@
 //! How a backend's names appear to the client when several backends are aggregated:
 //! tools and prompts as `{prefix}{separator}{name}`, resources as `{prefix}+{uri}`, log messages
-//! under the backend's name.
+//! under the backend's name. Tool and prompt names longer than the name budget
+//! (`gateway.max_name_length`) are shortened, deterministically.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// The longest tool name Claude Desktop and others accept (`^[a-zA-Z0-9_-]{1,64}$`).
+/// The longest tool name Claude Desktop and the model APIs accept (`^[a-zA-Z0-9_-]{1,64}$`):
+/// the default name budget.
 pub const MAX_TOOL_NAME: usize = 64;
+
+/// The shortest name budget: room for a few characters of the name besides its hash.
+pub const MIN_NAME_BUDGET: usize = 16;
+
+/// The longest name budget: the longest tool name MCP recommends (2025-11-25).
+pub const MAX_NAME_BUDGET: usize = 128;
+
+/// The scheme of MCP Apps' UI resources.
+const UI_SCHEME: &str = "ui://";
+
+/// `_` and 8 hex digits of the full name's SHA-256 end a shortened name.
+const HASH_SUFFIX: usize = 9;
+
+/// Where MCP Apps (and the OpenAI Apps SDK before them) link a tool to its UI resource, in the
+/// tool's `_meta`: behind a prefix the link must name the exposed URI, or the host cannot load
+/// the app.
+const TOOL_META_RESOURCE_LINKS: [&[&str]; 3] = [
+    &["ui", "resourceUri"],
+    &["ui/resourceUri"],
+    &["openai/outputTemplate"],
+];
 
 /// One backend's naming rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +40,8 @@ pub struct Naming {
     pub prefix: Option<String>,
     /// Between prefix and tool or prompt name.
     pub separator: &'static str,
+    /// The longest exposed tool or prompt name, in characters.
+    pub max_len: usize,
 }
 
 /// Why a tool cannot be exposed.
@@ -28,35 +53,88 @@ fn valid_tool_char(c: char) -> bool {
 }
 
 impl Naming {
-    /// The exposed name of a prompt (or of a tool before the length rule).
-    pub fn name(&self, name: &str) -> String {
+    /// A backend's naming rules with the default name budget.
+    pub fn new(backend: &str, prefix: Option<&str>, separator: &'static str) -> Self {
+        Self {
+            backend: backend.to_owned(),
+            prefix: prefix.map(str::to_owned),
+            separator,
+            max_len: MAX_TOOL_NAME,
+        }
+    }
+
+    /// The prefixed name, before the name budget.
+    pub fn prefixed(&self, name: &str) -> String {
         match &self.prefix {
             Some(prefix) => format!("{prefix}{}{name}", self.separator),
             None => name.to_owned(),
         }
     }
 
-    /// The exposed name of a tool: prefixed, and shortened with a hash of the full name when
-    /// longer than 64 characters, so it stays unique and stable. Names with characters outside
-    /// `[a-zA-Z0-9_-]` cannot be made valid.
+    /// `full` within the name budget: a longer name keeps its start and ends in `_` and 8 hex
+    /// digits of its hash, so it stays unique and the same across restarts.
+    fn within_budget(&self, full: String) -> String {
+        if full.chars().count() <= self.max_len {
+            return full;
+        }
+        let digest = Sha256::digest(full.as_bytes());
+        let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+        let kept: String = full
+            .chars()
+            .take(self.max_len.saturating_sub(HASH_SUFFIX))
+            .collect();
+        format!("{kept}_{hash}")
+    }
+
+    /// The exposed name of a prompt: prefixed, and shortened beyond the name budget.
+    pub fn prompt(&self, name: &str) -> String {
+        self.within_budget(self.prefixed(name))
+    }
+
+    /// The exposed name of a tool: prefixed, and shortened beyond the name budget. Names with
+    /// characters outside `[a-zA-Z0-9_-]` cannot be made valid.
     pub fn tool(&self, name: &str) -> Result<String, InvalidToolName> {
-        let full = self.name(name);
+        let full = self.prefixed(name);
         if name.is_empty() || !full.chars().all(valid_tool_char) {
             return Err(InvalidToolName(format!(
                 "tool '{name}' of backend '{}' has characters outside [a-zA-Z0-9_-]",
                 self.backend
             )));
         }
-        if full.len() <= MAX_TOOL_NAME {
-            return Ok(full);
+        Ok(self.within_budget(full))
+    }
+
+    /// Points the resource links in a tool's `_meta` at the exposed resource URIs: MCP Apps'
+    /// `ui.resourceUri`, the older `ui/resourceUri`, OpenAI's `openai/outputTemplate`, and any
+    /// other `ui://` URI in it (MCP Apps' UI resources all have that scheme).
+    pub fn rewrite_tool_meta(&self, tool: &mut Value) {
+        if self.prefix.is_none() {
+            return;
         }
-        let digest = Sha256::digest(full.as_bytes());
-        let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-        // ASCII only (checked above), so byte slicing is char slicing.
-        Ok(format!(
-            "{}_{hash}",
-            &full[..MAX_TOOL_NAME - hash.len() - 1]
-        ))
+        let Some(meta) = tool.get_mut("_meta") else {
+            return;
+        };
+        for path in TOOL_META_RESOURCE_LINKS {
+            let mut at = Some(&mut *meta);
+            for key in path {
+                at = at.and_then(|v| v.get_mut(*key));
+            }
+            if let Some(Value::String(uri)) = at
+                && !uri.starts_with(UI_SCHEME)
+            {
+                *uri = self.uri(uri);
+            }
+        }
+        self.rewrite_ui_uris(meta);
+    }
+
+    fn rewrite_ui_uris(&self, value: &mut Value) {
+        match value {
+            Value::String(uri) if uri.starts_with(UI_SCHEME) => *uri = self.uri(uri),
+            Value::Object(map) => map.values_mut().for_each(|v| self.rewrite_ui_uris(v)),
+            Value::Array(items) => items.iter_mut().for_each(|v| self.rewrite_ui_uris(v)),
+            _ => {}
+        }
     }
 
     /// The exposed URI of a resource or resource template: `{prefix}+{uri}` keeps it a valid
@@ -76,7 +154,8 @@ impl Naming {
         }
     }
 
-    /// The backend's tool or prompt name for an exposed one, if the prefix fits.
+    /// The backend's tool or prompt name for an exposed one, if the prefix fits (a shortened
+    /// name fits, and is then found only by the routes).
     pub fn original_name<'a>(&self, exposed: &'a str) -> Option<&'a str> {
         match &self.prefix {
             Some(prefix) => exposed
@@ -132,11 +211,7 @@ mod tests {
     use super::*;
 
     fn naming(prefix: Option<&str>) -> Naming {
-        Naming {
-            backend: "tools".into(),
-            prefix: prefix.map(str::to_owned),
-            separator: "_",
-        }
+        Naming::new("tools", prefix, "_")
     }
 
     #[test]
@@ -152,6 +227,50 @@ mod tests {
         assert!(n.tool("has.dot").is_err());
         assert!(n.tool("spa ce").is_err());
         assert_eq!(naming(None).tool("plain").unwrap(), "plain");
+    }
+
+    #[test]
+    fn the_name_budget_bounds_tools_and_prompts() {
+        let mut n = naming(Some("tools"));
+        n.max_len = 30;
+        let tool = n.tool("a_fairly_long_tool_name_here").unwrap();
+        assert_eq!(tool.len(), 30);
+        assert!(tool.starts_with("tools_a_fairly_long_"), "{tool}");
+        assert_eq!(n.tool("short").unwrap(), "tools_short");
+        let prompt = n.prompt("résumé du jour avec beaucoup de mots");
+        assert_eq!(prompt.chars().count(), 30, "{prompt}");
+        assert!(prompt.starts_with("tools_résumé"), "{prompt}");
+        assert_eq!(prompt, n.prompt("résumé du jour avec beaucoup de mots"));
+        assert_ne!(prompt, n.prompt("résumé du jour avec beaucoup de mots!"));
+    }
+
+    #[test]
+    fn ui_resource_links_in_tool_meta_point_at_exposed_uris() {
+        let n = naming(Some("tools"));
+        let mut tool = json!({
+            "name": "show",
+            "_meta": {
+                "ui": {"resourceUri": "ui://weather/view.html", "visibility": ["model", "app"]},
+                "ui/resourceUri": "ui://weather/view.html",
+                "openai/outputTemplate": "https://cdn.example/widget.html",
+                "vendor": {"panels": ["ui://weather/small.html"]},
+                "docs": "https://example.com/weather"
+            }
+        });
+        n.rewrite_tool_meta(&mut tool);
+        let meta = &tool["_meta"];
+        assert_eq!(meta["ui"]["resourceUri"], "tools+ui://weather/view.html");
+        assert_eq!(meta["ui"]["visibility"], json!(["model", "app"]));
+        assert_eq!(meta["ui/resourceUri"], "tools+ui://weather/view.html");
+        assert_eq!(
+            meta["openai/outputTemplate"],
+            "tools+https://cdn.example/widget.html"
+        );
+        assert_eq!(meta["vendor"]["panels"][0], "tools+ui://weather/small.html");
+        assert_eq!(meta["docs"], "https://example.com/weather");
+        let mut plain = tool.clone();
+        naming(None).rewrite_tool_meta(&mut plain);
+        assert_eq!(plain, tool, "an unprefixed backend keeps its URIs");
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! The transparent relay: one stdio client, one backend, every MCP message passed through.
+//! The transparent relay: one stdio client, one backend, every MCP message passed through —
+//! except that lists come whole: the relay reads every page of a list from the backend and
+//! answers with all of it, since desktop clients read only the first page (see [`crate::lists`]).
 
 use std::{
     borrow::Cow,
@@ -6,29 +8,24 @@ use std::{
 };
 
 use rmcp::{
-    Peer, RoleClient, RoleServer,
+    RoleServer,
     model::{
         ClientNotification, ClientRequest, ErrorData, GetMeta, InitializeRequestParams,
         InitializeResult, ProgressNotification, ProtocolVersion, ServerResult,
     },
     service::{NotificationContext, RequestContext, Service},
 };
+use serde_json::Map;
 use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::TokenManager,
-    backend::{self, BackendHandler, BackendLink, ProgressMaps},
+    backend::{self, BackendHandler, BackendLink, Connection, ProgressMaps},
     config,
-    forward::{client_error, forward},
+    lists::{self, Kind},
+    protocol,
 };
-
-/// Protocol versions offered to stdio clients: all that have an initialize handshake.
-pub const CLIENT_PROTOCOL_VERSIONS: &[ProtocolVersion] = &[
-    ProtocolVersion::V_2024_11_05,
-    ProtocolVersion::V_2025_03_26,
-    ProtocolVersion::V_2025_06_18,
-    ProtocolVersion::V_2025_11_25,
-];
 
 /// Serves one backend unchanged: its serverInfo, capabilities and instructions, its lists and
 /// cursors, its results and errors.
@@ -37,7 +34,7 @@ pub struct Relay {
     http: reqwest::Client,
     tokens: Option<Arc<TokenManager>>,
     progress: ProgressMaps,
-    peer: OnceCell<Peer<RoleClient>>,
+    backend_connection: OnceCell<Connection>,
     link: Arc<Mutex<Option<BackendLink>>>,
 }
 
@@ -71,7 +68,7 @@ impl Relay {
             http,
             tokens,
             progress: ProgressMaps::default(),
-            peer: OnceCell::new(),
+            backend_connection: OnceCell::new(),
             link: Arc::default(),
         }
     }
@@ -89,35 +86,34 @@ impl Relay {
         params: InitializeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ServerResult, ErrorData> {
-        let requested = params.protocol_version.clone();
+        let negotiated = protocol::negotiate(&params.protocol_version);
         let handler = BackendHandler::new(
             &self.backend.name,
             backend::introduction(&params),
             context.peer.clone(),
             self.progress.clone(),
         );
-        let peer = self
-            .peer
+        let connection = self
+            .backend_connection
             .get_or_try_init(|| async {
-                let link = backend::connect(
+                let (link, connection) = backend::connect(
                     &self.backend,
                     self.http.clone(),
                     self.tokens.clone(),
                     handler,
                 )
                 .await?;
-                let peer = link.peer().clone();
                 if let Ok(mut slot) = self.link.lock() {
                     *slot = Some(link);
                 }
-                Ok::<_, backend::ConnectError>(peer)
+                Ok::<_, backend::ConnectError>(connection)
             })
             .await
             .map_err(|e| {
                 tracing::error!("{e}");
                 ErrorData::internal_error(e.to_string(), None)
             })?;
-        let Some(server) = peer.peer_info() else {
+        let Some(server) = connection.info() else {
             return Err(ErrorData::internal_error(
                 format!("backend '{}' sent no initialize result", self.backend.name),
                 None,
@@ -132,7 +128,7 @@ impl Relay {
                 .map_or("unnamed server", |s| s.name.as_str())
         );
         let mut result =
-            InitializeResult::new(server.capabilities.clone()).with_protocol_version(requested);
+            InitializeResult::new(server.capabilities.clone()).with_protocol_version(negotiated);
         if let Some(server_info) = &server.server_info {
             result = result.with_server_info(server_info.clone());
         }
@@ -140,6 +136,38 @@ impl Relay {
         result.meta = server.meta.clone();
         Ok(ServerResult::InitializeResult(result))
     }
+
+    /// Answers a list request with the backend's whole list. A cursor can only be a stale or
+    /// foreign one (the relay hands out none): it gets the end of the list, an empty page.
+    async fn list(
+        &self,
+        connection: &Connection,
+        kind: Kind,
+        cursor: Option<String>,
+        cancelled: &CancellationToken,
+    ) -> Result<ServerResult, ErrorData> {
+        if cursor.is_some() {
+            tracing::debug!(
+                "Answered {} with a cursor with an empty page",
+                kind.method()
+            );
+            return kind.result(Vec::new(), Map::new());
+        }
+        let listing = lists::read_all(connection, kind, cancelled, lists::LIMITS).await?;
+        kind.result(listing.items, listing.rest)
+    }
+}
+
+/// The list a request asks for, and its cursor.
+fn list_request(request: &ClientRequest) -> Option<(Kind, Option<String>)> {
+    let (kind, params) = match request {
+        ClientRequest::ListToolsRequest(r) => (Kind::Tools, &r.params),
+        ClientRequest::ListPromptsRequest(r) => (Kind::Prompts, &r.params),
+        ClientRequest::ListResourcesRequest(r) => (Kind::Resources, &r.params),
+        ClientRequest::ListResourceTemplatesRequest(r) => (Kind::Templates, &r.params),
+        _ => return None,
+    };
+    Some((kind, params.as_ref().and_then(|p| p.cursor.clone())))
 }
 
 impl Service<RoleServer> for Relay {
@@ -151,19 +179,13 @@ impl Service<RoleServer> for Relay {
         if let ClientRequest::InitializeRequest(init) = request {
             return self.initialize(init.params, context).await;
         }
-        let Some(peer) = self.peer.get() else {
+        let Some(connection) = self.backend_connection.get() else {
             return Err(ErrorData::invalid_request("initialize first", None));
         };
-        forward(
-            peer,
-            request,
-            context.meta,
-            &context.ct,
-            &self.progress.to_client,
-            self.backend.request_timeout,
-        )
-        .await
-        .map_err(|e| client_error(&self.backend.name, e))
+        if let Some((kind, cursor)) = list_request(&request) {
+            return self.list(connection, kind, cursor, &context.ct).await;
+        }
+        connection.request(request, context.meta, &context.ct).await
     }
 
     async fn handle_notification(
@@ -171,7 +193,7 @@ impl Service<RoleServer> for Relay {
         notification: ClientNotification,
         context: NotificationContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let Some(peer) = self.peer.get() else {
+        let Some(connection) = self.backend_connection.get() else {
             return Ok(());
         };
         let notification = match notification {
@@ -190,12 +212,7 @@ impl Service<RoleServer> for Relay {
                 other
             }
         };
-        if let Err(e) = peer.send_notification(notification).await {
-            tracing::debug!(
-                "Dropped a notification for backend '{}': {e}",
-                self.backend.name
-            );
-        }
+        connection.notify(notification).await;
         Ok(())
     }
 
@@ -205,6 +222,6 @@ impl Service<RoleServer> for Relay {
     }
 
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
-        Cow::Borrowed(CLIENT_PROTOCOL_VERSIONS)
+        Cow::Borrowed(protocol::CLIENT_PROTOCOL_VERSIONS)
     }
 }

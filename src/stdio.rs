@@ -10,6 +10,9 @@
 //! - longer than [`MAX_MESSAGE_BYTES`]: `-32600`, with the request's id when it is among the
 //!   first bytes of the line; the line is skipped without being buffered.
 //!
+//! - `server/discover`, the probe of 2026-07-28 clients: `-32601 Method not found`, at once and
+//!   whatever the state of the session (see [`crate::protocol`]).
+//!
 //! Unknown notifications are ignored, as JSON-RPC never answers a notification. Nothing read
 //! from stdin is logged: requests may carry anything.
 
@@ -30,6 +33,8 @@ use tokio::{
     io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader},
     sync::Mutex,
 };
+
+use crate::protocol;
 
 /// The largest message accepted on stdin, in bytes (the newline excluded). The same as rmcp's
 /// limit for one server-sent event, so what a backend may send over HTTP also fits here.
@@ -161,6 +166,16 @@ fn judge(line: &[u8]) -> Verdict {
         .filter(|id| id.is_string() || id.is_i64())
         .cloned();
     let method = object.get("method").and_then(Value::as_str).unwrap_or("");
+    if method == protocol::DISCOVER_METHOD && object.contains_key("id") {
+        return Verdict::Answer(
+            id,
+            protocol::DISCOVER_NOT_SUPPORTED,
+            format!(
+                "Method not found: {method} (this server speaks MCP up to {}; use initialize)",
+                rmcp::model::ProtocolVersion::LATEST_WITH_INITIALIZE
+            ),
+        );
+    }
     match serde_json::from_value::<RxJsonRpcMessage<RoleServer>>(value.clone()) {
         Ok(JsonRpcMessage::Request(request)) => {
             if let ClientRequest::CustomRequest(custom) = &request.request
@@ -408,6 +423,12 @@ mod tests {
                 "a notification is never answered"
             );
         }
+        let Verdict::Answer(Some(id), -32601, _) = judge(
+            br#"{"jsonrpc":"2.0","id":"probe","method":"server/discover","params":{"_meta":{}}}"#,
+        ) else {
+            panic!("server/discover must be method not found, answered by the transport")
+        };
+        assert_eq!(id, json!("probe"));
         let Verdict::Deliver(_) =
             judge(br#"{"jsonrpc":"2.0","id":1,"method":"vendor/extension","params":{}}"#)
         else {

@@ -1148,11 +1148,7 @@ fn separator() -> impl Strategy<Value = Separator> {
 }
 
 fn naming(prefix: Option<String>, separator: Separator) -> Naming {
-    Naming {
-        backend: "b".into(),
-        prefix,
-        separator: separator.as_str(),
-    }
+    Naming::new("b", prefix.as_deref(), separator.as_str())
 }
 
 /// Item names of every kind: short and long valid tool names, names containing separators,
@@ -1184,12 +1180,12 @@ fn prefixing() -> impl Strategy<Value = (Option<String>, Separator)> {
 proptest! {
     #![proptest_config(cases(1000))]
 
-    /// 1000 cases: a prompt (or tool, before the length rule) name maps back to itself under
-    /// its backend's naming, for any name: long, Unicode, with separators inside.
+    /// 1000 cases: a prefixed name (before the name budget) maps back to itself under its
+    /// backend's naming, for any name: long, Unicode, with separators inside.
     #[test]
     fn names_round_trip((prefix, sep) in prefixing(), name in item_name()) {
         let n = naming(prefix, sep);
-        let exposed = n.name(&name);
+        let exposed = n.prefixed(&name);
         prop_assert_eq!(n.original_name(&exposed), Some(name.as_str()));
     }
 
@@ -1214,10 +1210,10 @@ proptest! {
     ) {
         prop_assume!(a != b);
         let (na, nb) = (naming(Some(a), sep), naming(Some(b), sep));
-        let (as_name, as_uri) = (na.name(&name), na.uri(&name));
+        let (as_name, as_uri) = (na.prefixed(&name), na.uri(&name));
         prop_assert_eq!(nb.original_name(&as_name), None);
         prop_assert_eq!(nb.original_uri(&as_uri), None);
-        prop_assert_ne!(na.name(&name), nb.name(&other));
+        prop_assert_ne!(na.prefixed(&name), nb.prefixed(&other));
         if let (Ok(x), Ok(y)) = (na.tool(&name), nb.tool(&other)) {
             // Shortened names keep the prefix: the first 55 characters are the full name's.
             prop_assert_ne!(x, y);
@@ -1230,7 +1226,7 @@ proptest! {
     #[test]
     fn tool_names_are_valid_and_stable((prefix, sep) in prefixing(), name in item_name()) {
         let n = naming(prefix, sep);
-        let full = n.name(&name);
+        let full = n.prefixed(&name);
         match n.tool(&name) {
             Ok(exposed) => {
                 prop_assert!(is_valid_tool_name(&exposed), "{exposed:?}");
@@ -1262,7 +1258,7 @@ proptest! {
         prop_assume!(a != b);
         let n = naming(prefix, sep);
         if let (Ok(x), Ok(y)) = (n.tool(&a), n.tool(&b)) {
-            let shortened = |s: &str| n.name(s).len() > MAX_TOOL_NAME;
+            let shortened = |s: &str| n.prefixed(s).len() > MAX_TOOL_NAME;
             if shortened(&a) == shortened(&b) {
                 prop_assert_ne!(x, y);
             }
@@ -1510,11 +1506,7 @@ fn dedup(items: Vec<String>) -> Vec<String> {
 /// For each tool whose exposed name is shortened, also lists the tool whose own exposed name
 /// is exactly that shortened name: two tools of one backend that the naming maps to one name.
 fn add_shadows(backend: &mut GenGatewayBackend, separator: Separator) {
-    let n = Naming {
-        backend: backend.name.clone(),
-        prefix: backend.prefix.clone(),
-        separator: separator.as_str(),
-    };
+    let n = Naming::new(&backend.name, backend.prefix.as_deref(), separator.as_str());
     let head = match &backend.prefix {
         Some(p) => format!("{p}{}", separator.as_str()),
         None => String::new(),
@@ -1522,7 +1514,7 @@ fn add_shadows(backend: &mut GenGatewayBackend, separator: Separator) {
     let shadows: Vec<String> = backend
         .tools
         .iter()
-        .filter(|t| n.name(t).len() > MAX_TOOL_NAME)
+        .filter(|t| n.prefixed(t).len() > MAX_TOOL_NAME)
         .filter_map(|t| n.tool(t).ok()?.strip_prefix(&head).map(str::to_owned))
         .collect();
     for s in shadows {
@@ -1570,6 +1562,7 @@ async fn observe(separator: Separator, backends: &[GenGatewayBackend]) -> Seen {
         name: "properties".into(),
         separator,
         startup_timeout: Duration::from_secs(10),
+        ..config::Gateway::default()
     };
     // No logins here; one HTTP client for every case (building one reads the system's
     // certificates, which costs more than the rest of a case).
@@ -1684,11 +1677,7 @@ fn check_kind(
     }
     let namings: Vec<Naming> = backends
         .iter()
-        .map(|b| Naming {
-            backend: b.name.clone(),
-            prefix: b.prefix.clone(),
-            separator: separator.as_str(),
-        })
+        .map(|b| Naming::new(&b.name, b.prefix.as_deref(), separator.as_str()))
         .collect();
     // Every listed item answers from its own source, under its own name.
     for (name, source) in listed {
@@ -1752,7 +1741,7 @@ proptest! {
             prop_assert!(is_valid_tool_name(name), "{name:?}");
         }
         check_kind('t', separator, &backends, &seen, &|n, i, item| n[i].tool(item).ok())?;
-        check_kind('p', separator, &backends, &seen, &|n, i, item| Some(n[i].name(item)))?;
+        check_kind('p', separator, &backends, &seen, &|n, i, item| Some(n[i].prompt(item)))?;
         // A resource is listed only where reading it leads.
         let uri: Expose<'_> = &|n, i, item| {
             let exposed = n[i].uri(item);

@@ -85,34 +85,33 @@ async fn lists_reads_and_results_pass_through_unchanged() {
     let direct = support::direct(&backend.url()).await;
     let (h, _dir) = relay_to(&backend, "2025-11-25").await;
 
-    // Tool pages and their cursors, exactly as the backend sends them.
-    let mut cursor = Value::Null;
-    let mut names = Vec::new();
-    loop {
-        let params = if cursor.is_null() {
-            json!({})
-        } else {
-            json!({"cursor": cursor})
-        };
-        let page = same_answer(
-            &h,
-            &direct,
-            json!({"method": "tools/list", "params": params}),
-        )
-        .await;
-        names.extend(
-            page["tools"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|t| t["name"].clone()),
-        );
-        cursor = page["nextCursor"].clone();
-        if cursor.is_null() {
-            break;
-        }
-    }
-    assert_eq!(names.len(), 13, "{names:?}");
+    // Desktop clients read one page: the relay answers with every page of the backend's list
+    // (pages of 4 here), in order, and no cursor.
+    let through_proxy = h
+        .client
+        .send_request(request(json!({"method": "tools/list", "params": {}})))
+        .await
+        .unwrap();
+    let through_proxy = serde_json::to_value(through_proxy).unwrap();
+    assert!(through_proxy.get("nextCursor").is_none(), "{through_proxy}");
+    let all_pages: Vec<Value> = direct
+        .list_all_tools()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| serde_json::to_value(t).unwrap())
+        .collect();
+    assert_eq!(all_pages.len(), 13);
+    assert_eq!(through_proxy["tools"], json!(all_pages));
+    // A cursor (the relay hands out none) gets a well-formed end of the list.
+    let stale = h
+        .client
+        .send_request(request(
+            json!({"method": "tools/list", "params": {"cursor": "dG9vbHM6NA"}}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(serde_json::to_value(stale).unwrap(), json!({"tools": []}));
 
     for value in [
         json!({"method": "tools/call", "params": {"name": "add", "arguments": {"a": 2, "b": 3}}}),

@@ -1,7 +1,9 @@
-//! One remote MCP server: the Streamable HTTP connection and the handler that passes its
-//! requests and notifications on to the stdio client.
+//! One remote MCP server: the Streamable HTTP connection, the one path every request to it
+//! takes ([`Connection::request`]), and the handler that passes its requests and
+//! notifications on to the stdio client.
 
 pub mod http;
+mod ordered;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -10,8 +12,9 @@ use ::http::{HeaderName, HeaderValue};
 use rmcp::{
     Peer, RoleClient, RoleServer, ServiceExt,
     model::{
-        ClientConfig, ClientResult, ErrorData, GetMeta, ProgressNotification, ProtocolVersion,
-        ServerNotification, ServerRequest,
+        ClientConfig, ClientNotification, ClientRequest, ClientResult, ErrorData, GetMeta,
+        ProtocolVersion, RequestMetaObject, ServerNotification, ServerPeerInfo, ServerRequest,
+        ServerResult,
     },
     service::{ClientCacheConfig, NotificationContext, RequestContext, RunningService, Service},
     transport::{
@@ -20,10 +23,14 @@ use rmcp::{
     },
 };
 
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
 use crate::{
     auth::{AuthError, TokenManager},
     config,
     forward::{ProgressMap, client_error, describe, find_auth_error, forward},
+    lists::Kind,
     naming::Naming,
 };
 
@@ -43,6 +50,7 @@ pub struct BackendHandler {
     downstream: Peer<RoleServer>,
     progress: ProgressMaps,
     naming: Option<Naming>,
+    list_changes: Option<mpsc::UnboundedSender<Kind>>,
 }
 
 impl BackendHandler {
@@ -60,6 +68,7 @@ impl BackendHandler {
             downstream,
             progress,
             naming: None,
+            list_changes: None,
         }
     }
 
@@ -68,6 +77,32 @@ impl BackendHandler {
     pub fn with_naming(mut self, naming: Naming) -> Self {
         self.naming = Some(naming);
         self
+    }
+
+    /// Sends the backend's `list_changed` notifications to `changes` instead of the client:
+    /// the gateway reads the list again first, then tells the client.
+    pub fn with_list_changes(mut self, changes: mpsc::UnboundedSender<Kind>) -> Self {
+        self.list_changes = Some(changes);
+        self
+    }
+
+    /// Whether the notification announced a changed list that the gateway reads itself.
+    fn took_list_change(&self, notification: &ServerNotification) -> bool {
+        let Some(changes) = &self.list_changes else {
+            return false;
+        };
+        let kinds: &[Kind] = match notification {
+            ServerNotification::ToolListChangedNotification(_) => &[Kind::Tools],
+            ServerNotification::PromptListChangedNotification(_) => &[Kind::Prompts],
+            ServerNotification::ResourceListChangedNotification(_) => {
+                &[Kind::Resources, Kind::Templates]
+            }
+            _ => return false,
+        };
+        for kind in kinds {
+            let _ = changes.send(*kind);
+        }
+        true
     }
 }
 
@@ -95,15 +130,14 @@ impl Service<RoleClient> for BackendHandler {
         notification: ServerNotification,
         context: NotificationContext<RoleClient>,
     ) -> Result<(), ErrorData> {
+        if self.took_list_change(&notification) {
+            return Ok(());
+        }
         let notification = match notification {
-            // rmcp has already cancelled the matching handler, which tells the client.
-            ServerNotification::CancelledNotification(_) => return Ok(()),
-            ServerNotification::ProgressNotification(progress) => {
-                let Some(params) = self.progress.to_client.translate(progress.params) else {
-                    return Ok(());
-                };
-                ServerNotification::ProgressNotification(ProgressNotification::new(params))
-            }
+            // rmcp has already cancelled the matching handler, which tells the client; progress
+            // went to the client in order, straight from the transport (see `ordered`).
+            ServerNotification::CancelledNotification(_)
+            | ServerNotification::ProgressNotification(_) => return Ok(()),
             mut other => {
                 if let Some(naming) = &self.naming {
                     rename(naming, &mut other);
@@ -157,8 +191,64 @@ fn stream_resumption() -> ExponentialBackoff {
     policy
 }
 
-/// A connected backend.
+/// A connected backend's session; dropping or closing it ends the session.
 pub type BackendLink = RunningService<RoleClient, BackendHandler>;
+
+/// A connected backend as the rest of the proxy uses it. Every request to it goes through
+/// [`Connection::request`], which applies the backend's `request_timeout` (restarted by each
+/// progress notification), passes the caller's cancellation on, and maps progress tokens: calls,
+/// lists, completions, the log level, all alike.
+#[derive(Clone)]
+pub struct Connection {
+    name: Arc<str>,
+    peer: Peer<RoleClient>,
+    progress: ProgressMap,
+    timeout: Option<Duration>,
+}
+
+impl Connection {
+    /// The backend's name in the configuration.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What the backend said about itself in the handshake.
+    pub fn info(&self) -> Option<Arc<ServerPeerInfo>> {
+        self.peer.peer_info()
+    }
+
+    /// Sends `request` with the caller's `_meta` and returns the answer, or the error the
+    /// client should see (naming the backend). `cancelled` stands for the caller giving up.
+    pub async fn request(
+        &self,
+        request: ClientRequest,
+        meta: RequestMetaObject,
+        cancelled: &CancellationToken,
+    ) -> Result<ServerResult, ErrorData> {
+        forward(
+            &self.peer,
+            request,
+            meta,
+            cancelled,
+            &self.progress,
+            self.timeout,
+        )
+        .await
+        .map_err(|e| client_error(&self.name, e))
+    }
+
+    /// Passes a notification on; a backend that is gone simply does not get it.
+    pub async fn notify(&self, notification: ClientNotification) {
+        if let Err(e) = self.peer.send_notification(notification).await {
+            tracing::debug!("Dropped a notification for backend '{}': {e}", self.name);
+        }
+    }
+
+    /// Whether the session with the backend has ended.
+    pub fn is_closed(&self) -> bool {
+        self.peer.is_transport_closed()
+    }
+}
 
 /// Why a backend could not be connected.
 #[derive(Debug, thiserror::Error)]
@@ -180,13 +270,14 @@ impl ConnectError {
 }
 
 /// Connects to `backend` (logging in first if its profile needs it) and runs the MCP
-/// initialize handshake, pinned to the newest protocol version that has one.
+/// initialize handshake, pinned to the newest protocol version that has one. Returns the
+/// session, to close it, and the connection, to use it.
 pub async fn connect(
     backend: &config::Backend,
     http: reqwest::Client,
     tokens: Option<Arc<TokenManager>>,
     handler: BackendHandler,
-) -> Result<BackendLink, ConnectError> {
+) -> Result<(BackendLink, Connection), ConnectError> {
     let mut headers = HashMap::new();
     for (name, value) in &backend.headers {
         let parsed = HeaderName::try_from(name.as_str())
@@ -203,10 +294,15 @@ pub async fn connect(
     let mut config =
         StreamableHttpClientTransportConfig::with_uri(backend.url.as_str()).custom_headers(headers);
     config.retry_config = Arc::new(stream_resumption());
-    let transport = StreamableHttpClientTransport::with_client(
-        http::AuthorizedHttp::new(http, tokens.clone()),
-        config,
+    let transport = ordered::Ordered::new(
+        StreamableHttpClientTransport::with_client(
+            http::AuthorizedHttp::new(http, tokens.clone()),
+            config,
+        ),
+        handler.progress.to_client.clone(),
+        handler.downstream.clone(),
     );
+    let progress = handler.progress.to_client.clone();
     // Log in first, outside the time limit: a person at a browser takes as long as it takes
     // (the login has its own timeout). The handshake itself then gets the request timeout, so
     // a backend that accepts connections and never answers cannot stall the session start.
@@ -258,5 +354,11 @@ pub async fn connect(
     link.peer()
         .set_response_cache_config(ClientCacheConfig::disabled())
         .await;
-    Ok(link)
+    let connection = Connection {
+        name: backend.name.as_str().into(),
+        peer: link.peer().clone(),
+        progress,
+        timeout: backend.request_timeout,
+    };
+    Ok((link, connection))
 }

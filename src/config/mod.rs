@@ -29,6 +29,7 @@ pub use schema::{json_schema, json_schema_text};
 
 use crate::{
     glob::{Glob, ToolFilter},
+    naming::{MAX_NAME_BUDGET, MIN_NAME_BUDGET},
     secret::Secret,
 };
 
@@ -81,6 +82,22 @@ pub struct GatewayConfig {
     /// (default 5); the others join later and are announced with `list_changed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub startup_timeout: Option<u64>,
+    /// Seconds the first answer to each kind of list waits until every backend is ready or has
+    /// failed, logins included (default 45, below Claude Desktop's 60-s limit); `0` does not
+    /// wait. Clients that list once see every backend whose login finished in time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_list_timeout: Option<u64>,
+    /// The longest exposed tool or prompt name, in characters (default 64, 16 to 128); longer
+    /// names are shortened, ending in `_` and 8 hex digits of a hash. Leave room for what the
+    /// client adds: Claude Code exposes `mcp__<server>__<tool>` to a model that takes 64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 16, max = 128))]
+    pub max_name_length: Option<u64>,
+    /// When the gateway lists its own two tools, `gateway_list_tools` and `gateway_call_tool`,
+    /// which reach backends that joined after the client's first tool list (default `auto`:
+    /// when a backend was missing from that list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_tools: Option<FallbackTools>,
     /// Seconds a request may wait for a backend's answer (default 300), unless the backend sets
     /// its own; every progress notification starts the wait anew, and `0` waits forever. On
     /// expiry the request is cancelled at the backend and the client gets an error naming it.
@@ -92,6 +109,19 @@ impl GatewayConfig {
     fn is_empty(&self) -> bool {
         *self == Self::default()
     }
+}
+
+/// When the gateway offers its own tools for backends that joined late.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FallbackTools {
+    /// from the first tool list on, when a backend is missing from it
+    #[default]
+    Auto,
+    /// from the start
+    Always,
+    /// never (clients must list again on `list_changed` to reach late backends)
+    Never,
 }
 
 /// The separator between prefix and name.
@@ -513,10 +543,20 @@ pub struct Gateway {
     pub separator: Separator,
     /// How long `initialize` waits for backends.
     pub startup_timeout: Duration,
+    /// How long the first answer to each kind of list waits for backends; zero does not wait.
+    pub first_list_timeout: Duration,
+    /// The longest exposed tool or prompt name, in characters.
+    pub max_name_length: usize,
+    /// When the gateway offers its own tools for backends that joined late.
+    pub fallback_tools: FallbackTools,
 }
 
 /// Default `gateway.startup_timeout`.
 pub const DEFAULT_STARTUP_TIMEOUT_SECS: u64 = 5;
+
+/// Default `gateway.first_list_timeout`: below Claude Desktop's 60 s and the 60-s request
+/// timeout of the TypeScript SDK that most clients use.
+pub const DEFAULT_FIRST_LIST_TIMEOUT_SECS: u64 = 45;
 
 impl Default for Gateway {
     fn default() -> Self {
@@ -524,6 +564,9 @@ impl Default for Gateway {
             name: "authful-mcp-proxy".into(),
             separator: Separator::Underscore,
             startup_timeout: Duration::from_secs(DEFAULT_STARTUP_TIMEOUT_SECS),
+            first_list_timeout: Duration::from_secs(DEFAULT_FIRST_LIST_TIMEOUT_SECS),
+            max_name_length: crate::naming::MAX_TOOL_NAME,
+            fallback_tools: FallbackTools::Auto,
         }
     }
 }
@@ -717,6 +760,18 @@ impl Config {
             ));
         }
         let defaults = Gateway::default();
+        let max_name_length = match self.gateway.max_name_length {
+            None => defaults.max_name_length,
+            Some(n) => usize::try_from(n)
+                .ok()
+                .filter(|n| (MIN_NAME_BUDGET..=MAX_NAME_BUDGET).contains(n))
+                .ok_or_else(|| {
+                    ConfigError::Problem(format!(
+                        "gateway.max_name_length: {n} is out of range: it must be between \
+                         {MIN_NAME_BUDGET} and {MAX_NAME_BUDGET}"
+                    ))
+                })?,
+        };
         let gateway = Gateway {
             name: self.gateway.name.clone().unwrap_or(defaults.name),
             separator,
@@ -724,6 +779,12 @@ impl Config {
                 .gateway
                 .startup_timeout
                 .map_or(defaults.startup_timeout, Duration::from_secs),
+            first_list_timeout: self
+                .gateway
+                .first_list_timeout
+                .map_or(defaults.first_list_timeout, Duration::from_secs),
+            max_name_length,
+            fallback_tools: self.gateway.fallback_tools.unwrap_or_default(),
         };
         let cache_dir = self
             .cache_dir

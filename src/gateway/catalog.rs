@@ -1,48 +1,24 @@
-//! The merged catalog: lists that page through every backend in turn, and the routes from
-//! exposed tool and prompt names back to their backend.
+//! The merged catalog: every backend's lists merged into one complete list per kind, and the
+//! routes from exposed tool and prompt names back to their backend.
+//!
+//! The lists themselves live in the slots, read whole from each backend (see [`Slot`]); a
+//! merge happens only when one of them, or a backend's status, changed since the last one.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use rmcp::model::{ClientRequest, ErrorData};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::slots::Slot;
-use crate::forward::client_error;
+use crate::lists::Kind;
 
-/// The four lists a client can page through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// `tools/list`
-    Tools,
-    /// `prompts/list`
-    Prompts,
-    /// `resources/list`
-    Resources,
-    /// `resources/templates/list`
-    Templates,
-}
-
-impl Kind {
-    fn method(self) -> &'static str {
-        match self {
-            Kind::Tools => "tools/list",
-            Kind::Prompts => "prompts/list",
-            Kind::Resources => "resources/list",
-            Kind::Templates => "resources/templates/list",
-        }
-    }
-
-    /// The key of the items in a list result.
-    pub fn items(self) -> &'static str {
-        match self {
-            Kind::Tools => "tools",
-            Kind::Prompts => "prompts",
-            Kind::Resources => "resources",
-            Kind::Templates => "resourceTemplates",
-        }
-    }
-}
+/// The slot index of the gateway's own tools in [`Route::slot`].
+pub const GATEWAY: usize = usize::MAX;
 
 /// Where an exposed tool or prompt lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,27 +65,6 @@ impl Routes {
             }
         }
     }
-}
-
-/// A position in a merged list: which backend, and that backend's own cursor.
-#[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq)]
-struct Cursor {
-    #[serde(rename = "b")]
-    backend: String,
-    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
-    cursor: Option<String>,
-}
-
-fn encode(cursor: &Cursor) -> String {
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(cursor).unwrap_or_default())
-}
-
-fn decode(text: &str) -> Option<Cursor> {
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(text).ok()?).ok()
-}
-
-fn bad_cursor() -> ErrorData {
-    ErrorData::invalid_params("invalid or expired cursor: list again from the start", None)
 }
 
 /// The slot that serves an exposed resource URI, with the backend's own URI: the prefixed
@@ -160,7 +115,7 @@ fn expose(
                 }
             }
         }
-        Kind::Prompts => naming.name(&original),
+        Kind::Prompts => naming.prompt(&original),
         Kind::Resources | Kind::Templates => {
             let exposed = naming.uri(&original);
             // Listed only if reading it reaches this backend: an unprefixed backend's
@@ -195,145 +150,86 @@ fn expose(
         return None;
     }
     item[field] = Value::String(exposed);
+    if kind == Kind::Tools {
+        naming.rewrite_tool_meta(&mut item);
+    }
     Some(item)
 }
 
-/// One page of a merged list. Each page is one page of one backend; the cursor says which.
-pub async fn list_page(
-    kind: Kind,
-    slots: &[Arc<Slot>],
-    routes: &Routes,
-    cursor: Option<&str>,
-) -> Result<Value, ErrorData> {
-    let (mut index, mut inner) = match cursor {
-        None => (0, None),
-        Some(text) => {
-            let cursor = decode(text).ok_or_else(bad_cursor)?;
-            let index = slots
-                .iter()
-                .position(|s| s.backend.name == cursor.backend)
-                .ok_or_else(bad_cursor)?;
-            (index, cursor.cursor)
-        }
-    };
-    while let Some(slot) = slots.get(index) {
-        let page = match slot.peer() {
-            Ok(peer) => fetch(kind, &peer, inner.take(), &slot.backend.name).await,
-            Err(reason) => {
-                tracing::debug!("Listing without backend '{}': {reason}", slot.backend.name);
-                Ok(None)
-            }
-        };
-        let mut page = match page {
-            Ok(Some(page)) => page,
-            Ok(None) => json!({}),
-            Err(e) => {
-                tracing::warn!(
-                    "Listing {} without backend '{}': {}",
-                    kind.items(),
-                    slot.backend.name,
-                    e.message
-                );
-                json!({})
-            }
-        };
-        let items: Vec<Value> = page
-            .get_mut(kind.items())
-            .and_then(Value::as_array_mut)
-            .map(std::mem::take)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|item| expose(kind, index, slots, routes, item))
-            .collect();
-        let next = match page.get("nextCursor").and_then(Value::as_str) {
-            Some(c) => Some(Cursor {
-                backend: slot.backend.name.clone(),
-                cursor: Some(c.to_owned()),
-            }),
-            None => slots.get(index + 1).map(|next| Cursor {
-                backend: next.backend.name.clone(),
-                cursor: None,
-            }),
-        };
-        // Skip empty pages rather than send the client one.
-        if items.is_empty()
-            && let Some(next) = &next
-        {
-            index = slots
-                .iter()
-                .position(|s| s.backend.name == next.backend)
-                .unwrap_or(slots.len());
-            inner = next.cursor.clone();
-            continue;
-        }
-        let mut result = match page {
-            Value::Object(map) => Value::Object(map),
-            _ => json!({}),
-        };
-        result[kind.items()] = Value::Array(items);
-        match next {
-            Some(next) => result["nextCursor"] = Value::String(encode(&next)),
-            None => {
-                if let Value::Object(map) = &mut result {
-                    map.remove("nextCursor");
-                }
-            }
-        }
-        return Ok(result);
+/// A merged list and the version of the slots' state it was made from.
+type Merged = Option<(u64, Arc<Vec<Value>>)>;
+
+/// The merged lists, and the routes their names claimed.
+#[derive(Default)]
+pub struct Catalog {
+    routes: Routes,
+    /// Bumped by every slot on any change of its lists or status.
+    version: Arc<AtomicU64>,
+    /// Each kind's last merge, with the version it was made at.
+    merged: Mutex<[Merged; 4]>,
+}
+
+impl Catalog {
+    /// The change counter the slots bump.
+    pub fn version(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.version)
     }
-    Ok(json!({ kind.items(): [] }))
-}
 
-async fn fetch(
-    kind: Kind,
-    peer: &rmcp::Peer<rmcp::RoleClient>,
-    cursor: Option<String>,
-    backend: &str,
-) -> Result<Option<Value>, ErrorData> {
-    let params = match cursor {
-        Some(c) => json!({ "cursor": c }),
-        None => json!({}),
-    };
-    let request: ClientRequest =
-        serde_json::from_value(json!({"method": kind.method(), "params": params}))
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-    let result = peer
-        .send_request(request)
-        .await
-        .map_err(|e| client_error(backend, e))?;
-    serde_json::to_value(result)
-        .map(Some)
-        .map_err(|e| ErrorData::internal_error(e.to_string(), None))
-}
-
-/// Lists every page of every backend, so that the routes know every exposed name.
-pub async fn refresh(kind: Kind, slots: &[Arc<Slot>], routes: &Routes) {
-    let mut cursor: Option<String> = None;
-    // Bounded: a backend that hands out cursors forever must not hang a call.
-    for _ in 0..1000 {
-        let Ok(page) = list_page(kind, slots, routes, cursor.as_deref()).await else {
-            return;
-        };
-        match page.get("nextCursor").and_then(Value::as_str) {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => return,
+    /// Keeps `names` for the gateway's own tools, before any backend can claim them.
+    pub fn reserve(&self, names: &[&str]) {
+        for name in names {
+            let route = Route {
+                slot: GATEWAY,
+                original: (*name).to_owned(),
+            };
+            self.routes.claim(Kind::Tools, name, route);
         }
+    }
+
+    /// Every connected backend's items of `kind`, in backend order, each under its exposed
+    /// name; items whose name is taken are left out.
+    pub fn list(&self, kind: Kind, slots: &[Arc<Slot>]) -> Arc<Vec<Value>> {
+        // Read the version first: a change during the merge leaves the result out of date.
+        let version = self.version.load(Ordering::SeqCst);
+        if let Ok(merged) = self.merged.lock()
+            && let Some((at, list)) = &merged[kind.index()]
+            && *at == version
+        {
+            return Arc::clone(list);
+        }
+        let mut items = Vec::new();
+        for (index, slot) in slots.iter().enumerate() {
+            if let Some(listed) = slot.listed(kind) {
+                items.extend(
+                    listed
+                        .iter()
+                        .filter_map(|item| expose(kind, index, slots, &self.routes, item.clone())),
+                );
+            }
+        }
+        let list = Arc::new(items);
+        if let Ok(mut merged) = self.merged.lock() {
+            merged[kind.index()] = Some((version, Arc::clone(&list)));
+        }
+        list
+    }
+
+    /// Where an exposed tool or prompt lives, as the current lists say.
+    pub fn route(&self, kind: Kind, slots: &[Arc<Slot>], exposed: &str) -> Option<Route> {
+        if let Some(route) = self.routes.get(kind, exposed) {
+            return Some(route);
+        }
+        // A name from a list not merged yet (a client that calls without listing again).
+        self.list(kind, slots);
+        self.routes.get(kind, exposed)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use serde_json::json;
 
-    #[test]
-    fn cursors_round_trip_and_reject_garbage() {
-        let cursor = Cursor {
-            backend: "tools".into(),
-            cursor: Some("page-2".into()),
-        };
-        assert_eq!(decode(&encode(&cursor)), Some(cursor));
-        assert_eq!(decode("not a cursor"), None);
-    }
+    use super::*;
 
     #[test]
     fn a_name_belongs_to_the_first_backend_that_lists_it() {
@@ -351,7 +247,8 @@ mod tests {
     fn slot(name: &str, prefix: Option<&str>) -> Arc<Slot> {
         let url = url::Url::parse("http://127.0.0.1:1/mcp").unwrap();
         let backend = crate::config::Backend::new(name, url, None, prefix);
-        Arc::new(Slot::new(backend, "_", None))
+        let naming = crate::naming::Naming::new(name, prefix, "_");
+        Arc::new(Slot::new(backend, naming, None, Arc::default()))
     }
 
     /// Found by `tests/properties.rs`: an unprefixed backend's resource `tools+mem://x` was
@@ -381,11 +278,7 @@ mod tests {
     /// under one name, and calls went to whichever was listed last.
     #[test]
     fn a_shortened_name_is_not_taken_over_by_another_tool_of_the_same_backend() {
-        let naming = crate::naming::Naming {
-            backend: "b".into(),
-            prefix: None,
-            separator: "_",
-        };
+        let naming = crate::naming::Naming::new("b", None, "_");
         let long = "a".repeat(70);
         let shortened = naming.tool(&long).unwrap();
         assert_eq!(naming.tool(&shortened).unwrap(), shortened);

@@ -1,12 +1,27 @@
 //! The aggregating gateway: one stdio server in front of several backends, their tools,
 //! prompts and resources exposed under each backend's prefix.
+//!
+//! Built for clients as they are. Claude Desktop and Claude Code read one page of a list and
+//! Claude Desktop never reads it again, so:
+//! - every list is answered whole, merged from each backend's lists, which the gateway reads
+//!   whole when a backend connects and again when it sends `list_changed` (then tells the
+//!   client); lists are served from memory;
+//! - the first answer to each kind of list waits until every backend is ready or has failed,
+//!   logins included, up to `gateway.first_list_timeout`, while `initialize` stays fast;
+//! - a backend that joins after the first tool list stays reachable through two tools of the
+//!   gateway's own (see [`late`]).
 
 mod catalog;
+mod late;
 mod slots;
 
 use std::{
     borrow::Cow,
-    sync::{Arc, Mutex, atomic::Ordering},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
 };
 
 use rmcp::{
@@ -19,17 +34,18 @@ use rmcp::{
     service::{NotificationContext, RequestContext, Service},
 };
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::{sync::OnceCell, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::TokenManager,
-    config,
-    forward::{client_error, forward},
-    relay::CLIENT_PROTOCOL_VERSIONS,
+    config::{self, FallbackTools},
+    lists::Kind,
+    naming::Naming,
+    protocol,
 };
-use catalog::{Kind, Routes};
+use catalog::Catalog;
 use slots::{Shared, Slot};
 
 /// Serves the tools, prompts and resources of every backend as one MCP server.
@@ -37,10 +53,16 @@ pub struct Gateway {
     settings: config::Gateway,
     slots: Vec<Arc<Slot>>,
     http: reqwest::Client,
-    routes: Routes,
+    catalog: Catalog,
     shared: OnceCell<Arc<Shared>>,
     shutdown: CancellationToken,
     keepers: Arc<Mutex<JoinSet<()>>>,
+    /// Per kind: its first list has been answered, so later ones do not wait.
+    first_answered: [AtomicBool; 4],
+    /// The backends that were in the first tool list, once it has been answered.
+    first_tools: Mutex<Option<Vec<String>>>,
+    /// The gateway's own tools for late backends are listed (see [`late`]).
+    late_tools: AtomicBool,
 }
 
 fn convert<T: DeserializeOwned>(value: Value) -> Result<T, ErrorData> {
@@ -59,6 +81,18 @@ fn unavailable(slot: &Slot, reason: &str) -> ErrorData {
     )
 }
 
+/// The list a request asks for, and its cursor.
+fn list_request(request: &ClientRequest) -> Option<(Kind, Option<String>)> {
+    let (kind, params) = match request {
+        ClientRequest::ListToolsRequest(r) => (Kind::Tools, &r.params),
+        ClientRequest::ListPromptsRequest(r) => (Kind::Prompts, &r.params),
+        ClientRequest::ListResourcesRequest(r) => (Kind::Resources, &r.params),
+        ClientRequest::ListResourceTemplatesRequest(r) => (Kind::Templates, &r.params),
+        _ => return None,
+    };
+    Some((kind, params.as_ref().and_then(|p| p.cursor.clone())))
+}
+
 impl Gateway {
     /// A gateway over `backends`, with each backend's token manager looked up by profile.
     pub fn new(
@@ -67,19 +101,31 @@ impl Gateway {
         tokens: impl Fn(&config::Backend) -> Option<Arc<TokenManager>>,
         http: reqwest::Client,
     ) -> Self {
+        let catalog = Catalog::default();
         let separator = settings.separator.as_str();
         let slots = backends
             .iter()
-            .map(|b| Arc::new(Slot::new(b.clone(), separator, tokens(b))))
+            .map(|b| {
+                let mut naming = Naming::new(&b.name, b.prefix.as_deref(), separator);
+                naming.max_len = settings.max_name_length;
+                Arc::new(Slot::new(b.clone(), naming, tokens(b), catalog.version()))
+            })
             .collect();
+        if settings.fallback_tools != FallbackTools::Never {
+            catalog.reserve(&late::NAMES);
+        }
+        let late_tools = settings.fallback_tools == FallbackTools::Always;
         Self {
             settings,
             slots,
             http,
-            routes: Routes::default(),
+            catalog,
             shared: OnceCell::new(),
             shutdown: CancellationToken::new(),
             keepers: Arc::default(),
+            first_answered: Default::default(),
+            first_tools: Mutex::new(None),
+            late_tools: late_tools.into(),
         }
     }
 
@@ -96,7 +142,7 @@ impl Gateway {
         params: InitializeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ServerResult, ErrorData> {
-        let requested = params.protocol_version.clone();
+        let negotiated = protocol::negotiate(&params.protocol_version);
         let shared = Arc::new(Shared {
             downstream: context.peer.clone(),
             info: crate::backend::introduction(&params),
@@ -121,13 +167,15 @@ impl Gateway {
             .is_err()
         {
             tracing::info!(
-                "Answering initialize after {} s with the backends that are ready",
-                self.settings.startup_timeout.as_secs()
+                "Answering initialize after {} s with the backends that are ready; the first \
+                 lists wait up to {} s for the others",
+                self.settings.startup_timeout.as_secs(),
+                self.settings.first_list_timeout.as_secs()
             );
         }
         shared.announce.store(true, Ordering::SeqCst);
         let mut result = InitializeResult::new(self.capabilities()?)
-            .with_protocol_version(requested)
+            .with_protocol_version(negotiated)
             .with_server_info(Implementation::new(
                 self.settings.name.clone(),
                 env!("CARGO_PKG_VERSION"),
@@ -143,11 +191,11 @@ impl Gateway {
         let mut union = serde_json::Map::new();
         let mut all_ready = true;
         for slot in &self.slots {
-            let Ok(peer) = slot.peer() else {
+            let Ok(connection) = slot.connection() else {
                 all_ready = false;
                 continue;
             };
-            let Some(info) = peer.peer_info() else {
+            let Some(info) = connection.info() else {
                 continue;
             };
             if let Value::Object(caps) = to_json(&info.capabilities)? {
@@ -156,8 +204,11 @@ impl Gateway {
                 }
             }
         }
+        if !all_ready || self.settings.fallback_tools == FallbackTools::Always {
+            union.entry("tools").or_insert(json!({}));
+        }
         if !all_ready {
-            for key in ["tools", "prompts", "resources", "logging", "completions"] {
+            for key in ["prompts", "resources", "logging", "completions"] {
                 union.entry(key).or_insert(json!({}));
             }
             union["resources"]["subscribe"] = json!(true);
@@ -176,7 +227,7 @@ impl Gateway {
             .slots
             .iter()
             .filter_map(|slot| {
-                let info = slot.peer().ok()?.peer_info()?;
+                let info = slot.connection().ok()?.info()?;
                 let text = info.instructions.as_deref()?.trim();
                 (!text.is_empty()).then(|| format!("## {}\n\n{text}", slot.backend.name))
             })
@@ -185,18 +236,24 @@ impl Gateway {
     }
 
     /// The backend and original name of an exposed tool or prompt.
-    async fn route(&self, kind: Kind, exposed: &str) -> Result<(Arc<Slot>, String), ErrorData> {
-        if self.routes.get(kind, exposed).is_none() {
-            catalog::refresh(kind, &self.slots, &self.routes).await;
+    async fn route(
+        &self,
+        kind: Kind,
+        exposed: &str,
+        cancelled: &CancellationToken,
+    ) -> Result<(Arc<Slot>, String), ErrorData> {
+        if self.catalog.route(kind, &self.slots, exposed).is_none() {
+            // A backend may add a tool without saying so: read the lists again, once.
+            self.read_again(kind, cancelled).await;
         }
-        if let Some(route) = self.routes.get(kind, exposed)
+        if let Some(route) = self.catalog.route(kind, &self.slots, exposed)
             && let Some(slot) = self.slots.get(route.slot)
         {
             return Ok((Arc::clone(slot), route.original));
         }
         // Not listed: if it looks like a backend that is down, say so rather than "unknown".
         for slot in &self.slots {
-            if let (Some(_), Err(reason)) = (slot.naming.original_name(exposed), slot.peer())
+            if let (Some(_), Err(reason)) = (slot.naming.original_name(exposed), slot.connection())
                 && slot.backend.prefix.is_some()
             {
                 return Err(unavailable(slot, &reason));
@@ -211,6 +268,15 @@ impl Gateway {
             format!("unknown {what}: {exposed}"),
             None,
         ))
+    }
+
+    /// Reads the `kind` lists of every connected backend again, concurrently.
+    async fn read_again(&self, kind: Kind, cancelled: &CancellationToken) {
+        let reads = self.slots.iter().filter_map(|slot| {
+            let connection = slot.connection().ok()?;
+            Some(async move { slot.read_lists(&connection, &[kind], cancelled).await })
+        });
+        futures::future::join_all(reads).await;
     }
 
     /// The backend and original URI of an exposed resource URI.
@@ -235,18 +301,13 @@ impl Gateway {
         request: Value,
         context: RequestContext<RoleServer>,
     ) -> Result<T, ErrorData> {
-        let peer = slot.peer().map_err(|reason| unavailable(slot, &reason))?;
+        let connection = slot
+            .connection()
+            .map_err(|reason| unavailable(slot, &reason))?;
         let request: ClientRequest = convert(request)?;
-        let result = forward(
-            &peer,
-            request,
-            context.meta,
-            &context.ct,
-            &slot.progress.to_client,
-            slot.backend.request_timeout,
-        )
-        .await
-        .map_err(|e| client_error(&slot.backend.name, e))?;
+        let result = connection
+            .request(request, context.meta, &context.ct)
+            .await?;
         let mut value = to_json(&result)?;
         slot.naming.rewrite_uris(&mut value);
         convert(value)
@@ -262,7 +323,7 @@ impl Gateway {
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        let (slot, original) = self.route(kind, &exposed).await?;
+        let (slot, original) = self.route(kind, &exposed, &context.ct).await?;
         request["params"]["name"] = Value::String(original);
         self.send(&slot, request, context).await
     }
@@ -281,6 +342,25 @@ impl Gateway {
         self.send(&slot, request, context).await
     }
 
+    async fn call_tool(
+        &self,
+        request: Value,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ServerResult, ErrorData> {
+        let name = request["params"]["name"].as_str().unwrap_or_default();
+        let result = match name {
+            late::LIST_TOOLS if self.late_tools.load(Ordering::SeqCst) => {
+                self.late_list_tools(&request["params"]["arguments"])?
+            }
+            late::CALL_TOOL if self.late_tools.load(Ordering::SeqCst) => {
+                let inner = late::inner_call(&request)?;
+                self.by_name(Kind::Tools, inner, context).await?
+            }
+            _ => self.by_name(Kind::Tools, request, context).await?,
+        };
+        Ok(ServerResult::CallToolResult(result))
+    }
+
     async fn complete(
         &self,
         mut request: Value,
@@ -288,7 +368,7 @@ impl Gateway {
     ) -> Result<ServerResult, ErrorData> {
         let reference = &request["params"]["ref"];
         let (slot, field, original) = if let Some(name) = reference["name"].as_str() {
-            let (slot, original) = self.route(Kind::Prompts, name).await?;
+            let (slot, original) = self.route(Kind::Prompts, name, &context.ct).await?;
             (slot, "name", original)
         } else {
             let uri = reference["uri"].as_str().unwrap_or_default().to_owned();
@@ -301,20 +381,25 @@ impl Gateway {
         ))
     }
 
-    async fn set_level(&self, request: ClientRequest) -> Result<ServerResult, ErrorData> {
+    async fn set_level(
+        &self,
+        request: ClientRequest,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ServerResult, ErrorData> {
         if let Some(shared) = self.shared.get()
             && let Ok(mut level) = shared.log_level.lock()
         {
             *level = Some(request.clone());
         }
         let sends = self.slots.iter().filter_map(|slot| {
-            let peer = slot.peer().ok()?;
-            let request = request.clone();
+            let connection = slot.connection().ok()?;
+            let (request, meta, cancelled) = (request.clone(), context.meta.clone(), &context.ct);
             Some(async move {
-                if let Err(e) = peer.send_request(request).await {
+                if let Err(e) = connection.request(request, meta, cancelled).await {
                     tracing::debug!(
-                        "Backend '{}' refused logging/setLevel: {e}",
-                        slot.backend.name
+                        "Backend '{}' refused logging/setLevel: {}",
+                        slot.backend.name,
+                        e.message
                     );
                 }
             })
@@ -323,15 +408,91 @@ impl Gateway {
         Ok(ServerResult::empty(()))
     }
 
-    async fn list(&self, kind: Kind, request: &Value) -> Result<ServerResult, ErrorData> {
-        let cursor = request["params"]["cursor"].as_str();
-        let page = catalog::list_page(kind, &self.slots, &self.routes, cursor).await?;
-        Ok(match kind {
-            Kind::Tools => ServerResult::ListToolsResult(convert(page)?),
-            Kind::Prompts => ServerResult::ListPromptsResult(convert(page)?),
-            Kind::Resources => ServerResult::ListResourcesResult(convert(page)?),
-            Kind::Templates => ServerResult::ListResourceTemplatesResult(convert(page)?),
-        })
+    /// A whole list, from memory. The first of each kind waits for the backends first.
+    async fn list(&self, kind: Kind, cursor: Option<String>) -> Result<ServerResult, ErrorData> {
+        if cursor.is_some() {
+            // The gateway hands out no cursors: this one is stale or foreign, and its page is
+            // the end of the list.
+            tracing::debug!(
+                "Answered {} with a cursor with an empty page",
+                kind.method()
+            );
+            return kind.result(Vec::new(), Map::new());
+        }
+        if !self.first_answered[kind.index()].load(Ordering::SeqCst) {
+            self.wait_for_backends(kind).await;
+            if kind == Kind::Tools {
+                self.first_tool_list();
+            }
+            self.first_answered[kind.index()].store(true, Ordering::SeqCst);
+        }
+        let mut items = if kind == Kind::Tools && self.late_tools.load(Ordering::SeqCst) {
+            late::definitions(&self.slots)
+        } else {
+            Vec::new()
+        };
+        items.extend(self.catalog.list(kind, &self.slots).iter().cloned());
+        kind.result(items, Map::new())
+    }
+
+    /// Holds the first list of `kind` until every backend is ready or has failed, up to
+    /// `gateway.first_list_timeout`.
+    async fn wait_for_backends(&self, kind: Kind) {
+        let limit = self.settings.first_list_timeout;
+        if limit.is_zero() || self.slots.iter().all(|s| s.is_settled()) {
+            return;
+        }
+        let started = Instant::now();
+        let all = futures::future::join_all(self.slots.iter().map(|s| s.settled()));
+        if tokio::time::timeout(limit, all).await.is_ok() {
+            tracing::info!(
+                "Answering the first {} after {:.1} s, once every backend was ready or had failed",
+                kind.method(),
+                started.elapsed().as_secs_f64()
+            );
+            return;
+        }
+        let missing: Vec<String> = self
+            .slots
+            .iter()
+            .filter(|s| !s.is_settled())
+            .map(|s| match s.connection() {
+                Ok(_) => format!("'{}' (still reading its lists)", s.backend.name),
+                Err(reason) => format!("'{}' ({reason})", s.backend.name),
+            })
+            .collect();
+        tracing::warn!(
+            "Answering the first {} after {} s (gateway.first_list_timeout) without backend {}; \
+             they are announced with list_changed when ready",
+            kind.method(),
+            limit.as_secs(),
+            missing.join(", ")
+        );
+    }
+
+    /// Notes which backends the first tool list has, and offers the gateway's own tools if
+    /// some backend is missing from it.
+    fn first_tool_list(&self) {
+        let (present, missing): (Vec<&Arc<Slot>>, Vec<&Arc<Slot>>) = self
+            .slots
+            .iter()
+            .partition(|s| s.listed(Kind::Tools).is_some());
+        if let Ok(mut first) = self.first_tools.lock() {
+            *first = Some(present.iter().map(|s| s.backend.name.clone()).collect());
+        }
+        if self.settings.fallback_tools == FallbackTools::Auto
+            && !missing.is_empty()
+            && !self.late_tools.swap(true, Ordering::SeqCst)
+        {
+            let names: Vec<&str> = missing.iter().map(|s| s.backend.name.as_str()).collect();
+            tracing::info!(
+                "The first tool list lacks backend {}: it carries {} and {}, which reach them \
+                 once they are ready",
+                names.join(", "),
+                late::LIST_TOOLS,
+                late::CALL_TOOL
+            );
+        }
     }
 }
 
@@ -383,20 +544,15 @@ impl Service<RoleServer> for Gateway {
                 return self.initialize(init.params, context).await;
             }
             ClientRequest::PingRequest(_) => return Ok(ServerResult::empty(())),
-            ClientRequest::SetLevelRequest(_) => return self.set_level(request).await,
+            ClientRequest::SetLevelRequest(_) => return self.set_level(request, context).await,
             other => other,
         };
+        if let Some((kind, cursor)) = list_request(&request) {
+            return self.list(kind, cursor).await;
+        }
         let json = to_json(&request)?;
         match request {
-            ClientRequest::ListToolsRequest(_) => self.list(Kind::Tools, &json).await,
-            ClientRequest::ListPromptsRequest(_) => self.list(Kind::Prompts, &json).await,
-            ClientRequest::ListResourcesRequest(_) => self.list(Kind::Resources, &json).await,
-            ClientRequest::ListResourceTemplatesRequest(_) => {
-                self.list(Kind::Templates, &json).await
-            }
-            ClientRequest::CallToolRequest(_) => Ok(ServerResult::CallToolResult(
-                self.by_name(Kind::Tools, json, context).await?,
-            )),
+            ClientRequest::CallToolRequest(_) => self.call_tool(json, context).await,
             ClientRequest::GetPromptRequest(_) => Ok(ServerResult::GetPromptResult(
                 self.by_name(Kind::Prompts, json, context).await?,
             )),
@@ -432,20 +588,20 @@ impl Service<RoleServer> for Gateway {
                 for slot in &self.slots {
                     if let Some(params) =
                         slot.progress.to_backend.translate(progress.params.clone())
-                        && let Ok(peer) = slot.peer()
+                        && let Ok(connection) = slot.connection()
                     {
                         let relayed = ClientNotification::ProgressNotification(
                             ProgressNotification::new(params),
                         );
-                        let _ = peer.send_notification(relayed).await;
+                        connection.notify(relayed).await;
                         break;
                     }
                 }
             }
             other => {
                 for slot in &self.slots {
-                    if let Ok(peer) = slot.peer() {
-                        let _ = peer.send_notification(other.clone()).await;
+                    if let Ok(connection) = slot.connection() {
+                        connection.notify(other.clone()).await;
                     }
                 }
             }
@@ -459,6 +615,6 @@ impl Service<RoleServer> for Gateway {
     }
 
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
-        Cow::Borrowed(CLIENT_PROTOCOL_VERSIONS)
+        Cow::Borrowed(protocol::CLIENT_PROTOCOL_VERSIONS)
     }
 }

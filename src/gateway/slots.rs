@@ -1,19 +1,28 @@
 //! One slot per backend: its connection kept alive in the background — connected
-//! concurrently with the others, retried with backoff while down, watched while up.
+//! concurrently with the others, retried with backoff while down, watched while up — and its
+//! lists, read whole when it connects and again when it says they changed.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use rmcp::{
-    Peer, RoleClient, RoleServer,
-    model::{ClientConfig, ClientRequest},
+    Peer, RoleServer,
+    model::{ClientConfig, ClientRequest, RequestMetaObject},
 };
-use tokio::sync::watch;
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::TokenManager,
-    backend::{self, BackendHandler, ProgressMaps},
+    backend::{self, BackendHandler, Connection, ProgressMaps},
     config,
+    lists::{self, Kind},
     naming::Naming,
 };
 
@@ -23,10 +32,13 @@ pub enum Status {
     /// Not tried yet, connecting, or waiting for its user to log in.
     Connecting,
     /// Connected.
-    Ready(Peer<RoleClient>),
+    Ready(Connection),
     /// The last attempt failed, or the connection ended; retried in the background.
     Down(String),
 }
+
+/// A backend's lists as last read, one per [`Kind`]; `None` until read.
+type Lists = [Option<Arc<Vec<Value>>>; 4];
 
 /// A backend and its live state.
 pub struct Slot {
@@ -38,8 +50,17 @@ pub struct Slot {
     pub progress: ProgressMaps,
     tokens: Option<Arc<TokenManager>>,
     status: watch::Sender<Status>,
+    /// Its first connection attempt is over: it failed, or the backend is connected and its
+    /// lists are read. The first list a client asks for waits for this.
+    settled: watch::Sender<bool>,
     /// Wakes a keeper that stopped retrying after a failed browser login.
     retry_login: tokio::sync::Notify,
+    lists: Mutex<Lists>,
+    /// One read of the lists at a time, so that an older read never overwrites a newer one.
+    reading: tokio::sync::Mutex<()>,
+    /// Shared by all slots: counts every change of any slot's lists or status, so the merged
+    /// lists know when to merge again.
+    version: Arc<AtomicU64>,
 }
 
 /// What every slot's keeper shares with the gateway.
@@ -60,24 +81,25 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Slot {
-    /// A slot for `backend`, using `tokens` when it has an OIDC profile.
+    /// A slot for `backend`, named by `naming`, using `tokens` when it has an OIDC profile;
+    /// `version` counts changes across all slots.
     pub fn new(
         backend: config::Backend,
-        separator: &'static str,
+        naming: Naming,
         tokens: Option<Arc<TokenManager>>,
+        version: Arc<AtomicU64>,
     ) -> Self {
-        let naming = Naming {
-            backend: backend.name.clone(),
-            prefix: backend.prefix.clone(),
-            separator,
-        };
         Self {
             backend,
             naming,
             progress: ProgressMaps::default(),
             tokens,
             status: watch::Sender::new(Status::Connecting),
+            settled: watch::Sender::new(false),
             retry_login: tokio::sync::Notify::new(),
+            lists: Mutex::default(),
+            reading: tokio::sync::Mutex::new(()),
+            version,
         }
     }
 
@@ -88,9 +110,9 @@ impl Slot {
     }
 
     /// The connection, or why there is none.
-    pub fn peer(&self) -> Result<Peer<RoleClient>, String> {
+    pub fn connection(&self) -> Result<Connection, String> {
         match &*self.status.borrow() {
-            Status::Ready(peer) => Ok(peer.clone()),
+            Status::Ready(connection) => Ok(connection.clone()),
             Status::Connecting => Err(match &self.backend.profile {
                 Some(p) => format!(
                     "still connecting, or waiting for you to log in to {} in the browser",
@@ -102,14 +124,83 @@ impl Slot {
         }
     }
 
-    /// Waits until the first connection attempt has ended, either way.
+    /// Waits until the first connection attempt is over (see [`Slot::is_settled`]).
     pub async fn settled(&self) {
-        let mut status = self.status.subscribe();
-        let _ = status.wait_for(|s| !matches!(s, Status::Connecting)).await;
+        let mut settled = self.settled.subscribe();
+        let _ = settled.wait_for(|done| *done).await;
+    }
+
+    /// Whether the first connection attempt is over: failed, or connected with lists read.
+    pub fn is_settled(&self) -> bool {
+        *self.settled.borrow()
+    }
+
+    fn settle(&self) {
+        self.settled
+            .send_if_modified(|done| !std::mem::replace(done, true));
+    }
+
+    /// The backend's list of `kind` as last read, while it is connected.
+    pub fn listed(&self, kind: Kind) -> Option<Arc<Vec<Value>>> {
+        if !matches!(&*self.status.borrow(), Status::Ready(_)) {
+            return None;
+        }
+        self.lists.lock().ok()?[kind.index()].clone()
     }
 
     fn set(&self, status: Status) {
         self.status.send_replace(status);
+        self.version.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn store(&self, kind: Kind, items: Vec<Value>) {
+        if let Ok(mut lists) = self.lists.lock() {
+            lists[kind.index()] = Some(Arc::new(items));
+        }
+        self.version.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn forget_lists(&self) {
+        if let Ok(mut lists) = self.lists.lock() {
+            *lists = Lists::default();
+        }
+        self.version.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Reads the lists of `kinds` from the backend, whole and concurrently; a list the backend
+    /// does not serve is empty, and one it fails to give (or gives too slowly: its
+    /// `request_timeout`) is empty too, with a warning naming the backend.
+    pub async fn read_lists(
+        &self,
+        connection: &Connection,
+        kinds: &[Kind],
+        cancelled: &CancellationToken,
+    ) {
+        let _one_at_a_time = self.reading.lock().await;
+        let capabilities = connection.info().map(|info| info.capabilities.clone());
+        let capabilities = &capabilities;
+        let reads = kinds.iter().map(|&kind| async move {
+            if !capabilities.as_ref().is_some_and(|c| kind.served_by(c)) {
+                return (kind, Vec::new());
+            }
+            match lists::read_all(connection, kind, cancelled, lists::LIMITS).await {
+                Ok(listing) => (kind, listing.items),
+                Err(e) => {
+                    if !cancelled.is_cancelled() {
+                        tracing::warn!(
+                            "Listing {} without backend '{}': {}",
+                            kind.items(),
+                            self.backend.name,
+                            e.message
+                        );
+                    }
+                    (kind, Vec::new())
+                }
+            }
+        });
+        for (kind, items) in futures::future::join_all(reads).await {
+            self.store(kind, items);
+        }
     }
 
     /// Keeps the backend connected until `shutdown`.
@@ -123,41 +214,68 @@ impl Slot {
         // A backend that stays down is reported once, not at every retry.
         let mut last_failure = String::new();
         loop {
+            let (changes, mut changed) = mpsc::unbounded_channel();
             let handler = BackendHandler::new(
                 &self.backend.name,
                 shared.info.clone(),
                 shared.downstream.clone(),
                 self.progress.clone(),
             )
-            .with_naming(self.naming.clone());
+            .with_naming(self.naming.clone())
+            .with_list_changes(changes);
             let attempt = tokio::select! {
                 attempt = backend::connect(&self.backend, http.clone(), self.tokens.clone(), handler) => attempt,
                 () = shutdown.cancelled() => return,
             };
             match attempt {
-                Ok(mut link) => {
+                Ok((mut link, connection)) => {
                     failures = 0;
                     last_failure.clear();
                     let level = shared.log_level.lock().ok().and_then(|l| l.clone());
                     if let Some(level) = level
-                        && let Err(e) = link.peer().send_request(level).await
+                        && let Err(e) = connection
+                            .request(level, RequestMetaObject::default(), &shutdown)
+                            .await
                     {
                         tracing::debug!(
-                            "Backend '{}' refused the log level: {e}",
-                            self.backend.name
+                            "Backend '{}' refused the log level: {}",
+                            self.backend.name,
+                            e.message
                         );
                     }
-                    tracing::info!("Backend '{}' is ready", self.backend.name);
-                    self.set(Status::Ready(link.peer().clone()));
-                    announce(&shared).await;
+                    self.set(Status::Ready(connection.clone()));
+                    self.read_lists(&connection, &Kind::ALL, &shutdown).await;
+                    self.settle();
+                    tracing::info!(
+                        "Backend '{}' is ready: {}",
+                        self.backend.name,
+                        self.counts()
+                    );
+                    announce(&shared, &Kind::ALL).await;
                     loop {
                         tokio::select! {
                             () = shutdown.cancelled() => {
                                 let _ = link.close_with_timeout(CLOSE_TIMEOUT).await;
                                 return;
                             }
+                            Some(kind) = changed.recv() => {
+                                // Several notifications in a row are one read.
+                                let mut kinds = vec![kind];
+                                while let Ok(kind) = changed.try_recv() {
+                                    if !kinds.contains(&kind) {
+                                        kinds.push(kind);
+                                    }
+                                }
+                                self.read_lists(&connection, &kinds, &shutdown).await;
+                                tracing::debug!(
+                                    "Backend '{}' changed its lists: {}",
+                                    self.backend.name,
+                                    self.counts()
+                                );
+                                announce(&shared, &kinds).await;
+                            }
                             () = tokio::time::sleep(WATCH_INTERVAL) => {
-                                if link.is_closed() || link.peer().is_transport_closed() {
+                                if link.is_closed() || connection.is_closed() {
                                     break;
                                 }
                             }
@@ -167,10 +285,11 @@ impl Slot {
                         "Backend '{}' closed its connection; reconnecting",
                         self.backend.name
                     );
+                    self.forget_lists();
                     self.set(Status::Down(
                         "the connection to the backend was lost".into(),
                     ));
-                    announce(&shared).await;
+                    announce(&shared, &Kind::ALL).await;
                 }
                 Err(e) if e.login_failed => {
                     // No browser tabs on a timer: the next request for this backend retries.
@@ -178,6 +297,7 @@ impl Slot {
                     self.set(Status::Down(format!(
                         "{e}; use one of its tools again to retry the login"
                     )));
+                    self.settle();
                     tokio::select! {
                         () = self.retry_login.notified() => {}
                         () = shutdown.cancelled() => return,
@@ -194,6 +314,7 @@ impl Slot {
                         tracing::warn!("{reason}; retrying in the background");
                     }
                     self.set(Status::Down(reason.clone()));
+                    self.settle();
                     last_failure = reason;
                 }
             }
@@ -203,6 +324,19 @@ impl Slot {
                 () = shutdown.cancelled() => return,
             }
         }
+    }
+
+    /// "13 tools, 1 prompt, 2 resources, 1 resource template", as last read.
+    fn counts(&self) -> String {
+        let lists = self.lists.lock().map(|l| l.clone()).unwrap_or_default();
+        let count = |kind: Kind| lists[kind.index()].as_ref().map_or(0, |l| l.len());
+        format!(
+            "{} tools, {} prompts, {} resources, {} resource templates",
+            count(Kind::Tools),
+            count(Kind::Prompts),
+            count(Kind::Resources),
+            count(Kind::Templates)
+        )
     }
 }
 
@@ -218,15 +352,21 @@ fn with_jitter(delay: Duration) -> Duration {
     delay.mul_f64(1.0 - fraction)
 }
 
-/// Tells the client that the set of tools, prompts and resources changed.
-async fn announce(shared: &Shared) {
-    if !shared.announce.load(std::sync::atomic::Ordering::SeqCst) {
+/// Tells the client that the lists of `kinds` changed (once the initialize answer is out).
+async fn announce(shared: &Shared, kinds: &[Kind]) {
+    if !shared.announce.load(Ordering::SeqCst) {
         return;
     }
     let client = &shared.downstream;
-    let _ = client.notify_tool_list_changed().await;
-    let _ = client.notify_prompt_list_changed().await;
-    let _ = client.notify_resource_list_changed().await;
+    if kinds.contains(&Kind::Tools) {
+        let _ = client.notify_tool_list_changed().await;
+    }
+    if kinds.contains(&Kind::Prompts) {
+        let _ = client.notify_prompt_list_changed().await;
+    }
+    if kinds.contains(&Kind::Resources) || kinds.contains(&Kind::Templates) {
+        let _ = client.notify_resource_list_changed().await;
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,214 @@
+//! Backends that join late, for clients whose tool list is frozen.
+//!
+//! Claude Desktop reads `tools/list` once per session and ignores `list_changed`, so a backend
+//! whose login finished after that list, or a server that was down, would stay out of reach
+//! until the client restarts. When a backend is missing from the first tool list
+//! (`gateway.fallback_tools: auto`, the default; `always` offers them from the start), that list
+//! and every later one carry two small tools of the gateway's own, under stable names:
+//! - `gateway_list_tools`: every backend, whether it is ready and whether it was in the first
+//!   tool list; with `backend`, that backend's tools as the gateway exposes them, schemas
+//!   included;
+//! - `gateway_call_tool`: calls one of those tools by its exposed name, with `arguments`.
+//!
+//! A call through `gateway_call_tool` takes the same route as a direct call: the backends'
+//! `tools.allow`/`tools.deny` filters hold, and progress and cancellation pass through.
+
+use std::sync::Arc;
+
+use rmcp::model::{CallToolResult, ErrorData};
+use serde_json::{Value, json};
+
+use super::{Gateway, convert, slots::Slot};
+use crate::lists::Kind;
+
+/// Lists the backends and their tools.
+pub const LIST_TOOLS: &str = "gateway_list_tools";
+/// Calls a backend's tool by its exposed name.
+pub const CALL_TOOL: &str = "gateway_call_tool";
+/// Both names, reserved for the gateway unless `fallback_tools` is `never`.
+pub const NAMES: [&str; 2] = [LIST_TOOLS, CALL_TOOL];
+
+/// The two tools as `tools/list` shows them.
+pub fn definitions(slots: &[Arc<Slot>]) -> Vec<Value> {
+    let backends: Vec<&str> = slots.iter().map(|s| s.backend.name.as_str()).collect();
+    vec![
+        json!({
+            "name": LIST_TOOLS,
+            "title": "List the gateway's backend tools",
+            "description": "Lists the tools of this gateway's backends, including backends that \
+                came up after your tool list was read (a login that finished late, a server \
+                that was down). Without `backend`: every backend, whether it is ready, and how \
+                many tools it has. With `backend`: its tools, with descriptions and input \
+                schemas. Call a tool you cannot find in your own tool list with gateway_call_tool.",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "backend": {
+                        "type": "string",
+                        "enum": backends,
+                        "description": "The backend whose tools to list."
+                    }
+                },
+                "additionalProperties": false
+            },
+            "annotations": {"readOnlyHint": true, "openWorldHint": false}
+        }),
+        json!({
+            "name": CALL_TOOL,
+            "title": "Call a backend tool by name",
+            "description": "Calls a tool of one of this gateway's backends by the name that \
+                gateway_list_tools shows, for tools missing from your own tool list. Returns \
+                the tool's own result.",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "name": {
+                        "type": "string",
+                        "description": "The tool's name, as gateway_list_tools shows it."
+                    },
+                    "arguments": {
+                        "type": "object",
+                        "description": "The tool's arguments, as its input schema describes them."
+                    }
+                },
+                "required": ["name"],
+                "additionalProperties": false
+            }
+        }),
+    ]
+}
+
+/// The `tools/call` request that a `gateway_call_tool` request stands for, with the original
+/// request's `_meta` (its progress token).
+pub fn inner_call(request: &Value) -> Result<Value, ErrorData> {
+    let params = &request["params"];
+    let arguments = &params["arguments"];
+    let Some(name) = arguments["name"].as_str() else {
+        return Err(ErrorData::invalid_params(
+            format!("{CALL_TOOL}: `name` must be the name of a tool (see {LIST_TOOLS})"),
+            None,
+        ));
+    };
+    if NAMES.contains(&name) {
+        return Err(ErrorData::invalid_params(
+            format!("{CALL_TOOL} calls backend tools, not {name}"),
+            None,
+        ));
+    }
+    let inner_arguments = match &arguments["arguments"] {
+        Value::Null => json!({}),
+        object @ Value::Object(_) => object.clone(),
+        _ => {
+            return Err(ErrorData::invalid_params(
+                format!("{CALL_TOOL}: `arguments` must be an object"),
+                None,
+            ));
+        }
+    };
+    let mut call = json!({
+        "method": "tools/call",
+        "params": {"name": name, "arguments": inner_arguments}
+    });
+    if let Some(meta) = params.get("_meta") {
+        call["params"]["_meta"] = meta.clone();
+    }
+    Ok(call)
+}
+
+/// A tool result carrying `value` as structured content and as its JSON text.
+fn json_result(value: Value) -> Result<CallToolResult, ErrorData> {
+    let text = serde_json::to_string_pretty(&value).unwrap_or_default();
+    convert(json!({
+        "content": [{"type": "text", "text": text}],
+        "structuredContent": value
+    }))
+}
+
+impl Gateway {
+    /// `gateway_list_tools`: every backend, or one backend's tools.
+    pub(super) fn late_list_tools(&self, arguments: &Value) -> Result<CallToolResult, ErrorData> {
+        let first = self
+            .first_tools
+            .lock()
+            .ok()
+            .and_then(|first| first.clone())
+            .unwrap_or_default();
+        let tools = self.catalog.list(Kind::Tools, &self.slots);
+        let tools_of = |index: usize| -> Vec<Value> {
+            tools
+                .iter()
+                .filter(|tool| {
+                    tool["name"].as_str().is_some_and(|name| {
+                        self.catalog
+                            .route(Kind::Tools, &self.slots, name)
+                            .is_some_and(|route| route.slot == index)
+                    })
+                })
+                .map(|tool| {
+                    let mut shown = json!({});
+                    for key in ["name", "title", "description", "inputSchema", "annotations"] {
+                        if let Some(value) = tool.get(key) {
+                            shown[key] = value.clone();
+                        }
+                    }
+                    shown
+                })
+                .collect()
+        };
+        let status = |slot: &Slot| match slot.connection() {
+            Ok(_) => json!({"ready": true}),
+            Err(reason) => json!({"ready": false, "status": reason}),
+        };
+        match &arguments["backend"] {
+            Value::Null => {
+                let backends: Vec<Value> = self
+                    .slots
+                    .iter()
+                    .enumerate()
+                    .map(|(index, slot)| {
+                        let mut entry = json!({
+                            "backend": slot.backend.name,
+                            "tools": tools_of(index).len(),
+                            "in_first_tool_list": first.contains(&slot.backend.name),
+                        });
+                        if let (Value::Object(entry), Value::Object(status)) =
+                            (&mut entry, status(slot))
+                        {
+                            entry.extend(status);
+                        }
+                        entry
+                    })
+                    .collect();
+                json_result(json!({ "backends": backends }))
+            }
+            Value::String(name) => {
+                let Some(index) = self.slots.iter().position(|s| s.backend.name == *name) else {
+                    let known: Vec<&str> =
+                        self.slots.iter().map(|s| s.backend.name.as_str()).collect();
+                    return Err(ErrorData::invalid_params(
+                        format!(
+                            "{LIST_TOOLS}: no backend named '{name}' (backends: {})",
+                            known.join(", ")
+                        ),
+                        None,
+                    ));
+                };
+                let slot = &self.slots[index];
+                let mut listing = json!({
+                    "backend": slot.backend.name,
+                    "tools": tools_of(index),
+                });
+                if let (Value::Object(listing), Value::Object(status)) =
+                    (&mut listing, status(slot))
+                {
+                    listing.extend(status);
+                }
+                json_result(listing)
+            }
+            _ => Err(ErrorData::invalid_params(
+                format!("{LIST_TOOLS}: `backend` must be a backend's name"),
+                None,
+            )),
+        }
+    }
+}
