@@ -55,6 +55,15 @@ impl Kind {
         }
     }
 
+    /// The member that identifies an item.
+    pub fn key(self) -> &'static str {
+        match self {
+            Kind::Tools | Kind::Prompts => "name",
+            Kind::Resources => "uri",
+            Kind::Templates => "uriTemplate",
+        }
+    }
+
     /// A position in [`Kind::ALL`], for tables indexed by kind.
     pub fn index(self) -> usize {
         match self {
@@ -173,7 +182,8 @@ pub async fn read_all(
     limits: Limits,
 ) -> Result<Listing, ErrorData> {
     let mut listing = Listing::default();
-    let mut seen = HashSet::new();
+    let mut seen_cursors = HashSet::new();
+    let mut seen_items = HashSet::new();
     let mut bytes = 0usize;
     let mut cursor: Option<String> = None;
     for page_number in 1.. {
@@ -215,6 +225,11 @@ pub async fn read_all(
             listing.rest = page;
         }
         for item in items {
+            // A name listed twice (a page served again) would reach the client twice.
+            let key = item.get(kind.key()).cloned().unwrap_or(Value::Null);
+            if !seen_items.insert(key.to_string()) {
+                continue;
+            }
             if listing.items.len() >= limits.items {
                 listing.cut = Some(format!(
                     "it has more than {} {}",
@@ -240,7 +255,7 @@ pub async fn read_all(
         }
         match next {
             None => break,
-            Some(next) if !seen.insert(next.clone()) => {
+            Some(next) if !seen_cursors.insert(next.clone()) => {
                 listing.cut = Some(format!("it handed out the cursor {next:?} a second time"));
                 break;
             }

@@ -759,11 +759,14 @@ const PROFILE_KEYS: [&str; 8] = [
     "clientid",
     "redirect_url",
 ];
-const GATEWAY_KEYS: [&str; 5] = [
+const GATEWAY_KEYS: [&str; 8] = [
     "name",
     "separator",
     "startup_timeout",
     "request_timeout",
+    "first_list_timeout",
+    "max_name_length",
+    "fallback_tools",
     "x",
 ];
 const TOP_KEYS: [&str; 6] = [
@@ -878,7 +881,7 @@ fn plausible_value(key_: &'static str) -> BoxedStrategy<Yaml> {
             Yaml::Sequence(vec![key("search_*"), key("v[0-9]")]),
         )])))
         .boxed(),
-        "request_timeout" | "login_timeout" | "startup_timeout" => {
+        "request_timeout" | "login_timeout" | "startup_timeout" | "first_list_timeout" => {
             prop_oneof![number(), text(&["${AUTHFUL_PROPTEST_NEVER_SET:-7}"])].boxed()
         }
         "client_id" => {
@@ -887,6 +890,12 @@ fn plausible_value(key_: &'static str) -> BoxedStrategy<Yaml> {
         "client_secret" | "name" => "[ -~]{0,8}".prop_map(Yaml::String).boxed(),
         "scopes" => text(&["openid mcp:read", ""]),
         "separator" => text(&["_", "__", "-"]),
+        "fallback_tools" => text(&["auto", "always", "never", "sometimes"]),
+        "max_name_length" => prop_oneof![
+            (0u64..200).prop_map(|n| Yaml::Number(n.into())),
+            text(&["${AUTHFUL_PROPTEST_NEVER_SET:-40}", "sixty"]),
+        ]
+        .boxed(),
         "cache_dir" => text(&["/tmp/authful", "~/x"]),
         _ => nasty_value().boxed(),
     }

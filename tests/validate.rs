@@ -153,6 +153,43 @@ fn wrong_types_point_at_the_value() {
 }
 
 #[test]
+fn gateway_settings_are_bounded_and_named() {
+    let yaml = format!(
+        "{BASE}gateway:\n  max_name_length: 8\n  fallback_tools: sometimes\n  \
+         first_list_timeout: soon\n"
+    );
+    assert_errors(
+        &yaml,
+        &[
+            "c.yaml:10:20: error: gateway.max_name_length: 8 must be at least 16",
+            "c.yaml:11:19: error: gateway.fallback_tools: 'sometimes' is not allowed; expected \
+             one of 'auto', 'always', 'never'",
+            "c.yaml:12:23: error: gateway.first_list_timeout: expected a whole number, found \
+             the text 'soon'",
+        ],
+    );
+    assert_valid(&format!(
+        "{BASE}gateway:\n  max_name_length: 128\n  fallback_tools: never\n  \
+         first_list_timeout: 0\n"
+    ));
+    // Start-up says the same of a value from the environment.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.yaml"), BASE).unwrap();
+    let run = output(
+        command(dir.path())
+            .args(["--config", "c.yaml"])
+            .env("AUTHFUL_MCP_GATEWAY__MAX_NAME_LENGTH", "200"),
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("gateway.max_name_length: 200 must be at most 128"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn scopes_take_text_or_a_list_of_text() {
     let with = |scopes: &str| {
         BASE.replace(

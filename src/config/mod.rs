@@ -760,17 +760,20 @@ impl Config {
             ));
         }
         let defaults = Gateway::default();
+        // The same words as `validate`, which reads the bounds from the schema.
         let max_name_length = match self.gateway.max_name_length {
             None => defaults.max_name_length,
-            Some(n) => usize::try_from(n)
-                .ok()
-                .filter(|n| (MIN_NAME_BUDGET..=MAX_NAME_BUDGET).contains(n))
-                .ok_or_else(|| {
-                    ConfigError::Problem(format!(
-                        "gateway.max_name_length: {n} is out of range: it must be between \
-                         {MIN_NAME_BUDGET} and {MAX_NAME_BUDGET}"
-                    ))
-                })?,
+            Some(n) if n < MIN_NAME_BUDGET as u64 => {
+                return Err(ConfigError::Problem(format!(
+                    "gateway.max_name_length: {n} must be at least {MIN_NAME_BUDGET}"
+                )));
+            }
+            Some(n) if n > MAX_NAME_BUDGET as u64 => {
+                return Err(ConfigError::Problem(format!(
+                    "gateway.max_name_length: {n} must be at most {MAX_NAME_BUDGET}"
+                )));
+            }
+            Some(n) => n as usize,
         };
         let gateway = Gateway {
             name: self.gateway.name.clone().unwrap_or(defaults.name),

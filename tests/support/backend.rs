@@ -625,6 +625,7 @@ fn static_tools() -> Vec<Tool> {
             json!({"type": "object", "properties": {
                 "steps": {"type": "integer", "minimum": 0},
                 "interval_ms": {"type": "integer", "minimum": 0},
+                "padding": {"type": "integer", "minimum": 0},
             }}),
         ),
         tool(
@@ -842,6 +843,11 @@ impl BackendHandler {
             .get("interval_ms")
             .and_then(Value::as_u64)
             .unwrap_or(20);
+        // Long messages make each notification slower to pass on: races show.
+        let padding = args
+            .get("padding")
+            .and_then(Value::as_u64)
+            .map_or(0, |p| p.min(1 << 20) as usize);
         let token = context.meta.get_progress_token();
         if let Some(token) = &token {
             self.shared.state().stats.last_progress_token_seen = serde_json::to_value(token).ok();
@@ -850,7 +856,7 @@ impl BackendHandler {
             if let Some(token) = &token {
                 let param = ProgressNotificationParam::new(token.clone(), step as f64)
                     .with_total(steps as f64)
-                    .with_message(format!("step {step} of {steps}"));
+                    .with_message(format!("step {step} of {steps}{}", ".".repeat(padding)));
                 if let Err(error) = context.peer.notify_progress(param).await {
                     return Ok(tool_error(format!("could not send progress: {error}")));
                 }

@@ -5,8 +5,11 @@
 
 pub mod backend;
 pub mod binary;
+pub mod desktop;
 pub mod faults;
 pub mod idp;
+pub mod logs;
+pub mod scripted;
 
 use std::{
     path::Path,
@@ -41,6 +44,8 @@ use url::Url;
 pub enum BrowserMode {
     /// Follow the provider's redirect to the callback.
     Complete,
+    /// The same, after a person's pause (typing a password and an MFA code).
+    CompleteAfter(Duration),
     /// First deliver a callback with a foreign `state`, then the real one.
     ForeignStateFirst,
     /// Do nothing (the user never logs in).
@@ -89,6 +94,9 @@ impl TestBrowser {
 
 /// Follows the authorization URL to the provider and its redirect to the callback.
 pub async fn complete_login(url: &str, mode: BrowserMode, log: Arc<Mutex<BrowserLog>>) {
+    if let BrowserMode::CompleteAfter(pause) = mode {
+        tokio::time::sleep(pause).await;
+    }
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

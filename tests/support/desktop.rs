@@ -1,0 +1,233 @@
+//! A desktop client as Claude Desktop behaves, not as the spec allows: raw JSON-RPC lines over
+//! the proxy's real stdio loop (OS pipes), one page of each list and never a cursor, no
+//! attention to `list_changed`, and 60 s for any answer. Every message from the proxy is kept
+//! in the order it arrived, with its arrival time, so tests can check order and timing.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use authful_mcp_proxy::{
+    auth::browser::Browser,
+    config::Settings,
+    proxy::{self, RunError},
+};
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::unix::pipe,
+    sync::Notify,
+    task::JoinHandle,
+};
+
+/// How long the client waits for any answer: Claude Desktop's (and the TypeScript SDK's) limit.
+pub const REQUEST_LIMIT: Duration = Duration::from_secs(60);
+
+/// One message from the proxy and when it arrived.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    /// Since the client started.
+    pub at: Duration,
+    /// The message.
+    pub message: Value,
+}
+
+/// The client, the proxy it started, and everything the proxy said.
+pub struct ListOnce {
+    writer: Arc<tokio::sync::Mutex<pipe::Sender>>,
+    arrivals: Arc<Mutex<Vec<Arrival>>>,
+    arrived: Arc<Notify>,
+    started: Instant,
+    next_id: u64,
+    reader: JoinHandle<()>,
+    proxy: JoinHandle<Result<(), RunError>>,
+}
+
+async fn write_line(writer: &tokio::sync::Mutex<pipe::Sender>, line: &[u8]) {
+    let mut writer = writer.lock().await;
+    writer.write_all(line).await.expect("the proxy reads stdin");
+    writer
+        .write_all(b"\n")
+        .await
+        .expect("the proxy reads stdin");
+}
+
+impl ListOnce {
+    /// Starts the proxy's server loop on pipes, as a desktop client starts the command.
+    pub fn start(settings: Settings, browser: Arc<dyn Browser>) -> Self {
+        let (to_proxy, proxy_in) = pipe::pipe().unwrap();
+        let (proxy_out, from_proxy) = pipe::pipe().unwrap();
+        let proxy = tokio::spawn(proxy::serve(settings, browser, proxy_in, proxy_out));
+        let writer = Arc::new(tokio::sync::Mutex::new(to_proxy));
+        let arrivals: Arc<Mutex<Vec<Arrival>>> = Arc::default();
+        let arrived = Arc::new(Notify::new());
+        let started = Instant::now();
+        let reader = {
+            let (writer, arrivals, arrived) = (
+                Arc::clone(&writer),
+                Arc::clone(&arrivals),
+                Arc::clone(&arrived),
+            );
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(from_proxy).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let message: Value =
+                        serde_json::from_str(&line).expect("every stdout line is JSON");
+                    assert_eq!(message["jsonrpc"], "2.0", "{message}");
+                    // The proxy's own requests (ping, roots) get a plain answer.
+                    if let (Some(id), Some(method)) =
+                        (message.get("id"), message["method"].as_str())
+                    {
+                        let result = match method {
+                            "roots/list" => json!({"roots": []}),
+                            _ => json!({}),
+                        };
+                        let answer = json!({"jsonrpc": "2.0", "id": id, "result": result});
+                        write_line(&writer, answer.to_string().as_bytes()).await;
+                    }
+                    arrivals.lock().unwrap().push(Arrival {
+                        at: started.elapsed(),
+                        message,
+                    });
+                    arrived.notify_waiters();
+                }
+            })
+        };
+        Self {
+            writer,
+            arrivals,
+            arrived,
+            started,
+            next_id: 0,
+            reader,
+            proxy,
+        }
+    }
+
+    /// Time since the client started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Writes one raw line to the proxy's stdin.
+    pub async fn send_line(&self, line: &[u8]) {
+        write_line(&self.writer, line).await;
+    }
+
+    /// Sends a request without waiting; returns its id.
+    pub async fn send_request(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = json!(self.next_id);
+        let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        self.send_line(line.to_string().as_bytes()).await;
+        id
+    }
+
+    /// Sends a request and waits (up to [`REQUEST_LIMIT`]) for its answer: the whole response
+    /// message, `result` or `error`.
+    pub async fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.send_request(method, params).await;
+        self.answer_to(id).await
+    }
+
+    /// Waits (up to [`REQUEST_LIMIT`]) for the answer to request `id`.
+    pub async fn answer_to(&self, id: Value) -> Value {
+        let deadline = tokio::time::Instant::now() + REQUEST_LIMIT;
+        loop {
+            let waiting = self.arrived.notified();
+            tokio::pin!(waiting);
+            // Registered before looking, so an answer that arrives in between still wakes us.
+            waiting.as_mut().enable();
+            if let Some(answer) = self.find_answer(&id) {
+                return answer;
+            }
+            if tokio::time::timeout_at(deadline, waiting).await.is_err() {
+                panic!(
+                    "no answer to request {id} within {REQUEST_LIMIT:?}, as a desktop client would give up"
+                );
+            }
+        }
+    }
+
+    fn find_answer(&self, id: &Value) -> Option<Value> {
+        self.arrivals
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|a| a.message.get("id") == Some(id) && a.message.get("method").is_none())
+            .map(|a| a.message.clone())
+    }
+
+    /// `initialize` with `protocol_version` and a desktop client's capabilities, then
+    /// `notifications/initialized`; returns the answer.
+    pub async fn initialize(&mut self, protocol_version: &str) -> Value {
+        let answer = self
+            .request(
+                "initialize",
+                json!({
+                    "protocolVersion": protocol_version,
+                    "capabilities": {
+                        "roots": {"listChanged": true},
+                        "extensions": {
+                            "io.modelcontextprotocol/ui": {"mimeTypes": ["text/html;profile=mcp-app"]}
+                        }
+                    },
+                    "clientInfo": {"name": "list-once-desktop", "version": "1.0"},
+                }),
+            )
+            .await;
+        self.send_line(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+            .await;
+        answer
+    }
+
+    /// The one page of a list that the client ever reads: its items (panics on an error).
+    pub async fn list_once(&mut self, method: &str) -> Vec<Value> {
+        let key = match method {
+            "tools/list" => "tools",
+            "prompts/list" => "prompts",
+            "resources/list" => "resources",
+            "resources/templates/list" => "resourceTemplates",
+            other => panic!("not a list: {other}"),
+        };
+        let answer = self.request(method, json!({})).await;
+        let items = answer["result"][key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{method} failed: {answer}"))
+            .clone();
+        items
+    }
+
+    /// Calls a tool; returns the whole response message.
+    pub async fn call(&mut self, name: &str, arguments: Value) -> Value {
+        self.request("tools/call", json!({"name": name, "arguments": arguments}))
+            .await
+    }
+
+    /// Everything the proxy sent so far, in order.
+    pub fn arrivals(&self) -> Vec<Arrival> {
+        self.arrivals.lock().unwrap().clone()
+    }
+
+    /// Closes stdin, as a desktop client does when it quits, and waits for the proxy to end.
+    pub async fn stop(self) {
+        // The reader holds the writer too (to answer the proxy's requests): stop it first.
+        self.reader.abort();
+        let _ = self.reader.await;
+        drop(self.writer);
+        let ended = tokio::time::timeout(Duration::from_secs(10), self.proxy)
+            .await
+            .expect("the proxy ends when stdin closes")
+            .expect("proxy task");
+        assert!(ended.is_ok(), "{ended:?}");
+    }
+}
+
+/// The names of listed items.
+pub fn names(items: &[Value]) -> Vec<String> {
+    items
+        .iter()
+        .map(|i| i["name"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
