@@ -192,11 +192,10 @@ impl ListOnce {
             other => panic!("not a list: {other}"),
         };
         let answer = self.request(method, json!({})).await;
-        let items = answer["result"][key]
+        answer["result"][key]
             .as_array()
             .unwrap_or_else(|| panic!("{method} failed: {answer}"))
-            .clone();
-        items
+            .clone()
     }
 
     /// Calls a tool; returns the whole response message.
