@@ -120,6 +120,18 @@ impl Kind {
     }
 }
 
+/// The list a request asks for, and its cursor; `None` for other requests.
+pub fn asked_for(request: &ClientRequest) -> Option<(Kind, Option<String>)> {
+    let (kind, params) = match request {
+        ClientRequest::ListToolsRequest(r) => (Kind::Tools, &r.params),
+        ClientRequest::ListPromptsRequest(r) => (Kind::Prompts, &r.params),
+        ClientRequest::ListResourcesRequest(r) => (Kind::Resources, &r.params),
+        ClientRequest::ListResourceTemplatesRequest(r) => (Kind::Templates, &r.params),
+        _ => return None,
+    };
+    Some((kind, params.as_ref().and_then(|p| p.cursor.clone())))
+}
+
 /// How far one walk through one backend's list may go.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

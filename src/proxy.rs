@@ -122,7 +122,7 @@ where
         .as_ref()
         .and_then(|p| managers.get(&p.name))
         .cloned();
-    let relay = Relay::new(backend.clone(), http, tokens);
+    let relay = Relay::new(backend.clone(), http, tokens, settings.gateway.clone());
     let closer = relay.closer();
     let running = match relay.serve(StdioTransport::new(reader, writer)).await {
         Ok(running) => running,

@@ -1,22 +1,35 @@
 //! The transparent relay: one stdio client, one backend, every MCP message passed through —
 //! except that lists come whole: the relay reads every page of a list from the backend and
 //! answers with all of it, since desktop clients read only the first page (see [`crate::lists`]).
+//!
+//! `initialize` is answered with the backend's own identity, capabilities and instructions
+//! when the backend is connected within `gateway.startup_timeout` (5 s) — at once with cached
+//! tokens. A first login takes a person longer (10-40 s with MFA), longer than Claude Code
+//! waits for `initialize` (30 s): then the relay answers with a provisional identity of its own
+//! and every list and tool, keeps connecting, and lets requests wait for the connection (the
+//! first list of each kind up to `gateway.first_list_timeout`, others up to the backend's
+//! `request_timeout`); once connected it announces `list_changed`.
 
 use std::{
     borrow::Cow,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
 };
 
 use rmcp::{
-    RoleServer,
+    Peer, RoleServer,
     model::{
-        ClientNotification, ClientRequest, ErrorData, GetMeta, InitializeRequestParams,
-        InitializeResult, ProgressNotification, ProtocolVersion, ServerResult,
+        ClientConfig, ClientNotification, ClientRequest, ErrorData, GetMeta, Implementation,
+        InitializeRequestParams, InitializeResult, ProgressNotification, ProtocolVersion,
+        ServerCapabilities, ServerResult,
     },
     service::{NotificationContext, RequestContext, Service},
 };
-use serde_json::Map;
-use tokio::sync::OnceCell;
+use serde_json::{Map, json};
+use tokio::sync::{OnceCell, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -27,29 +40,57 @@ use crate::{
     protocol,
 };
 
-/// Serves one backend unchanged: its serverInfo, capabilities and instructions, its lists and
-/// cursors, its results and errors.
+/// Where the backend connection stands.
+#[derive(Clone)]
+enum State {
+    /// Connecting, logging in included.
+    Connecting,
+    Ready(Connection),
+    /// The last attempt failed; the next request tries again.
+    Failed(String),
+}
+
+/// What the connecting task shares with the relay.
+struct Link {
+    state: watch::Sender<State>,
+    session: Mutex<Option<BackendLink>>,
+    /// `initialize` was answered before the backend was connected, so the client has to hear
+    /// when it is. Held while the connecting task publishes its outcome, so the two cannot
+    /// miss each other.
+    provisional: Mutex<bool>,
+    /// A `logging/setLevel` that came before the connection, sent once it is there.
+    log_level: Mutex<Option<ClientRequest>>,
+    shutdown: CancellationToken,
+}
+
+/// Serves one backend unchanged: its serverInfo, capabilities and instructions, its lists,
+/// its results and errors.
 pub struct Relay {
     backend: config::Backend,
     http: reqwest::Client,
     tokens: Option<Arc<TokenManager>>,
+    timing: config::Gateway,
     progress: ProgressMaps,
-    backend_connection: OnceCell<Connection>,
-    link: Arc<Mutex<Option<BackendLink>>>,
+    link: Arc<Link>,
+    /// The stdio client and its introduction, once it has initialized.
+    client: OnceCell<(Peer<RoleServer>, ClientConfig)>,
+    /// Per kind: its first list has been answered.
+    first_answered: [AtomicBool; 4],
 }
 
 /// Closes a relay's backend session after the stdio session has ended.
 pub struct BackendCloser {
     name: String,
-    link: Arc<Mutex<Option<BackendLink>>>,
+    link: Arc<Link>,
 }
 
 impl BackendCloser {
-    /// Ends the backend session (an HTTP DELETE), if one was opened.
+    /// Stops connecting, and ends the backend session (an HTTP DELETE) if one was opened.
     pub async fn close(self) {
-        let link = self.link.lock().ok().and_then(|mut slot| slot.take());
-        if let Some(link) = link
-            && let Err(e) = link.cancel().await
+        self.link.shutdown.cancel();
+        let session = self.link.session.lock().ok().and_then(|mut s| s.take());
+        if let Some(session) = session
+            && let Err(e) = session.cancel().await
         {
             tracing::debug!("Closing backend '{}': {e}", self.name);
         }
@@ -57,19 +98,29 @@ impl BackendCloser {
 }
 
 impl Relay {
-    /// A relay to `backend`, authorized by `tokens` when it has an OIDC profile.
+    /// A relay to `backend`, authorized by `tokens` when it has an OIDC profile; `timing`
+    /// says how long `initialize` and the first lists wait for the connection.
     pub fn new(
         backend: config::Backend,
         http: reqwest::Client,
         tokens: Option<Arc<TokenManager>>,
+        timing: config::Gateway,
     ) -> Self {
         Self {
             backend,
             http,
             tokens,
+            timing,
             progress: ProgressMaps::default(),
-            backend_connection: OnceCell::new(),
-            link: Arc::default(),
+            link: Arc::new(Link {
+                state: watch::Sender::new(State::Connecting),
+                session: Mutex::new(None),
+                provisional: Mutex::new(false),
+                log_level: Mutex::new(None),
+                shutdown: CancellationToken::new(),
+            }),
+            client: OnceCell::new(),
+            first_answered: Default::default(),
         }
     }
 
@@ -81,38 +132,160 @@ impl Relay {
         }
     }
 
+    /// Connects (logging in if needed) in a task of its own, which publishes the outcome.
+    fn connect_in_background(&self) {
+        let Some((downstream, info)) = self.client.get() else {
+            return;
+        };
+        let handler = BackendHandler::new(
+            &self.backend.name,
+            info.clone(),
+            downstream.clone(),
+            self.progress.clone(),
+        );
+        let (backend, http, tokens) =
+            (self.backend.clone(), self.http.clone(), self.tokens.clone());
+        let (link, downstream) = (Arc::clone(&self.link), downstream.clone());
+        tokio::spawn(async move {
+            let attempt = tokio::select! {
+                attempt = backend::connect(&backend, http, tokens, handler) => attempt,
+                () = link.shutdown.cancelled() => return,
+            };
+            let announce = {
+                // Held while publishing: `initialize` decides under the same lock.
+                let provisional = link.provisional.lock();
+                let announce = provisional.as_ref().is_ok_and(|p| **p);
+                match attempt {
+                    Ok((session, connection)) => {
+                        if let Ok(mut slot) = link.session.lock() {
+                            *slot = Some(session);
+                        }
+                        link.state.send_replace(State::Ready(connection));
+                        announce
+                    }
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        link.state.send_replace(State::Failed(e.to_string()));
+                        false
+                    }
+                }
+            };
+            let level = link.log_level.lock().ok().and_then(|mut l| l.take());
+            let state = link.state.borrow().clone();
+            if let (Some(level), State::Ready(connection)) = (level, state)
+                && let Err(e) = connection
+                    .request(level, Default::default(), &link.shutdown)
+                    .await
+            {
+                tracing::debug!(
+                    "Backend '{}' refused the log level: {}",
+                    backend.name,
+                    e.message
+                );
+            }
+            if announce {
+                tracing::info!(
+                    "Connected to backend '{}'; announcing its lists",
+                    backend.name
+                );
+                let _ = downstream.notify_tool_list_changed().await;
+                let _ = downstream.notify_prompt_list_changed().await;
+                let _ = downstream.notify_resource_list_changed().await;
+            }
+        });
+    }
+
+    /// The connection, waiting up to `limit` while it is being made; a failed one is tried
+    /// again first (a person may be back to log in).
+    async fn connection(&self, limit: Option<Duration>) -> Result<Connection, ErrorData> {
+        let retry = self.link.state.send_if_modified(|state| {
+            let failed = matches!(state, State::Failed(_));
+            if failed {
+                *state = State::Connecting;
+            }
+            failed
+        });
+        if retry {
+            self.connect_in_background();
+        }
+        let mut state = self.link.state.subscribe();
+        let settled = state.wait_for(|s| !matches!(s, State::Connecting));
+        let _ = match limit {
+            Some(limit) => tokio::time::timeout(limit, settled).await.ok(),
+            None => Some(settled.await),
+        };
+        let outcome = state.borrow().clone();
+        match outcome {
+            State::Ready(connection) => Ok(connection),
+            State::Failed(reason) => Err(ErrorData::internal_error(reason, None)),
+            State::Connecting => Err(ErrorData::internal_error(
+                format!(
+                    "backend '{}' is unavailable: {}",
+                    self.backend.name,
+                    match &self.backend.profile {
+                        Some(p) => format!(
+                            "still waiting for you to log in to {} in the browser (the URL is \
+                             printed on stderr)",
+                            p.issuer_url
+                        ),
+                        None => "still connecting".into(),
+                    }
+                ),
+                None,
+            )),
+        }
+    }
+
     async fn initialize(
         &self,
         params: InitializeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ServerResult, ErrorData> {
         let negotiated = protocol::negotiate(&params.protocol_version);
-        let handler = BackendHandler::new(
-            &self.backend.name,
-            backend::introduction(&params),
-            context.peer.clone(),
-            self.progress.clone(),
-        );
-        let connection = self
-            .backend_connection
-            .get_or_try_init(|| async {
-                let (link, connection) = backend::connect(
-                    &self.backend,
-                    self.http.clone(),
-                    self.tokens.clone(),
-                    handler,
-                )
-                .await?;
-                if let Ok(mut slot) = self.link.lock() {
-                    *slot = Some(link);
-                }
-                Ok::<_, backend::ConnectError>(connection)
-            })
-            .await
-            .map_err(|e| {
-                tracing::error!("{e}");
-                ErrorData::internal_error(e.to_string(), None)
-            })?;
+        let introduction = backend::introduction(&params);
+        if self
+            .client
+            .set((context.peer.clone(), introduction))
+            .is_err()
+        {
+            return Err(ErrorData::invalid_request("already initialized", None));
+        }
+        self.connect_in_background();
+        let mut state = self.link.state.subscribe();
+        let settled = state.wait_for(|s| !matches!(s, State::Connecting));
+        let _ = tokio::time::timeout(self.timing.startup_timeout, settled).await;
+        let outcome = {
+            let mut provisional = self
+                .link
+                .provisional
+                .lock()
+                .map_err(|_| ErrorData::internal_error("relay state poisoned", None))?;
+            let outcome = self.link.state.borrow().clone();
+            *provisional = matches!(outcome, State::Connecting);
+            outcome
+        };
+        match outcome {
+            State::Ready(connection) => self.transparent(&connection, negotiated),
+            State::Failed(reason) => Err(ErrorData::internal_error(reason, None)),
+            State::Connecting => {
+                tracing::info!(
+                    "Answering initialize after {} s, before backend '{}' is connected (a login \
+                     in progress?); requests wait for it, the first lists up to {} s",
+                    self.timing.startup_timeout.as_secs(),
+                    self.backend.name,
+                    self.timing.first_list_timeout.as_secs()
+                );
+                Ok(ServerResult::InitializeResult(provisional(negotiated)))
+            }
+        }
+    }
+
+    /// The backend's own `initialize` answer, at the negotiated version.
+    fn transparent(
+        &self,
+        connection: &Connection,
+        negotiated: ProtocolVersion,
+    ) -> Result<ServerResult, ErrorData> {
         let Some(server) = connection.info() else {
             return Err(ErrorData::internal_error(
                 format!("backend '{}' sent no initialize result", self.backend.name),
@@ -141,7 +314,6 @@ impl Relay {
     /// foreign one (the relay hands out none): it gets the end of the list, an empty page.
     async fn list(
         &self,
-        connection: &Connection,
         kind: Kind,
         cursor: Option<String>,
         cancelled: &CancellationToken,
@@ -153,21 +325,35 @@ impl Relay {
             );
             return kind.result(Vec::new(), Map::new());
         }
-        let listing = lists::read_all(connection, kind, cancelled, lists::LIMITS).await?;
+        let first = !self.first_answered[kind.index()].swap(true, Ordering::SeqCst);
+        let limit = if first {
+            Some(self.timing.first_list_timeout)
+        } else {
+            self.backend.request_timeout
+        };
+        let connection = self.connection(limit).await?;
+        let listing = lists::read_all(&connection, kind, cancelled, lists::LIMITS).await?;
         kind.result(listing.items, listing.rest)
     }
 }
 
-/// The list a request asks for, and its cursor.
-fn list_request(request: &ClientRequest) -> Option<(Kind, Option<String>)> {
-    let (kind, params) = match request {
-        ClientRequest::ListToolsRequest(r) => (Kind::Tools, &r.params),
-        ClientRequest::ListPromptsRequest(r) => (Kind::Prompts, &r.params),
-        ClientRequest::ListResourcesRequest(r) => (Kind::Resources, &r.params),
-        ClientRequest::ListResourceTemplatesRequest(r) => (Kind::Templates, &r.params),
-        _ => return None,
-    };
-    Some((kind, params.as_ref().and_then(|p| p.cursor.clone())))
+/// What `initialize` says before the backend is connected: every list (changes announced) and
+/// feature, under the proxy's own name.
+fn provisional(negotiated: ProtocolVersion) -> InitializeResult {
+    let capabilities: ServerCapabilities = serde_json::from_value(json!({
+        "tools": {"listChanged": true},
+        "prompts": {"listChanged": true},
+        "resources": {"listChanged": true, "subscribe": true},
+        "logging": {},
+        "completions": {},
+    }))
+    .unwrap_or_default();
+    InitializeResult::new(capabilities)
+        .with_protocol_version(negotiated)
+        .with_server_info(Implementation::new(
+            "authful-mcp-proxy",
+            env!("CARGO_PKG_VERSION"),
+        ))
 }
 
 impl Service<RoleServer> for Relay {
@@ -179,12 +365,26 @@ impl Service<RoleServer> for Relay {
         if let ClientRequest::InitializeRequest(init) = request {
             return self.initialize(init.params, context).await;
         }
-        let Some(connection) = self.backend_connection.get() else {
+        if self.client.get().is_none() {
             return Err(ErrorData::invalid_request("initialize first", None));
-        };
-        if let Some((kind, cursor)) = list_request(&request) {
-            return self.list(connection, kind, cursor, &context.ct).await;
         }
+        if let Some((kind, cursor)) = lists::asked_for(&request) {
+            return self.list(kind, cursor, &context.ct).await;
+        }
+        if !matches!(*self.link.state.borrow(), State::Ready(_)) {
+            // While a person logs in, the session must stay alive: answer what needs no backend.
+            match &request {
+                ClientRequest::PingRequest(_) => return Ok(ServerResult::empty(())),
+                ClientRequest::SetLevelRequest(_) => {
+                    if let Ok(mut level) = self.link.log_level.lock() {
+                        *level = Some(request);
+                    }
+                    return Ok(ServerResult::empty(()));
+                }
+                _ => {}
+            }
+        }
+        let connection = self.connection(self.backend.request_timeout).await?;
         connection.request(request, context.meta, &context.ct).await
     }
 
@@ -193,7 +393,7 @@ impl Service<RoleServer> for Relay {
         notification: ClientNotification,
         context: NotificationContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let Some(connection) = self.backend_connection.get() else {
+        let State::Ready(connection) = self.link.state.borrow().clone() else {
             return Ok(());
         };
         let notification = match notification {

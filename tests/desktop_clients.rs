@@ -84,6 +84,98 @@ async fn the_drop_in_answers_one_page_with_every_item_of_a_paging_backend() {
     client.stop().await;
 }
 
+/// A first login that takes longer than `startup_timeout`: the drop-in answers `initialize`
+/// in time for Claude Code (30 s) under its own name, the first list waits for the login, and
+/// the client hears `list_changed` once the backend is there.
+#[tokio::test]
+async fn the_drop_in_answers_initialize_while_a_person_logs_in() {
+    let idp = FakeIdp::start(IdpConfig::default()).await;
+    let secured = TestBackend::start(
+        BackendConfig::oidc("secured", idp.issuer(), idp.jwks_uri()).with_page_size(2),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = support::settings(
+        &secured.url(),
+        Some(support::profile(&idp, None)),
+        dir.path(),
+    );
+    settings.gateway.startup_timeout = Duration::from_secs(1);
+    let pause = Duration::from_secs(3);
+    let mut client = ListOnce::start(
+        settings.clone(),
+        TestBrowser::new(BrowserMode::CompleteAfter(pause)),
+    );
+    let init = client.initialize("2025-11-25").await;
+    let initialized = client.elapsed();
+    assert!(initialized < Duration::from_secs(2), "{initialized:?}");
+    assert_eq!(
+        init["result"]["serverInfo"]["name"], "authful-mcp-proxy",
+        "{init}"
+    );
+    assert_eq!(init["result"]["capabilities"]["tools"]["listChanged"], true);
+    // The session stays alive meanwhile: what needs no backend is answered at once.
+    let asked = client.elapsed();
+    let ping = client.request("ping", json!({})).await;
+    let level = client
+        .request("logging/setLevel", json!({"level": "error"}))
+        .await;
+    assert!(
+        ping["result"].is_object() && level["result"].is_object(),
+        "{ping} {level}"
+    );
+    assert!(client.elapsed() - asked < Duration::from_secs(1));
+    let tools = client.list_once("tools/list").await;
+    assert!(client.elapsed() >= pause, "{:?}", client.elapsed());
+    assert_eq!(tools.len(), 13);
+    let who = client.call("whoami", json!({})).await;
+    assert_eq!(structured(&who)["sub"], support::idp::DEFAULT_SUBJECT);
+    // The log level the client set during the login reached the backend once it was there.
+    support::eventually(5, "the log level at the backend", || {
+        secured.stats().log_level.as_deref() == Some("error")
+    })
+    .await;
+    let announced: Vec<Value> = client
+        .arrivals()
+        .into_iter()
+        .filter_map(|a| a.message["method"].as_str().map(|m| json!(m)))
+        .collect();
+    assert!(
+        announced.contains(&json!("notifications/tools/list_changed")),
+        "{announced:?}"
+    );
+    client.stop().await;
+
+    // With the tokens cached, the drop-in is transparent again: the backend's own identity.
+    let mut client = ListOnce::start(settings.clone(), TestBrowser::new(BrowserMode::Ignore));
+    let init = client.initialize("2025-11-25").await;
+    assert_eq!(init["result"]["serverInfo"]["name"], "secured", "{init}");
+    client.stop().await;
+
+    // A login slower than the first list's wait: that list says why, later requests work.
+    let slower = tempfile::tempdir().unwrap();
+    settings.cache_dir = slower.path().to_path_buf();
+    settings.gateway.first_list_timeout = Duration::from_secs(1);
+    let mut client = ListOnce::start(
+        settings,
+        TestBrowser::new(BrowserMode::CompleteAfter(pause)),
+    );
+    client.initialize("2025-11-25").await;
+    let first = client.request("tools/list", json!({})).await;
+    let message = first["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("still waiting for you to log in to"),
+        "{first}"
+    );
+    let who = client.call("whoami", json!({})).await;
+    assert_eq!(
+        structured(&who)["sub"],
+        support::idp::DEFAULT_SUBJECT,
+        "{who}"
+    );
+    client.stop().await;
+}
+
 /// Two identity providers, a person who needs 3 s for each login (one browser tab at a time),
 /// and `initialize` answered after 1 s (`startup_timeout`): the one tool list the client reads
 /// still has every backend.

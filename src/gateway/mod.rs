@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     auth::TokenManager,
     config::{self, FallbackTools},
-    lists::Kind,
+    lists::{self, Kind},
     naming::Naming,
     protocol,
 };
@@ -79,18 +79,6 @@ fn unavailable(slot: &Slot, reason: &str) -> ErrorData {
         format!("backend '{}' is unavailable: {reason}", slot.backend.name),
         None,
     )
-}
-
-/// The list a request asks for, and its cursor.
-fn list_request(request: &ClientRequest) -> Option<(Kind, Option<String>)> {
-    let (kind, params) = match request {
-        ClientRequest::ListToolsRequest(r) => (Kind::Tools, &r.params),
-        ClientRequest::ListPromptsRequest(r) => (Kind::Prompts, &r.params),
-        ClientRequest::ListResourcesRequest(r) => (Kind::Resources, &r.params),
-        ClientRequest::ListResourceTemplatesRequest(r) => (Kind::Templates, &r.params),
-        _ => return None,
-    };
-    Some((kind, params.as_ref().and_then(|p| p.cursor.clone())))
 }
 
 impl Gateway {
@@ -547,7 +535,7 @@ impl Service<RoleServer> for Gateway {
             ClientRequest::SetLevelRequest(_) => return self.set_level(request, context).await,
             other => other,
         };
-        if let Some((kind, cursor)) = list_request(&request) {
+        if let Some((kind, cursor)) = lists::asked_for(&request) {
             return self.list(kind, cursor).await;
         }
         let json = to_json(&request)?;

@@ -14,7 +14,9 @@ to $INTEROP_BROWSER_LOG (if set).
 Environment: INTEROP_BROWSER_LOG (log file), INTEROP_LOGIN (login to type, default
 "interop-alice"), INTEROP_BROWSER_DEADLINE (seconds, default 60), INTEROP_CALLBACK_RETRY (seconds
 to retry a refused connection to the callback, default 10), INTEROP_CONSENT ("deny": cancel at the
-consent page, so the provider redirects with error=access_denied; default "allow").
+consent page, so the provider redirects with error=access_denied; default "allow"),
+INTEROP_BROWSER_PAUSE (seconds a person takes at the login form, typing a password and an MFA
+code; default 0).
 """
 
 import html.parser
@@ -32,6 +34,7 @@ LOGIN = os.environ.get("INTEROP_LOGIN", "interop-alice")
 DEADLINE = int(os.environ.get("INTEROP_BROWSER_DEADLINE", "60"))
 CALLBACK_RETRY = float(os.environ.get("INTEROP_CALLBACK_RETRY", "10"))
 CONSENT = os.environ.get("INTEROP_CONSENT", "allow")
+PAUSE = float(os.environ.get("INTEROP_BROWSER_PAUSE", "0"))
 
 
 def log(msg: str) -> None:
@@ -122,6 +125,9 @@ def run(url: str) -> int:
         fields = dict(form["inputs"])
         prompt = fields.get("prompt")
         if prompt == "login":
+            if PAUSE:
+                log(f"  a person types for {PAUSE:g} s")
+                time.sleep(PAUSE)
             fields["login"] = LOGIN
             fields["password"] = "any-password"
             log(f"  submitting login form as {LOGIN!r}")
