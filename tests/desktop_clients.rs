@@ -362,6 +362,36 @@ async fn a_backend_that_joins_after_the_first_list_is_reached_through_the_gatewa
     client.stop().await;
 }
 
+/// `first_list_timeout: 0`: the first list does not wait for a login in progress.
+#[tokio::test]
+async fn a_first_list_timeout_of_zero_does_not_wait() {
+    let idp = FakeIdp::start(IdpConfig::default()).await;
+    let open = TestBackend::start(BackendConfig::open("open")).await;
+    let slow = TestBackend::start(BackendConfig::oidc("slow", idp.issuer(), idp.jwks_uri())).await;
+    let profile = named(support::profile(&idp, None), "corp");
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = gateway(
+        vec![
+            backend("open", &open.url(), None),
+            backend("slow", &slow.url(), Some(&profile)),
+        ],
+        dir.path(),
+    );
+    settings.gateway.first_list_timeout = Duration::ZERO;
+    let browser = TestBrowser::new(BrowserMode::CompleteAfter(Duration::from_secs(3)));
+    let mut client = ListOnce::start(settings, browser);
+    client.initialize("2025-11-25").await;
+    let asked = client.elapsed();
+    let tools = names(&client.list_once("tools/list").await);
+    assert!(
+        client.elapsed() - asked < Duration::from_millis(500),
+        "{:?}",
+        client.elapsed() - asked
+    );
+    assert_eq!(tools.len(), 2 + 13, "{tools:?}");
+    client.stop().await;
+}
+
 #[tokio::test]
 async fn the_gateway_tools_can_be_always_or_never_there() {
     let open = TestBackend::start(BackendConfig::open("open")).await;
