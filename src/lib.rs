@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod backend;
 pub mod cli;
+pub mod clients;
 pub mod config;
 pub mod forward;
 pub mod gateway;

@@ -1,12 +1,13 @@
 //! Running the proxy: token managers per profile, the relay, and the stdio server loop.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc};
 
 use rmcp::{ServiceExt, service::ServerInitializeError};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::{
     auth::{TokenManager, browser::Browser},
+    clients,
     config::Settings,
     gateway::Gateway,
     relay::Relay,
@@ -22,15 +23,6 @@ pub enum RunError {
     /// The stdio client broke the protocol before the session started.
     #[error("MCP session with the client failed to start: {0}")]
     Start(String),
-}
-
-/// The HTTP client shared by every backend and identity provider.
-pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .user_agent(concat!("authful-mcp-proxy/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_default()
 }
 
 /// A client that closes stdin before initializing has simply gone away (exit 0); anything else
@@ -79,8 +71,8 @@ where
     R: AsyncRead + Send + Unpin + 'static,
     W: AsyncWrite + Send + Unpin + 'static,
 {
-    let http = http_client();
-    let managers = token_managers(&settings, &http, &browser);
+    let managers = token_managers(&settings, &clients::identity_provider(), &browser);
+    let http = clients::backend();
     if !settings.is_transparent() {
         let gateway = Gateway::new(
             settings.gateway.clone(),

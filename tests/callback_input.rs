@@ -19,7 +19,7 @@ fn free_port() -> u16 {
 async fn start() -> (CallbackServer, String) {
     let port = free_port();
     let url = Url::parse(&format!("http://localhost:{port}/auth/callback")).unwrap();
-    let server = CallbackServer::start(&url, STATE, "https://issuer.example")
+    let server = CallbackServer::start(&url, STATE, "https://issuer.example", false)
         .await
         .unwrap();
     (server, format!("http://127.0.0.1:{port}"))

@@ -291,7 +291,7 @@ async fn callback_port_in_use_is_reported_with_the_fix() {
 
 #[tokio::test]
 async fn processes_sharing_a_cache_never_reuse_a_rotated_refresh_token() {
-    use authful_mcp_proxy::{auth::TokenManager, proxy::http_client};
+    use authful_mcp_proxy::{auth::TokenManager, clients};
     let (idp, backend, dir) = setup(IdpConfig::default()).await;
     idp.set_access_token_ttl(Duration::from_secs(30));
     let profile = support::profile(&idp, None);
@@ -313,7 +313,7 @@ async fn processes_sharing_a_cache_never_reuse_a_rotated_refresh_token() {
             TokenManager::new(
                 profile.clone(),
                 dir.path(),
-                http_client(),
+                clients::identity_provider(),
                 browser.clone(),
                 Arc::default(),
             )

@@ -15,6 +15,7 @@ use std::{
 
 use authful_mcp_proxy::{
     auth::{AuthError, callback::CallbackServer},
+    clients,
     config::{
         self, Backend, Separator, Settings, Sources,
         interpolate::{Malformed, expand},
@@ -23,7 +24,6 @@ use authful_mcp_proxy::{
     gateway::Gateway,
     glob::Glob,
     naming::{MAX_TOOL_NAME, Naming},
-    proxy,
 };
 use axum::serve::ListenerExt;
 use proptest::{prelude::*, sample::Index};
@@ -1403,7 +1403,7 @@ async fn start_echo(items: EchoItems, stop: &CancellationToken) -> SocketAddr {
     addr
 }
 
-static GATEWAY_HTTP: LazyLock<reqwest::Client> = LazyLock::new(proxy::http_client);
+static GATEWAY_HTTP: LazyLock<reqwest::Client> = LazyLock::new(clients::backend);
 
 /// Names shared by every backend, so that an unprefixed backend's names meet prefixed ones.
 const SHARED_NAMES: [&str; 4] = ["search", "get", "a_b", "x-y"];
@@ -1796,8 +1796,11 @@ proptest! {
 // 5. The login callback's query, through the real callback server over HTTP
 // ---------------------------------------------------------------------------------------------
 
-/// The four query parameters the callback reads.
-const CALLBACK_KEYS: [&str; 4] = ["code", "state", "error", "error_description"];
+/// The query parameters the callback reads.
+const CALLBACK_KEYS: [&str; 5] = ["code", "state", "error", "error_description", "iss"];
+
+/// The issuer of the callback servers here.
+const CALLBACK_ISSUER: &str = "https://issuer.example.com";
 
 /// A loopback port that was free a moment ago.
 fn free_port() -> u16 {
@@ -1812,7 +1815,7 @@ fn free_port() -> u16 {
 async fn callback_server(state: &str) -> (CallbackServer, Url) {
     for _ in 0..10 {
         let url = Url::parse(&format!("http://127.0.0.1:{}/auth/callback", free_port())).unwrap();
-        match CallbackServer::start(&url, state, "https://issuer.example.com").await {
+        match CallbackServer::start(&url, state, CALLBACK_ISSUER, false).await {
             Ok(server) => return (server, url),
             // Another test took the port in between: take another.
             Err(AuthError::PortInUse { .. }) => continue,
@@ -1920,17 +1923,22 @@ fn query_value() -> impl Strategy<Value = String> {
     ]
 }
 
-/// Extra parameters a provider may add (`iss`, `session_state`, anything).
+/// Parameters a provider may add: `iss` (the right issuer or another), `session_state`,
+/// anything.
 fn extra_param() -> impl Strategy<Value = (String, String)> {
+    prop_oneof![
+        1 => prop_oneof![Just(CALLBACK_ISSUER.to_owned()), query_value()]
+            .prop_map(|iss| ("iss".to_owned(), iss)),
+        3 => other_param(),
+    ]
+}
+
+fn other_param() -> impl Strategy<Value = (String, String)> {
     (
-        prop_oneof![
-            Just("iss".to_owned()),
-            Just("session_state".to_owned()),
-            "[a-z_]{1,8}"
-        ]
-        .prop_filter("not a callback key", |k| {
-            !CALLBACK_KEYS.contains(&k.as_str())
-        }),
+        prop_oneof![Just("session_state".to_owned()), "[a-z_]{1,8}"]
+            .prop_filter("not a callback key", |k| {
+                !CALLBACK_KEYS.contains(&k.as_str())
+            }),
         query_value(),
     )
 }
@@ -1954,6 +1962,8 @@ enum Expected {
     Code(String),
     /// 200, the login ends refused.
     Denied(String, String),
+    /// 400, the login ends: the response names another issuer (RFC 9207).
+    WrongIssuer,
 }
 
 fn expected(query: &str, state: &str) -> Expected {
@@ -1971,6 +1981,10 @@ fn expected(query: &str, state: &str) -> Expected {
     let one = |k: &str| seen.get(k).and_then(|v| v.first()).cloned();
     if one("state").as_deref() != Some(state) {
         return Expected::Rejected;
+    }
+    let ends_login = one("error").is_some() || one("code").is_some_and(|c| !c.is_empty());
+    if ends_login && one("iss").is_some_and(|iss| iss != CALLBACK_ISSUER) {
+        return Expected::WrongIssuer;
     }
     if let Some(error) = one("error") {
         return Expected::Denied(error, one("error_description").unwrap_or_default());
@@ -2007,7 +2021,10 @@ async fn callback_case(state: &str, query: &str) -> Result<(), TestCaseError> {
     let (sent, status, content_type, body) = hit(&url, query).await;
     // The model reads what went on the wire (the URL parser encodes a few characters).
     let want = expected(&sent, state);
-    let want_status = if want == Expected::Rejected { 400 } else { 200 };
+    let want_status = match want {
+        Expected::Rejected | Expected::WrongIssuer => 400,
+        Expected::Code(_) | Expected::Denied(..) => 200,
+    };
     prop_assert_eq!(status, want_status, "{:?} for {:?}: {}", want, sent, body);
     let page = if content_type.starts_with("text/html") {
         Some(page_slots(&body).map_err(TestCaseError::fail)?)
@@ -2049,6 +2066,10 @@ async fn callback_case(state: &str, query: &str) -> Result<(), TestCaseError> {
                 message,
                 format!("The identity provider said: {detail}. Return to your app to retry.")
             );
+        }
+        (Expected::WrongIssuer, Err(AuthError::WrongIssuer(_))) => {
+            let (title, _) = page.ok_or_else(|| TestCaseError::fail("no page"))?;
+            prop_assert_eq!(title, "Login refused");
         }
         (want, outcome) => {
             return Err(TestCaseError::fail(format!(

@@ -31,6 +31,8 @@ struct Shared {
     state: Arc<str>,
     outcome: mpsc::Sender<Outcome>,
     issuer: Arc<str>,
+    /// The provider promises `iss` in its responses (RFC 9207).
+    iss_required: bool,
     /// Set by the first callback that ends the login.
     used: Arc<AtomicBool>,
 }
@@ -47,6 +49,7 @@ struct CallbackQuery {
     state: Option<String>,
     error: Option<String>,
     error_description: Option<String>,
+    iss: Option<String>,
 }
 
 /// Addresses to listen on for a loopback redirect host: `localhost` may resolve to either
@@ -63,14 +66,22 @@ fn listen_addresses(url: &Url) -> Vec<IpAddr> {
 }
 
 impl CallbackServer {
-    /// Binds the redirect URL's port on loopback and starts serving its path.
-    pub async fn start(redirect_url: &Url, state: &str, issuer: &str) -> Result<Self, AuthError> {
+    /// Binds the redirect URL's port on loopback and starts serving its path. The response
+    /// must carry `state`; an `iss` in it must be `issuer`, and `iss_required` makes it
+    /// mandatory (RFC 9207: a response from another provider must not complete this login).
+    pub async fn start(
+        redirect_url: &Url,
+        state: &str,
+        issuer: &str,
+        iss_required: bool,
+    ) -> Result<Self, AuthError> {
         let port = redirect_url.port_or_known_default().unwrap_or(80);
         let (tx, rx) = mpsc::channel(1);
         let shared = Shared {
             state: state.into(),
             outcome: tx,
             issuer: issuer.into(),
+            iss_required,
             used: Arc::default(),
         };
         let path = match redirect_url.path() {
@@ -152,6 +163,21 @@ async fn callback(
         );
     }
     let ends_login = query.error.is_some() || query.code.as_deref().is_some_and(|c| !c.is_empty());
+    // Only a response that would end the login is checked: one without code or error is
+    // refused below anyway, and must not end the login either.
+    let wrong_issuer = match query.iss.as_deref().filter(|_| ends_login) {
+        Some(iss) if iss != &*shared.issuer => Some(format!(
+            "the response comes from issuer '{}', not {}",
+            bounded(iss, 200),
+            shared.issuer
+        )),
+        None if shared.iss_required && ends_login => Some(format!(
+            "{} promises an iss parameter in its responses (RFC 9207), and this one has none",
+            shared.issuer
+        )),
+        _ => None,
+    };
+
     // One use: a replayed redirect (a reload, a second tab) cannot feed another code in.
     if ends_login && shared.used.swap(true, Ordering::SeqCst) {
         tracing::warn!("Ignoring a repeated login callback");
@@ -160,6 +186,19 @@ async fn callback(
             Html(page(
                 "Already used",
                 "This sign-in response has already been received. Return to your app.",
+            )),
+        );
+    }
+    if let Some(problem) = wrong_issuer {
+        tracing::warn!("Refused a login response: {problem}");
+        let _ = shared
+            .outcome
+            .try_send(Err(AuthError::WrongIssuer(problem.clone())));
+        return (
+            StatusCode::BAD_REQUEST,
+            Html(page(
+                "Login refused",
+                &format!("{problem}. Return to your app to retry."),
             )),
         );
     }

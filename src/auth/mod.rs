@@ -91,6 +91,18 @@ pub enum AuthError {
     /// The ID token did not validate.
     #[error("ID token rejected: {0}")]
     IdToken(String),
+    /// The provider's discovery document names endpoints the proxy will not use.
+    #[error("identity provider {issuer} cannot be trusted with a login: {reason}")]
+    UnsafeProvider {
+        /// The configured issuer.
+        issuer: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The authorization response came from another issuer (RFC 9207), or lacked the `iss`
+    /// its provider promises.
+    #[error("login refused: {0} (a mix-up of identity providers, or an attack); try again")]
+    WrongIssuer(String),
 }
 
 /// Hands out access tokens for one profile, renewing them at most once at a time.
@@ -305,6 +317,7 @@ impl TokenManager {
             &self.profile.redirect_url,
             login.state.secret(),
             &self.profile.issuer_url,
+            provider.sends_iss(),
         )
         .await?;
         let url = login.url.to_string();

@@ -1,31 +1,123 @@
 //! The OpenID Connect exchanges: discovery, the authorization URL, code and refresh grants,
-//! ID-token validation. HTTP goes through our own reqwest client (one HTTP stack).
+//! ID-token validation. HTTP goes through our own reqwest client (one HTTP stack, see
+//! [`crate::clients::identity_provider`]).
+//!
+//! A provider is trusted with the user's login, so what it says is checked before it is used:
+//! - every request goes to `https://` (or `http://` on a loopback host), follows no redirect,
+//!   and reads at most 1 MiB;
+//! - after discovery, every endpoint the proxy uses must be such a URL too, so a hostile or
+//!   compromised discovery document (a `file:` authorization endpoint, a plain-`http` token
+//!   endpoint elsewhere) is refused before any browser opens;
+//! - an ID token signed by a key the cached key set lacks makes the proxy read the keys once
+//!   more (and discovery, if that does not help), so a provider that rotates its keys does not
+//!   break every later login until a restart.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use openidconnect::{
-    AuthType, AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl,
-    Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
-    RequestTokenError, Scope, TokenResponse,
+    AdditionalProviderMetadata, AuthType, AuthenticationFlow, AuthorizationCode,
+    ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, IssuerUrl, JsonWebKeySet, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl,
+    RefreshToken, RequestTokenError, Scope, SignatureVerificationError, TokenResponse,
     core::{
-        CoreClient, CoreClientAuthMethod, CoreErrorResponseType, CoreProviderMetadata,
-        CoreResponseType, CoreTokenResponse,
+        CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClient, CoreClientAuthMethod,
+        CoreErrorResponseType, CoreGrantType, CoreIdToken, CoreJsonWebKey,
+        CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreResponseMode,
+        CoreResponseType, CoreSubjectIdentifierType, CoreTokenResponse,
     },
 };
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::{
     AuthError,
     cache::{StoredTokens, unix_now},
 };
-use crate::{config::Profile, secret::Secret};
+use crate::{
+    clients::IDP_MAX_RESPONSE_BYTES,
+    config::{Profile, endpoint_problem},
+    secret::Secret,
+};
+
+/// Discovery fields beyond OpenID Connect Core that the proxy reads.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct ExtraMetadata {
+    /// RFC 9207: the provider puts `iss` into every authorization response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_response_iss_parameter_supported: Option<bool>,
+    /// RFC 7009 token revocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_endpoint: Option<String>,
+    /// RFC 8628 device authorization.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_authorization_endpoint: Option<String>,
+}
+
+impl AdditionalProviderMetadata for ExtraMetadata {}
+
+/// A provider's discovery document.
+type Metadata = ProviderMetadata<
+    ExtraMetadata,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
 
 /// A discovered provider for one profile.
 pub struct Provider {
-    metadata: CoreProviderMetadata,
+    /// Replaced when the provider's keys are read again.
+    metadata: RwLock<Metadata>,
     profile: Arc<Profile>,
     http: reqwest::Client,
     auth_type: AuthType,
+}
+
+/// Why a request to an identity provider was not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderRequestError {
+    /// The URL is not `https://` (or loopback `http://`).
+    #[error("refused to send a request to {url}: {problem}")]
+    Insecure {
+        /// Where the request would have gone.
+        url: String,
+        /// Why not.
+        problem: String,
+    },
+    /// The provider answered with a redirect.
+    #[error(
+        "{url} answered HTTP {status}, a redirect to {location}: requests to identity providers \
+         follow no redirects (set issuer_url to the provider's own address)"
+    )]
+    Redirect {
+        /// The request URL.
+        url: String,
+        /// The status code.
+        status: u16,
+        /// Where it pointed.
+        location: String,
+    },
+    /// The answer was larger than the limit.
+    #[error("{url} answered more than {} KiB; the provider's answers are limited to that", IDP_MAX_RESPONSE_BYTES / 1024)]
+    TooLarge {
+        /// The request URL.
+        url: String,
+    },
+    /// Connecting, sending or receiving failed (or took longer than the request timeout).
+    #[error("{url}: {reason}")]
+    Http {
+        /// The request URL.
+        url: String,
+        /// What happened.
+        reason: String,
+    },
 }
 
 /// One login attempt's secrets, kept until the code comes back.
@@ -49,20 +141,60 @@ pub enum RefreshError {
     Failed(AuthError),
 }
 
+/// Sends one request to the provider: secure URLs only, no redirects, a bounded answer.
 async fn send(
     client: reqwest::Client,
     request: openidconnect::HttpRequest,
-) -> Result<openidconnect::HttpResponse, reqwest::Error> {
+) -> Result<openidconnect::HttpResponse, ProviderRequestError> {
     let (parts, body) = request.into_parts();
-    let response = client
-        .request(parts.method, parts.uri.to_string())
+    let url = parts.uri.to_string();
+    let parsed = Url::parse(&url).map_err(|e| ProviderRequestError::Insecure {
+        url: url.clone(),
+        problem: e.to_string(),
+    })?;
+    if let Some(problem) = endpoint_problem(&parsed) {
+        return Err(ProviderRequestError::Insecure { url, problem });
+    }
+    let failed = |e: reqwest::Error| ProviderRequestError::Http {
+        url: url.clone(),
+        reason: if e.is_timeout() {
+            format!(
+                "no answer within {} s",
+                crate::clients::IDP_TIMEOUT.as_secs()
+            )
+        } else {
+            chain(&e)
+        },
+    };
+    let mut response = client
+        .request(parts.method, url.as_str())
         .headers(parts.headers)
         .body(body)
         .send()
-        .await?;
+        .await
+        .map_err(failed)?;
     let status = response.status();
+    if status.is_redirection() {
+        let location = response
+            .headers()
+            .get(http::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or("nowhere")
+            .to_owned();
+        return Err(ProviderRequestError::Redirect {
+            url,
+            status: status.as_u16(),
+            location,
+        });
+    }
     let headers = response.headers().clone();
-    let body = response.bytes().await?.to_vec();
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(failed)? {
+        if body.len() + chunk.len() > IDP_MAX_RESPONSE_BYTES {
+            return Err(ProviderRequestError::TooLarge { url });
+        }
+        body.extend_from_slice(&chunk);
+    }
     let mut out = http::Response::new(body);
     *out.status_mut() = status;
     *out.headers_mut() = headers;
@@ -108,17 +240,52 @@ async fn keys_url(http: &reqwest::Client, issuer: &str) -> Option<String> {
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
     );
-    let document: serde_json::Value = http
-        .get(url)
-        .send()
-        .await
-        .ok()?
-        .error_for_status()
-        .ok()?
-        .json()
-        .await
-        .ok()?;
+    let request = http::Request::get(url).body(Vec::new()).ok()?;
+    let response = send(http.clone(), request).await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    let document: serde_json::Value = serde_json::from_slice(response.body()).ok()?;
     document["jwks_uri"].as_str().map(str::to_owned)
+}
+
+/// Everything in the discovery document the proxy would send a person or a request to must be
+/// `https://` (or `http://` on a loopback host).
+fn check_endpoints(metadata: &Metadata) -> Result<(), String> {
+    let extra = metadata.additional_metadata();
+    let endpoints = [
+        (
+            "authorization_endpoint",
+            Some(metadata.authorization_endpoint().url().as_str()),
+        ),
+        (
+            "token_endpoint",
+            metadata.token_endpoint().map(|u| u.url().as_str()),
+        ),
+        ("jwks_uri", Some(metadata.jwks_uri().url().as_str())),
+        (
+            "userinfo_endpoint",
+            metadata.userinfo_endpoint().map(|u| u.url().as_str()),
+        ),
+        ("revocation_endpoint", extra.revocation_endpoint.as_deref()),
+        (
+            "device_authorization_endpoint",
+            extra.device_authorization_endpoint.as_deref(),
+        ),
+    ];
+    for (name, url) in endpoints {
+        let Some(url) = url else { continue };
+        let problem = match Url::parse(url) {
+            Ok(parsed) => endpoint_problem(&parsed),
+            Err(e) => Some(format!("'{url}' is not a URL ({e})")),
+        };
+        if let Some(problem) = problem {
+            return Err(format!(
+                "its discovery document gives {name} {problem}; the login is refused"
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Provider {
@@ -131,11 +298,7 @@ impl Provider {
         let issuer =
             IssuerUrl::new(profile.issuer_url.clone()).map_err(|e| failed(e.to_string()))?;
         let client = http.clone();
-        let metadata = match CoreProviderMetadata::discover_async(issuer, &|r| {
-            send(client.clone(), r)
-        })
-        .await
-        {
+        let metadata = match Metadata::discover_async(issuer, &|r| send(client.clone(), r)).await {
             Ok(metadata) => metadata,
             Err(e) => {
                 let reason = chain(&e);
@@ -150,6 +313,10 @@ impl Provider {
                 });
             }
         };
+        check_endpoints(&metadata).map_err(|reason| AuthError::UnsafeProvider {
+            issuer: profile.issuer_url.clone(),
+            reason,
+        })?;
         let methods = metadata.token_endpoint_auth_methods_supported();
         let supports = |m: &CoreClientAuthMethod| methods.is_none_or(|list| list.contains(m));
         // client_secret_basic is the spec's default; fall back to _post where only that exists.
@@ -164,11 +331,80 @@ impl Provider {
             auth_type
         );
         Ok(Self {
-            metadata,
+            metadata: RwLock::new(metadata),
             profile,
             http,
             auth_type,
         })
+    }
+
+    /// Whether the provider promises `iss` in every authorization response (RFC 9207).
+    pub fn sends_iss(&self) -> bool {
+        self.metadata.read().is_ok_and(|m| {
+            m.additional_metadata()
+                .authorization_response_iss_parameter_supported
+                == Some(true)
+        })
+    }
+
+    /// Reads the provider's keys again: its key set, or, if that fails, its whole discovery
+    /// document (which may name a new key set).
+    async fn reload_keys(&self, rediscover: bool) -> Result<(), AuthError> {
+        let http = self.http.clone();
+        let jwks_uri = match self.metadata.read() {
+            Ok(metadata) => metadata.jwks_uri().clone(),
+            Err(_) => return Ok(()),
+        };
+        if !rediscover
+            && let Ok(keys) =
+                JsonWebKeySet::fetch_async(&jwks_uri, &|r| send(http.clone(), r)).await
+        {
+            if let Ok(mut metadata) = self.metadata.write() {
+                *metadata = metadata.clone().set_jwks(keys);
+            }
+            return Ok(());
+        }
+        let fresh = Self::discover(Arc::clone(&self.profile), self.http.clone()).await?;
+        if let (Ok(mut metadata), Ok(fresh)) = (self.metadata.write(), fresh.metadata.into_inner())
+        {
+            *metadata = fresh;
+        }
+        Ok(())
+    }
+
+    /// Validates an ID token (signature, issuer, audience, nonce), reading the provider's keys
+    /// again when it was signed by a key the cached set lacks.
+    async fn validate(&self, id_token: &CoreIdToken, nonce: &Nonce) -> Result<(), AuthError> {
+        let unknown_key = |e: &ClaimsVerificationError| {
+            matches!(
+                e,
+                ClaimsVerificationError::SignatureVerification(
+                    SignatureVerificationError::NoMatchingKey
+                )
+            )
+        };
+        for rediscover in [None, Some(false), Some(true)] {
+            if let Some(rediscover) = rediscover {
+                tracing::info!(
+                    "The ID token of {} is signed by a key it has not published before; \
+                     reading its {} again",
+                    self.profile.issuer_url,
+                    if rediscover {
+                        "discovery document"
+                    } else {
+                        "keys"
+                    }
+                );
+                self.reload_keys(rediscover).await?;
+            }
+            let client = self.client()?;
+            match id_token.claims(&client.id_token_verifier(), nonce) {
+                Ok(_) => return Ok(()),
+                Err(e) if unknown_key(&e) && rediscover != Some(true) => continue,
+                Err(e) => return Err(AuthError::IdToken(chain(&e))),
+            }
+        }
+        Err(AuthError::IdToken("no key of the provider matches".into()))
     }
 
     fn client(
@@ -186,8 +422,13 @@ impl Provider {
     > {
         let redirect = RedirectUrl::new(self.profile.redirect_url.to_string())
             .map_err(|e| AuthError::Callback(e.to_string()))?;
+        let metadata = self
+            .metadata
+            .read()
+            .map_err(|_| AuthError::Callback("provider state poisoned".into()))?
+            .clone();
         Ok(CoreClient::from_provider_metadata(
-            self.metadata.clone(),
+            metadata,
             ClientId::new(self.profile.client_id.clone()),
             self.profile
                 .client_secret
@@ -250,9 +491,7 @@ impl Provider {
             .await
             .map_err(|e| AuthError::TokenEndpoint(describe(&e)))?;
         if let Some(id_token) = response.id_token() {
-            id_token
-                .claims(&client.id_token_verifier(), &login.nonce)
-                .map_err(|e| AuthError::IdToken(chain(&e)))?;
+            self.validate(id_token, &login.nonce).await?;
         }
         Ok(self.stored(&response))
     }

@@ -155,8 +155,10 @@ impl Gateway {
                 })
                 .collect()
         };
+        // Ready means its tools can be called: connected, and its tool list read.
         let status = |slot: &Slot| match slot.connection() {
-            Ok(_) => json!({"ready": true}),
+            Ok(_) if slot.listed(Kind::Tools).is_some() => json!({"ready": true}),
+            Ok(_) => json!({"ready": false, "status": "connected; reading its lists"}),
             Err(reason) => json!({"ready": false, "status": reason}),
         };
         match &arguments["backend"] {

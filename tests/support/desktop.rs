@@ -177,8 +177,11 @@ impl ListOnce {
                 }),
             )
             .await;
-        self.send_line(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
-            .await;
+        // A refused handshake ends the session: there is nobody to tell.
+        if answer.get("result").is_some() {
+            self.send_line(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+                .await;
+        }
         answer
     }
 
@@ -207,6 +210,15 @@ impl ListOnce {
     /// Everything the proxy sent so far, in order.
     pub fn arrivals(&self) -> Vec<Arrival> {
         self.arrivals.lock().unwrap().clone()
+    }
+
+    /// Waits for the proxy to end on its own (after a refused `initialize`, say).
+    pub async fn ended(self) -> Result<(), RunError> {
+        self.reader.abort();
+        tokio::time::timeout(Duration::from_secs(10), self.proxy)
+            .await
+            .expect("the proxy ends on its own")
+            .expect("proxy task")
     }
 
     /// Closes stdin, as a desktop client does when it quits, and waits for the proxy to end.

@@ -48,17 +48,27 @@ pub const TEST_RSA_PEM: &str = include_str!("keys/test_rsa.pem");
 pub const TEST_RSA_JWK_JSON: &str = include_str!("keys/test_rsa.jwk.json");
 /// PEM of an unrelated private key, never published (used for forged tokens).
 pub const OTHER_RSA_PEM: &str = include_str!("keys/other_rsa.pem");
+/// PEM of the key the provider signs with after [`FakeIdp::rotate_signing_key`].
+pub const ROTATED_RSA_PEM: &str = include_str!("keys/rotated_rsa.pem");
+/// Public JWK (JSON) of [`ROTATED_RSA_PEM`], kid `test-key-2`.
+pub const ROTATED_RSA_JWK_JSON: &str = include_str!("keys/rotated_rsa.jwk.json");
+/// `kid` of the rotated key.
+pub const ROTATED_KID: &str = "test-key-2";
 
 struct Keys {
     signing: EncodingKey,
     foreign: EncodingKey,
+    rotated: EncodingKey,
     jwk: Value,
+    rotated_jwk: Value,
 }
 
 static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
     signing: EncodingKey::from_rsa_pem(TEST_RSA_PEM.as_bytes()).expect("parse test_rsa.pem"),
     foreign: EncodingKey::from_rsa_pem(OTHER_RSA_PEM.as_bytes()).expect("parse other_rsa.pem"),
+    rotated: EncodingKey::from_rsa_pem(ROTATED_RSA_PEM.as_bytes()).expect("parse rotated_rsa.pem"),
     jwk: serde_json::from_str(TEST_RSA_JWK_JSON).expect("parse test_rsa.jwk.json"),
+    rotated_jwk: serde_json::from_str(ROTATED_RSA_JWK_JSON).expect("parse rotated_rsa.jwk.json"),
 });
 
 /// The public JWK of the signing key, exactly as served inside `/jwks`.
@@ -126,6 +136,10 @@ pub struct IdpStats {
     /// Client authentication method presented on the latest token request that
     /// carried any: `"basic"`, `"post"` or `"none"` (recorded even if it failed).
     pub last_client_auth: Option<String>,
+    /// `GET /jwks` requests.
+    pub jwks_fetches: u32,
+    /// `GET /.well-known/openid-configuration` requests.
+    pub discoveries: u32,
 }
 
 struct PendingCode {
@@ -162,6 +176,14 @@ struct State {
     id_token_fault: Option<IdTokenFault>,
     /// `/jwks` answers 404.
     jwks_broken: bool,
+    /// Signs with the rotated key and publishes only that one.
+    rotated: bool,
+    /// Members that replace those of the discovery document.
+    discovery_overrides: serde_json::Map<String, Value>,
+    /// The token endpoint answers `307` to this URL.
+    token_redirect: Option<String>,
+    /// `iss` added to authorization responses (RFC 9207).
+    response_iss: Option<String>,
 }
 
 /// What a token request gets instead of being served.
@@ -171,6 +193,8 @@ pub enum TokenFault {
     TemporarilyUnavailable,
     /// 500 with an HTML page (a proxy in front of the provider, say).
     HtmlServerError,
+    /// Accepted and never answered.
+    Stall,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -211,6 +235,10 @@ impl FakeIdp {
             token_faults: Default::default(),
             id_token_fault: None,
             jwks_broken: false,
+            rotated: false,
+            discovery_overrides: Default::default(),
+            token_redirect: None,
+            response_iss: None,
         }));
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -304,6 +332,30 @@ impl FakeIdp {
         lock(&self.state)
             .token_faults
             .extend(faults.iter().copied());
+    }
+
+    /// Replaces (or, with `null`, removes) a member of the discovery document: a hostile or
+    /// misconfigured provider.
+    pub fn set_discovery(&self, key: &str, value: Value) {
+        lock(&self.state)
+            .discovery_overrides
+            .insert(key.to_owned(), value);
+    }
+
+    /// From now on, the token endpoint answers `307 Temporary Redirect` to `to`.
+    pub fn redirect_token_requests(&self, to: Option<String>) {
+        lock(&self.state).token_redirect = to;
+    }
+
+    /// From now on, authorization responses carry `iss` (RFC 9207).
+    pub fn set_response_iss(&self, iss: Option<String>) {
+        lock(&self.state).response_iss = iss;
+    }
+
+    /// Rotates the signing key: tokens are signed with the rotated key (kid `test-key-2`) and
+    /// `/jwks` publishes only that one.
+    pub fn rotate_signing_key(&self) {
+        lock(&self.state).rotated = true;
     }
 
     /// Snapshot of the counters.
@@ -400,6 +452,16 @@ fn s256(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
+/// Signs with the provider's current key: the original one, or the rotated one.
+fn sign_current(rotated: bool, claims: &Value) -> String {
+    if !rotated {
+        return sign(&KEYS.signing, claims);
+    }
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(ROTATED_KID.to_owned());
+    jsonwebtoken::encode(&header, claims, &KEYS.rotated).expect("sign JWT")
+}
+
 fn sign(key: &EncodingKey, claims: &Value) -> String {
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(KID.to_owned());
@@ -437,6 +499,8 @@ struct IdParams<'a> {
     access_token: &'a str,
     iat: i64,
     fault: Option<IdTokenFault>,
+    /// Signed with the rotated key.
+    rotated: bool,
 }
 
 /// A defect in the ID tokens the provider issues.
@@ -475,7 +539,7 @@ fn id_token(p: &IdParams<'_>) -> String {
     }
     match p.fault {
         Some(IdTokenFault::ForeignSignature) => sign(&KEYS.foreign, &claims),
-        _ => sign(&KEYS.signing, &claims),
+        _ => sign_current(p.rotated, &claims),
     }
 }
 
@@ -577,9 +641,10 @@ fn found(url: &Url) -> Response {
 // Handlers
 
 async fn discovery(AxumState(state): AxumState<Shared>) -> Response {
-    let st = lock(&state);
+    let mut st = lock(&state);
+    st.stats.discoveries += 1;
     let iss = &st.issuer;
-    Json(json!({
+    let mut document = json!({
         "issuer": iss,
         "authorization_endpoint": format!("{iss}/authorize"),
         "token_endpoint": format!("{iss}/token"),
@@ -591,15 +656,30 @@ async fn discovery(AxumState(state): AxumState<Shared>) -> Response {
         "token_endpoint_auth_methods_supported": st.config.token_auth_methods,
         "code_challenge_methods_supported": ["S256"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
-    }))
-    .into_response()
+    });
+    for (key, value) in &st.discovery_overrides {
+        match value {
+            Value::Null => document.as_object_mut().map(|d| d.remove(key)),
+            _ => document
+                .as_object_mut()
+                .map(|d| d.insert(key.clone(), value.clone())),
+        };
+    }
+    Json(document).into_response()
 }
 
 async fn jwks(AxumState(state): AxumState<Shared>) -> Response {
-    if lock(&state).jwks_broken {
+    let mut st = lock(&state);
+    st.stats.jwks_fetches += 1;
+    if st.jwks_broken {
         return (StatusCode::NOT_FOUND, "no keys here").into_response();
     }
-    Json(json!({"keys": [KEYS.jwk.clone()]})).into_response()
+    let key = if st.rotated {
+        KEYS.rotated_jwk.clone()
+    } else {
+        KEYS.jwk.clone()
+    };
+    Json(json!({ "keys": [key] })).into_response()
 }
 
 async fn authorize(AxumState(state): AxumState<Shared>, RawQuery(query): RawQuery) -> Response {
@@ -674,6 +754,9 @@ async fn authorize(AxumState(state): AxumState<Shared>, RawQuery(query): RawQuer
                 if let Some(s) = state_param {
                     pairs.append_pair("state", s);
                 }
+                if let Some(iss) = &st.response_iss {
+                    pairs.append_pair("iss", iss);
+                }
             }
             found(&redirect)
         }
@@ -681,12 +764,19 @@ async fn authorize(AxumState(state): AxumState<Shared>, RawQuery(query): RawQuer
 }
 
 async fn token(AxumState(state): AxumState<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(to) = lock(&state).token_redirect.clone() {
+        return (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, to)]).into_response();
+    }
     let fault = lock(&state).token_faults.pop_front();
     match fault {
         Some(TokenFault::TemporarilyUnavailable) => {
             let body =
                 json!({"error": "temporarily_unavailable", "error_description": "try later"});
             return (StatusCode::SERVICE_UNAVAILABLE, no_store(), Json(body)).into_response();
+        }
+        Some(TokenFault::Stall) => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            return StatusCode::GATEWAY_TIMEOUT.into_response();
         }
         Some(TokenFault::HtmlServerError) => {
             let page = "<html><body><h1>500 Internal Server Error</h1></body></html>";
@@ -844,6 +934,7 @@ struct IssueContext {
     ttl: Duration,
     clock_offset: i64,
     id_token_fault: Option<IdTokenFault>,
+    rotated: bool,
 }
 
 fn issue_context(st: &State) -> IssueContext {
@@ -853,6 +944,7 @@ fn issue_context(st: &State) -> IssueContext {
         ttl: st.config.access_token_ttl,
         clock_offset: st.clock_offset,
         id_token_fault: st.id_token_fault,
+        rotated: st.rotated,
     }
 }
 
@@ -865,8 +957,8 @@ fn token_response(
     refresh_token: &str,
 ) -> Value {
     let iat = now() + ctx.clock_offset;
-    let access_token = sign(
-        &KEYS.signing,
+    let access_token = sign_current(
+        ctx.rotated,
         &access_claims(&AccessParams {
             issuer: ctx.issuer.clone(),
             sub: sub.to_owned(),
@@ -885,6 +977,7 @@ fn token_response(
         access_token: &access_token,
         iat,
         fault: ctx.id_token_fault,
+        rotated: ctx.rotated,
     });
     json!({
         "access_token": access_token,

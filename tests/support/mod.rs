@@ -9,6 +9,7 @@ pub mod desktop;
 pub mod faults;
 pub mod idp;
 pub mod logs;
+pub mod redirector;
 pub mod scripted;
 
 use std::{

@@ -103,7 +103,16 @@ impl ScriptedBackend {
             Arc::new(LocalSessionManager::default()),
             StreamableHttpServerConfig::default().with_cancellation_token(stop.child_token()),
         );
-        let router = axum::Router::new().route_service("/mcp", service);
+        // `/moved` is where the server used to live: a same-origin 307 to `/mcp`.
+        let router = axum::Router::new().route_service("/mcp", service).route(
+            "/moved",
+            axum::routing::any(|| async {
+                (
+                    axum::http::StatusCode::TEMPORARY_REDIRECT,
+                    [(axum::http::header::LOCATION, "/mcp")],
+                )
+            }),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let signal = stop.clone().cancelled_owned();

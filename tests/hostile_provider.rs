@@ -1,0 +1,197 @@
+//! An identity provider that is hostile, compromised or simply broken: endpoints that are not
+//! `https://` (or loopback), an authorization response from another issuer (RFC 9207), keys
+//! rotated between two logins, an answer too large, a token endpoint that never answers. The
+//! login is refused before any browser opens where it should be, and goes on where it can.
+
+mod support;
+
+use std::{sync::Arc, time::Duration};
+
+use authful_mcp_proxy::{auth::TokenManager, clients, config::Profile};
+use serde_json::{Value, json};
+use support::{
+    BrowserMode, TestBrowser,
+    idp::{FakeIdp, IdpConfig, TokenFault},
+};
+
+fn manager(
+    profile: Arc<Profile>,
+    dir: &std::path::Path,
+    browser: Arc<TestBrowser>,
+) -> TokenManager {
+    TokenManager::new(
+        profile,
+        dir,
+        clients::identity_provider(),
+        browser,
+        Arc::default(),
+    )
+}
+
+#[tokio::test]
+async fn endpoints_that_are_not_https_are_refused_before_any_browser_opens() {
+    let cases: [(&str, Value); 5] = [
+        ("authorization_endpoint", json!("file:///etc/passwd")),
+        ("authorization_endpoint", json!("myapp://authorize")),
+        ("token_endpoint", json!("http://idp.example.com/token")),
+        (
+            "userinfo_endpoint",
+            json!("http://idp.example.com/userinfo"),
+        ),
+        ("revocation_endpoint", json!("ftp://idp.example.com/revoke")),
+    ];
+    for (key, value) in cases {
+        let idp = FakeIdp::start(IdpConfig::default()).await;
+        idp.set_discovery(key, value.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let browser = TestBrowser::new(BrowserMode::Complete);
+        let tokens = manager(support::profile(&idp, None), dir.path(), browser.clone());
+        let error = tokens.access_token().await.unwrap_err().to_string();
+        assert!(
+            error.contains("cannot be trusted with a login")
+                && error.contains(key)
+                && error.contains(value.as_str().unwrap()),
+            "{key}: {error}"
+        );
+        assert_eq!(
+            browser.opened(),
+            0,
+            "{key}: no browser for a hostile provider"
+        );
+        assert_eq!(idp.stats().authorize_requests, 0);
+    }
+}
+
+#[tokio::test]
+async fn a_key_set_off_loopback_over_http_is_never_fetched() {
+    let idp = FakeIdp::start(IdpConfig::default()).await;
+    idp.set_discovery("jwks_uri", json!("http://keys.example.com/jwks"));
+    let dir = tempfile::tempdir().unwrap();
+    let browser = TestBrowser::new(BrowserMode::Complete);
+    let tokens = manager(support::profile(&idp, None), dir.path(), browser.clone());
+    let error = tokens.access_token().await.unwrap_err().to_string();
+    assert!(
+        error.contains("refused to send a request to http://keys.example.com/jwks")
+            && error.contains("must use https://"),
+        "{error}"
+    );
+    assert_eq!(browser.opened(), 0);
+}
+
+/// RFC 9207: an authorization response that names another issuer, or lacks the `iss` its
+/// provider promises, does not complete the login, and nothing is stored.
+#[tokio::test]
+async fn the_authorization_response_must_come_from_the_profiles_issuer() {
+    for (promised, iss, accepted) in [
+        (false, Some("https://other-idp.example"), false),
+        (true, None, false),
+        (true, Some("https://other-idp.example"), false),
+        (false, None, true),
+        (true, Some("ISSUER"), true),
+    ] {
+        let idp = FakeIdp::start(IdpConfig::default()).await;
+        if promised {
+            idp.set_discovery(
+                "authorization_response_iss_parameter_supported",
+                json!(true),
+            );
+        }
+        idp.set_response_iss(iss.map(|i| i.replace("ISSUER", &idp.issuer())));
+        let dir = tempfile::tempdir().unwrap();
+        let browser = TestBrowser::new(BrowserMode::Complete);
+        let tokens = manager(support::profile(&idp, None), dir.path(), browser.clone());
+        let outcome = tokens.access_token().await;
+        let case = format!("promised {promised}, iss {iss:?}");
+        if accepted {
+            outcome.unwrap_or_else(|e| panic!("{case}: {e}"));
+            continue;
+        }
+        let error = outcome.unwrap_err().to_string();
+        assert!(error.starts_with("login refused: "), "{case}: {error}");
+        assert!(
+            error.contains("other-idp.example") || error.contains("promises an iss parameter"),
+            "{case}: {error}"
+        );
+        assert_eq!(
+            idp.stats().code_exchanges,
+            0,
+            "{case}: the code is never used"
+        );
+        assert!(!tokens.cache_path().exists(), "{case}");
+        // The browser is told too (its page arrives just after the login has ended).
+        support::eventually(5, "the refusal page", || {
+            browser.pages().last().map(|p| p.0) == Some(400)
+        })
+        .await;
+    }
+}
+
+/// A provider that rotates its signing key between two logins: the second login reads the key
+/// set once more and succeeds, instead of failing until the proxy restarts.
+#[tokio::test]
+async fn a_rotated_signing_key_is_read_again_once() {
+    let idp = FakeIdp::start(IdpConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let browser = TestBrowser::new(BrowserMode::Complete);
+    let tokens = manager(support::profile(&idp, None), dir.path(), browser.clone());
+    let first = tokens.access_token().await.unwrap();
+    assert_eq!((idp.stats().discoveries, idp.stats().jwks_fetches), (1, 1));
+
+    idp.rotate_signing_key();
+    idp.revoke_refresh_tokens();
+    let second = tokens
+        .renew_rejected(&first)
+        .await
+        .expect("a new login with the new key");
+    assert_ne!(second, first);
+    assert_eq!(browser.opened(), 2);
+    let stats = idp.stats();
+    assert_eq!(stats.jwks_fetches, 2, "the key set is read once more");
+    assert_eq!(
+        stats.discoveries, 1,
+        "the key set was enough; no new discovery"
+    );
+}
+
+#[tokio::test]
+async fn a_discovery_document_over_a_mebibyte_is_refused() {
+    let idp = FakeIdp::start(IdpConfig::default()).await;
+    idp.set_discovery("padding", json!("x".repeat(2 * 1024 * 1024)));
+    let dir = tempfile::tempdir().unwrap();
+    let browser = TestBrowser::new(BrowserMode::Complete);
+    let tokens = manager(support::profile(&idp, None), dir.path(), browser.clone());
+    let error = tokens.access_token().await.unwrap_err().to_string();
+    assert!(error.contains("answered more than 1024 KiB"), "{error}");
+    assert_eq!(browser.opened(), 0);
+}
+
+/// A token endpoint that takes the request and never answers: the login fails after the 30-s
+/// limit with a message naming the provider, and the next attempt is not blocked by locks the
+/// stalled one held.
+#[tokio::test]
+async fn a_stalled_token_endpoint_fails_within_thirty_seconds_and_frees_its_locks() {
+    let idp = FakeIdp::start(IdpConfig::default()).await;
+    idp.fail_token_requests(&[TokenFault::Stall]);
+    let dir = tempfile::tempdir().unwrap();
+    let browser = TestBrowser::new(BrowserMode::Complete);
+    let tokens = manager(support::profile(&idp, None), dir.path(), browser.clone());
+    let started = std::time::Instant::now();
+    let error = tokens.access_token().await.unwrap_err().to_string();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(29) && took < Duration::from_secs(45),
+        "{took:?}"
+    );
+    assert!(
+        error.contains(&format!("{}/token: no answer within 30 s", idp.issuer())),
+        "{error}"
+    );
+    // The provider answers again: the next request logs in at once.
+    let started = std::time::Instant::now();
+    tokens.access_token().await.expect("a login");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
