@@ -70,7 +70,8 @@ fn filter(verbosity: Verbosity) -> EnvFilter {
     EnvFilter::new(directives)
 }
 
-/// Installs the global subscriber. With `log_file`, lines are appended there instead of stderr.
+/// Installs the global subscriber. With `log_file`, lines are appended there instead of stderr
+/// (the file is created `0600`, and a symbolic link in its place is refused).
 pub fn init(verbosity: Verbosity, log_file: Option<&Path>) -> io::Result<()> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(verbosity))
@@ -78,10 +79,16 @@ pub fn init(verbosity: Verbosity, log_file: Option<&Path>) -> io::Result<()> {
         .event_format(SeedFormat);
     let result = match log_file {
         Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)?;
+            // Debug logs tell a lot about a session: owner-only, and never through a link that
+            // someone planted where the file should be.
+            let mut options = std::fs::OpenOptions::new();
+            options.create(true).append(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+            }
+            let file = options.open(path)?;
             builder.with_writer(Mutex::new(file)).try_init()
         }
         None => builder.with_writer(io::stderr).try_init(),

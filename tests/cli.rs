@@ -198,6 +198,12 @@ async fn drop_in_run_logs_in_caches_rotates_and_never_logs_secrets() {
     );
     let logged = std::fs::read_to_string(&log_file).unwrap();
     assert!(logged.lines().any(&log_line), "{logged}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&log_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the log file is the user's alone");
+    }
     let second: Vec<String> = second
         .into_iter()
         .chain(logged.lines().map(String::from))
@@ -273,4 +279,35 @@ async fn stdin_closed_before_initialize_exits_0_promptly() {
             .unwrap();
         assert_eq!(exit_code(&mut child, 5).await, 0, "{args:?}");
     }
+}
+
+/// A symbolic link planted where the log file should be is not written through.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_log_file_that_is_a_symlink_is_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let victim = home.path().join("victim");
+    std::fs::write(&victim, "untouched").unwrap();
+    let log = home.path().join("proxy.log");
+    std::os::unix::fs::symlink(&victim, &log).unwrap();
+    let output = binary::command(home.path())
+        .args([
+            "--log-file",
+            log.to_str().unwrap(),
+            "https://mcp.example.com/mcp",
+        ])
+        .args([
+            "--oidc-issuer-url",
+            "https://auth.example.com",
+            "--oidc-client-id",
+            "c",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot open log file"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
 }

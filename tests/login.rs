@@ -24,7 +24,7 @@ async fn setup(config: IdpConfig) -> (FakeIdp, TestBackend, tempfile::TempDir) {
 }
 
 fn cached(dir: &std::path::Path, idp: &FakeIdp) -> Option<StoredTokens> {
-    TokenCache::new(dir, &idp.issuer(), &idp.client_id()).load()
+    TokenCache::new(dir, &support::profile(idp, None)).load()
 }
 
 #[tokio::test]

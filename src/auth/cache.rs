@@ -1,16 +1,24 @@
-//! The on-disk token cache: one JSON file per (issuer, client id), written atomically with
-//! owner-only permissions.
+//! The on-disk token cache: one JSON file per profile (issuer, client id, scopes), written
+//! atomically with owner-only permissions.
+//!
+//! What it guards against: two profiles sharing tokens (the readable part of a file name is a
+//! lossy rewrite of issuer and client id, so a hash of both and of the scopes completes it, and
+//! a file whose stored issuer or client differs is ignored); another user planting or reading
+//! files (a directory not owned by the user, or writable by others, is refused; files are
+//! opened without following symbolic links, and written through a fresh, exclusively created
+//! temporary file).
 
 use std::{
     fs, io,
-    io::Write,
+    io::{Read, Write},
     path::{Path, PathBuf},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use crate::secret::Secret;
+use crate::{config::Profile, secret::Secret};
 
 /// What a login or refresh leaves behind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,10 +55,14 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// One cache file.
+/// One profile's cache file.
 #[derive(Debug, Clone)]
 pub struct TokenCache {
     path: PathBuf,
+    /// The name earlier versions gave the file, without the hash: read once and moved.
+    legacy: PathBuf,
+    issuer: String,
+    client_id: String,
 }
 
 /// Keeps letters, digits and `-`; every other run of characters becomes one `_`, as the seed
@@ -68,12 +80,32 @@ fn sanitize(text: &str) -> String {
 }
 
 impl TokenCache {
-    /// The cache file for `issuer` and `client_id` inside `dir`, e.g.
-    /// `https_auth_example_com_realms_corp_my-client_tokens.json`.
-    pub fn new(dir: &Path, issuer: &str, client_id: &str) -> Self {
-        let name = format!("{}_{}_tokens.json", sanitize(issuer), sanitize(client_id));
+    /// The cache file of `profile` inside `dir`, e.g.
+    /// `https_auth_example_com_realms_corp_my-client_1a2b3c4d_tokens.json`: the seed's readable
+    /// name, then 8 hex digits of the SHA-256 of issuer, client id and scopes.
+    pub fn new(dir: &Path, profile: &Profile) -> Self {
+        Self::for_key(
+            dir,
+            &profile.issuer_url,
+            &profile.client_id,
+            &profile.scopes,
+        )
+    }
+
+    /// The cache file for `issuer`, `client_id` and `scopes` inside `dir`.
+    pub fn for_key(dir: &Path, issuer: &str, client_id: &str, scopes: &[String]) -> Self {
+        let readable = format!("{}_{}", sanitize(issuer), sanitize(client_id));
+        // JSON keeps the parts apart: no two different keys encode alike.
+        let key = serde_json::to_vec(&(issuer, client_id, scopes)).unwrap_or_default();
+        let hash: String = Sha256::digest(&key)[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         Self {
-            path: dir.join(name),
+            path: dir.join(format!("{readable}_{hash}_tokens.json")),
+            legacy: dir.join(format!("{readable}_tokens.json")),
+            issuer: issuer.to_owned(),
+            client_id: client_id.to_owned(),
         }
     }
 
@@ -82,48 +114,107 @@ impl TokenCache {
         &self.path
     }
 
-    /// The cached tokens; a missing file is `None`, and so is an unreadable or corrupt one
-    /// (with a warning), which the next login overwrites.
+    fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// Whether the directory is safe to keep tokens in: owned by the user and writable by
+    /// nobody else (a missing one is created safe). The message says how to fix it.
+    pub fn check(&self) -> Result<(), String> {
+        check_dir(self.dir())
+    }
+
+    /// The cached tokens; a missing file is `None`, and so is an unreadable, corrupt or
+    /// foreign one (with a warning), which the next login overwrites.
     pub fn load(&self) -> Option<StoredTokens> {
-        if let Some(dir) = self.path.parent() {
-            tighten(dir, 0o700);
+        if let Err(problem) = self.check() {
+            tracing::warn!("Not reading the token cache: {problem}");
+            return None;
         }
-        tighten(&self.path, 0o600);
-        let bytes = match fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
-            Err(e) => {
-                tracing::warn!("Ignoring token cache {}: {e}", self.path.display());
-                return None;
-            }
-        };
-        match serde_json::from_slice(&bytes) {
-            Ok(tokens) => Some(tokens),
-            Err(e) => {
-                tracing::warn!(
-                    "Ignoring corrupt token cache {} ({e}); a new login will replace it",
-                    self.path.display()
-                );
-                None
-            }
+        tighten(self.dir(), 0o700);
+        match self.read(&self.path) {
+            Some(tokens) => Some(tokens),
+            None => self.migrate(),
         }
     }
 
-    /// Writes the tokens: a temp file beside the target, flushed, then renamed over it, so a
-    /// crash never leaves a half-written file. File 0600, directory 0700.
+    /// Reads one file, without following a symbolic link; tokens of another issuer or client
+    /// count as absent.
+    fn read(&self, path: &Path) -> Option<StoredTokens> {
+        tighten(path, 0o600);
+        let bytes = match read_private(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!("Ignoring token cache {}: {e}", path.display());
+                return None;
+            }
+        };
+        let tokens: StoredTokens = match serde_json::from_slice(&bytes) {
+            Ok(tokens) => tokens,
+            Err(e) => {
+                tracing::warn!(
+                    "Ignoring corrupt token cache {} ({e}); a new login will replace it",
+                    path.display()
+                );
+                return None;
+            }
+        };
+        if tokens.issuer != self.issuer || tokens.client_id != self.client_id {
+            tracing::warn!(
+                "Ignoring token cache {}: it holds tokens of issuer {} and client {}, not of {} \
+                 and {}",
+                path.display(),
+                tokens.issuer,
+                tokens.client_id,
+                self.issuer,
+                self.client_id
+            );
+            return None;
+        }
+        Some(tokens)
+    }
+
+    /// A file of the naming without hash, left by an earlier version: moved to this name, so
+    /// nobody logs in again for nothing.
+    fn migrate(&self) -> Option<StoredTokens> {
+        let tokens = self.read(&self.legacy)?;
+        match self.save(&tokens) {
+            Ok(()) => {
+                let _ = fs::remove_file(&self.legacy);
+                tracing::info!(
+                    "Moved the token cache {} to {}",
+                    self.legacy.display(),
+                    self.path.display()
+                );
+            }
+            Err(e) => tracing::warn!(
+                "Could not move the token cache to {}: {e}",
+                self.path.display()
+            ),
+        }
+        Some(tokens)
+    }
+
+    /// Writes the tokens: a fresh temp file beside the target, created exclusively under a
+    /// random name, flushed, then renamed over it, so a crash never leaves a half-written file
+    /// and nobody can have prepared the temp file. File 0600, directory 0700.
     pub fn save(&self, tokens: &StoredTokens) -> io::Result<()> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let dir = self.dir();
+        // Checked first: creating (or tightening) must not paper over a directory others write.
+        check_dir(dir).map_err(io::Error::other)?;
         create_private_dir(dir)?;
         let json = serde_json::to_vec_pretty(tokens)?;
         let tmp = dir.join(format!(
-            ".{}.{}.tmp",
+            ".{}.{}.{:016x}.tmp",
             self.path
                 .file_name()
                 .map_or_else(|| "tokens".into(), |n| n.to_string_lossy()),
-            std::process::id()
+            std::process::id(),
+            random()
         ));
         let result = (|| {
-            let mut file = private_file(&tmp, true)?;
+            let mut file = open_private(&tmp, Open::CreateNew)?;
             file.write_all(&json)?;
             file.sync_all()?;
             fs::rename(&tmp, &self.path)
@@ -139,9 +230,12 @@ impl TokenCache {
     /// never used twice (providers revoke the whole grant when that happens). `None`, with a
     /// warning, when the lock cannot be had: better a possible race than a stuck proxy.
     pub async fn lock(&self, wait: Duration) -> Option<CacheLock> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let dir = self.dir();
         let path = self.path.with_extension("lock");
-        let file = create_private_dir(dir).and_then(|()| private_file(&path, false));
+        let file = check_dir(dir)
+            .map_err(io::Error::other)
+            .and_then(|()| create_private_dir(dir))
+            .and_then(|()| open_private(&path, Open::Create));
         let file = match file {
             Ok(file) => file,
             Err(e) => {
@@ -179,8 +273,67 @@ pub struct CacheLock {
     _file: fs::File,
 }
 
-/// Takes group and other permissions away from an existing `path` (a cache created by hand,
-/// or by an older tool, with a loose umask), with a warning; missing paths are left alone.
+/// A random number for temp file names (std's hasher keys are random per process; the counter
+/// makes each call differ).
+fn random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
+}
+
+/// A cache directory must belong to the user and be writable by nobody else: otherwise
+/// another user could plant files or links in it, or swap the token file.
+#[cfg(unix)]
+fn check_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match fs::metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(format!(
+                "cannot read the token cache directory {}: {e}",
+                dir.display()
+            ));
+        }
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(format!(
+            "the token cache directory {} belongs to another user (uid {}, you are uid {me}); \
+             set cache_dir (or AUTHFUL_MCP_CACHE_DIR) to a directory of your own",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "the token cache directory {} is writable by other users (mode {mode:o}); run \
+             `chmod 700 {}` or set cache_dir to another directory",
+            dir.display(),
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_dir(_dir: &Path) -> Result<(), String> {
+    Ok(())
+}
+
+/// Takes group and other read permissions away from an existing `path` (a cache created by
+/// hand, or by an older tool, with a loose umask), with a warning; missing paths and links are
+/// left alone.
 #[cfg(unix)]
 fn tighten(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
@@ -224,23 +377,58 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
     fs::create_dir_all(dir)
 }
 
-/// Opens (creating) a file only its owner can read: `truncate` for a fresh token file, not for
-/// the lock file, whose content does not matter but whose identity does.
-fn private_file(path: &Path, truncate: bool) -> io::Result<fs::File> {
+/// How [`open_private`] opens a file.
+enum Open {
+    /// Create it, or fail if anything is there already: a fresh temp file.
+    CreateNew,
+    /// Create it if missing, keep its content: the lock file, whose identity matters.
+    Create,
+}
+
+/// Opens for writing a file only its owner can read, never through a symbolic link.
+fn open_private(path: &Path, how: Open) -> io::Result<fs::File> {
     let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(truncate);
+    options.write(true);
+    match how {
+        Open::CreateNew => options.create_new(true),
+        Open::Create => options.create(true),
+    };
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
     options.open(path)
+}
+
+/// Reads a file, never through a symbolic link.
+fn read_private(path: &Path) -> io::Result<Vec<u8>> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+    let mut bytes = Vec::new();
+    options.open(path)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const ISSUER: &str = "https://auth.example.com";
+
+    fn scopes() -> Vec<String> {
+        vec!["openid".into(), "profile".into()]
+    }
+
+    fn cache(dir: &Path) -> TokenCache {
+        TokenCache::for_key(dir, ISSUER, "cid", &scopes())
+    }
+
     fn tokens() -> StoredTokens {
         StoredTokens {
-            issuer: "https://auth.example.com".into(),
+            issuer: ISSUER.into(),
             client_id: "cid".into(),
             access_token: Secret::new("at"),
             refresh_token: Some(Secret::new("rt")),
@@ -250,65 +438,222 @@ mod tests {
     }
 
     #[cfg(unix)]
-    #[test]
-    fn loose_permissions_of_an_existing_cache_are_tightened() {
+    fn mode(path: &Path) -> u32 {
         use std::os::unix::fs::PermissionsExt;
-        let root = tempfile::tempdir().unwrap();
-        let dir = root.path().join("cache");
-        let cache = TokenCache::new(&dir, "https://auth.example.com", "cid");
-        cache.save(&tokens()).unwrap();
-        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        fs::set_permissions(cache.path(), fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(cache.load().is_some());
-        assert_eq!(mode(&dir), 0o700);
-        assert_eq!(mode(cache.path()), 0o600);
-        // A save into a loose directory tightens it too.
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
-        cache.save(&tokens()).unwrap();
-        assert_eq!(mode(&dir), 0o700);
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[cfg(unix)]
+    fn set_mode(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
     }
 
     #[test]
-    fn file_is_named_from_issuer_and_client() {
-        let cache = TokenCache::new(
+    fn the_file_keeps_the_readable_name_and_adds_a_hash_of_the_whole_key() {
+        let cache = TokenCache::for_key(
             Path::new("/c"),
             "https://auth.example.com/realms/x/",
             "my app",
+            &scopes(),
         );
-        assert_eq!(
-            cache.path(),
-            Path::new("/c/https_auth_example_com_realms_x_my_app_tokens.json")
+        let name = cache
+            .path()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let hash = name
+            .strip_prefix("https_auth_example_com_realms_x_my_app_")
+            .and_then(|rest| rest.strip_suffix("_tokens.json"))
+            .unwrap_or_else(|| panic!("{name}"));
+        assert!(
+            hash.len() == 8 && hash.chars().all(|c| c.is_ascii_hexdigit()),
+            "{name}"
         );
+    }
+
+    /// Issuer and client id that the readable part maps alike, and profiles that differ only
+    /// in their scopes, never share a file.
+    #[test]
+    fn profiles_never_share_a_file() {
+        let dir = Path::new("/c");
+        let path = |issuer: &str, client: &str, scopes: &[&str]| {
+            let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+            TokenCache::for_key(dir, issuer, client, &scopes)
+                .path()
+                .to_owned()
+        };
+        let a = path("https://idp/t", "x_y", &["openid"]);
+        let b = path("https://idp/t/x", "y", &["openid"]);
+        assert_ne!(
+            a, b,
+            "the readable names collide; the hash tells them apart"
+        );
+        assert_ne!(
+            path("https://idp/t", "c", &["openid"]),
+            path("https://idp/t", "c", &["openid", "admin"])
+        );
+        assert_eq!(a, path("https://idp/t", "x_y", &["openid"]), "stable");
     }
 
     #[test]
     fn save_then_load_round_trips_with_private_permissions() {
         let dir = tempfile::tempdir().unwrap();
         let cache_dir = dir.path().join("nested").join("cache");
-        let cache = TokenCache::new(&cache_dir, "https://auth.example.com", "cid");
+        let cache = cache(&cache_dir);
         assert_eq!(cache.load(), None);
         let saved = tokens();
         cache.save(&saved).unwrap();
         assert_eq!(cache.load(), Some(saved));
         #[cfg(unix)]
         {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode(cache.path()), 0o600);
             assert_eq!(mode(&cache_dir), 0o700);
+            assert_eq!(
+                mode(&dir.path().join("nested")),
+                0o700,
+                "parents it creates too"
+            );
         }
         let leftovers: Vec<_> = fs::read_dir(&cache_dir).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp file may remain");
     }
 
     #[test]
+    fn a_file_of_another_issuer_or_client_counts_as_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = cache(dir.path());
+        for (issuer, client) in [("https://evil.example", "cid"), (ISSUER, "other")] {
+            let foreign = StoredTokens {
+                issuer: issuer.into(),
+                client_id: client.into(),
+                ..tokens()
+            };
+            fs::write(cache.path(), serde_json::to_vec(&foreign).unwrap()).unwrap();
+            assert_eq!(cache.load(), None, "{issuer} {client}");
+        }
+    }
+
+    #[test]
+    fn a_file_of_the_old_naming_is_moved_to_the_new_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = cache(dir.path());
+        let legacy = dir.path().join("https_auth_example_com_cid_tokens.json");
+        fs::write(&legacy, serde_json::to_vec(&tokens()).unwrap()).unwrap();
+        assert_eq!(cache.load(), Some(tokens()), "no new login for nothing");
+        assert!(!legacy.exists() && cache.path().exists());
+        // An old file of another client with a colliding readable name is not taken.
+        let other = TokenCache::for_key(dir.path(), "https://auth.example.com/cid", "", &[]);
+        assert_eq!(other.load(), None);
+    }
+
+    #[test]
     fn corrupt_file_counts_as_absent() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = TokenCache::new(dir.path(), "https://auth.example.com", "cid");
+        let cache = cache(dir.path());
         fs::write(cache.path(), b"{not json").unwrap();
         assert_eq!(cache.load(), None);
         cache.save(&tokens()).unwrap();
         assert!(cache.load().is_some());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_readable_cache_is_tightened_and_a_writable_one_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("cache");
+        let cache = cache(&dir);
+        cache.save(&tokens()).unwrap();
+        set_mode(&dir, 0o755);
+        set_mode(cache.path(), 0o644);
+        assert!(cache.load().is_some());
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(cache.path()), 0o600);
+        for loose in [0o777, 0o770, 0o722] {
+            set_mode(&dir, loose);
+            let problem = cache.check().unwrap_err();
+            assert!(
+                problem.contains("writable by other users")
+                    && problem.contains(&format!("chmod 700 {}", dir.display())),
+                "{problem}"
+            );
+            assert_eq!(cache.load(), None, "nothing is read from it");
+            assert!(cache.save(&tokens()).is_err(), "nothing is written to it");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_cache_directory_of_another_user_is_refused() {
+        // Only root can hand a directory to another user; elsewhere there is nothing to test.
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: not root, cannot chown");
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("cache");
+        let cache = cache(&dir);
+        cache.save(&tokens()).unwrap();
+        std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
+        let problem = cache.check().unwrap_err();
+        assert!(
+            problem.contains("belongs to another user (uid 65534"),
+            "{problem}"
+        );
+        assert_eq!(cache.load(), None);
+    }
+
+    /// Links planted where the token file, the lock or the old temp-file name would be are
+    /// never followed: their targets are neither read nor written.
+    #[cfg(unix)]
+    #[test]
+    fn planted_symlinks_are_not_followed() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("cache");
+        fs::create_dir(&dir).unwrap();
+        set_mode(&dir, 0o700);
+        let cache = cache(&dir);
+        let victim = root.path().join("victim");
+        let secret = serde_json::to_vec(&tokens()).unwrap();
+        fs::write(&victim, &secret).unwrap();
+        std::os::unix::fs::symlink(&victim, cache.path()).unwrap();
+        assert_eq!(cache.load(), None, "a link as the token file is not read");
+        let lock_path = cache.path().with_extension("lock");
+        std::os::unix::fs::symlink(&victim, &lock_path).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        assert!(
+            runtime
+                .block_on(cache.lock(Duration::from_millis(10)))
+                .is_none(),
+            "a link as the lock is not opened"
+        );
+        // The temp file of earlier versions had a name anyone could guess.
+        let guessable = dir.join(format!(
+            ".{}.{}.tmp",
+            cache.path().file_name().unwrap().to_string_lossy(),
+            std::process::id()
+        ));
+        std::os::unix::fs::symlink(&victim, &guessable).unwrap();
+        let mut fresh = tokens();
+        fresh.access_token = Secret::new("new");
+        cache.save(&fresh).unwrap();
+        assert_eq!(
+            fs::read(&victim).unwrap(),
+            secret,
+            "the victim is untouched"
+        );
+        assert!(
+            !fs::symlink_metadata(cache.path())
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(cache.load().unwrap().access_token, Secret::new("new"));
     }
 }

@@ -99,6 +99,9 @@ pub enum AuthError {
         /// What is wrong.
         reason: String,
     },
+    /// The token cache directory is not safe to keep tokens in.
+    #[error("{0}")]
+    Cache(String),
     /// The authorization response came from another issuer (RFC 9207), or lacked the `iss`
     /// its provider promises.
     #[error("login refused: {0} (a mix-up of identity providers, or an attack); try again")]
@@ -137,7 +140,7 @@ impl TokenManager {
         browser: Arc<dyn Browser>,
         login_gate: Arc<Mutex<()>>,
     ) -> Self {
-        let cache = TokenCache::new(cache_dir, &profile.issuer_url, &profile.client_id);
+        let cache = TokenCache::new(cache_dir, &profile);
         Self {
             profile,
             cache,
@@ -166,6 +169,7 @@ impl TokenManager {
         let seen = self.renewals.load(Ordering::SeqCst);
         let mut current = self.current.lock().await;
         if current.is_none() {
+            self.cache.check().map_err(AuthError::Cache)?;
             *current = self.cache.load();
         }
         if let Some(tokens) = current.as_ref().filter(|t| is_fresh(t)) {
