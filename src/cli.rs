@@ -42,7 +42,7 @@ pub struct Cli {
     pub oidc_client_id: Option<String>,
     /// OAuth client secret, for confidential clients only [env: OIDC_CLIENT_SECRET]
     #[arg(long, value_name = "SECRET", hide_env_values = true)]
-    pub oidc_client_secret: Option<String>,
+    pub oidc_client_secret: Option<crate::secret::Secret>,
     /// Space-separated scopes; `openid` is always added [env: OIDC_SCOPES] [default: openid profile email]
     #[arg(long, value_name = "SCOPES")]
     pub oidc_scopes: Option<String>,
@@ -308,6 +308,19 @@ mod tests {
     fn parse(args: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("authful-mcp-proxy").chain(args.iter().copied()))
             .unwrap()
+    }
+
+    #[test]
+    fn the_parsed_command_line_never_shows_the_client_secret() {
+        let cli = parse(&["https://m/mcp", "--oidc-client-secret", "flag-secret-42"]);
+        assert_eq!(
+            cli.sources()
+                .flags
+                .client_secret
+                .map(|s| s.expose().to_owned()),
+            Some("flag-secret-42".into())
+        );
+        assert!(!format!("{cli:?} {:?}", cli.sources()).contains("flag-secret-42"));
     }
 
     #[test]

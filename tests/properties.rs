@@ -682,7 +682,12 @@ impl GenConfig {
             };
             prop_assert_eq!(&backend.prefix, &prefix);
             let headers: Vec<(String, String)> = spec.headers.clone().into_iter().collect();
-            prop_assert_eq!(&backend.headers, &headers);
+            let resolved: Vec<(String, String)> = backend
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+                .collect();
+            prop_assert_eq!(&resolved, &headers);
             prop_assert_eq!(backend.tools.allow.len(), spec.allow.len());
             prop_assert_eq!(backend.tools.deny.len(), spec.deny.len());
             let timeout = spec.request_timeout.unwrap_or(300);

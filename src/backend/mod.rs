@@ -282,7 +282,7 @@ pub async fn connect(
     for (name, value) in &backend.headers {
         let parsed = HeaderName::try_from(name.as_str())
             .ok()
-            .zip(HeaderValue::try_from(value.as_str()).ok());
+            .zip(HeaderValue::try_from(value.expose()).ok());
         let Some((name, value)) = parsed else {
             return Err(ConnectError::new(format!(
                 "backend '{}': header '{name}' is not a valid HTTP header",

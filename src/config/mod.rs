@@ -186,11 +186,11 @@ pub struct OidcProfileConfig {
     /// Client secret, for confidential clients only.
     #[serde(
         default,
-        deserialize_with = "text",
+        deserialize_with = "secret_text",
         skip_serializing_if = "Option::is_none"
     )]
     #[schemars(with = "Option<String>")]
-    pub client_secret: Option<String>,
+    pub client_secret: Option<Secret>,
     /// Scopes: a space-separated string or a list. `openid` is always added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Scopes>,
@@ -240,7 +240,8 @@ pub struct BackendConfig {
     pub prefix: Option<String>,
     /// Extra HTTP headers on every request (API keys, say); combined with the bearer token.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub headers: BTreeMap<String, Secret>,
     /// Tool filter on the backend's own tool names.
     #[serde(default, skip_serializing_if = "ToolFilterConfig::is_empty")]
     pub tools: ToolFilterConfig,
@@ -308,6 +309,11 @@ fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D:
     )
 }
 
+/// [`text`], kept as a [`Secret`] so that no `Debug` of the configuration shows it.
+fn secret_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Secret>, D::Error> {
+    Ok(text(deserializer)?.map(Secret::new))
+}
+
 /// The seed's single-backend settings, as they come from its env vars or from flags.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SeedSettings {
@@ -318,7 +324,7 @@ pub struct SeedSettings {
     /// `OIDC_CLIENT_ID` / `--oidc-client-id`.
     pub client_id: Option<String>,
     /// `OIDC_CLIENT_SECRET` / `--oidc-client-secret`.
-    pub client_secret: Option<String>,
+    pub client_secret: Option<Secret>,
     /// `OIDC_SCOPES` / `--oidc-scopes`.
     pub scopes: Option<String>,
     /// `OIDC_REDIRECT_URL` / `--oidc-redirect-url`.
@@ -339,7 +345,7 @@ impl SeedSettings {
             backend_url: get("MCP_BACKEND_URL"),
             issuer_url: get("OIDC_ISSUER_URL"),
             client_id: get("OIDC_CLIENT_ID"),
-            client_secret: get("OIDC_CLIENT_SECRET"),
+            client_secret: get("OIDC_CLIENT_SECRET").map(Secret::new),
             scopes: get("OIDC_SCOPES"),
             redirect_url: get("OIDC_REDIRECT_URL"),
             login_timeout: None,
@@ -508,8 +514,8 @@ pub struct Backend {
     pub profile: Option<Arc<Profile>>,
     /// Name prefix; `None` when served unprefixed.
     pub prefix: Option<String>,
-    /// Static headers sent with every request.
-    pub headers: Vec<(String, String)>,
+    /// Static headers sent with every request; their values are secrets (API keys).
+    pub headers: Vec<(String, Secret)>,
     /// Which of the backend's tools are exposed.
     pub tools: ToolFilter,
     /// How long a request may wait for an answer without progress; `None` waits forever.
@@ -832,11 +838,7 @@ fn resolve_profile(name: &str, p: &OidcProfileConfig) -> Result<Profile, ConfigE
         name: name.to_owned(),
         issuer_url,
         client_id,
-        client_secret: p
-            .client_secret
-            .clone()
-            .filter(|s| !s.is_empty())
-            .map(Secret::new),
+        client_secret: p.client_secret.clone().filter(|s| !s.expose().is_empty()),
         scopes,
         redirect_url,
         login_timeout: Duration::from_secs(p.login_timeout.unwrap_or(DEFAULT_LOGIN_TIMEOUT_SECS)),
@@ -1079,6 +1081,39 @@ mod tests {
             assert_eq!(p.scopes, Some(Scopes::Text("c".into())));
             assert_eq!(p.redirect_url.as_deref(), Some("http://127.0.0.1:1/cb"));
             assert_eq!(config.cache_dir, Some(PathBuf::from("/tmp/from-env")));
+            Ok(())
+        });
+    }
+
+    /// No `Debug` of the configuration, as given or resolved, shows a client secret or a
+    /// header value: a future log line cannot leak them.
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.yaml",
+                "oidc_profiles:\n  corp:\n    issuer_url: https://auth.example.com\n    \
+                 client_id: cid\n    client_secret: file-secret-123\nbackends:\n  api:\n    \
+                 url: https://mcp.example.com/mcp\n    oidc_profile: corp\n    headers:\n      \
+                 X-Api-Key: header-secret-456\n",
+            )?;
+            let sources = Sources {
+                file: Some("c.yaml".into()),
+                ..Sources::default()
+            };
+            let config = sources.load().unwrap();
+            let settings = config.clone().resolve().unwrap();
+            assert_eq!(
+                settings.backends[0].headers[0].1.expose(),
+                "header-secret-456"
+            );
+            let seed = SeedSettings::from_env(|name| {
+                (name == "OIDC_CLIENT_SECRET").then(|| "seed-secret-789".to_owned())
+            });
+            let shown = format!("{seed:?} {config:?} {settings:?}");
+            for secret in ["file-secret-123", "header-secret-456", "seed-secret-789"] {
+                assert!(!shown.contains(secret), "{secret} in {shown}");
+            }
             Ok(())
         });
     }
