@@ -331,3 +331,60 @@ async fn processes_sharing_a_cache_never_reuse_a_rotated_refresh_token() {
     assert_eq!(idp.stats().refreshes, refreshes + 3);
     assert_eq!(browser.opened(), 0);
 }
+
+/// A backend that rejects even fresh tokens (it wants another audience), for a profile
+/// without refresh tokens: one browser login, not one per request or per reconnect, and an
+/// error that says what is wrong.
+#[tokio::test]
+async fn a_backend_that_rejects_fresh_tokens_opens_no_browser_storm() {
+    use authful_mcp_proxy::config::{Backend, Gateway, Settings};
+
+    let idp = FakeIdp::start(IdpConfig {
+        refresh_tokens: false,
+        ..IdpConfig::default()
+    })
+    .await;
+    let picky = TestBackend::start(
+        BackendConfig::oidc("picky", idp.issuer(), idp.jwks_uri()).with_audience("another-api"),
+    )
+    .await;
+    let open = TestBackend::start(BackendConfig::open("open")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let profile = support::profile(&idp, None);
+    let backend = |name: &str, url: &str, profile| {
+        Backend::new(name, url::Url::parse(url).unwrap(), profile, Some(name))
+    };
+    let settings = Settings {
+        cache_dir: dir.path().to_path_buf(),
+        backends: vec![
+            backend("open", &open.url(), None),
+            backend("picky", &picky.url(), Some(profile)),
+        ],
+        gateway: Gateway {
+            startup_timeout: Duration::from_secs(2),
+            ..Gateway::default()
+        },
+    };
+    let browser = TestBrowser::new(BrowserMode::Complete);
+    let h = support::start(settings, browser.clone(), V).await;
+    // Reconnects (with backoff) and calls, for a while.
+    for _ in 0..4 {
+        let error = h
+            .call("picky_echo", json!({"text": "x"}))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("rejects the tokens of") && error.contains("audience"),
+            "{error}"
+        );
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    assert_eq!(
+        browser.opened(),
+        1,
+        "one login, however often the server says 401"
+    );
+    assert!(picky.stats().unauthorized >= 2, "{:?}", picky.stats());
+    h.stop().await.unwrap();
+}

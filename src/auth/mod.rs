@@ -99,6 +99,20 @@ pub enum AuthError {
         /// What is wrong.
         reason: String,
     },
+    /// The server refused tokens fresh from a login: another login would not help.
+    #[error(
+        "the server rejects the tokens of {issuer} although they come from a login {seconds_ago} \
+         s ago: it probably expects another audience or other scopes (check what it requires, \
+         and OIDC_SCOPES / scopes); no new browser login for {wait} s"
+    )]
+    TokensRejected {
+        /// The profile's issuer.
+        issuer: String,
+        /// How long ago the login was.
+        seconds_ago: u64,
+        /// Seconds until a new login may start.
+        wait: u64,
+    },
     /// The token cache directory is not safe to keep tokens in.
     #[error("{0}")]
     Cache(String),
@@ -122,6 +136,9 @@ pub struct TokenManager {
     /// renewal share its outcome, so one refused login never opens a second browser tab.
     renewals: AtomicU64,
     last_failure: std::sync::Mutex<Option<(u64, AuthError)>>,
+    /// When the last browser login finished: a backend that rejects the tokens of so fresh a
+    /// login gets no new one before `login_timeout` has passed (no tab after tab).
+    last_login: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 fn is_fresh(tokens: &StoredTokens) -> bool {
@@ -151,6 +168,7 @@ impl TokenManager {
             current: Mutex::new(None),
             renewals: AtomicU64::new(0),
             last_failure: std::sync::Mutex::new(None),
+            last_login: std::sync::Mutex::new(None),
         }
     }
 
@@ -296,7 +314,24 @@ impl TokenManager {
                 }
             }
         }
+        if rejected.is_some()
+            && let Some(ago) = self
+                .last_login
+                .lock()
+                .ok()
+                .and_then(|at| at.map(|at| at.elapsed()))
+            && ago < self.profile.login_timeout
+        {
+            return Err(AuthError::TokensRejected {
+                issuer: self.profile.issuer_url.clone(),
+                seconds_ago: ago.as_secs(),
+                wait: (self.profile.login_timeout - ago).as_secs(),
+            });
+        }
         let tokens = self.login(provider).await?;
+        if let Ok(mut at) = self.last_login.lock() {
+            *at = Some(std::time::Instant::now());
+        }
         Ok(self.keep(current, tokens))
     }
 

@@ -92,6 +92,8 @@ pub struct IdpConfig {
     /// rejects (401 `invalid_client`) a method that is not listed here.
     /// Default `["client_secret_basic", "client_secret_post", "none"]`.
     pub token_auth_methods: Vec<String>,
+    /// Whether token responses carry a refresh token. Default `true`.
+    pub refresh_tokens: bool,
 }
 
 impl Default for IdpConfig {
@@ -106,6 +108,7 @@ impl Default for IdpConfig {
                 "client_secret_post".to_owned(),
                 "none".to_owned(),
             ],
+            refresh_tokens: true,
         }
     }
 }
@@ -935,6 +938,7 @@ struct IssueContext {
     clock_offset: i64,
     id_token_fault: Option<IdTokenFault>,
     rotated: bool,
+    refresh_tokens: bool,
 }
 
 fn issue_context(st: &State) -> IssueContext {
@@ -945,6 +949,7 @@ fn issue_context(st: &State) -> IssueContext {
         clock_offset: st.clock_offset,
         id_token_fault: st.id_token_fault,
         rotated: st.rotated,
+        refresh_tokens: st.config.refresh_tokens,
     }
 }
 
@@ -979,14 +984,18 @@ fn token_response(
         fault: ctx.id_token_fault,
         rotated: ctx.rotated,
     });
-    json!({
+    let mut response = json!({
         "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": ctx.ttl.as_secs(),
         "refresh_token": refresh_token,
         "id_token": id_token,
         "scope": scope,
-    })
+    });
+    if !ctx.refresh_tokens {
+        response.as_object_mut().map(|r| r.remove("refresh_token"));
+    }
+    response
 }
 
 fn code_grant(
