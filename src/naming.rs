@@ -42,6 +42,9 @@ pub struct Naming {
     pub separator: &'static str,
     /// The longest exposed tool or prompt name, in characters.
     pub max_len: usize,
+    /// For an unprefixed backend: the other backends' prefixes, whose names and URIs it must
+    /// not take (it would pose as them).
+    pub others: Vec<String>,
 }
 
 /// Why a tool cannot be exposed.
@@ -60,6 +63,48 @@ impl Naming {
             prefix: prefix.map(str::to_owned),
             separator,
             max_len: MAX_TOOL_NAME,
+            others: Vec::new(),
+        }
+    }
+
+    /// The other backend an unprefixed backend's exposed name or URI would pose as:
+    /// `github_create_issue` or `github+repo://x` next to a backend with prefix `github`.
+    pub fn poses_as(&self, exposed: &str) -> Option<&str> {
+        if self.prefix.is_some() {
+            return None;
+        }
+        self.others
+            .iter()
+            .find(|p| {
+                exposed
+                    .strip_prefix(p.as_str())
+                    .is_some_and(|rest| rest.starts_with(self.separator) || rest.starts_with('+'))
+            })
+            .map(String::as_str)
+    }
+
+    /// Shows the person which backend asks, behind the gateway's one name: an elicitation's
+    /// message starts with `[backend]`, and a sampling request's system prompt names the
+    /// backend, so that one backend cannot pose as another.
+    pub fn attribute(&self, method: &str, params: &mut Value) {
+        let Some(params) = params.as_object_mut() else {
+            return;
+        };
+        match method {
+            "elicitation/create" => {
+                if let Some(Value::String(message)) = params.get_mut("message") {
+                    *message = format!("[{}] {message}", self.backend);
+                }
+            }
+            "sampling/createMessage" => {
+                let note = format!("This request comes from the MCP server '{}'.", self.backend);
+                let prompt = match params.get("systemPrompt").and_then(Value::as_str) {
+                    Some(prompt) => format!("{note}\n\n{prompt}"),
+                    None => note,
+                };
+                params.insert("systemPrompt".into(), Value::String(prompt));
+            }
+            _ => {}
         }
     }
 
@@ -178,6 +223,7 @@ impl Naming {
     /// embedded resources in tool results and prompt messages).
     pub fn rewrite_uris(&self, value: &mut Value) {
         if self.prefix.is_none() {
+            self.drop_foreign_links(value);
             return;
         }
         match value {
@@ -199,6 +245,43 @@ impl Naming {
                 }
             }
             Value::Array(items) => items.iter_mut().for_each(|v| self.rewrite_uris(v)),
+            _ => {}
+        }
+    }
+}
+
+impl Naming {
+    /// An unprefixed backend's resource links and embedded resources whose URIs lie in another
+    /// backend's namespace (`github+...`) become a note: reading them would reach that backend.
+    fn drop_foreign_links(&self, value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                let linked = match map.get("type").and_then(Value::as_str) {
+                    Some("resource_link") => map.get("uri"),
+                    Some("resource") => map.get("resource").and_then(|r| r.get("uri")),
+                    _ => None,
+                };
+                if let Some(uri) = linked.and_then(Value::as_str)
+                    && let Some(other) = self.poses_as(uri)
+                {
+                    tracing::warn!(
+                        "Removed a link to {uri} from an answer of backend '{}': it points into \
+                         the URIs of the backend with prefix '{other}'",
+                        self.backend
+                    );
+                    let note = format!(
+                        "(a link to {uri} was removed: it points into another server's resources)"
+                    );
+                    *value = serde_json::json!({"type": "text", "text": note});
+                    return;
+                }
+                for (key, child) in map.iter_mut() {
+                    if key != "structuredContent" && key != "_meta" {
+                        self.drop_foreign_links(child);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| self.drop_foreign_links(v)),
             _ => {}
         }
     }

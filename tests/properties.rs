@@ -535,7 +535,19 @@ fn valid_config() -> impl Strategy<Value = GenConfig> {
         prop::option::of("(~/)?[a-z/]{1,12}"),
     )
         .prop_map(
-            |(profiles, mut backends, separator, gateway_name, startup_timeout, cache_dir)| {
+            |(mut profiles, mut backends, separator, gateway_name, startup_timeout, cache_dir)| {
+                // Each provider gets a redirect URL of its own (`validate` warns otherwise).
+                let mut taken: Vec<String> = Vec::new();
+                for (i, profile) in profiles.values_mut().enumerate() {
+                    let effective = profile
+                        .redirect_url
+                        .clone()
+                        .unwrap_or_else(|| "http://localhost:8080/auth/callback".into());
+                    if taken.contains(&effective) {
+                        profile.redirect_url = Some(format!("http://127.0.0.1:{}/cb", 9000 + i));
+                    }
+                    taken.push(profile.redirect_url.clone().unwrap_or(effective));
+                }
                 if backends.values().all(|b| b.enabled == Some(false))
                     && let Some(first) = backends.values_mut().next()
                 {
@@ -1689,9 +1701,17 @@ fn check_kind(
             "{kind}: '{name}' listed twice: {listed:?}"
         );
     }
+    // As the gateway names them: an unprefixed backend knows the others' prefixes.
+    let prefixes: Vec<String> = backends.iter().filter_map(|b| b.prefix.clone()).collect();
     let namings: Vec<Naming> = backends
         .iter()
-        .map(|b| Naming::new(&b.name, b.prefix.as_deref(), separator.as_str()))
+        .map(|b| {
+            let mut naming = Naming::new(&b.name, b.prefix.as_deref(), separator.as_str());
+            if b.prefix.is_none() {
+                naming.others = prefixes.clone();
+            }
+            naming
+        })
         .collect();
     // Every listed item answers from its own source, under its own name.
     for (name, source) in listed {
@@ -1742,8 +1762,8 @@ proptest! {
     /// 32 cases (each starts one to three HTTP backends and the gateway, lists, and calls
     /// every listed tool, prompt and resource): the merged catalog exposes each name once;
     /// every exposed name routes back to exactly the backend item that listed it; tool names
-    /// are valid; an item is left out only when its name is invalid or an earlier item holds
-    /// it. The generated names collide on purpose: an unprefixed backend beside prefixed
+    /// are valid; an item is left out only when its name is invalid, poses as another
+    /// backend's, or an earlier item holds it. The generated names collide on purpose: an unprefixed backend beside prefixed
     /// ones, shared names, `prefix+` URIs, long names next to the 64-character name their
     /// shortening gives.
     #[test]
@@ -1754,8 +1774,14 @@ proptest! {
         for (name, _) in &seen.tools {
             prop_assert!(is_valid_tool_name(name), "{name:?}");
         }
-        check_kind('t', separator, &backends, &seen, &|n, i, item| n[i].tool(item).ok())?;
-        check_kind('p', separator, &backends, &seen, &|n, i, item| Some(n[i].prompt(item)))?;
+        // An unprefixed backend's name that poses as a prefixed backend's is left out too.
+        let own = |n: &[Naming], i: usize, exposed: String| {
+            n[i].poses_as(&exposed).is_none().then_some(exposed)
+        };
+        check_kind('t', separator, &backends, &seen, &|n, i, item| {
+            own(n, i, n[i].tool(item).ok()?)
+        })?;
+        check_kind('p', separator, &backends, &seen, &|n, i, item| own(n, i, n[i].prompt(item)))?;
         // A resource is listed only where reading it leads.
         let uri: Expose<'_> = &|n, i, item| {
             let exposed = n[i].uri(item);

@@ -153,6 +153,29 @@ fn wrong_types_point_at_the_value() {
 }
 
 #[test]
+fn two_issuers_on_one_redirect_url_are_warned_about() {
+    let yaml = BASE.replace(
+        "backends:",
+        "  partner:\n    issuer_url: https://login.partner.example\n    client_id: p\n  \
+         again:\n    issuer_url: https://auth.company.com\n    client_id: other\n    \
+         redirect_url: http://127.0.0.1:9000/cb\nbackends:",
+    );
+    let run = validate(&yaml);
+    assert_eq!(run.code, 0, "a warning: {}", run.stdout);
+    assert_eq!(
+        run.lines(),
+        [
+            "c.yaml:5:3: warning: oidc_profiles.partner.redirect_url: profile 'corp' of issuer \
+             https://auth.company.com uses the same redirect URL \
+             http://localhost:8080/auth/callback; give each identity provider a redirect URL \
+             (port) of its own, so that a login response can only be taken for its own \
+             provider's",
+            "c.yaml: valid, 1 warning",
+        ]
+    );
+}
+
+#[test]
 fn gateway_settings_are_bounded_and_named() {
     let yaml = format!(
         "{BASE}gateway:\n  max_name_length: 8\n  fallback_tools: sometimes\n  \

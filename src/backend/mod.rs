@@ -112,6 +112,10 @@ impl Service<RoleClient> for BackendHandler {
         request: ServerRequest,
         context: RequestContext<RoleClient>,
     ) -> Result<ClientResult, ErrorData> {
+        let request = match &self.naming {
+            Some(naming) => attributed(naming, request)?,
+            None => request,
+        };
         forward(
             &self.downstream,
             request,
@@ -155,6 +159,17 @@ impl Service<RoleClient> for BackendHandler {
     fn get_info(&self) -> ClientConfig {
         self.info.clone()
     }
+}
+
+/// The request with the backend's name where the person sees it (see [`Naming::attribute`]).
+fn attributed(naming: &Naming, request: ServerRequest) -> Result<ServerRequest, ErrorData> {
+    let mut value = serde_json::to_value(&request)
+        .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+    let method = value["method"].as_str().unwrap_or_default().to_owned();
+    if let Some(params) = value.get_mut("params") {
+        naming.attribute(&method, params);
+    }
+    serde_json::from_value(value).map_err(|e| ErrorData::internal_error(e.to_string(), None))
 }
 
 /// Shows the backend's log messages under its name and its resources under its prefix.

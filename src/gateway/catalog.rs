@@ -132,6 +132,15 @@ fn expose(
             exposed
         }
     };
+    if let Some(other) = naming.poses_as(&exposed) {
+        tracing::warn!(
+            "Skipping {} '{original}' of unprefixed backend '{}': its name poses as one of the \
+             backend with prefix '{other}'",
+            kind.items(),
+            slot.backend.name
+        );
+        return None;
+    }
     let route = Route {
         slot: index,
         original: original.clone(),

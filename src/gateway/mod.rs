@@ -96,6 +96,9 @@ impl Gateway {
             .map(|b| {
                 let mut naming = Naming::new(&b.name, b.prefix.as_deref(), separator);
                 naming.max_len = settings.max_name_length;
+                if b.prefix.is_none() {
+                    naming.others = backends.iter().filter_map(|o| o.prefix.clone()).collect();
+                }
                 Arc::new(Slot::new(b.clone(), naming, tokens(b), catalog.version()))
             })
             .collect();

@@ -211,6 +211,8 @@ pub struct ClientEvents {
     pub updated: Vec<ResourceUpdatedNotificationParam>,
     pub tools_changed: u32,
     pub sampling_requests: Vec<CreateMessageRequestParams>,
+    /// Elicitation requests, as JSON.
+    pub elicitations: Vec<Value>,
     /// Sampling requests the backend gave up on (the client saw their cancellation).
     pub sampling_cancelled: u32,
 }
@@ -269,9 +271,14 @@ impl ClientHandler for TestClient {
 
     async fn create_elicitation(
         &self,
-        _request: ElicitRequestParams,
+        request: ElicitRequestParams,
         _context: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, rmcp::ErrorData> {
+        self.events
+            .lock()
+            .unwrap()
+            .elicitations
+            .push(serde_json::to_value(&request).unwrap());
         Ok(
             serde_json::from_value(json!({"action": "accept", "content": {"answer": "42"}}))
                 .unwrap(),

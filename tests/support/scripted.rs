@@ -215,8 +215,13 @@ impl ServerHandler for Scripted {
             "{} ran {}; client extensions: {extensions}",
             self.script.name, request.name
         );
-        let result: CallToolResult =
-            from_json(json!({"content": [{"type": "text", "text": text}]}));
+        let mut content = vec![json!({"type": "text", "text": text})];
+        // `{"link": URI}`: the answer links to that resource, and embeds it too.
+        if let Some(uri) = request.arguments.as_ref().and_then(|a| a.get("link")) {
+            content.push(json!({"type": "resource_link", "uri": uri, "name": "linked"}));
+            content.push(json!({"type": "resource", "resource": {"uri": uri, "text": "embedded"}}));
+        }
+        let result: CallToolResult = from_json(json!({ "content": content }));
         Ok(result.into())
     }
 

@@ -11,8 +11,8 @@ use url::Url;
 use super::{Anchor, Finding, suggest};
 use crate::{
     config::{
-        Config, DEFAULT_NAME, Separator, is_loopback_host, locate::KeyPath, prefix_problem,
-        redirect_problem,
+        Config, DEFAULT_NAME, DEFAULT_REDIRECT_URL, Separator, is_loopback_host, locate::KeyPath,
+        prefix_problem, redirect_problem,
     },
     glob::Glob,
 };
@@ -46,6 +46,7 @@ pub(super) fn check(
         for (name, profile) in entries(profiles) {
             rules.profile(&top.key("oidc_profiles").key(name), profile);
         }
+        rules.shared_redirects(profiles);
     }
     let mut known_profiles: Vec<&str> = profiles.map_or_else(Vec::new, |p| names(p).collect());
     if let Some(overlay) = overlay {
@@ -143,6 +144,43 @@ impl Rules<'_> {
             },
         };
         self.error(path.clone(), Anchor::Value(path.clone()), message);
+    }
+
+    /// Profiles of different issuers on one redirect URL: one login's callback could be
+    /// taken for the other's (a mix-up the `state` check alone does not rule out when both
+    /// logins run in different processes).
+    fn shared_redirects(&mut self, profiles: &Mapping) {
+        let mut seen: Vec<(String, &str, &str)> = Vec::new(); // redirect URL, issuer, profile
+        for (name, profile) in entries(profiles) {
+            let Some(profile) = profile.as_mapping() else {
+                continue;
+            };
+            let path = KeyPath::root().key("oidc_profiles").key(name);
+            let redirect_path = path.key("redirect_url");
+            let Some(issuer) = self.text(profile, &path.key("issuer_url")) else {
+                continue;
+            };
+            let (redirect, anchor) = match self.text(profile, &redirect_path) {
+                Some(text) => (text, Anchor::Value(redirect_path.clone())),
+                None if profile.contains_key("redirect_url") => continue,
+                None => (DEFAULT_REDIRECT_URL, Anchor::Key(path.clone())),
+            };
+            let Ok(url) = Url::parse(redirect.trim()) else {
+                continue;
+            };
+            let url = url.to_string();
+            if let Some((_, other_issuer, other)) = seen.iter().find(|(u, i, _)| {
+                *u == url && i.trim_end_matches('/') != issuer.trim_end_matches('/')
+            }) {
+                let message = format!(
+                    "profile '{other}' of issuer {other_issuer} uses the same redirect URL {url}; \
+                     give each identity provider a redirect URL (port) of its own, so that a \
+                     login response can only be taken for its own provider's"
+                );
+                self.warning(redirect_path, anchor, message);
+            }
+            seen.push((url, issuer, name));
+        }
     }
 
     fn backend(&mut self, path: &KeyPath, backend: &Yaml, profiles: &[&str]) {
