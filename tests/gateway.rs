@@ -676,16 +676,17 @@ async fn no_backend_can_pose_as_another() {
     h.call("github_sample", json!({"prompt": "hello"}))
         .await
         .unwrap();
-    let events = h.events.lock().unwrap();
-    assert_eq!(
-        events.elicitations[0]["message"],
-        "[github] Your password, please"
-    );
-    let system = events.sampling_requests[0]
-        .system_prompt
-        .clone()
-        .unwrap_or_default();
-    assert!(system.contains("MCP server 'github'"), "{system}");
-    drop(events);
+    {
+        let events = h.events.lock().unwrap();
+        assert_eq!(
+            events.elicitations[0]["message"],
+            "[github] Your password, please"
+        );
+        let system = events.sampling_requests[0]
+            .system_prompt
+            .clone()
+            .unwrap_or_default();
+        assert!(system.contains("MCP server 'github'"), "{system}");
+    }
     h.stop().await.unwrap();
 }
