@@ -159,7 +159,7 @@ async fn send(
         url: url.clone(),
         reason: if e.is_timeout() {
             format!(
-                "no answer within {} s",
+                "no answer within {} s; the identity provider is slow or down, try again later",
                 crate::clients::IDP_TIMEOUT.as_secs()
             )
         } else {
