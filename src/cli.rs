@@ -9,13 +9,17 @@ use std::{
     time::Duration,
 };
 
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{
+    Arg, ArgMatches, Args, CommandFactory, Parser, Subcommand,
+    builder::{PossibleValuesParser, TypedValueParser},
+};
 
 use crate::{
     auth::browser::SystemBrowser,
     config::{
-        ConfigError, SeedSettings, Settings, Sources, json_schema_text,
-        validate::{self, Format},
+        ConfigError, DropInSettings, Format, Settings, Sources,
+        drop_in::{self, Kind},
+        json_schema_text, validate,
     },
     logging::{self, Verbosity},
     proxy,
@@ -31,31 +35,9 @@ pub struct Cli {
     /// Something other than running the proxy
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// URL of the remote MCP server [env: MCP_BACKEND_URL]
-    #[arg(value_name = "MCP_BACKEND_URL")]
-    pub backend_url: Option<String>,
-    /// OIDC issuer URL [env: OIDC_ISSUER_URL]
-    #[arg(long, value_name = "URL")]
-    pub oidc_issuer_url: Option<String>,
-    /// OAuth client id [env: OIDC_CLIENT_ID]
-    #[arg(long, value_name = "ID")]
-    pub oidc_client_id: Option<String>,
-    /// OAuth client secret, for confidential clients only [env: OIDC_CLIENT_SECRET]
-    #[arg(long, value_name = "SECRET", hide_env_values = true)]
-    pub oidc_client_secret: Option<crate::secret::Secret>,
-    /// Space-separated scopes; `openid` is always added [env: OIDC_SCOPES] [default: openid profile email]
-    #[arg(long, value_name = "SCOPES")]
-    pub oidc_scopes: Option<String>,
-    /// Loopback URL the browser returns to after login [env: OIDC_REDIRECT_URL] [default: http://localhost:8080/auth/callback]
-    #[arg(long, value_name = "URL")]
-    pub oidc_redirect_url: Option<String>,
-    /// Seconds to wait for a browser login before failing the pending request [default: 300]
-    #[arg(long, value_name = "SECONDS")]
-    pub login_timeout: Option<u64>,
-    /// Seconds a request may wait for the backend's answer; progress notifications restart the
-    /// wait, 0 waits forever [default: 300]
-    #[arg(long, value_name = "SECONDS")]
-    pub request_timeout: Option<u64>,
+    /// The drop-in's settings, as [`drop_in::SETTINGS`] defines them
+    #[command(flatten)]
+    pub drop_in: DropInFlags,
     /// YAML configuration file
     #[arg(
         short = 'c',
@@ -93,7 +75,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Human)]
+    #[arg(long, default_value = "human", value_parser = format_parser())]
     pub format: Format,
     /// Treat warnings (unset ${VAR} without default) as errors
     #[arg(long)]
@@ -101,6 +83,57 @@ pub struct ValidateArgs {
     /// The file to check [default: --config / AUTHFUL_MCP_CONFIG]
     #[arg(value_name = "CONFIG")]
     pub file: Option<PathBuf>,
+}
+
+fn format_parser() -> impl clap::builder::TypedValueParser<Value = Format> {
+    PossibleValuesParser::new(Format::NAMES).try_map(|name| name.parse::<Format>())
+}
+
+/// The drop-in's flags: one argument per entry of [`drop_in::SETTINGS`], which also gives
+/// each its help (env var and default included).
+#[derive(Debug, Clone, Default)]
+pub struct DropInFlags(pub DropInSettings);
+
+impl Args for DropInFlags {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        drop_in::SETTINGS.iter().fold(command, |command, setting| {
+            let mut arg = Arg::new(setting.id)
+                .value_name(setting.value_name)
+                .help(setting.help_text());
+            if let Some(flag) = setting.flag {
+                arg = arg.long(flag);
+            }
+            if setting.kind == Kind::Seconds {
+                // Checked here so that `--login-timeout soon` is a usage error.
+                arg = arg.value_parser(clap::value_parser!(u64).map(|n| n.to_string()));
+            }
+            command.arg(arg)
+        })
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
+    }
+}
+
+impl clap::FromArgMatches for DropInFlags {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let settings =
+            drop_in::SETTINGS
+                .iter()
+                .fold(DropInSettings::default(), |settings, setting| match matches
+                    .get_one::<String>(setting.id)
+                {
+                    Some(value) => settings.with(setting.id, value.clone()),
+                    None => settings,
+                });
+        Ok(Self(settings))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
 }
 
 fn truthy(value: Option<String>) -> bool {
@@ -126,18 +159,8 @@ impl Cli {
     fn sources(&self) -> Sources {
         Sources {
             file: self.config.clone(),
-            seed_env: SeedSettings::from_env(|name| std::env::var(name).ok()),
-            flags: SeedSettings {
-                backend_url: self.backend_url.clone(),
-                issuer_url: self.oidc_issuer_url.clone(),
-                client_id: self.oidc_client_id.clone(),
-                client_secret: self.oidc_client_secret.clone(),
-                scopes: self.oidc_scopes.clone(),
-                redirect_url: self.oidc_redirect_url.clone(),
-                login_timeout: self.login_timeout,
-                request_timeout: self.request_timeout,
-                cache_dir: None,
-            },
+            drop_in_env: DropInSettings::from_env(|name| std::env::var(name).ok()),
+            flags: self.drop_in.0.clone(),
         }
     }
 }
@@ -148,7 +171,7 @@ fn banner(settings: &Settings) {
         env!("CARGO_PKG_VERSION")
     );
     if let [backend] = settings.backends.as_slice()
-        && settings.is_transparent()
+        && settings.is_drop_in()
     {
         eprintln!("  backend  {}", backend.url);
         if let Some(profile) = &backend.profile {
@@ -207,7 +230,6 @@ fn validate_command(args: &ValidateArgs, config: Option<&Path>) -> ExitCode {
     let options = validate::Options {
         strict: args.strict,
         env: &env,
-        overlay: None,
     };
     let checked = match validate::check_file(file, &options) {
         Ok(checked) => checked,
@@ -240,23 +262,35 @@ fn print_stdout(text: &str) -> ExitCode {
     }
 }
 
-/// Loads and resolves the settings; the file's diagnostics go to stderr, like every
-/// configuration error, before anything is read from stdin.
+/// Loads and resolves the settings; warnings and errors go to stderr before anything is read
+/// from stdin: located in the file as `validate` prints them (summary included), or naming
+/// the env var or flag.
 fn load_settings(cli: &Cli) -> Result<Settings, ExitCode> {
-    let refuse = |e: ConfigError| {
-        match e {
-            ConfigError::Diagnostics(diagnostics) => {
-                eprint!("{}", diagnostics.render(Format::Human))
-            }
-            e => eprintln!("authful-mcp-proxy: {e}"),
+    let with_file = cli.config.is_some();
+    let print = |diagnostics: &crate::config::Diagnostics| {
+        if with_file && diagnostics.has_errors() {
+            eprint!("{}", diagnostics.render(Format::Human));
+        } else {
+            diagnostics
+                .human_lines()
+                .iter()
+                .for_each(|l| eprintln!("{l}"));
         }
-        ExitCode::from(1)
     };
-    let (config, diagnostics) = cli.sources().load_with_warnings().map_err(refuse)?;
-    for line in diagnostics.iter().flat_map(|d| d.human_lines()) {
-        eprintln!("{line}");
+    match cli.sources().settings() {
+        Ok((settings, warnings)) => {
+            print(&warnings);
+            Ok(settings)
+        }
+        Err(ConfigError::Diagnostics(diagnostics)) => {
+            print(&diagnostics);
+            Err(ExitCode::from(1))
+        }
+        Err(e) => {
+            eprintln!("authful-mcp-proxy: {e}");
+            Err(ExitCode::from(1))
+        }
     }
-    config.resolve().map_err(refuse)
 }
 
 /// The proxy itself, when no subcommand is given.
@@ -314,11 +348,8 @@ mod tests {
     fn the_parsed_command_line_never_shows_the_client_secret() {
         let cli = parse(&["https://m/mcp", "--oidc-client-secret", "flag-secret-42"]);
         assert_eq!(
-            cli.sources()
-                .flags
-                .client_secret
-                .map(|s| s.expose().to_owned()),
-            Some("flag-secret-42".into())
+            cli.sources().flags.get("oidc_client_secret"),
+            Some("flag-secret-42")
         );
         assert!(!format!("{cli:?} {:?}", cli.sources()).contains("flag-secret-42"));
     }
@@ -328,7 +359,7 @@ mod tests {
         let cli = parse(&["https://mcp.example.com/mcp", "--oidc-client-id", "c"]);
         assert!(cli.command.is_none());
         assert_eq!(
-            cli.backend_url.as_deref(),
+            cli.drop_in.0.get("backend_url"),
             Some("https://mcp.example.com/mcp")
         );
     }
@@ -361,5 +392,58 @@ mod tests {
     #[test]
     fn the_command_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// The help names each drop-in setting's env var and default, and each default is the
+    /// value a run gets when nothing sets it.
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
+    fn the_help_names_every_default_and_env_var() {
+        let help = Cli::command().render_help().to_string().replace('\n', " ");
+        let help: String = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        for setting in &drop_in::SETTINGS {
+            if let Some(default) = setting.default {
+                assert!(help.contains(&format!("[default: {default}]")), "{help}");
+            }
+            if let Some(env) = setting.env {
+                assert!(help.contains(&format!("[env: {env}]")), "{help}");
+            }
+        }
+        let cli = parse(&[
+            "https://m/mcp",
+            "--oidc-issuer-url",
+            "https://a",
+            "--oidc-client-id",
+            "c",
+        ]);
+        let sources = Sources {
+            drop_in_env: DropInSettings::default(),
+            ..cli.sources()
+        };
+        // Inside a jail: other tests set AUTHFUL_MCP_* env vars.
+        let mut resolved = None;
+        figment::Jail::expect_with(|_| {
+            resolved = Some(sources.settings().unwrap().0);
+            Ok(())
+        });
+        let settings = resolved.unwrap();
+        let backend = &settings.backends[0];
+        let profile = backend.profile.as_ref().unwrap();
+        for setting in &drop_in::SETTINGS {
+            let Some(default) = setting.default else {
+                continue;
+            };
+            let actual = match setting.id {
+                "oidc_scopes" => profile.scopes.join(" "),
+                "oidc_redirect_url" => profile.redirect_url.to_string(),
+                "login_timeout" => profile.login_timeout.as_secs().to_string(),
+                "request_timeout" => backend
+                    .request_timeout
+                    .map_or(0, |t| t.as_secs())
+                    .to_string(),
+                other => panic!("no check for the default of {other}"),
+            };
+            assert_eq!(actual, default.to_string(), "{}", setting.id);
+        }
     }
 }

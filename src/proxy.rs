@@ -73,7 +73,7 @@ where
 {
     let managers = token_managers(&settings, &clients::identity_provider(), &browser);
     let http = clients::backend();
-    if !settings.is_transparent() {
+    if !settings.is_drop_in() {
         let gateway = Gateway::new(
             settings.gateway.clone(),
             &settings.backends,

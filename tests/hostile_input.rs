@@ -251,7 +251,7 @@ async fn gateway_answers_every_bad_line_and_keeps_serving() {
 async fn single_backend_mode_answers_every_bad_line_and_keeps_serving() {
     let backend = TestBackend::start(BackendConfig::open("open")).await;
     let (settings, _cache) = settings(&backend, None);
-    assert!(settings.is_transparent());
+    assert!(settings.is_drop_in());
     hostile_session(settings, "echo").await;
     backend.shutdown();
 }

@@ -17,9 +17,9 @@ use authful_mcp_proxy::{
     auth::{AuthError, callback::CallbackServer},
     clients,
     config::{
-        self, Backend, Separator, Settings, Sources,
+        self, Backend, Format, Separator, Settings, Sources,
         interpolate::{Malformed, expand},
-        validate::{self, Format},
+        validate,
     },
     gateway::Gateway,
     glob::Glob,
@@ -302,7 +302,6 @@ fn check(text: &str, strict: bool) -> validate::Checked {
     let options = validate::Options {
         strict,
         env: &no_env,
-        overlay: None,
     };
     validate::check_text("c.yaml", text, &options)
 }

@@ -682,3 +682,60 @@ fn a_url_argument_still_runs_the_proxy() {
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("OIDC_ISSUER_URL"), "{}", run.stderr);
 }
+
+/// Start-up resolves every layer with the same rules as `validate`, reports every problem at
+/// once, and names the env var or flag of each value that is not from the file.
+#[test]
+fn start_up_names_the_env_var_or_flag_of_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = output(
+        command(dir.path())
+            .args(["--oidc-redirect-url", "https://localhost:8080/cb"])
+            .env("MCP_BACKEND_URL", "http://mcp.company.com/mcp")
+            .env("OIDC_ISSUER_URL", "http://auth.company.com")
+            .env("OIDC_CLIENT_ID", "cid"),
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.stdout, "", "stdout is for JSON-RPC only");
+    assert_eq!(
+        run.stderr.lines().collect::<Vec<_>>(),
+        [
+            "authful-mcp-proxy: error: oidc_profiles.default.issuer_url: 'http://auth.company.com' \
+             must use https:// (http:// is only allowed on localhost, 127.0.0.1 or [::1]) (from \
+             OIDC_ISSUER_URL)",
+            "authful-mcp-proxy: error: oidc_profiles.default.redirect_url: \
+             'https://localhost:8080/cb' must be http:// on localhost, 127.0.0.1 or [::1] with \
+             an explicit port, e.g. http://localhost:8080/auth/callback (from \
+             --oidc-redirect-url)",
+            "authful-mcp-proxy: error: backends.default.url: 'http://mcp.company.com/mcp' must \
+             use https:// (http:// is only allowed on localhost, 127.0.0.1 or [::1]) (from \
+             MCP_BACKEND_URL)",
+        ]
+    );
+}
+
+/// A header rule holds for a header from an `AUTHFUL_MCP_*` env var as for one in the file,
+/// in the same words, before anything connects.
+#[test]
+fn header_rules_hold_for_headers_from_env_vars() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.yaml"), BASE).unwrap();
+    let run = output(
+        command(dir.path())
+            .args(["--config", "c.yaml"])
+            .env("AUTHFUL_MCP_BACKENDS__TOOLS__HEADERS__AUTHORIZATION", "Bearer x")
+            .env("AUTHFUL_MCP_GATEWAY__MAX_NAME_LENGTH", "8"),
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        run.stderr.lines().collect::<Vec<_>>(),
+        [
+            "authful-mcp-proxy: error: backends.tools.headers.authorization: 'authorization' \
+             would replace the bearer token of the backend's oidc_profile; remove the header or \
+             the oidc_profile (from AUTHFUL_MCP_BACKENDS__TOOLS__HEADERS__AUTHORIZATION)",
+            "authful-mcp-proxy: error: gateway.max_name_length: 8 must be at least 16 (from \
+             AUTHFUL_MCP_GATEWAY__MAX_NAME_LENGTH)",
+            "c.yaml: 2 errors",
+        ]
+    );
+}

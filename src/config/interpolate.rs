@@ -6,19 +6,6 @@
 //! or empty (as in POSIX shells and Docker Compose). An unset variable without default expands
 //! to the empty string and is reported, so that callers can warn about it.
 
-use serde_yaml::Value;
-
-use super::locate::KeyPath;
-
-/// A `${VAR}` without default whose variable is not set.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnsetVar {
-    /// Where the reference occurs, e.g. `oidc_profiles.corp.client_secret`.
-    pub path: KeyPath,
-    /// The variable's name.
-    pub name: String,
-}
-
 /// Why a `${...}` reference cannot be expanded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Malformed {
@@ -34,16 +21,6 @@ pub enum Malformed {
          letters, digits and '_' (not starting with a digit)"
     )]
     BadReference(String),
-}
-
-/// A malformed reference in the tree, with where it is.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {reason}")]
-pub struct InterpolationError {
-    /// Where the string is.
-    pub path: KeyPath,
-    /// What is wrong.
-    pub reason: Malformed,
 }
 
 /// One string after expansion.
@@ -115,70 +92,6 @@ fn is_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Expands every string value of `value` in place and returns the unset variables without
-/// default, in document order; or every malformed reference (the tree is then partly
-/// expanded).
-pub fn interpolate(
-    value: &mut Value,
-    lookup: impl Fn(&str) -> Option<String>,
-) -> Result<Vec<UnsetVar>, Vec<InterpolationError>> {
-    let mut unset = Vec::new();
-    let mut errors = Vec::new();
-    walk(value, &KeyPath::root(), &lookup, &mut unset, &mut errors);
-    if errors.is_empty() {
-        Ok(unset)
-    } else {
-        Err(errors)
-    }
-}
-
-fn walk(
-    value: &mut Value,
-    path: &KeyPath,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    unset: &mut Vec<UnsetVar>,
-    errors: &mut Vec<InterpolationError>,
-) {
-    match value {
-        Value::String(text) => match expand(text, lookup) {
-            Ok(expanded) => {
-                unset.extend(expanded.unset.into_iter().map(|name| UnsetVar {
-                    path: path.clone(),
-                    name,
-                }));
-                *text = expanded.text;
-            }
-            Err(reason) => errors.push(InterpolationError {
-                path: path.clone(),
-                reason,
-            }),
-        },
-        Value::Sequence(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                walk(item, &path.index(i), lookup, unset, errors);
-            }
-        }
-        Value::Mapping(map) => {
-            for (key, item) in map.iter_mut() {
-                walk(item, &path.key(&key_text(key)), lookup, unset, errors);
-            }
-        }
-        Value::Tagged(tagged) => walk(&mut tagged.value, path, lookup, unset, errors),
-        Value::Null | Value::Bool(_) | Value::Number(_) => {}
-    }
-}
-
-/// A mapping key as it reads in a path.
-pub fn key_text(key: &Value) -> String {
-    match key {
-        Value::String(s) => s.clone(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::Null => "null".to_owned(),
-        Value::Sequence(_) | Value::Mapping(_) | Value::Tagged(_) => "?".to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,41 +150,5 @@ mod tests {
         assert_eq!(ex("${1X}"), Err(Malformed::BadReference("1X".into())));
         assert_eq!(ex("${A-B}"), Err(Malformed::BadReference("A-B".into())));
         assert_eq!(ex("${A:=b}"), Err(Malformed::BadReference("A:=b".into())));
-    }
-
-    #[test]
-    fn the_tree_is_expanded_in_values_only_with_paths() {
-        let mut value: Value = serde_yaml::from_str(
-            "oidc_profiles:\n  corp:\n    client_secret: ${SECRET}\n    scopes: [a, '${NOPE}']\n\
-             ${TEAM}: ${TEAM}\nn: 5\n",
-        )
-        .unwrap();
-        let unset = interpolate(&mut value, env).unwrap();
-        let paths: Vec<String> = unset
-            .iter()
-            .map(|u| format!("{}={}", u.path, u.name))
-            .collect();
-        assert_eq!(
-            paths,
-            [
-                "oidc_profiles.corp.client_secret=SECRET",
-                "oidc_profiles.corp.scopes[1]=NOPE"
-            ]
-        );
-        assert_eq!(value["${TEAM}"], Value::String("platform".into()));
-        assert_eq!(value["oidc_profiles"]["corp"]["client_secret"], "");
-    }
-
-    #[test]
-    fn malformed_references_in_the_tree_carry_their_path() {
-        let mut value: Value = serde_yaml::from_str("a:\n  b: ${X\n  c: ${1}\n").unwrap();
-        let errors = interpolate(&mut value, env).unwrap_err();
-        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        assert_eq!(messages.len(), 2);
-        assert!(messages[0].starts_with("a.b: '${' without"), "{messages:?}");
-        assert!(
-            messages[1].starts_with("a.c: invalid reference '${1}'"),
-            "{messages:?}"
-        );
     }
 }

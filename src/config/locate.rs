@@ -59,6 +59,19 @@ impl KeyPath {
     pub fn is_root(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Whether `ancestor` is this path or one of its ancestors.
+    pub fn starts_with(&self, ancestor: &KeyPath) -> bool {
+        self.0.starts_with(&ancestor.0)
+    }
+
+    /// The last step, when it is a mapping key.
+    pub fn last_key(&self) -> Option<&str> {
+        match self.0.last()? {
+            Segment::Key(key) => Some(key),
+            Segment::Index(_) => None,
+        }
+    }
 }
 
 impl fmt::Display for KeyPath {

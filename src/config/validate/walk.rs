@@ -1,20 +1,25 @@
-//! The structural check: the YAML tree against the JSON Schema of [`Config`](super::Config).
+//! The structural check: the YAML tree against the JSON Schema of
+//! [`Config`](crate::config::Config).
 //!
-//! Keys, types, enums and required keys all come from the schema, walked generically
-//! (`$ref`, `anyOf`/`oneOf`, `type`, `enum`/`const`, `properties`, `additionalProperties`,
-//! `required`, `items`, `minimum`/`maximum`), so a field added to the Rust types is checked
-//! without touching this file. The walk also expands `${VAR}` in string values and returns the
-//! tree as the loader should see it.
+//! Keys, types and enums come from the schema, walked generically (`$ref`, `anyOf`/`oneOf`,
+//! `type`, `enum`/`const`, `properties`, `additionalProperties`, `items`), so a field added to
+//! the Rust types is checked without touching this file. The walk also expands `${VAR}` in
+//! string values and returns the tree as the loader should see it, with every value it
+//! reported left out: what reaches [`resolve`](crate::config::resolve) has the right types.
+//! Whether a key is required, or a number in range, is a rule of `resolve`: another layer may
+//! supply or set it.
 
 use std::collections::HashSet;
 
 use serde_json::Value as Json;
 use serde_yaml::{Mapping, Value as Yaml};
 
-use super::{Anchor, Finding, suggest};
+use super::kinds::{accepts, coerce, describe, kind_word, or_list, quote_json, schema_types};
 use crate::config::{
+    checks::suggest,
+    finding::{Anchor, Finding},
     interpolate::{self, Expanded},
-    locate::{KeyPath, Segment},
+    locate::KeyPath,
 };
 
 /// State of one walk over the tree.
@@ -22,8 +27,6 @@ pub(super) struct Walker<'a> {
     /// The whole schema, for `$ref`s.
     root: &'a Json,
     env: &'a dyn Fn(&str) -> Option<String>,
-    /// What higher layers (env vars, flags) set, as JSON: a key they set is not missing.
-    overlay: Option<&'a Json>,
     strict: bool,
     /// Problems found, in walk order.
     pub(super) findings: Vec<Finding>,
@@ -36,13 +39,11 @@ impl<'a> Walker<'a> {
     pub(super) fn new(
         root: &'a Json,
         env: &'a dyn Fn(&str) -> Option<String>,
-        overlay: Option<&'a Json>,
         strict: bool,
     ) -> Self {
         Self {
             root,
             env,
-            overlay,
             strict,
             findings: Vec::new(),
             unresolved: HashSet::new(),
@@ -51,7 +52,7 @@ impl<'a> Walker<'a> {
 
     /// A walker for trying one branch of an `anyOf` without committing its findings.
     fn fork(&self) -> Self {
-        Self::new(self.root, self.env, self.overlay, self.strict)
+        Self::new(self.root, self.env, self.strict)
     }
 
     fn absorb(&mut self, other: Walker<'_>) {
@@ -68,17 +69,16 @@ impl<'a> Walker<'a> {
             .push(Finding::error(path.clone(), anchor, message));
     }
 
-    /// Checks `value` at `path` against `schema` and returns it expanded and normalised.
-    pub(super) fn walk(&mut self, value: &Yaml, schema: &Json, path: &KeyPath) -> Yaml {
+    /// Checks `value` at `path` against `schema` and returns it expanded and normalised, or
+    /// `None` when it was reported.
+    pub(super) fn walk(&mut self, value: &Yaml, schema: &Json, path: &KeyPath) -> Option<Yaml> {
         match value {
             // Expanded here, exactly once: `$$` must not turn into a reference on a second pass.
-            Yaml::String(raw) => match self.expand(raw, path) {
-                Some(expanded) => {
-                    let text = Yaml::String(expanded.text);
-                    self.check(&text, schema, path, expanded.had_references)
-                }
-                None => value.clone(),
-            },
+            Yaml::String(raw) => {
+                let expanded = self.expand(raw, path)?;
+                let text = Yaml::String(expanded.text);
+                self.check(&text, schema, path, expanded.had_references)
+            }
             _ => self.check(value, schema, path, false),
         }
     }
@@ -132,7 +132,13 @@ impl<'a> Walker<'a> {
     }
 
     /// Checks an already expanded value; `from_env` tells that it came out of `${...}`.
-    fn check(&mut self, value: &Yaml, schema: &Json, path: &KeyPath, from_env: bool) -> Yaml {
+    fn check(
+        &mut self,
+        value: &Yaml,
+        schema: &Json,
+        path: &KeyPath,
+        from_env: bool,
+    ) -> Option<Yaml> {
         let schema = self.resolve(schema);
         let branches = schema.get("anyOf").or_else(|| schema.get("oneOf"));
         if let Some(branches) = branches.and_then(Json::as_array) {
@@ -141,23 +147,17 @@ impl<'a> Walker<'a> {
         if let Yaml::Tagged(tagged) = value {
             let message = format!("YAML tags ({}) are not supported here", tagged.tag);
             self.error(path, Anchor::Value(path.clone()), message);
-            return value.clone();
+            return None;
         }
-        let Some(value) = self.check_type(value, schema, path, from_env) else {
-            return value.clone();
-        };
+        let value = self.check_type(value, schema, path, from_env)?;
         if !self.check_enum(&value, schema, path) {
-            return value;
+            return None;
         }
-        match value {
+        Some(match value {
             Yaml::Mapping(map) => Yaml::Mapping(self.check_mapping(&map, schema, path)),
             Yaml::Sequence(items) => Yaml::Sequence(self.check_items(&items, schema, path)),
-            Yaml::Number(ref n) => {
-                self.check_range(n, schema, path);
-                value
-            }
             other => other,
-        }
+        })
     }
 
     /// The first branch that takes the value wins. When none does, the findings of the one
@@ -169,7 +169,7 @@ impl<'a> Walker<'a> {
         branches: &[Json],
         path: &KeyPath,
         from_env: bool,
-    ) -> Yaml {
+    ) -> Option<Yaml> {
         let mut fitting = Vec::new();
         for branch in branches {
             let mut trial = self.fork();
@@ -194,7 +194,7 @@ impl<'a> Walker<'a> {
         }
         let message = format!("expected {}, found {}", or_list(&kinds), describe(value));
         self.error(path, Anchor::Value(path.clone()), message);
-        value.clone()
+        None
     }
 
     /// Whether a branch's declared type takes this kind of value at all.
@@ -311,13 +311,29 @@ impl<'a> Walker<'a> {
                 },
             };
             let checked = match item_schema {
-                Some(s) => self.walk(item, s, &child),
-                None => item.clone(),
+                Some(s) => self.walk(item, s, &child).or_else(|| self.placeholder(s)),
+                None => Some(item.clone()),
             };
-            out.insert(Yaml::String(name), checked);
+            if let Some(checked) = checked {
+                out.insert(Yaml::String(name), checked);
+            }
         }
-        self.check_required(&out, schema, path);
         out
+    }
+
+    /// What stands in for a reported value: an empty mapping where a mapping is meant, so
+    /// that a broken backend is still a backend (and not "no backends" on top of its error).
+    fn placeholder(&self, schema: &Json) -> Option<Yaml> {
+        self.takes_mapping(schema)
+            .then(|| Yaml::Mapping(Mapping::new()))
+    }
+
+    fn takes_mapping(&self, schema: &Json) -> bool {
+        let schema = self.resolve(schema);
+        match schema.get("anyOf").or_else(|| schema.get("oneOf")) {
+            Some(Json::Array(subs)) => subs.iter().any(|s| self.takes_mapping(s)),
+            _ => schema_types(schema).is_some_and(|types| types.contains(&"object")),
+        }
     }
 
     /// A mapping key as text; numbers and booleans are taken as their text (`1: x`).
@@ -343,164 +359,18 @@ impl<'a> Walker<'a> {
         self.error(path, Anchor::Key(path.clone()), message);
     }
 
-    /// A required key that is absent or empty is reported at its parent's key, unless a
-    /// higher layer sets it.
-    fn check_required(&mut self, map: &Mapping, schema: &Json, path: &KeyPath) {
-        let Some(required) = schema.get("required").and_then(Json::as_array) else {
-            return;
-        };
-        for name in required.iter().filter_map(Json::as_str) {
-            let child = path.key(name);
-            if self.overlay_sets(&child) {
-                continue;
-            }
-            match map.get(name) {
-                None => {
-                    let message = format!("missing required key '{name}'");
-                    self.error(&child, Anchor::Key(path.clone()), message);
-                }
-                Some(Yaml::Null) => {
-                    let message = format!("required key '{name}' has no value");
-                    self.error(&child, Anchor::Key(child.clone()), message);
-                }
-                Some(_) => {}
-            }
-        }
-    }
-
-    fn overlay_sets(&self, path: &KeyPath) -> bool {
-        let mut node = match self.overlay {
-            Some(node) => node,
-            None => return false,
-        };
-        for segment in path.segments() {
-            let next = match segment {
-                Segment::Key(key) => node.get(key),
-                Segment::Index(index) => node.get(index),
-            };
-            match next {
-                Some(next) => node = next,
-                None => return false,
-            }
-        }
-        !node.is_null()
-    }
-
     fn check_items(&mut self, items: &[Yaml], schema: &Json, path: &KeyPath) -> Vec<Yaml> {
         match schema.get("items").filter(|s| s.is_object()) {
+            // A reported item becomes empty text, so that later items keep their index.
             Some(item_schema) => items
                 .iter()
                 .enumerate()
-                .map(|(i, item)| self.walk(item, item_schema, &path.index(i)))
+                .map(|(i, item)| {
+                    self.walk(item, item_schema, &path.index(i))
+                        .unwrap_or_else(|| Yaml::String(String::new()))
+                })
                 .collect(),
             None => items.to_vec(),
         }
-    }
-
-    fn check_range(&mut self, number: &serde_yaml::Number, schema: &Json, path: &KeyPath) {
-        let Some(n) = number.as_f64() else { return };
-        let bound = |key: &str| schema.get(key).and_then(Json::as_f64);
-        let problem = match (bound("minimum"), bound("maximum")) {
-            (Some(min), _) if n < min => Some(format!("must be at least {min}")),
-            (_, Some(max)) if n > max => Some(format!("must be at most {max}")),
-            _ => None,
-        };
-        if let Some(problem) = problem {
-            self.error(
-                path,
-                Anchor::Value(path.clone()),
-                format!("{number} {problem}"),
-            );
-        }
-    }
-}
-
-/// The `type` keyword as a list (it may be one name or several).
-fn schema_types(schema: &Json) -> Option<Vec<&str>> {
-    match schema.get("type")? {
-        Json::String(t) => Some(vec![t.as_str()]),
-        Json::Array(list) => Some(list.iter().filter_map(Json::as_str).collect()),
-        _ => None,
-    }
-}
-
-/// The JSON Schema type name of a YAML value.
-fn kind_of(value: &Yaml) -> &'static str {
-    match value {
-        Yaml::Null => "null",
-        Yaml::Bool(_) => "boolean",
-        Yaml::Number(n) if n.is_i64() || n.is_u64() => "integer",
-        Yaml::Number(_) => "number",
-        Yaml::String(_) => "string",
-        Yaml::Sequence(_) => "array",
-        Yaml::Mapping(_) => "object",
-        Yaml::Tagged(_) => "tagged",
-    }
-}
-
-fn accepts(types: &[&str], value: &Yaml) -> bool {
-    let kind = kind_of(value);
-    types.contains(&kind) || (kind == "integer" && types.contains(&"number"))
-}
-
-/// Values the loader takes in place of the declared type: a number or boolean where text is
-/// meant (`client_id: 12345`), and the text of a `${VAR}` where a number or boolean is meant
-/// (`login_timeout: ${TIMEOUT:-300}`), an empty expansion counting as unset.
-fn coerce(types: &[&str], value: &Yaml, from_env: bool) -> Option<Yaml> {
-    match value {
-        Yaml::Number(n) if types.contains(&"string") => Some(Yaml::String(n.to_string())),
-        Yaml::Bool(b) if types.contains(&"string") => Some(Yaml::String(b.to_string())),
-        Yaml::String(text) if from_env => {
-            let text = text.trim();
-            if text.is_empty() && types.contains(&"null") {
-                return Some(Yaml::Null);
-            }
-            let parsed: Yaml = serde_yaml::from_str(text).ok()?;
-            let fits = matches!(parsed, Yaml::Bool(_) | Yaml::Number(_)) && accepts(types, &parsed);
-            fits.then_some(parsed)
-        }
-        _ => None,
-    }
-}
-
-fn kind_word(kind: &str) -> &'static str {
-    match kind {
-        "null" => "nothing",
-        "boolean" => "true or false",
-        "integer" => "a whole number",
-        "number" => "a number",
-        "string" => "text",
-        "array" => "a list",
-        "object" => "a mapping",
-        _ => "something else",
-    }
-}
-
-/// A value for a message: its kind and, for scalars, the value itself.
-pub(super) fn describe(value: &Yaml) -> String {
-    match value {
-        Yaml::Null => "nothing (an empty value)".to_owned(),
-        Yaml::Bool(b) => format!("the boolean {b}"),
-        Yaml::Number(n) => format!("the number {n}"),
-        Yaml::String(s) => format!("the text '{s}'"),
-        Yaml::Sequence(_) => "a list".to_owned(),
-        Yaml::Mapping(_) => "a mapping".to_owned(),
-        Yaml::Tagged(t) => format!("a value tagged {}", t.tag),
-    }
-}
-
-fn quote_json(value: &Json) -> String {
-    match value {
-        Json::String(s) => format!("'{s}'"),
-        other => other.to_string(),
-    }
-}
-
-/// `a`, `a or b`, `a, b or c`.
-fn or_list(words: &[&str]) -> String {
-    match words {
-        [] => "nothing".to_owned(),
-        [one] => (*one).to_owned(),
-        [init @ .., last] => format!("{} or {last}", init.join(", ")),
     }
 }

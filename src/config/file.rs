@@ -1,0 +1,301 @@
+//! The configuration file's model: what a user may write, before defaults and checks.
+//!
+//! These serde types are the one place that says which keys exist: the JSON Schema
+//! ([`json_schema`](super::json_schema)) and so `validate`'s structural walk derive from them,
+//! and every layer (file, env vars, flags) is merged into them. Everything is optional here,
+//! even what a run needs, because any layer may supply it; [`resolve`](super::resolve) applies
+//! the defaults and the rules.
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::secret::Secret;
+
+/// The configuration as written by the user, before defaults and checks.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "authful-mcp-proxy configuration")]
+pub struct Config {
+    /// Directory holding the token cache files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
+    /// Named OIDC client registrations; backends refer to them by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub oidc_profiles: BTreeMap<String, OidcProfileConfig>,
+    /// Named remote MCP servers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub backends: BTreeMap<String, BackendConfig>,
+    /// How the aggregated server presents itself.
+    #[serde(default, skip_serializing_if = "GatewayConfig::is_empty")]
+    pub gateway: GatewayConfig,
+}
+
+/// Settings of the aggregating server.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// `serverInfo.name` when several backends are aggregated (default `authful-mcp-proxy`).
+    #[serde(
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub name: Option<String>,
+    /// Between a backend's prefix and a tool or prompt name: `_` (default), `__` or `-`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub separator: Option<Separator>,
+    /// Seconds `initialize` waits for backends before answering with those that are ready
+    /// (default 5); the others join later and are announced with `list_changed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_timeout: Option<u64>,
+    /// Seconds the first answer to each kind of list waits until every backend is ready or has
+    /// failed, logins included (default 45, below Claude Desktop's 60-s limit); `0` does not
+    /// wait. Clients that list once see every backend whose login finished in time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_list_timeout: Option<u64>,
+    /// The longest exposed tool or prompt name, in characters (default 64, 16 to 128); longer
+    /// names are shortened, ending in `_` and 8 hex digits of a hash. Leave room for what the
+    /// client adds: Claude Code exposes `mcp__<server>__<tool>` to a model that takes 64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 16, max = 128))]
+    pub max_name_length: Option<u64>,
+    /// When the gateway lists its own two tools, `gateway_list_tools` and `gateway_call_tool`,
+    /// which reach backends that joined after the client's first tool list (default `auto`:
+    /// when a backend was missing from that list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_tools: Option<FallbackTools>,
+    /// Seconds a request may wait for a backend's answer (default 300), unless the backend sets
+    /// its own; every progress notification starts the wait anew, and `0` waits forever. On
+    /// expiry the request is cancelled at the backend and the client gets an error naming it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<u64>,
+}
+
+impl GatewayConfig {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// When the gateway offers its own tools for backends that joined late.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FallbackTools {
+    /// from the first tool list on, when a backend is missing from it
+    #[default]
+    Auto,
+    /// from the start
+    Always,
+    /// never (clients must list again on `list_changed` to reach late backends)
+    Never,
+}
+
+/// The separator between prefix and name.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+pub enum Separator {
+    /// `tools_search`
+    #[serde(rename = "_")]
+    Underscore,
+    /// `tools__search`
+    #[serde(rename = "__")]
+    DoubleUnderscore,
+    /// `tools-search`
+    #[serde(rename = "-")]
+    Dash,
+}
+
+impl Separator {
+    /// The separator as text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Separator::Underscore => "_",
+            Separator::DoubleUnderscore => "__",
+            Separator::Dash => "-",
+        }
+    }
+}
+
+/// Which of a backend's tools are exposed, by glob on the backend's own names.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolFilterConfig {
+    /// Only tools matching one of these globs (`*`, `?`, `[a-z]`); all tools when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// Tools matching one of these globs are hidden, even when allowed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+}
+
+/// One OIDC client registration at one identity provider.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+// Optional in Rust because the seed's env vars and flags may fill them; required in a file.
+#[schemars(extend("required" = ["issuer_url", "client_id"]))]
+pub struct OidcProfileConfig {
+    /// Issuer URL; discovery reads `{issuer_url}/.well-known/openid-configuration`.
+    #[serde(
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub issuer_url: Option<String>,
+    /// OAuth client id registered at the identity provider.
+    #[serde(
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub client_id: Option<String>,
+    /// Client secret, for confidential clients only.
+    #[serde(
+        default,
+        deserialize_with = "secret_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub client_secret: Option<Secret>,
+    /// Scopes: a space-separated string or a list. `openid` is always added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Scopes>,
+    /// Loopback URL the browser returns to after login.
+    #[serde(
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub redirect_url: Option<String>,
+    /// Seconds a browser login may take (default 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_timeout: Option<u64>,
+}
+
+/// One remote MCP server reached over Streamable HTTP.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+// Optional in Rust because `MCP_BACKEND_URL` or a flag may fill it; required in a file.
+#[schemars(extend("required" = ["url"]))]
+pub struct BackendConfig {
+    /// Streamable HTTP endpoint of the MCP server.
+    #[serde(
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub url: Option<String>,
+    /// Name of the OIDC profile whose tokens this backend accepts; none means no login.
+    #[serde(
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub oidc_profile: Option<String>,
+    /// Name prefix for this backend's tools, prompts and resources: defaults to the backend's
+    /// name; `""` serves it unprefixed.
+    #[serde(
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub prefix: Option<String>,
+    /// Extra HTTP headers on every request (API keys, say); combined with the bearer token.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub headers: BTreeMap<String, Secret>,
+    /// Tool filter on the backend's own tool names.
+    #[serde(default, skip_serializing_if = "ToolFilterConfig::is_empty")]
+    pub tools: ToolFilterConfig,
+    /// `false` keeps the backend in the file but out of the gateway (default `true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Seconds a request may wait for this backend's answer (default: `gateway.request_timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<u64>,
+}
+
+impl ToolFilterConfig {
+    fn is_empty(&self) -> bool {
+        self.allow.is_empty() && self.deny.is_empty()
+    }
+}
+
+/// Scopes as a space-separated string or a list.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(untagged)]
+pub enum Scopes {
+    /// `"openid profile email"`
+    Text(String),
+    /// `[openid, profile, email]`
+    List(Vec<String>),
+}
+
+impl Scopes {
+    /// The scopes in order, `openid` first and each one once.
+    pub fn normalized(&self) -> Vec<String> {
+        let words: Vec<&str> = match self {
+            Scopes::Text(text) => text.split_whitespace().collect(),
+            Scopes::List(list) => list.iter().flat_map(|s| s.split_whitespace()).collect(),
+        };
+        let mut scopes = vec!["openid".to_owned()];
+        for word in words {
+            if !scopes.iter().any(|s| s == word) {
+                scopes.push(word.to_owned());
+            }
+        }
+        scopes
+    }
+}
+
+/// Env vars and YAML may carry `12345` where a string is meant (a numeric client id, say):
+/// take any scalar as text instead of failing.
+fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Int(i64),
+        Uint(u64),
+        Float(f64),
+        Bool(bool),
+    }
+    Ok(
+        Option::<Scalar>::deserialize(deserializer)?.map(|v| match v {
+            Scalar::Text(s) => s,
+            Scalar::Int(n) => n.to_string(),
+            Scalar::Uint(n) => n.to_string(),
+            Scalar::Float(n) => n.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+        }),
+    )
+}
+
+/// [`text`], kept as a [`Secret`] so that no `Debug` of the configuration shows it.
+fn secret_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Secret>, D::Error> {
+    Ok(text(deserializer)?.map(Secret::new))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_always_start_with_openid_once() {
+        assert_eq!(
+            Scopes::Text("profile openid email".into()).normalized(),
+            ["openid", "profile", "email"]
+        );
+        assert_eq!(
+            Scopes::List(vec!["mcp:read".into()]).normalized(),
+            ["openid", "mcp:read"]
+        );
+    }
+}

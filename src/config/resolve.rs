@@ -1,0 +1,272 @@
+//! From the merged configuration to [`Settings`]: every default, and every rule that a value
+//! must pass, in one place.
+//!
+//! The proxy resolves the merge of all its layers when it starts; `validate` resolves the file
+//! on its own. Both get every finding at once (not the first), each at its key path, so that a
+//! rule says the same words whether the value came from the file, an env var or a flag. What a
+//! schema already says (keys, types, enums) is checked on the file before this, by
+//! [`validate`](super::validate); values of the wrong type never reach here.
+
+mod backends;
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use url::Url;
+
+use super::{
+    Config, DEFAULT_LOGIN_TIMEOUT_SECS, DEFAULT_REDIRECT_URL, DEFAULT_SCOPES, GatewayConfig,
+    OidcProfileConfig, Scopes, Separator,
+    checks::{endpoint_problem_as, redirect_problem_as},
+    drop_in::{self, DROP_IN_NAME},
+    finding::{Anchor, Finding},
+    locate::KeyPath,
+    settings::{Gateway, Profile, Settings, default_cache_dir, expand_home},
+};
+use crate::naming::{MAX_NAME_BUDGET, MIN_NAME_BUDGET};
+
+/// What resolving found.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The settings, when no finding is an error.
+    pub settings: Option<Settings>,
+    /// Every error and warning, in the order the rules ran.
+    pub findings: Vec<Finding>,
+}
+
+/// Applies the defaults to `config` and checks every rule. `with_file` tells whether a
+/// configuration file takes part, which decides how to say that no backend is configured.
+pub fn resolve(config: &Config, with_file: bool) -> Resolved {
+    let mut rules = Rules::default();
+    let profiles: BTreeMap<&str, Option<Arc<Profile>>> = config
+        .oidc_profiles
+        .iter()
+        .map(|(name, p)| (name.as_str(), rules.profile(name, p).map(Arc::new)))
+        .collect();
+    rules.shared_redirects(&config.oidc_profiles);
+    let separator = config.gateway.separator.unwrap_or(Separator::Underscore);
+    let only_one = config.backends.len() == 1;
+    let mut backends = Vec::new();
+    for (name, b) in &config.backends {
+        let backend = rules.backend(name, b, &profiles, only_one, &config.gateway);
+        if b.enabled != Some(false) {
+            backends.extend(backend);
+        }
+    }
+    rules.prefixes(&config.backends, separator, only_one);
+    rules.something_to_serve(config, with_file);
+    let gateway = rules.gateway(&config.gateway, separator);
+    let has_errors = rules.findings.iter().any(Finding::is_error);
+    let settings = match gateway {
+        Some(gateway) if !has_errors => Some(Settings {
+            cache_dir: config
+                .cache_dir
+                .as_deref()
+                .map(expand_home)
+                .unwrap_or_else(default_cache_dir),
+            backends,
+            gateway,
+        }),
+        _ => None,
+    };
+    Resolved {
+        settings,
+        findings: rules.findings,
+    }
+}
+
+/// The key path of a profile or backend.
+fn entry(section: &str, name: &str) -> KeyPath {
+    KeyPath::root().key(section).key(name)
+}
+
+#[derive(Default)]
+struct Rules {
+    findings: Vec<Finding>,
+}
+
+impl Rules {
+    fn errors(&self) -> usize {
+        self.findings.iter().filter(|f| f.is_error()).count()
+    }
+
+    fn bad_value(&mut self, path: &KeyPath, message: String) {
+        self.findings.push(Finding::bad_value(path, message));
+    }
+
+    /// A required key that no layer sets; the drop-in's own keys say which env var or flag
+    /// sets them.
+    fn missing(&mut self, path: KeyPath) {
+        let key = path.last_key().unwrap_or_default();
+        let message = match (drop_in::how_to_set(&path), drop_in::setting_at(&path)) {
+            (Some(how), Some(setting)) => format!("missing {}: {how}", setting.what),
+            _ => format!("missing required key '{key}'"),
+        };
+        self.findings
+            .push(Finding::error(path.clone(), Anchor::Key(path), message));
+    }
+
+    /// A URL, trimmed and parsed.
+    fn url(&mut self, path: &KeyPath, text: &str) -> Option<Url> {
+        match Url::parse(text.trim()) {
+            Ok(url) => Some(url),
+            Err(e) => {
+                self.bad_value(path, format!("'{text}' is not a valid URL ({e})"));
+                None
+            }
+        }
+    }
+
+    /// An issuer or backend URL: https, or http on loopback.
+    fn endpoint(&mut self, path: &KeyPath, text: &str) -> Option<Url> {
+        let url = self.url(path, text)?;
+        match endpoint_problem_as(&url, text) {
+            Some(problem) => {
+                self.bad_value(path, problem);
+                None
+            }
+            None => Some(url),
+        }
+    }
+
+    fn profile(&mut self, name: &str, p: &OidcProfileConfig) -> Option<Profile> {
+        let path = entry("oidc_profiles", name);
+        let before = self.errors();
+        let issuer_path = path.key("issuer_url");
+        let issuer = match &p.issuer_url {
+            Some(text) => self.endpoint(&issuer_path, text).map(|_| text.trim()),
+            None => {
+                self.missing(issuer_path);
+                None
+            }
+        };
+        let client_path = path.key("client_id");
+        let client_id = match &p.client_id {
+            Some(id) if id.trim().is_empty() => {
+                self.bad_value(&client_path, "must not be empty".to_owned());
+                None
+            }
+            Some(id) => Some(id.clone()),
+            None => {
+                self.missing(client_path);
+                None
+            }
+        };
+        let redirect_path = path.key("redirect_url");
+        let redirect = p.redirect_url.as_deref().unwrap_or(DEFAULT_REDIRECT_URL);
+        let redirect_url = self.url(&redirect_path, redirect).filter(|url| {
+            let problem = redirect_problem_as(url, redirect);
+            if let Some(problem) = &problem {
+                self.bad_value(&redirect_path, problem.clone());
+            }
+            problem.is_none()
+        });
+        if self.errors() > before {
+            return None;
+        }
+        Some(Profile {
+            name: name.to_owned(),
+            issuer_url: issuer?.to_owned(),
+            client_id: client_id?,
+            client_secret: p.client_secret.clone().filter(|s| !s.expose().is_empty()),
+            scopes: p
+                .scopes
+                .clone()
+                .unwrap_or_else(|| Scopes::Text(DEFAULT_SCOPES.to_owned()))
+                .normalized(),
+            redirect_url: redirect_url?,
+            login_timeout: Duration::from_secs(
+                p.login_timeout.unwrap_or(DEFAULT_LOGIN_TIMEOUT_SECS),
+            ),
+        })
+    }
+
+    /// Profiles of different issuers on one redirect URL: one login's callback could be
+    /// taken for the other's (a mix-up the `state` check alone does not rule out when both
+    /// logins run in different processes).
+    fn shared_redirects(&mut self, profiles: &BTreeMap<String, OidcProfileConfig>) {
+        let mut seen: Vec<(String, &str, &str)> = Vec::new(); // redirect URL, issuer, profile
+        for (name, profile) in profiles {
+            let path = entry("oidc_profiles", name);
+            let redirect_path = path.key("redirect_url");
+            let Some(issuer) = profile.issuer_url.as_deref() else {
+                continue;
+            };
+            let (redirect, anchor) = match profile.redirect_url.as_deref() {
+                Some(text) => (text, Anchor::Value(redirect_path.clone())),
+                None => (DEFAULT_REDIRECT_URL, Anchor::Key(path.clone())),
+            };
+            let Ok(url) = Url::parse(redirect.trim()) else {
+                continue;
+            };
+            let url = url.to_string();
+            if let Some((_, other_issuer, other)) = seen.iter().find(|(u, i, _)| {
+                *u == url && i.trim_end_matches('/') != issuer.trim_end_matches('/')
+            }) {
+                let message = format!(
+                    "profile '{other}' of issuer {other_issuer} uses the same redirect URL {url}; \
+                     give each identity provider a redirect URL (port) of its own, so that a \
+                     login response can only be taken for its own provider's"
+                );
+                self.findings
+                    .push(Finding::warning(redirect_path, anchor, message));
+            }
+            seen.push((url, issuer, name));
+        }
+    }
+
+    /// At least one backend, and not all of them disabled.
+    fn something_to_serve(&mut self, config: &Config, with_file: bool) {
+        let path = KeyPath::root().key("backends");
+        if config.backends.is_empty() {
+            if with_file {
+                let message = "no backends: define at least one under `backends`".to_owned();
+                self.findings
+                    .push(Finding::error(path.clone(), Anchor::Key(path), message));
+            } else {
+                self.missing(path.key(DROP_IN_NAME).key("url"));
+            }
+        } else if config.backends.values().all(|b| b.enabled == Some(false)) {
+            let message = "every backend is disabled (enabled: false): nothing to serve";
+            self.findings.push(Finding::error(
+                path.clone(),
+                Anchor::Key(path),
+                message.to_owned(),
+            ));
+        }
+    }
+
+    fn gateway(&mut self, g: &GatewayConfig, separator: Separator) -> Option<Gateway> {
+        let defaults = Gateway::default();
+        let budget_path = KeyPath::root().key("gateway").key("max_name_length");
+        let max_name_length = match g.max_name_length {
+            None => defaults.max_name_length,
+            Some(n) if n < MIN_NAME_BUDGET as u64 => {
+                self.bad_value(
+                    &budget_path,
+                    format!("{n} must be at least {MIN_NAME_BUDGET}"),
+                );
+                return None;
+            }
+            Some(n) if n > MAX_NAME_BUDGET as u64 => {
+                self.bad_value(
+                    &budget_path,
+                    format!("{n} must be at most {MAX_NAME_BUDGET}"),
+                );
+                return None;
+            }
+            Some(n) => n as usize,
+        };
+        Some(Gateway {
+            name: g.name.clone().unwrap_or(defaults.name),
+            separator,
+            startup_timeout: g
+                .startup_timeout
+                .map_or(defaults.startup_timeout, Duration::from_secs),
+            first_list_timeout: g
+                .first_list_timeout
+                .map_or(defaults.first_list_timeout, Duration::from_secs),
+            max_name_length,
+            fallback_tools: g.fallback_tools.unwrap_or_default(),
+        })
+    }
+}

@@ -1,0 +1,150 @@
+//! The settings a run uses: the configuration with every default applied and every rule
+//! passed. Only [`resolve`](super::resolve) makes them from a [`Config`](super::Config);
+//! tests and embedders may build them directly.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use url::Url;
+
+use super::{FallbackTools, Separator};
+use crate::{glob::ToolFilter, secret::Secret};
+
+/// Scopes requested when none are configured (the Python original's default).
+pub const DEFAULT_SCOPES: &str = "openid profile email";
+/// Where the browser is sent back to when no redirect URL is configured (the Python
+/// original's default).
+pub const DEFAULT_REDIRECT_URL: &str = "http://localhost:8080/auth/callback";
+/// How long a browser login may take before the pending request fails, in seconds.
+pub const DEFAULT_LOGIN_TIMEOUT_SECS: u64 = 300;
+
+/// A usable OIDC profile: every default applied, every value checked.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// The profile's name in the configuration.
+    pub name: String,
+    /// Issuer URL exactly as configured: discovery compares it with the provider's `issuer`
+    /// verbatim, so it is not normalised.
+    pub issuer_url: String,
+    /// OAuth client id.
+    pub client_id: String,
+    /// Client secret of a confidential client.
+    pub client_secret: Option<Secret>,
+    /// Requested scopes, `openid` first.
+    pub scopes: Vec<String>,
+    /// Loopback redirect URL the callback server listens on.
+    pub redirect_url: Url,
+    /// How long a browser login may take.
+    pub login_timeout: Duration,
+}
+
+/// A usable backend.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    /// The backend's name in the configuration.
+    pub name: String,
+    /// Streamable HTTP endpoint.
+    pub url: Url,
+    /// Profile whose tokens the backend accepts.
+    pub profile: Option<Arc<Profile>>,
+    /// Name prefix; `None` when served unprefixed.
+    pub prefix: Option<String>,
+    /// Static headers sent with every request; their values are secrets (API keys).
+    pub headers: Vec<(String, Secret)>,
+    /// Which of the backend's tools are exposed.
+    pub tools: ToolFilter,
+    /// How long a request may wait for an answer without progress; `None` waits forever.
+    pub request_timeout: Option<Duration>,
+}
+
+/// Default `gateway.request_timeout`, in seconds.
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 300;
+
+impl Backend {
+    /// A backend with no headers and no filter (the drop-in case).
+    pub fn new(name: &str, url: Url, profile: Option<Arc<Profile>>, prefix: Option<&str>) -> Self {
+        Self {
+            name: name.to_owned(),
+            url,
+            profile,
+            prefix: prefix.map(str::to_owned),
+            headers: Vec::new(),
+            tools: ToolFilter::default(),
+            request_timeout: Some(Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECS)),
+        }
+    }
+}
+
+/// How the aggregated server presents itself.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    /// `serverInfo.name`.
+    pub name: String,
+    /// Between prefix and tool or prompt name.
+    pub separator: Separator,
+    /// How long `initialize` waits for backends.
+    pub startup_timeout: Duration,
+    /// How long the first answer to each kind of list waits for backends; zero does not wait.
+    pub first_list_timeout: Duration,
+    /// The longest exposed tool or prompt name, in characters.
+    pub max_name_length: usize,
+    /// When the gateway offers its own tools for backends that joined late.
+    pub fallback_tools: FallbackTools,
+}
+
+/// Default `gateway.startup_timeout`.
+pub const DEFAULT_STARTUP_TIMEOUT_SECS: u64 = 5;
+
+/// Default `gateway.first_list_timeout`: below Claude Desktop's 60 s and the 60-s request
+/// timeout of the TypeScript SDK that most clients use.
+pub const DEFAULT_FIRST_LIST_TIMEOUT_SECS: u64 = 45;
+
+impl Default for Gateway {
+    fn default() -> Self {
+        Self {
+            name: "authful-mcp-proxy".into(),
+            separator: Separator::Underscore,
+            startup_timeout: Duration::from_secs(DEFAULT_STARTUP_TIMEOUT_SECS),
+            first_list_timeout: Duration::from_secs(DEFAULT_FIRST_LIST_TIMEOUT_SECS),
+            max_name_length: crate::naming::MAX_TOOL_NAME,
+            fallback_tools: FallbackTools::Auto,
+        }
+    }
+}
+
+/// The configuration, resolved and checked, ready to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Directory of the token cache.
+    pub cache_dir: PathBuf,
+    /// Enabled backends in name order.
+    pub backends: Vec<Backend>,
+    /// Aggregation settings.
+    pub gateway: Gateway,
+}
+
+impl Settings {
+    /// Whether the drop-in relay serves this configuration: one backend, unprefixed, passed
+    /// through as it is.
+    pub fn is_drop_in(&self) -> bool {
+        matches!(self.backends.as_slice(), [b] if b.prefix.is_none())
+    }
+}
+
+/// The Python original's token cache location, `~/.fastmcp/oauth-mcp-client-cache`.
+pub fn default_cache_dir() -> PathBuf {
+    dirs::home_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".fastmcp")
+        .join("oauth-mcp-client-cache")
+}
+
+pub(super) fn expand_home(path: &Path) -> PathBuf {
+    match path.strip_prefix("~") {
+        Ok(rest) => dirs::home_dir().map_or_else(|| path.to_path_buf(), |h| h.join(rest)),
+        Err(_) => path.to_path_buf(),
+    }
+}
