@@ -293,7 +293,8 @@ fn load_settings(cli: &Cli) -> Result<Settings, ExitCode> {
     }
 }
 
-/// The proxy itself, when no subcommand is given.
+/// The proxy itself, when no subcommand is given. It serves until stdin closes, SIGTERM or
+/// SIGINT arrives, closes the backend sessions, and exits 0.
 fn run_proxy(cli: &Cli) -> ExitCode {
     let verbosity = cli.verbosity();
     if let Err(e) = logging::init(verbosity, cli.log_file.as_deref()) {
@@ -317,13 +318,21 @@ fn run_proxy(cli: &Cli) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(proxy::serve(
-        settings,
-        Arc::new(SystemBrowser),
-        tokio::io::stdin(),
-        tokio::io::stdout(),
-    ));
-    // A browser opener still running must not keep the process alive after stdin closed.
+    let result = runtime.block_on(async {
+        // Listening from the start: a signal that came before would end the process at once,
+        // with no DELETE for the backends.
+        let stop = stop_signal();
+        proxy::serve(
+            settings,
+            Arc::new(SystemBrowser),
+            tokio::io::stdin(),
+            tokio::io::stdout(),
+            stop,
+        )
+        .await
+    });
+    // Neither a browser opener still running nor, after a signal, the thread blocked reading
+    // stdin may keep the process alive: `serve` has closed everything that matters.
     runtime.shutdown_timeout(Duration::from_millis(200));
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -331,6 +340,52 @@ fn run_proxy(cli: &Cli) -> ExitCode {
             tracing::error!("{e}");
             eprintln!("authful-mcp-proxy: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Registers for the signals that ask the proxy to stop — SIGTERM (a desktop client quitting)
+/// and SIGINT (Ctrl-C in a terminal); Ctrl-C elsewhere — and resolves when one arrives. A
+/// signal that cannot be listened for keeps its default action, and stdin EOF still ends the
+/// session cleanly.
+#[cfg(unix)]
+fn stop_signal() -> impl std::future::Future<Output = ()> + Send {
+    use tokio::signal::unix::{SignalKind, signal};
+    let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+        Ok(signal) => Some(signal),
+        Err(e) => {
+            tracing::warn!("Cannot listen for {name} ({e}); it ends the proxy without closing");
+            None
+        }
+    };
+    let mut term = listen(SignalKind::terminate(), "SIGTERM");
+    let mut int = listen(SignalKind::interrupt(), "SIGINT");
+    async fn arrived(signal: Option<&mut tokio::signal::unix::Signal>) {
+        match signal {
+            Some(signal) => {
+                signal.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+    async move {
+        tokio::select! {
+            () = arrived(term.as_mut()) => tracing::debug!("SIGTERM received: shutting down"),
+            () = arrived(int.as_mut()) => tracing::debug!("SIGINT received: shutting down"),
+        }
+    }
+}
+
+/// Resolves on Ctrl-C (see the Unix version).
+#[cfg(not(unix))]
+fn stop_signal() -> impl std::future::Future<Output = ()> + Send {
+    async {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => tracing::debug!("Ctrl-C received: shutting down"),
+            Err(e) => {
+                tracing::warn!("Cannot listen for Ctrl-C ({e})");
+                std::future::pending::<()>().await
+            }
         }
     }
 }

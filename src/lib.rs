@@ -16,4 +16,5 @@ pub mod protocol;
 pub mod proxy;
 pub mod relay;
 pub mod secret;
+pub mod shutdown;
 pub mod stdio;

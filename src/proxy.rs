@@ -1,8 +1,27 @@
-//! Running the proxy: token managers per profile, the relay, and the stdio server loop.
+//! Running the proxy: token managers per profile, the relay or the gateway, and the stdio
+//! session from its start to its end.
+//!
+//! Shutdown takes one path in both modes. [`serve`] serves the client until the first of:
+//! - the client closes stdin: rmcp lets the answers still in flight out first, and the
+//!   backends stay until then, since they are giving those answers;
+//! - the `shutdown` future fires (in the binary: SIGTERM, what a desktop client sends when it
+//!   quits, or SIGINT): the session is cancelled, which stops the handlers in flight.
+//!
+//! Then the session's [`Closer`], which owns every task started for it, closes — after the
+//! client session has ended (stdin closed), or at the same time (`shutdown`, when no answer
+//! needs a backend any more):
+//! 1. its token is cancelled: a login in progress is abandoned (its callback server closes), a
+//!    backend still connecting stops, the gateway stops reconnecting;
+//! 2. each task holding a backend session ends it with an HTTP `DELETE` carrying its
+//!    `Mcp-Session-Id`, all backends at once;
+//! 3. tasks still running after [`CLOSE_DEADLINE`] are aborted, and `serve` returns `Ok`.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, future::Future, sync::Arc};
 
-use rmcp::{ServiceExt, service::ServerInitializeError};
+use rmcp::{
+    RoleServer, ServiceExt,
+    service::{RunningService, ServerInitializeError, Service},
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::{
@@ -11,6 +30,7 @@ use crate::{
     config::Settings,
     gateway::Gateway,
     relay::Relay,
+    shutdown::{CLOSE_DEADLINE, Closer},
     stdio::StdioTransport,
 };
 
@@ -60,12 +80,14 @@ pub fn token_managers(
 }
 
 /// Serves MCP on `reader`/`writer` (stdin/stdout in production) until the client closes its
-/// side, then closes the backend session.
+/// side or `shutdown` fires, then closes every backend session; see the [module](self) for
+/// the order. Either way the session ended cleanly: `Ok(())`.
 pub async fn serve<R, W>(
     settings: Settings,
     browser: Arc<dyn Browser>,
     reader: R,
     writer: W,
+    shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError>
 where
     R: AsyncRead + Send + Unpin + 'static,
@@ -73,6 +95,7 @@ where
 {
     let managers = token_managers(&settings, &clients::identity_provider(), &browser);
     let http = clients::backend();
+    let transport = StdioTransport::new(reader, writer);
     if !settings.is_drop_in() {
         let gateway = Gateway::new(
             settings.gateway.clone(),
@@ -86,29 +109,11 @@ where
             http,
         );
         let closer = gateway.closer();
-        let running = match gateway.serve(StdioTransport::new(reader, writer)).await {
-            Ok(running) => running,
-            Err(e) => return ended_before_initialize(e),
-        };
-        let quit = running.waiting().await;
-        tracing::debug!("Client session ended: {quit:?}");
-        closer.close().await;
-        return Ok(());
+        return session(gateway.serve(transport), closer, shutdown).await;
     }
     let [backend] = settings.backends.as_slice() else {
         return Err(RunError::Unsupported("no backend to serve".into()));
     };
-    // Log in while the client starts up: `initialize` then finds the token ready (or joins
-    // the same login) instead of starting it only then. (The gateway starts its backends,
-    // logins included, as soon as the client initializes.)
-    for tokens in managers.values() {
-        let tokens = Arc::clone(tokens);
-        tokio::spawn(async move {
-            if let Err(e) = tokens.access_token().await {
-                tracing::error!("Login for profile '{}' failed: {e}", tokens.profile().name);
-            }
-        });
-    }
     let tokens = backend
         .profile
         .as_ref()
@@ -116,15 +121,68 @@ where
         .cloned();
     let relay = Relay::new(backend.clone(), http, tokens, settings.gateway.clone());
     let closer = relay.closer();
-    let running = match relay.serve(StdioTransport::new(reader, writer)).await {
+    // Log in while the client starts up: `initialize` then finds the token ready (or joins
+    // the same login) instead of starting it only then. (The gateway starts its backends,
+    // logins included, as soon as the client initializes.)
+    for tokens in managers.values() {
+        let (tokens, closing) = (Arc::clone(tokens), closer.token().clone());
+        closer.spawn(async move {
+            tokio::select! {
+                login = tokens.access_token() => {
+                    if let Err(e) = login {
+                        let profile = &tokens.profile().name;
+                        tracing::error!("Login for profile '{profile}' failed: {e}");
+                    }
+                }
+                // Abandoning the login closes its callback server.
+                () = closing.cancelled() => {}
+            }
+        });
+    }
+    session(relay.serve(transport), closer, shutdown).await
+}
+
+/// Runs the stdio session from its handshake to its end, then closes the backends.
+async fn session<S: Service<RoleServer>>(
+    starting: impl Future<Output = Result<RunningService<RoleServer, S>, ServerInitializeError>>,
+    closer: Closer,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let started = tokio::select! {
+        started = starting => started,
+        () = &mut shutdown => {
+            tracing::debug!("Shutting down before the client session started");
+            closer.close().await;
+            return Ok(());
+        }
+    };
+    let running = match started {
         Ok(running) => running,
         Err(e) => {
             closer.close().await;
             return ended_before_initialize(e);
         }
     };
-    let quit = running.waiting().await;
-    tracing::debug!("Client session ended: {quit:?}");
-    closer.close().await;
+    let cancel = running.cancellation_token();
+    let mut ended = std::pin::pin!(running.waiting());
+    tokio::select! {
+        quit = &mut ended => {
+            tracing::debug!("Client session ended: {quit:?}");
+            closer.close().await;
+        }
+        () = &mut shutdown => {
+            tracing::debug!("Shutting down: ending the client session and the backend sessions");
+            // Cancelling stops the handlers in flight, so the backends are no longer needed
+            // for their answers: both ends close at the same time, within the deadline.
+            cancel.cancel();
+            let client_side = tokio::time::timeout(CLOSE_DEADLINE, ended);
+            let (quit, ()) = tokio::join!(client_side, closer.close());
+            match quit {
+                Ok(quit) => tracing::debug!("Client session ended: {quit:?}"),
+                Err(_) => tracing::debug!("The client session did not end within the deadline"),
+            }
+        }
+    }
     Ok(())
 }

@@ -34,10 +34,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::TokenManager,
-    backend::{self, BackendHandler, BackendLink, Connection, ProgressMaps},
+    backend::{self, BackendHandler, Connection, ProgressMaps},
     config,
     lists::{self, Kind},
     protocol,
+    shutdown::Closer,
 };
 
 /// Where the backend connection stands.
@@ -53,14 +54,14 @@ enum State {
 /// What the connecting task shares with the relay.
 struct Link {
     state: watch::Sender<State>,
-    session: Mutex<Option<BackendLink>>,
     /// `initialize` was answered before the backend was connected, so the client has to hear
     /// when it is. Held while the connecting task publishes its outcome, so the two cannot
     /// miss each other.
     provisional: Mutex<bool>,
     /// A `logging/setLevel` that came before the connection, sent once it is there.
     log_level: Mutex<Option<ClientRequest>>,
-    shutdown: CancellationToken,
+    /// Owns the connecting task, which holds the backend session until closing.
+    tasks: Closer,
 }
 
 /// Serves one backend unchanged: its serverInfo, capabilities and instructions, its lists,
@@ -76,25 +77,6 @@ pub struct Relay {
     client: OnceCell<(Peer<RoleServer>, ClientConfig)>,
     /// Per kind: its first list has been answered.
     first_answered: [AtomicBool; 4],
-}
-
-/// Closes a relay's backend session after the stdio session has ended.
-pub struct BackendCloser {
-    name: String,
-    link: Arc<Link>,
-}
-
-impl BackendCloser {
-    /// Stops connecting, and ends the backend session (an HTTP DELETE) if one was opened.
-    pub async fn close(self) {
-        self.link.shutdown.cancel();
-        let session = self.link.session.lock().ok().and_then(|mut s| s.take());
-        if let Some(session) = session
-            && let Err(e) = session.cancel().await
-        {
-            tracing::debug!("Closing backend '{}': {e}", self.name);
-        }
-    }
 }
 
 impl Relay {
@@ -114,25 +96,23 @@ impl Relay {
             progress: ProgressMaps::default(),
             link: Arc::new(Link {
                 state: watch::Sender::new(State::Connecting),
-                session: Mutex::new(None),
                 provisional: Mutex::new(false),
                 log_level: Mutex::new(None),
-                shutdown: CancellationToken::new(),
+                tasks: Closer::new(),
             }),
             client: OnceCell::new(),
             first_answered: Default::default(),
         }
     }
 
-    /// A handle that closes the backend session once serving is over.
-    pub fn closer(&self) -> BackendCloser {
-        BackendCloser {
-            name: self.backend.name.clone(),
-            link: Arc::clone(&self.link),
-        }
+    /// Owns the relay's background work; closing it ends the backend session (an HTTP
+    /// `DELETE`) if one was opened. Other tasks of the same stdio session may join it.
+    pub fn closer(&self) -> Closer {
+        self.link.tasks.clone()
     }
 
-    /// Connects (logging in if needed) in a task of its own, which publishes the outcome.
+    /// Connects (logging in if needed) in a task of its own, which publishes the outcome and
+    /// then holds the backend session until closing, when it ends the session.
     fn connect_in_background(&self) {
         let Some((downstream, info)) = self.client.get() else {
             return;
@@ -146,36 +126,32 @@ impl Relay {
         let (backend, http, tokens) =
             (self.backend.clone(), self.http.clone(), self.tokens.clone());
         let (link, downstream) = (Arc::clone(&self.link), downstream.clone());
-        tokio::spawn(async move {
+        self.link.tasks.spawn(async move {
+            let closing = link.tasks.token();
             let attempt = tokio::select! {
                 attempt = backend::connect(&backend, http, tokens, handler) => attempt,
-                () = link.shutdown.cancelled() => return,
+                () = closing.cancelled() => return,
             };
-            let announce = {
+            let (session, announce) = {
                 // Held while publishing: `initialize` decides under the same lock.
                 let provisional = link.provisional.lock();
                 let announce = provisional.as_ref().is_ok_and(|p| **p);
                 match attempt {
                     Ok((session, connection)) => {
-                        if let Ok(mut slot) = link.session.lock() {
-                            *slot = Some(session);
-                        }
                         link.state.send_replace(State::Ready(connection));
-                        announce
+                        (Some(session), announce)
                     }
                     Err(e) => {
                         tracing::error!("{e}");
                         link.state.send_replace(State::Failed(e.to_string()));
-                        false
+                        (None, false)
                     }
                 }
             };
             let level = link.log_level.lock().ok().and_then(|mut l| l.take());
             let state = link.state.borrow().clone();
             if let (Some(level), State::Ready(connection)) = (level, state)
-                && let Err(e) = connection
-                    .request(level, Default::default(), &link.shutdown)
-                    .await
+                && let Err(e) = connection.request(level, Default::default(), closing).await
             {
                 tracing::debug!(
                     "Backend '{}' refused the log level: {}",
@@ -191,6 +167,14 @@ impl Relay {
                 let _ = downstream.notify_tool_list_changed().await;
                 let _ = downstream.notify_prompt_list_changed().await;
                 let _ = downstream.notify_resource_list_changed().await;
+            }
+            let Some(session) = session else {
+                return;
+            };
+            // The session lives as long as this task: closing ends it with a DELETE.
+            closing.cancelled().await;
+            if let Err(e) = session.cancel().await {
+                tracing::debug!("Closing backend '{}': {e}", backend.name);
             }
         });
     }

@@ -566,7 +566,11 @@ async fn server_discover_is_method_not_found_at_once_in_both_modes() {
         let browser: Arc<dyn authful_mcp_proxy::auth::browser::Browser> =
             TestBrowser::new(BrowserMode::Ignore);
         let proxy = tokio::spawn(authful_mcp_proxy::proxy::serve(
-            settings, browser, proxy_in, proxy_out,
+            settings,
+            browser,
+            proxy_in,
+            proxy_out,
+            std::future::pending(),
         ));
         let started = std::time::Instant::now();
         let probing = rmcp::model::ClientConfig::default()

@@ -34,7 +34,13 @@ impl Raw {
         let (to_proxy, proxy_in) = tokio::net::unix::pipe::pipe().unwrap();
         let (proxy_out, from_proxy) = tokio::net::unix::pipe::pipe().unwrap();
         let browser: Arc<dyn Browser> = TestBrowser::new(BrowserMode::Complete);
-        let proxy = tokio::spawn(proxy::serve(settings, browser, proxy_in, proxy_out));
+        let proxy = tokio::spawn(proxy::serve(
+            settings,
+            browser,
+            proxy_in,
+            proxy_out,
+            std::future::pending(),
+        ));
         Self {
             to_proxy,
             from_proxy: BufReader::new(from_proxy).lines(),

@@ -723,7 +723,10 @@ fn header_rules_hold_for_headers_from_env_vars() {
     let run = output(
         command(dir.path())
             .args(["--config", "c.yaml"])
-            .env("AUTHFUL_MCP_BACKENDS__TOOLS__HEADERS__AUTHORIZATION", "Bearer x")
+            .env(
+                "AUTHFUL_MCP_BACKENDS__TOOLS__HEADERS__AUTHORIZATION",
+                "Bearer x",
+            )
             .env("AUTHFUL_MCP_GATEWAY__MAX_NAME_LENGTH", "8"),
     );
     assert_eq!(run.code, 1, "{}", run.stderr);

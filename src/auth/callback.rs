@@ -119,6 +119,10 @@ impl CallbackServer {
             let (stop_tx, stop_rx) = oneshot::channel::<()>();
             stops.push(stop_tx);
             let app = app.clone();
+            // Not owned, and it needs no owner: it ends when this `CallbackServer` is dropped
+            // (the login done, failed or abandoned at shutdown), which drops `stop_tx`. Ending
+            // gracefully lets the page of the redirect that completed the login reach the
+            // browser; aborting the task could cut it off.
             tokio::spawn(async move {
                 let _ = axum::serve(listener, app)
                     .with_graceful_shutdown(async {

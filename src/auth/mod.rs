@@ -365,6 +365,8 @@ impl TokenManager {
             self.profile.issuer_url, self.profile.name
         );
         let browser = Arc::clone(&self.browser);
+        // A blocking thread cannot be cancelled; opening a browser returns soon, and the
+        // binary's runtime shutdown does not wait long for it.
         let opened = tokio::task::spawn_blocking(move || browser.open(&url)).await;
         match opened {
             Ok(Ok(())) => {}

@@ -35,7 +35,7 @@ use rmcp::{
 };
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
-use tokio::{sync::OnceCell, task::JoinSet};
+use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -44,6 +44,7 @@ use crate::{
     lists::{self, Kind},
     naming::Naming,
     protocol,
+    shutdown::Closer,
 };
 use catalog::Catalog;
 use slots::{Shared, Slot};
@@ -55,8 +56,8 @@ pub struct Gateway {
     http: reqwest::Client,
     catalog: Catalog,
     shared: OnceCell<Arc<Shared>>,
-    shutdown: CancellationToken,
-    keepers: Arc<Mutex<JoinSet<()>>>,
+    /// Owns the backends' keepers, which close their sessions when it closes.
+    tasks: Closer,
     /// Per kind: its first list has been answered, so later ones do not wait.
     first_answered: [AtomicBool; 4],
     /// The backends that were in the first tool list, once it has been answered.
@@ -112,20 +113,17 @@ impl Gateway {
             http,
             catalog,
             shared: OnceCell::new(),
-            shutdown: CancellationToken::new(),
-            keepers: Arc::default(),
+            tasks: Closer::new(),
             first_answered: Default::default(),
             first_tools: Mutex::new(None),
             late_tools: late_tools.into(),
         }
     }
 
-    /// A handle that stops the backends once serving is over.
-    pub fn closer(&self) -> GatewayCloser {
-        GatewayCloser {
-            shutdown: self.shutdown.clone(),
-            keepers: Arc::clone(&self.keepers),
-        }
+    /// Owns the gateway's background work; closing it ends every backend session (an HTTP
+    /// `DELETE` each, concurrently) and stops reconnecting.
+    pub fn closer(&self) -> Closer {
+        self.tasks.clone()
     }
 
     async fn initialize(
@@ -143,14 +141,12 @@ impl Gateway {
         if self.shared.set(Arc::clone(&shared)).is_err() {
             return Err(ErrorData::invalid_request("already initialized", None));
         }
-        if let Ok(mut keepers) = self.keepers.lock() {
-            for slot in &self.slots {
-                keepers.spawn(Arc::clone(slot).keep(
-                    self.http.clone(),
-                    Arc::clone(&shared),
-                    self.shutdown.clone(),
-                ));
-            }
+        for slot in &self.slots {
+            self.tasks.spawn(Arc::clone(slot).keep(
+                self.http.clone(),
+                Arc::clone(&shared),
+                self.tasks.token().clone(),
+            ));
         }
         let startup = futures::future::join_all(self.slots.iter().map(|s| s.settled()));
         if tokio::time::timeout(self.settings.startup_timeout, startup)
@@ -502,25 +498,6 @@ fn merge(into: &mut Value, value: Value) {
         }
         (into @ Value::Bool(false), v @ Value::Bool(true)) => *into = v,
         _ => {}
-    }
-}
-
-/// Stops a gateway's backends after the stdio session ended.
-pub struct GatewayCloser {
-    shutdown: CancellationToken,
-    keepers: Arc<Mutex<JoinSet<()>>>,
-}
-
-impl GatewayCloser {
-    /// Closes every backend session and waits (bounded) for them to finish.
-    pub async fn close(self) {
-        self.shutdown.cancel();
-        let mut keepers = match self.keepers.lock() {
-            Ok(mut keepers) => std::mem::take(&mut *keepers),
-            Err(_) => return,
-        };
-        let all = async { while keepers.join_next().await.is_some() {} };
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(6), all).await;
     }
 }
 

@@ -78,7 +78,6 @@ pub struct Shared {
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Slot {
     /// A slot for `backend`, named by `naming`, using `tokens` when it has an OIDC profile;
@@ -203,7 +202,8 @@ impl Slot {
         }
     }
 
-    /// Keeps the backend connected until `shutdown`.
+    /// Keeps the backend connected until `shutdown`, then ends its session (an HTTP `DELETE`);
+    /// the gateway's [`Closer`](crate::shutdown::Closer) bounds how long that may take.
     pub async fn keep(
         self: Arc<Self>,
         http: reqwest::Client,
@@ -255,7 +255,10 @@ impl Slot {
                     loop {
                         tokio::select! {
                             () = shutdown.cancelled() => {
-                                let _ = link.close_with_timeout(CLOSE_TIMEOUT).await;
+                                if let Err(e) = link.close().await {
+                                    let name = &self.backend.name;
+                                    tracing::debug!("Closing backend '{name}': {e}");
+                                }
                                 return;
                             }
                             Some(kind) = changed.recv() => {

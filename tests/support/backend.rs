@@ -32,7 +32,7 @@ use std::{
 use axum::{
     Json, Router,
     extract::{Request, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
 };
@@ -164,6 +164,8 @@ pub struct BackendStats {
     pub jwks_fetches: u32,
     /// Number of `403 Forbidden` responses served for missing required headers.
     pub forbidden: u32,
+    /// `Mcp-Session-Id`s the client ended with an accepted HTTP `DELETE`, in order.
+    pub deleted_sessions: Vec<String>,
 }
 
 /// Claims of an accepted access token. The auth layer stores them in the HTTP
@@ -263,6 +265,13 @@ impl TestBackend {
     /// A snapshot of what the backend has observed.
     pub fn stats(&self) -> BackendStats {
         self.shared.state().stats.clone()
+    }
+
+    /// Every `Mcp-Session-Id` handed out and not expired, sorted.
+    pub fn sessions(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.shared.state().known_sessions.iter().cloned().collect();
+        ids.sort();
+        ids
     }
 
     /// Rejects (with `401`) every token seen so far, by `jti` or, for tokens
@@ -538,8 +547,16 @@ async fn gatekeeper(
     {
         return (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
     }
+    let deleting = session
+        .filter(|_| request.method() == Method::DELETE)
+        .map(str::to_owned);
 
     let response = next.run(request).await;
+    if let Some(session) = deleting
+        && response.status().is_success()
+    {
+        shared.state().stats.deleted_sessions.push(session);
+    }
     if let Some(session) = response
         .headers()
         .get("mcp-session-id")

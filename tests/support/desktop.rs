@@ -58,7 +58,13 @@ impl ListOnce {
     pub fn start(settings: Settings, browser: Arc<dyn Browser>) -> Self {
         let (to_proxy, proxy_in) = pipe::pipe().unwrap();
         let (proxy_out, from_proxy) = pipe::pipe().unwrap();
-        let proxy = tokio::spawn(proxy::serve(settings, browser, proxy_in, proxy_out));
+        let proxy = tokio::spawn(proxy::serve(
+            settings,
+            browser,
+            proxy_in,
+            proxy_out,
+            std::future::pending(),
+        ));
         let writer = Arc::new(tokio::sync::Mutex::new(to_proxy));
         let arrivals: Arc<Mutex<Vec<Arrival>>> = Arc::default();
         let arrived = Arc::new(Notify::new());

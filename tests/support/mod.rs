@@ -354,7 +354,13 @@ pub async fn try_start(
 ) -> Result<Harness, String> {
     let (to_proxy_tx, to_proxy_rx) = tokio::net::unix::pipe::pipe().unwrap();
     let (from_proxy_tx, from_proxy_rx) = tokio::net::unix::pipe::pipe().unwrap();
-    let proxy = tokio::spawn(proxy::serve(settings, browser, to_proxy_rx, from_proxy_tx));
+    let proxy = tokio::spawn(proxy::serve(
+        settings,
+        browser,
+        to_proxy_rx,
+        from_proxy_tx,
+        std::future::pending(),
+    ));
     let client = TestClient::new(protocol_version);
     let events = Arc::clone(&client.events);
     let client = client
