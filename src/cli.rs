@@ -1,4 +1,4 @@
-//! The command line: flags and env vars in the seed's names, logging, banner, exit codes; and
+//! The command line: flags and env vars in the Python original's names, logging, banner, exit codes; and
 //! the `validate` and `schema` subcommands.
 
 use std::{

@@ -10,8 +10,8 @@ use std::{
 use rmcp::{
     Peer, ServiceError,
     model::{
-        CancelledNotification, CancelledNotificationParam, ErrorData, GetMeta,
-        ProgressNotificationParam, ProgressToken, RequestId, RequestMetaObject,
+        CancelledNotification, CancelledNotificationParam, GetMeta, ProgressNotificationParam,
+        ProgressToken, RequestId, RequestMetaObject,
     },
     service::{PeerRequestOptions, ServiceRole},
 };
@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use rmcp::transport::streamable_http_client::StreamableHttpError;
 
-use crate::auth::AuthError;
+use crate::{auth::AuthError, error_text, request_error::RequestError};
 
 /// rmcp gives every outgoing request a progress token of its own; this maps those tokens back
 /// to the ones the original sender chose, for as long as the request runs. Every progress
@@ -150,50 +150,19 @@ pub async fn forward<R: ServiceRole>(
     }
 }
 
-/// Every error in `error`'s chain, including the ones rmcp and `io::Error` hold without
-/// exposing them as a `source`.
-fn causes<'a>(
-    error: &'a (dyn std::error::Error + 'static),
-) -> Vec<&'a (dyn std::error::Error + 'static)> {
-    let mut all = Vec::new();
-    let mut current = Some(error);
-    while let Some(e) = current {
-        all.push(e);
-        if let Some(rmcp::service::ClientInitializeError::TransportError { error, .. }) =
-            e.downcast_ref::<rmcp::service::ClientInitializeError>()
-        {
-            current = Some(error);
-            continue;
-        }
-        if let Some(inner) = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            current = Some(inner);
-            continue;
-        }
-        current = e.source();
-    }
-    all
-}
-
 /// The login problem behind a failed request, if that is what it was.
 pub fn find_auth_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a AuthError> {
-    causes(error)
-        .into_iter()
-        .find_map(|e| e.downcast_ref::<AuthError>())
+    error_text::find::<AuthError>(error)
 }
 
 /// Why a request to a backend failed, in the HTTP layer's words ("connection refused", "HTTP
 /// 503") rather than through rmcp's wrapper types; one line, and never the whole of a body the
 /// backend sent.
 pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let http = causes(error)
-        .into_iter()
-        .find_map(|e| e.downcast_ref::<StreamableHttpError<reqwest::Error>>());
+    let http = error_text::find::<StreamableHttpError<reqwest::Error>>(error);
     let text = match http {
         // The reqwest error is not exposed as a source; its own chain says what happened.
-        Some(StreamableHttpError::Client(reqwest)) => crate::auth::oidc::chain(reqwest),
+        Some(StreamableHttpError::Client(reqwest)) => error_text::chain(reqwest),
         Some(StreamableHttpError::UnexpectedServerResponse(response)) => {
             if response.starts_with("could not parse JSON response") {
                 "its answer is not JSON-RPC (not JSON)".to_owned()
@@ -201,41 +170,29 @@ pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
                 response.to_string()
             }
         }
-        Some(other) => crate::auth::oidc::chain(other),
-        None => crate::auth::oidc::chain(error),
+        Some(other) => error_text::chain(other),
+        None => error_text::chain(error),
     };
-    one_line(&text, 300)
-}
-
-/// `text` on one line, cut at `max` characters.
-fn one_line(text: &str, max: usize) -> String {
-    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match flat.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &flat[..cut]),
-        None => flat,
-    }
+    error_text::one_line(&text, 300)
 }
 
 /// What the client sees when a request to `backend` failed. JSON-RPC errors from the backend
 /// pass through unchanged; transport and login failures become a message that names the backend
 /// and says what happened.
-pub fn client_error(backend: &str, error: ServiceError) -> ErrorData {
+pub fn client_error(backend: &str, error: ServiceError) -> RequestError {
+    let backend = backend.to_owned();
     match error {
-        ServiceError::McpError(e) => e,
-        ServiceError::Timeout { timeout } => ErrorData::internal_error(
-            format!(
-                "backend '{backend}' did not answer within {} s (its request_timeout; progress \
-                 notifications extend it); the request was cancelled",
-                timeout.as_secs_f64()
-            ),
-            None,
-        ),
-        other => {
-            let message = match find_auth_error(&other) {
-                Some(auth) => format!("backend '{backend}': authentication failed: {auth}"),
-                None => format!("backend '{backend}' is unavailable: {}", describe(&other)),
-            };
-            ErrorData::internal_error(message, None)
-        }
+        ServiceError::McpError(e) => RequestError::Backend(e),
+        ServiceError::Timeout { timeout } => RequestError::TimedOut { backend, timeout },
+        other => match find_auth_error(&other) {
+            Some(auth) => RequestError::Unauthenticated {
+                backend,
+                reason: auth.to_string(),
+            },
+            None => RequestError::Unavailable {
+                backend,
+                reason: describe(&other),
+            },
+        },
     }
 }

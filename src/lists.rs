@@ -12,11 +12,11 @@
 
 use std::collections::HashSet;
 
-use rmcp::model::{ClientRequest, ErrorData, RequestMetaObject, ServerCapabilities, ServerResult};
+use rmcp::model::{ClientRequest, RequestMetaObject, ServerCapabilities, ServerResult};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::Connection;
+use crate::{backend::Connection, request_error::RequestError};
 
 /// The four lists of MCP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -84,13 +84,13 @@ impl Kind {
     }
 
     /// The list request for the page at `cursor` (the first page without one).
-    fn request(self, cursor: Option<&str>) -> Result<ClientRequest, ErrorData> {
+    fn request(self, cursor: Option<&str>) -> Result<ClientRequest, RequestError> {
         let params = match cursor {
             Some(cursor) => json!({ "cursor": cursor }),
             None => json!({}),
         };
         serde_json::from_value(json!({ "method": self.method(), "params": params }))
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))
+            .map_err(RequestError::internal)
     }
 
     /// A complete list result: `items`, the other members of `rest`, and no `nextCursor`.
@@ -98,11 +98,11 @@ impl Kind {
         self,
         items: Vec<Value>,
         mut rest: Map<String, Value>,
-    ) -> Result<ServerResult, ErrorData> {
+    ) -> Result<ServerResult, RequestError> {
         rest.remove("nextCursor");
         rest.insert(self.items().to_owned(), Value::Array(items));
         let value = Value::Object(rest);
-        let typed = |e: serde_json::Error| ErrorData::internal_error(e.to_string(), None);
+        let typed = RequestError::internal;
         Ok(match self {
             Kind::Tools => {
                 ServerResult::ListToolsResult(serde_json::from_value(value).map_err(typed)?)
@@ -192,7 +192,7 @@ pub async fn read_all(
     kind: Kind,
     cancelled: &CancellationToken,
     limits: Limits,
-) -> Result<Listing, ErrorData> {
+) -> Result<Listing, RequestError> {
     let mut listing = Listing::default();
     let mut seen_cursors = HashSet::new();
     let mut seen_items = HashSet::new();
@@ -211,19 +211,16 @@ pub async fn read_all(
             Ok(page) => page,
             Err(e) if page_number == 1 => return Err(e),
             Err(e) => {
-                listing.cut = Some(format!("page {page_number} failed: {}", e.message));
+                listing.cut = Some(format!("page {page_number} failed: {e}"));
                 break;
             }
         };
         let Ok(Value::Object(mut page)) = serde_json::to_value(page) else {
-            return Err(ErrorData::internal_error(
-                format!(
-                    "backend '{}' answered {} with something else",
-                    backend.name(),
-                    kind.method()
-                ),
-                None,
-            ));
+            return Err(RequestError::Internal(format!(
+                "backend '{}' answered {} with something else",
+                backend.name(),
+                kind.method()
+            )));
         };
         let items = match page.remove(kind.items()) {
             Some(Value::Array(items)) => items,

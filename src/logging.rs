@@ -1,4 +1,4 @@
-//! Log lines in the seed's style on stderr (or a file), never on stdout:
+//! Log lines in the Python original's style on stderr (or a file), never on stdout:
 //! `2026-01-01T10:00:00.000Z [authful_mcp_proxy.auth] [info] message`.
 
 use std::{fmt, io, path::Path, sync::Mutex};
@@ -26,9 +26,9 @@ const TIMESTAMP: &[BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
 
 /// Formats events as `timestamp [module] [level] message key=value...`.
-pub struct SeedFormat;
+pub struct OriginalFormat;
 
-impl<S, N> FormatEvent<S, N> for SeedFormat
+impl<S, N> FormatEvent<S, N> for OriginalFormat
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
@@ -76,7 +76,7 @@ pub fn init(verbosity: Verbosity, log_file: Option<&Path>) -> io::Result<()> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(verbosity))
         .with_ansi(false)
-        .event_format(SeedFormat);
+        .event_format(OriginalFormat);
     let result = match log_file {
         Some(path) => {
             // Debug logs tell a lot about a session: owner-only, and never through a link that

@@ -1,7 +1,7 @@
 //! Which MCP revisions the proxy speaks to its stdio client, and how one is agreed on.
 //!
 //! The proxy serves every revision that has an `initialize` handshake, and asks its backends
-//! for the newest of them ([`ProtocolVersion::LATEST_WITH_INITIALIZE`]). A client that asks
+//! for the newest of them ([`ProtocolVersion::LATEST_WITH_INITIALIZE`], in [`introduction`]). A client that asks
 //! for a revision the proxy does not know gets the newest one the proxy does, as the
 //! lifecycle rules prescribe; the client then decides whether it can live with that.
 //!
@@ -10,7 +10,7 @@
 //! [`DISCOVER_NOT_SUPPORTED`]: such clients read "Method not found" as "a legacy server: use
 //! `initialize`", so they fall back without waiting for a timeout.
 
-use rmcp::model::ProtocolVersion;
+use rmcp::model::{ClientConfig, ProtocolVersion};
 
 /// Protocol versions offered to stdio clients: all that have an initialize handshake.
 pub const CLIENT_PROTOCOL_VERSIONS: &[ProtocolVersion] = &[
@@ -34,6 +34,15 @@ pub fn negotiate(requested: &ProtocolVersion) -> ProtocolVersion {
     } else {
         ProtocolVersion::LATEST_WITH_INITIALIZE
     }
+}
+
+/// How the proxy introduces itself to a backend: as the stdio client (its name and
+/// capabilities, so the backend only asks for what the client can do), pinned to the newest
+/// protocol version that still has an `initialize` handshake.
+pub fn introduction(client: &ClientConfig) -> ClientConfig {
+    let mut info = client.clone();
+    info.protocol_version = ProtocolVersion::LATEST_WITH_INITIALIZE;
+    info
 }
 
 #[cfg(test)]

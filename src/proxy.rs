@@ -37,12 +37,12 @@ use crate::{
 /// Why the proxy stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// The configuration asks for something this version cannot serve.
-    #[error("{0}")]
-    Unsupported(String),
+    /// Settings with no backend (only built by hand: resolving refuses them).
+    #[error("no backend to serve")]
+    NoBackend,
     /// The stdio client broke the protocol before the session started.
     #[error("MCP session with the client failed to start: {0}")]
-    Start(String),
+    Start(#[source] Box<ServerInitializeError>),
 }
 
 /// A client that closes stdin before initializing has simply gone away (exit 0); anything else
@@ -53,7 +53,7 @@ fn ended_before_initialize(error: ServerInitializeError) -> Result<(), RunError>
             tracing::debug!("The client closed stdin before initializing");
             Ok(())
         }
-        other => Err(RunError::Start(other.to_string())),
+        other => Err(RunError::Start(Box::new(other))),
     }
 }
 
@@ -112,7 +112,7 @@ where
         return session(gateway.serve(transport), closer, shutdown).await;
     }
     let [backend] = settings.backends.as_slice() else {
-        return Err(RunError::Unsupported("no backend to serve".into()));
+        return Err(RunError::NoBackend);
     };
     let tokens = backend
         .profile

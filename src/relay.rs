@@ -1,4 +1,4 @@
-//! The transparent relay: one stdio client, one backend, every MCP message passed through —
+//! The drop-in relay: one stdio client, one backend, every MCP message passed through —
 //! except that lists come whole: the relay reads every page of a list from the backend and
 //! answers with all of it, since desktop clients read only the first page (see [`crate::lists`]).
 //!
@@ -38,6 +38,7 @@ use crate::{
     config,
     lists::{self, Kind},
     protocol,
+    request_error::RequestError,
     shutdown::Closer,
 };
 
@@ -153,11 +154,7 @@ impl Relay {
             if let (Some(level), State::Ready(connection)) = (level, state)
                 && let Err(e) = connection.request(level, Default::default(), closing).await
             {
-                tracing::debug!(
-                    "Backend '{}' refused the log level: {}",
-                    backend.name,
-                    e.message
-                );
+                tracing::debug!("Backend '{}' refused the log level: {e}", backend.name);
             }
             if announce {
                 tracing::info!(
@@ -181,7 +178,7 @@ impl Relay {
 
     /// The connection, waiting up to `limit` while it is being made; a failed one is tried
     /// again first (a person may be back to log in).
-    async fn connection(&self, limit: Option<Duration>) -> Result<Connection, ErrorData> {
+    async fn connection(&self, limit: Option<Duration>) -> Result<Connection, RequestError> {
         let retry = self.link.state.send_if_modified(|state| {
             let failed = matches!(state, State::Failed(_));
             if failed {
@@ -201,22 +198,18 @@ impl Relay {
         let outcome = state.borrow().clone();
         match outcome {
             State::Ready(connection) => Ok(connection),
-            State::Failed(reason) => Err(ErrorData::internal_error(reason, None)),
-            State::Connecting => Err(ErrorData::internal_error(
-                format!(
-                    "backend '{}' is unavailable: {}",
-                    self.backend.name,
-                    match &self.backend.profile {
-                        Some(p) => format!(
-                            "still waiting for you to log in to {} in the browser (the URL is \
-                             printed on stderr)",
-                            p.issuer_url
-                        ),
-                        None => "still connecting".into(),
-                    }
-                ),
-                None,
-            )),
+            State::Failed(reason) => Err(RequestError::NotConnected(reason)),
+            State::Connecting => Err(RequestError::Unavailable {
+                backend: self.backend.name.clone(),
+                reason: match &self.backend.profile {
+                    Some(p) => format!(
+                        "still waiting for you to log in to {} in the browser (the URL is \
+                         printed on stderr)",
+                        p.issuer_url
+                    ),
+                    None => "still connecting".into(),
+                },
+            }),
         }
     }
 
@@ -224,15 +217,15 @@ impl Relay {
         &self,
         params: InitializeRequestParams,
         context: RequestContext<RoleServer>,
-    ) -> Result<ServerResult, ErrorData> {
+    ) -> Result<ServerResult, RequestError> {
         let negotiated = protocol::negotiate(&params.protocol_version);
-        let introduction = backend::introduction(&params);
+        let introduction = protocol::introduction(&params);
         if self
             .client
             .set((context.peer.clone(), introduction))
             .is_err()
         {
-            return Err(ErrorData::invalid_request("already initialized", None));
+            return Err(RequestError::AlreadyInitialized);
         }
         self.connect_in_background();
         let mut state = self.link.state.subscribe();
@@ -243,14 +236,14 @@ impl Relay {
                 .link
                 .provisional
                 .lock()
-                .map_err(|_| ErrorData::internal_error("relay state poisoned", None))?;
+                .map_err(|_| RequestError::internal("relay state poisoned"))?;
             let outcome = self.link.state.borrow().clone();
             *provisional = matches!(outcome, State::Connecting);
             outcome
         };
         match outcome {
-            State::Ready(connection) => self.transparent(&connection, negotiated),
-            State::Failed(reason) => Err(ErrorData::internal_error(reason, None)),
+            State::Ready(connection) => self.backends_own(&connection, negotiated),
+            State::Failed(reason) => Err(RequestError::NotConnected(reason)),
             State::Connecting => {
                 tracing::info!(
                     "Answering initialize after {} s, before backend '{}' is connected (a login \
@@ -265,16 +258,16 @@ impl Relay {
     }
 
     /// The backend's own `initialize` answer, at the negotiated version.
-    fn transparent(
+    fn backends_own(
         &self,
         connection: &Connection,
         negotiated: ProtocolVersion,
-    ) -> Result<ServerResult, ErrorData> {
+    ) -> Result<ServerResult, RequestError> {
         let Some(server) = connection.info() else {
-            return Err(ErrorData::internal_error(
-                format!("backend '{}' sent no initialize result", self.backend.name),
-                None,
-            ));
+            return Err(RequestError::Internal(format!(
+                "backend '{}' sent no initialize result",
+                self.backend.name
+            )));
         };
         tracing::info!(
             "Connected to backend '{}' ({})",
@@ -301,7 +294,7 @@ impl Relay {
         kind: Kind,
         cursor: Option<String>,
         cancelled: &CancellationToken,
-    ) -> Result<ServerResult, ErrorData> {
+    ) -> Result<ServerResult, RequestError> {
         if cursor.is_some() {
             tracing::debug!(
                 "Answered {} with a cursor with an empty page",
@@ -340,17 +333,17 @@ fn provisional(negotiated: ProtocolVersion) -> InitializeResult {
         ))
 }
 
-impl Service<RoleServer> for Relay {
-    async fn handle_request(
+impl Relay {
+    async fn answer(
         &self,
         request: ClientRequest,
         context: RequestContext<RoleServer>,
-    ) -> Result<ServerResult, ErrorData> {
+    ) -> Result<ServerResult, RequestError> {
         if let ClientRequest::InitializeRequest(init) = request {
             return self.initialize(init.params, context).await;
         }
         if self.client.get().is_none() {
-            return Err(ErrorData::invalid_request("initialize first", None));
+            return Err(RequestError::NotInitialized);
         }
         if let Some((kind, cursor)) = lists::asked_for(&request) {
             return self.list(kind, cursor, &context.ct).await;
@@ -370,6 +363,16 @@ impl Service<RoleServer> for Relay {
         }
         let connection = self.connection(self.backend.request_timeout).await?;
         connection.request(request, context.meta, &context.ct).await
+    }
+}
+
+impl Service<RoleServer> for Relay {
+    async fn handle_request(
+        &self,
+        request: ClientRequest,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ServerResult, ErrorData> {
+        Ok(self.answer(request, context).await?)
     }
 
     async fn handle_notification(

@@ -65,7 +65,7 @@ pub struct TokenCache {
     client_id: String,
 }
 
-/// Keeps letters, digits and `-`; every other run of characters becomes one `_`, as the seed
+/// Keeps letters, digits and `-`; every other run of characters becomes one `_`, as the Python original
 /// names its files (`https://auth.example.com` -> `https_auth_example_com`).
 fn sanitize(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -81,7 +81,7 @@ fn sanitize(text: &str) -> String {
 
 impl TokenCache {
     /// The cache file of `profile` inside `dir`, e.g.
-    /// `https_auth_example_com_realms_corp_my-client_1a2b3c4d_tokens.json`: the seed's readable
+    /// `https_auth_example_com_realms_corp_my-client_1a2b3c4d_tokens.json`: the Python original's readable
     /// name, then 8 hex digits of the SHA-256 of issuer, client id and scopes.
     pub fn new(dir: &Path, profile: &Profile) -> Self {
         Self::for_key(

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use url::Url;
 
 use super::AuthError;
-use crate::secret::Secret;
+use crate::{error_text::bounded, secret::Secret};
 
 /// What the callback carried: a code, or the provider's refusal.
 type Outcome = Result<Secret, AuthError>;
@@ -247,15 +247,6 @@ async fn callback(
             ),
         )),
     )
-}
-
-/// `text` without control characters, cut at `max` characters.
-fn bounded(text: &str, max: usize) -> String {
-    let clean: String = text.chars().filter(|c| !c.is_control()).collect();
-    match clean.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &clean[..cut]),
-        None => clean,
-    }
 }
 
 fn escape(text: &str) -> String {

@@ -36,6 +36,7 @@ use super::{
 use crate::{
     clients::IDP_MAX_RESPONSE_BYTES,
     config::{Profile, endpoint_problem},
+    error_text::chain,
     secret::Secret,
 };
 
@@ -216,21 +217,6 @@ fn describe<RE: std::error::Error + 'static>(
         RequestTokenError::Parse(e, _) => format!("unreadable token response: {e}"),
         RequestTokenError::Other(e) => e.clone(),
     }
-}
-
-/// An error and its sources on one line.
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let next = e.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = e.source();
-    }
-    text
 }
 
 /// The `jwks_uri` of the issuer's discovery document, if that document can be read: after a

@@ -13,8 +13,7 @@ use rmcp::{
     Peer, RoleClient, RoleServer, ServiceExt,
     model::{
         ClientConfig, ClientNotification, ClientRequest, ClientResult, ErrorData, GetMeta,
-        ProtocolVersion, RequestMetaObject, ServerNotification, ServerPeerInfo, ServerRequest,
-        ServerResult,
+        RequestMetaObject, ServerNotification, ServerPeerInfo, ServerRequest, ServerResult,
     },
     service::{ClientCacheConfig, NotificationContext, RequestContext, RunningService, Service},
     transport::{
@@ -32,6 +31,7 @@ use crate::{
     forward::{ProgressMap, client_error, describe, find_auth_error, forward},
     lists::Kind,
     naming::Naming,
+    request_error::RequestError,
 };
 
 /// Progress tokens for both directions of one backend link.
@@ -113,7 +113,7 @@ impl Service<RoleClient> for BackendHandler {
         context: RequestContext<RoleClient>,
     ) -> Result<ClientResult, ErrorData> {
         let request = match &self.naming {
-            Some(naming) => attributed(naming, request)?,
+            Some(naming) => attributed(naming, request).map_err(ErrorData::from)?,
             None => request,
         };
         forward(
@@ -126,7 +126,7 @@ impl Service<RoleClient> for BackendHandler {
             None,
         )
         .await
-        .map_err(|e| client_error("client", e))
+        .map_err(|e| client_error("client", e).into())
     }
 
     async fn handle_notification(
@@ -162,14 +162,13 @@ impl Service<RoleClient> for BackendHandler {
 }
 
 /// The request with the backend's name where the person sees it (see [`Naming::attribute`]).
-fn attributed(naming: &Naming, request: ServerRequest) -> Result<ServerRequest, ErrorData> {
-    let mut value = serde_json::to_value(&request)
-        .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+fn attributed(naming: &Naming, request: ServerRequest) -> Result<ServerRequest, RequestError> {
+    let mut value = serde_json::to_value(&request).map_err(RequestError::internal)?;
     let method = value["method"].as_str().unwrap_or_default().to_owned();
     if let Some(params) = value.get_mut("params") {
         naming.attribute(&method, params);
     }
-    serde_json::from_value(value).map_err(|e| ErrorData::internal_error(e.to_string(), None))
+    serde_json::from_value(value).map_err(RequestError::internal)
 }
 
 /// Shows the backend's log messages under its name and its resources under its prefix.
@@ -184,15 +183,6 @@ fn rename(naming: &Naming, notification: &mut ServerNotification) {
         }
         _ => {}
     }
-}
-
-/// How the proxy introduces itself to a backend: as the stdio client (its name and
-/// capabilities, so the backend only asks for what the client can do), pinned to the newest
-/// protocol version that still has an `initialize` handshake.
-pub fn introduction(client: &ClientConfig) -> ClientConfig {
-    let mut info = client.clone();
-    info.protocol_version = ProtocolVersion::LATEST_WITH_INITIALIZE;
-    info
 }
 
 /// How often a broken SSE stream is resumed before its requests fail: 0.5, 1 and 2 s apart,
@@ -239,7 +229,7 @@ impl Connection {
         request: ClientRequest,
         meta: RequestMetaObject,
         cancelled: &CancellationToken,
-    ) -> Result<ServerResult, ErrorData> {
+    ) -> Result<ServerResult, RequestError> {
         forward(
             &self.peer,
             request,
@@ -267,20 +257,62 @@ impl Connection {
 
 /// Why a backend could not be connected.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct ConnectError {
-    message: String,
-    /// The user did not complete the browser login (refused, or let it time out): retrying
-    /// on its own would only pop up another browser tab.
-    pub login_failed: bool,
+pub enum ConnectError {
+    /// A configured header cannot be sent.
+    #[error("backend '{backend}': header '{header}' is not a valid HTTP header")]
+    InvalidHeader {
+        /// The backend's name.
+        backend: String,
+        /// The header's name.
+        header: String,
+    },
+    /// No token could be had for the backend's profile.
+    #[error("cannot connect to backend '{backend}' at {url}: authentication failed: {source}")]
+    Login {
+        /// The backend's name.
+        backend: String,
+        /// Its URL.
+        url: String,
+        /// The login problem.
+        source: AuthError,
+    },
+    /// The backend accepted the connection but did not answer the handshake in time.
+    #[error(
+        "cannot connect to backend '{backend}' at {url}: no answer to the MCP handshake within \
+         {} s (request_timeout)",
+        .limit.as_secs_f64()
+    )]
+    HandshakeTimeout {
+        /// The backend's name.
+        backend: String,
+        /// Its URL.
+        url: String,
+        /// Its request timeout.
+        limit: Duration,
+    },
+    /// The handshake failed: the connection, the HTTP exchange or the answer.
+    #[error("cannot connect to backend '{backend}' at {url}: {reason}")]
+    Handshake {
+        /// The backend's name.
+        backend: String,
+        /// Its URL.
+        url: String,
+        /// What went wrong, in the HTTP layer's words.
+        reason: String,
+    },
 }
 
 impl ConnectError {
-    fn new(message: String) -> Self {
-        Self {
-            message,
-            login_failed: false,
-        }
+    /// The user did not complete the browser login (refused, or let it time out): retrying
+    /// on its own would only pop up another browser tab.
+    pub fn login_failed(&self) -> bool {
+        matches!(
+            self,
+            ConnectError::Login {
+                source: AuthError::Denied { .. } | AuthError::LoginTimeout { .. },
+                ..
+            }
+        )
     }
 }
 
@@ -299,10 +331,10 @@ pub async fn connect(
             .ok()
             .zip(HeaderValue::try_from(value.expose()).ok());
         let Some((name, value)) = parsed else {
-            return Err(ConnectError::new(format!(
-                "backend '{}': header '{name}' is not a valid HTTP header",
-                backend.name
-            )));
+            return Err(ConnectError::InvalidHeader {
+                backend: backend.name.clone(),
+                header: name.clone(),
+            });
         };
         headers.insert(name, value);
     }
@@ -321,49 +353,38 @@ pub async fn connect(
     // Log in first, outside the time limit: a person at a browser takes as long as it takes
     // (the login has its own timeout). The handshake itself then gets the request timeout, so
     // a backend that accepts connections and never answers cannot stall the session start.
+    let (name, url) = (backend.name.clone(), backend.url.to_string());
     if let Some(tokens) = &tokens
-        && let Err(auth) = tokens.access_token().await
+        && let Err(source) = tokens.access_token().await
     {
-        return Err(ConnectError {
-            message: format!(
-                "cannot connect to backend '{}' at {}: authentication failed: {auth}",
-                backend.name, backend.url
-            ),
-            login_failed: matches!(
-                auth,
-                AuthError::Denied { .. } | AuthError::LoginTimeout { .. }
-            ),
+        return Err(ConnectError::Login {
+            backend: name,
+            url,
+            source,
         });
     }
     let handshake = handler.serve(transport);
     let served = match backend.request_timeout {
         Some(limit) => tokio::time::timeout(limit, handshake).await.map_err(|_| {
-            ConnectError::new(format!(
-                "cannot connect to backend '{}' at {}: no answer to the MCP handshake within {} s \
-                 (request_timeout)",
-                backend.name,
-                backend.url,
-                limit.as_secs_f64()
-            ))
+            ConnectError::HandshakeTimeout {
+                backend: name.clone(),
+                url: url.clone(),
+                limit,
+            }
         })?,
         None => handshake.await,
     };
-    let link = served.map_err(|e| {
-        let auth = find_auth_error(&e);
-        let reason = match auth {
-            Some(auth) => format!("authentication failed: {auth}"),
-            None => describe(&e),
-        };
-        ConnectError {
-            message: format!(
-                "cannot connect to backend '{}' at {}: {reason}",
-                backend.name, backend.url
-            ),
-            login_failed: matches!(
-                auth,
-                Some(AuthError::Denied { .. } | AuthError::LoginTimeout { .. })
-            ),
-        }
+    let link = served.map_err(|e| match find_auth_error(&e) {
+        Some(auth) => ConnectError::Login {
+            backend: name.clone(),
+            url: url.clone(),
+            source: auth.clone(),
+        },
+        None => ConnectError::Handshake {
+            backend: name.clone(),
+            url: url.clone(),
+            reason: describe(&e),
+        },
     })?;
     // A cached list would hide changes and errors from the client.
     link.peer()

@@ -133,7 +133,7 @@ pub struct ToolFilterConfig {
 /// One OIDC client registration at one identity provider.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
-// Optional in Rust because the seed's env vars and flags may fill them; required in a file.
+// Optional in Rust because the drop-in's env vars and flags may fill them; required in a file.
 #[schemars(extend("required" = ["issuer_url", "client_id"]))]
 pub struct OidcProfileConfig {
     /// Issuer URL; discovery reads `{issuer_url}/.well-known/openid-configuration`.

@@ -210,7 +210,7 @@ mod tests {
         validate::{Options, check_text},
     };
 
-    fn seed(url: &str) -> DropInSettings {
+    fn drop_in(url: &str) -> DropInSettings {
         DropInSettings::default()
             .with("backend_url", url)
             .with("oidc_issuer_url", "https://auth.example.com")
@@ -222,7 +222,7 @@ mod tests {
         figment::Jail::expect_with(|_| {
             let resolve = |backend: &str, issuer: &str| {
                 let sources = Sources {
-                    drop_in_env: seed(backend).with("oidc_issuer_url", issuer),
+                    drop_in_env: drop_in(backend).with("oidc_issuer_url", issuer),
                     ..Sources::default()
                 };
                 sources.settings()
@@ -260,11 +260,11 @@ mod tests {
     }
 
     #[test]
-    fn seed_settings_make_one_unprefixed_backend_with_the_seed_defaults() {
+    fn drop_in_settings_make_one_unprefixed_backend_with_the_original_defaults() {
         // Inside a jail: other tests set AUTHFUL_MCP_* env vars.
         figment::Jail::expect_with(|_| {
             let sources = Sources {
-                drop_in_env: seed("https://mcp.example.com/mcp"),
+                drop_in_env: drop_in("https://mcp.example.com/mcp"),
                 ..Sources::default()
             };
             let (settings, _) = sources.settings().unwrap();
@@ -320,7 +320,7 @@ mod tests {
                 "http://localhost/cb",
             ] {
                 let sources = Sources {
-                    drop_in_env: seed("https://m/mcp").with("oidc_redirect_url", bad),
+                    drop_in_env: drop_in("https://m/mcp").with("oidc_redirect_url", bad),
                     ..Sources::default()
                 };
                 let err = sources.settings().unwrap_err().to_string();

@@ -4,11 +4,11 @@
 //!
 //! 1. **Layers** ([`layers`]): the YAML file, the drop-in's env vars ([`drop_in`]), the
 //!    `AUTHFUL_MCP_*` env vars and the command line's flags, merged by figment into one
-//!    [`Config`] ([`file`], the serde model every layer shares).
+//!    [`Config`] (the serde model every layer shares).
 //! 2. **The file's own checks** ([`validate`]): YAML syntax, unknown keys, types and `${VAR}`
-//!    references ([`interpolate`]), against the JSON Schema derived from the model ([`schema`]).
+//!    references ([`interpolate`]), against the JSON Schema derived from the model ([`json_schema`]).
 //! 3. **Resolving** ([`resolve`]): every default applied and every rule checked, giving
-//!    [`Settings`] ([`settings`]) or every finding ([`finding`]) at its key path. The checks on
+//!    [`Settings`] or every finding ([`finding`]) at its key path. The checks on
 //!    single values live in [`checks`].
 //!
 //! [`report`] places the findings: a line and column in the file ([`locate`]), or the env var

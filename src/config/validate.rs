@@ -3,7 +3,7 @@
 //!
 //! A file is read in two passes over one text: serde_yaml parses it (syntax errors), and a walk
 //! against the JSON Schema of [`Config`] checks keys and types and expands `${VAR}` (see
-//! [`walk`]). Positions come from a separate index of the text ([`PositionIndex`]).
+//! `walk`). Positions come from a separate index of the text ([`PositionIndex`]).
 //! `authful-mcp-proxy validate` then resolves the file on its own ([`check_text`]); the proxy
 //! resolves it merged with its other layers ([`Sources`](super::Sources)). Either way the
 //! findings are placed in the same text with the same index.

@@ -15,11 +15,11 @@
 
 use std::sync::Arc;
 
-use rmcp::model::{CallToolResult, ErrorData};
+use rmcp::model::CallToolResult;
 use serde_json::{Value, json};
 
 use super::{Gateway, convert, slots::Slot};
-use crate::lists::Kind;
+use crate::{lists::Kind, request_error::RequestError};
 
 /// Lists the backends and their tools.
 pub const LIST_TOOLS: &str = "gateway_list_tools";
@@ -80,29 +80,26 @@ pub fn definitions(slots: &[Arc<Slot>]) -> Vec<Value> {
 
 /// The `tools/call` request that a `gateway_call_tool` request stands for, with the original
 /// request's `_meta` (its progress token).
-pub fn inner_call(request: &Value) -> Result<Value, ErrorData> {
+pub fn inner_call(request: &Value) -> Result<Value, RequestError> {
     let params = &request["params"];
     let arguments = &params["arguments"];
     let Some(name) = arguments["name"].as_str() else {
-        return Err(ErrorData::invalid_params(
-            format!("{CALL_TOOL}: `name` must be the name of a tool (see {LIST_TOOLS})"),
-            None,
-        ));
+        return Err(RequestError::InvalidParams(format!(
+            "{CALL_TOOL}: `name` must be the name of a tool (see {LIST_TOOLS})"
+        )));
     };
     if NAMES.contains(&name) {
-        return Err(ErrorData::invalid_params(
-            format!("{CALL_TOOL} calls backend tools, not {name}"),
-            None,
-        ));
+        return Err(RequestError::InvalidParams(format!(
+            "{CALL_TOOL} calls backend tools, not {name}"
+        )));
     }
     let inner_arguments = match &arguments["arguments"] {
         Value::Null => json!({}),
         object @ Value::Object(_) => object.clone(),
         _ => {
-            return Err(ErrorData::invalid_params(
-                format!("{CALL_TOOL}: `arguments` must be an object"),
-                None,
-            ));
+            return Err(RequestError::InvalidParams(format!(
+                "{CALL_TOOL}: `arguments` must be an object"
+            )));
         }
     };
     let mut call = json!({
@@ -116,7 +113,7 @@ pub fn inner_call(request: &Value) -> Result<Value, ErrorData> {
 }
 
 /// A tool result carrying `value` as structured content and as its JSON text.
-fn json_result(value: Value) -> Result<CallToolResult, ErrorData> {
+fn json_result(value: Value) -> Result<CallToolResult, RequestError> {
     let text = serde_json::to_string_pretty(&value).unwrap_or_default();
     convert(json!({
         "content": [{"type": "text", "text": text}],
@@ -126,7 +123,10 @@ fn json_result(value: Value) -> Result<CallToolResult, ErrorData> {
 
 impl Gateway {
     /// `gateway_list_tools`: every backend, or one backend's tools.
-    pub(super) fn late_list_tools(&self, arguments: &Value) -> Result<CallToolResult, ErrorData> {
+    pub(super) fn late_list_tools(
+        &self,
+        arguments: &Value,
+    ) -> Result<CallToolResult, RequestError> {
         let first = self
             .first_tools
             .lock()
@@ -187,13 +187,10 @@ impl Gateway {
                 let Some(index) = self.slots.iter().position(|s| s.backend.name == *name) else {
                     let known: Vec<&str> =
                         self.slots.iter().map(|s| s.backend.name.as_str()).collect();
-                    return Err(ErrorData::invalid_params(
-                        format!(
-                            "{LIST_TOOLS}: no backend named '{name}' (backends: {})",
-                            known.join(", ")
-                        ),
-                        None,
-                    ));
+                    return Err(RequestError::InvalidParams(format!(
+                        "{LIST_TOOLS}: no backend named '{name}' (backends: {})",
+                        known.join(", ")
+                    )));
                 };
                 let slot = &self.slots[index];
                 let mut listing = json!({
@@ -207,10 +204,9 @@ impl Gateway {
                 }
                 json_result(listing)
             }
-            _ => Err(ErrorData::invalid_params(
-                format!("{LIST_TOOLS}: `backend` must be a backend's name"),
-                None,
-            )),
+            _ => Err(RequestError::InvalidParams(format!(
+                "{LIST_TOOLS}: `backend` must be a backend's name"
+            ))),
         }
     }
 }

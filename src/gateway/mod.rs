@@ -9,7 +9,7 @@
 //! - the first answer to each kind of list waits until every backend is ready or has failed,
 //!   logins included, up to `gateway.first_list_timeout`, while `initialize` stays fast;
 //! - a backend that joins after the first tool list stays reachable through two tools of the
-//!   gateway's own (see [`late`]).
+//!   gateway's own (see `late.rs`).
 
 mod catalog;
 mod late;
@@ -27,9 +27,8 @@ use std::{
 use rmcp::{
     RoleServer,
     model::{
-        ClientNotification, ClientRequest, ErrorCode, ErrorData, Implementation,
-        InitializeRequestParams, InitializeResult, ProgressNotification, ProtocolVersion,
-        ServerCapabilities, ServerResult,
+        ClientNotification, ClientRequest, ErrorData, Implementation, InitializeRequestParams,
+        InitializeResult, ProgressNotification, ProtocolVersion, ServerCapabilities, ServerResult,
     },
     service::{NotificationContext, RequestContext, Service},
 };
@@ -44,6 +43,7 @@ use crate::{
     lists::{self, Kind},
     naming::Naming,
     protocol,
+    request_error::RequestError,
     shutdown::Closer,
 };
 use catalog::Catalog;
@@ -66,20 +66,21 @@ pub struct Gateway {
     late_tools: AtomicBool,
 }
 
-fn convert<T: DeserializeOwned>(value: Value) -> Result<T, ErrorData> {
-    serde_json::from_value(value).map_err(|e| ErrorData::internal_error(e.to_string(), None))
+fn convert<T: DeserializeOwned>(value: Value) -> Result<T, RequestError> {
+    serde_json::from_value(value).map_err(RequestError::internal)
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, ErrorData> {
-    serde_json::to_value(value).map_err(|e| ErrorData::internal_error(e.to_string(), None))
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, RequestError> {
+    serde_json::to_value(value).map_err(RequestError::internal)
 }
 
-fn unavailable(slot: &Slot, reason: &str) -> ErrorData {
+/// The backend of `slot` cannot be reached; it is tried again at once.
+fn unavailable(slot: &Slot, reason: &str) -> RequestError {
     slot.wake();
-    ErrorData::internal_error(
-        format!("backend '{}' is unavailable: {reason}", slot.backend.name),
-        None,
-    )
+    RequestError::Unavailable {
+        backend: slot.backend.name.clone(),
+        reason: reason.to_owned(),
+    }
 }
 
 impl Gateway {
@@ -130,16 +131,16 @@ impl Gateway {
         &self,
         params: InitializeRequestParams,
         context: RequestContext<RoleServer>,
-    ) -> Result<ServerResult, ErrorData> {
+    ) -> Result<ServerResult, RequestError> {
         let negotiated = protocol::negotiate(&params.protocol_version);
         let shared = Arc::new(Shared {
             downstream: context.peer.clone(),
-            info: crate::backend::introduction(&params),
+            info: protocol::introduction(&params),
             log_level: Mutex::new(None),
             announce: false.into(),
         });
         if self.shared.set(Arc::clone(&shared)).is_err() {
-            return Err(ErrorData::invalid_request("already initialized", None));
+            return Err(RequestError::AlreadyInitialized);
         }
         for slot in &self.slots {
             self.tasks.spawn(Arc::clone(slot).keep(
@@ -174,7 +175,7 @@ impl Gateway {
     /// The union of the ready backends' capabilities. While some backend is not ready, its
     /// capabilities are unknown, so every list is offered; lists always announce changes,
     /// since backends come and go.
-    fn capabilities(&self) -> Result<ServerCapabilities, ErrorData> {
+    fn capabilities(&self) -> Result<ServerCapabilities, RequestError> {
         let mut union = serde_json::Map::new();
         let mut all_ready = true;
         for slot in &self.slots {
@@ -228,7 +229,7 @@ impl Gateway {
         kind: Kind,
         exposed: &str,
         cancelled: &CancellationToken,
-    ) -> Result<(Arc<Slot>, String), ErrorData> {
+    ) -> Result<(Arc<Slot>, String), RequestError> {
         if self.catalog.route(kind, &self.slots, exposed).is_none() {
             // A backend may add a tool without saying so: read the lists again, once.
             self.read_again(kind, cancelled).await;
@@ -246,15 +247,14 @@ impl Gateway {
                 return Err(unavailable(slot, &reason));
             }
         }
-        let what = if kind == Kind::Tools {
-            "tool"
-        } else {
-            "prompt"
-        };
-        Err(ErrorData::invalid_params(
-            format!("unknown {what}: {exposed}"),
-            None,
-        ))
+        Err(RequestError::UnknownName {
+            kind: if kind == Kind::Tools {
+                "tool"
+            } else {
+                "prompt"
+            },
+            name: exposed.to_owned(),
+        })
     }
 
     /// Reads the `kind` lists of every connected backend again, concurrently.
@@ -267,16 +267,14 @@ impl Gateway {
     }
 
     /// The backend and original URI of an exposed resource URI.
-    fn route_uri(&self, exposed: &str) -> Result<(Arc<Slot>, String), ErrorData> {
+    fn route_uri(&self, exposed: &str) -> Result<(Arc<Slot>, String), RequestError> {
         let owner = catalog::uri_owner(&self.slots, exposed)
             .and_then(|(i, original)| Some((self.slots.get(i)?, original)));
         match owner {
             Some((slot, original)) => Ok((Arc::clone(slot), original.to_owned())),
-            None => Err(ErrorData::new(
-                ErrorCode::RESOURCE_NOT_FOUND,
-                format!("no backend serves resource {exposed}"),
-                None,
-            )),
+            None => Err(RequestError::NoSuchResource {
+                uri: exposed.to_owned(),
+            }),
         }
     }
 
@@ -287,7 +285,7 @@ impl Gateway {
         slot: &Slot,
         request: Value,
         context: RequestContext<RoleServer>,
-    ) -> Result<T, ErrorData> {
+    ) -> Result<T, RequestError> {
         let connection = slot
             .connection()
             .map_err(|reason| unavailable(slot, &reason))?;
@@ -305,7 +303,7 @@ impl Gateway {
         kind: Kind,
         mut request: Value,
         context: RequestContext<RoleServer>,
-    ) -> Result<T, ErrorData> {
+    ) -> Result<T, RequestError> {
         let exposed = request["params"]["name"]
             .as_str()
             .unwrap_or_default()
@@ -319,7 +317,7 @@ impl Gateway {
         &self,
         mut request: Value,
         context: RequestContext<RoleServer>,
-    ) -> Result<T, ErrorData> {
+    ) -> Result<T, RequestError> {
         let exposed = request["params"]["uri"]
             .as_str()
             .unwrap_or_default()
@@ -333,7 +331,7 @@ impl Gateway {
         &self,
         request: Value,
         context: RequestContext<RoleServer>,
-    ) -> Result<ServerResult, ErrorData> {
+    ) -> Result<ServerResult, RequestError> {
         let name = request["params"]["name"].as_str().unwrap_or_default();
         let result = match name {
             late::LIST_TOOLS if self.late_tools.load(Ordering::SeqCst) => {
@@ -352,7 +350,7 @@ impl Gateway {
         &self,
         mut request: Value,
         context: RequestContext<RoleServer>,
-    ) -> Result<ServerResult, ErrorData> {
+    ) -> Result<ServerResult, RequestError> {
         let reference = &request["params"]["ref"];
         let (slot, field, original) = if let Some(name) = reference["name"].as_str() {
             let (slot, original) = self.route(Kind::Prompts, name, &context.ct).await?;
@@ -372,7 +370,7 @@ impl Gateway {
         &self,
         request: ClientRequest,
         context: RequestContext<RoleServer>,
-    ) -> Result<ServerResult, ErrorData> {
+    ) -> Result<ServerResult, RequestError> {
         if let Some(shared) = self.shared.get()
             && let Ok(mut level) = shared.log_level.lock()
         {
@@ -384,9 +382,8 @@ impl Gateway {
             Some(async move {
                 if let Err(e) = connection.request(request, meta, cancelled).await {
                     tracing::debug!(
-                        "Backend '{}' refused logging/setLevel: {}",
-                        slot.backend.name,
-                        e.message
+                        "Backend '{}' refused logging/setLevel: {e}",
+                        slot.backend.name
                     );
                 }
             })
@@ -396,7 +393,7 @@ impl Gateway {
     }
 
     /// A whole list, from memory. The first of each kind waits for the backends first.
-    async fn list(&self, kind: Kind, cursor: Option<String>) -> Result<ServerResult, ErrorData> {
+    async fn list(&self, kind: Kind, cursor: Option<String>) -> Result<ServerResult, RequestError> {
         if cursor.is_some() {
             // The gateway hands out no cursors: this one is stale or foreign, and its page is
             // the end of the list.
@@ -501,12 +498,12 @@ fn merge(into: &mut Value, value: Value) {
     }
 }
 
-impl Service<RoleServer> for Gateway {
-    async fn handle_request(
+impl Gateway {
+    async fn answer(
         &self,
         request: ClientRequest,
         context: RequestContext<RoleServer>,
-    ) -> Result<ServerResult, ErrorData> {
+    ) -> Result<ServerResult, RequestError> {
         let request = match request {
             ClientRequest::InitializeRequest(init) => {
                 return self.initialize(init.params, context).await;
@@ -532,15 +529,20 @@ impl Service<RoleServer> for Gateway {
                 Ok(ServerResult::empty(()))
             }
             ClientRequest::CompleteRequest(_) => self.complete(json, context).await,
-            _ => Err(ErrorData::new(
-                ErrorCode::METHOD_NOT_FOUND,
-                format!(
-                    "{} is not supported by the gateway",
-                    json["method"].as_str().unwrap_or("this method")
-                ),
-                None,
-            )),
+            _ => Err(RequestError::Unsupported {
+                method: json["method"].as_str().unwrap_or("this method").to_owned(),
+            }),
         }
+    }
+}
+
+impl Service<RoleServer> for Gateway {
+    async fn handle_request(
+        &self,
+        request: ClientRequest,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ServerResult, ErrorData> {
+        Ok(self.answer(request, context).await?)
     }
 
     async fn handle_notification(

@@ -190,7 +190,7 @@ impl Slot {
                             "Listing {} without backend '{}': {}",
                             kind.items(),
                             self.backend.name,
-                            e.message
+                            e
                         );
                     }
                     (kind, Vec::new())
@@ -240,7 +240,7 @@ impl Slot {
                         tracing::debug!(
                             "Backend '{}' refused the log level: {}",
                             self.backend.name,
-                            e.message
+                            e
                         );
                     }
                     self.set(Status::Ready(connection.clone()));
@@ -294,7 +294,7 @@ impl Slot {
                     ));
                     announce(&shared, &Kind::ALL).await;
                 }
-                Err(e) if e.login_failed => {
+                Err(e) if e.login_failed() => {
                     // No browser tabs on a timer: the next request for this backend retries.
                     tracing::warn!("{e}");
                     self.set(Status::Down(format!(
