@@ -4,6 +4,7 @@ pub mod browser;
 pub mod cache;
 pub mod callback;
 pub mod oidc;
+mod provider_http;
 
 use std::{
     path::Path,

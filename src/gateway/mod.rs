@@ -13,6 +13,7 @@
 
 mod catalog;
 mod late;
+mod requests;
 mod slots;
 
 use std::{
@@ -35,7 +36,6 @@ use rmcp::{
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use tokio::sync::OnceCell;
-use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::TokenManager,
@@ -221,175 +221,6 @@ impl Gateway {
             })
             .collect();
         (!sections.is_empty()).then(|| sections.join("\n\n"))
-    }
-
-    /// The backend and original name of an exposed tool or prompt.
-    async fn route(
-        &self,
-        kind: Kind,
-        exposed: &str,
-        cancelled: &CancellationToken,
-    ) -> Result<(Arc<Slot>, String), RequestError> {
-        if self.catalog.route(kind, &self.slots, exposed).is_none() {
-            // A backend may add a tool without saying so: read the lists again, once.
-            self.read_again(kind, cancelled).await;
-        }
-        if let Some(route) = self.catalog.route(kind, &self.slots, exposed)
-            && let Some(slot) = self.slots.get(route.slot)
-        {
-            return Ok((Arc::clone(slot), route.original));
-        }
-        // Not listed: if it looks like a backend that is down, say so rather than "unknown".
-        for slot in &self.slots {
-            if let (Some(_), Err(reason)) = (slot.naming.original_name(exposed), slot.connection())
-                && slot.backend.prefix.is_some()
-            {
-                return Err(unavailable(slot, &reason));
-            }
-        }
-        Err(RequestError::UnknownName {
-            kind: if kind == Kind::Tools {
-                "tool"
-            } else {
-                "prompt"
-            },
-            name: exposed.to_owned(),
-        })
-    }
-
-    /// Reads the `kind` lists of every connected backend again, concurrently.
-    async fn read_again(&self, kind: Kind, cancelled: &CancellationToken) {
-        let reads = self.slots.iter().filter_map(|slot| {
-            let connection = slot.connection().ok()?;
-            Some(async move { slot.read_lists(&connection, &[kind], cancelled).await })
-        });
-        futures::future::join_all(reads).await;
-    }
-
-    /// The backend and original URI of an exposed resource URI.
-    fn route_uri(&self, exposed: &str) -> Result<(Arc<Slot>, String), RequestError> {
-        let owner = catalog::uri_owner(&self.slots, exposed)
-            .and_then(|(i, original)| Some((self.slots.get(i)?, original)));
-        match owner {
-            Some((slot, original)) => Ok((Arc::clone(slot), original.to_owned())),
-            None => Err(RequestError::NoSuchResource {
-                uri: exposed.to_owned(),
-            }),
-        }
-    }
-
-    /// Sends `request` (JSON, with names already mapped back) to `slot` and rewrites the URIs
-    /// in its answer.
-    async fn send<T: DeserializeOwned>(
-        &self,
-        slot: &Slot,
-        request: Value,
-        context: RequestContext<RoleServer>,
-    ) -> Result<T, RequestError> {
-        let connection = slot
-            .connection()
-            .map_err(|reason| unavailable(slot, &reason))?;
-        let request: ClientRequest = convert(request)?;
-        let result = connection
-            .request(request, context.meta, &context.ct)
-            .await?;
-        let mut value = to_json(&result)?;
-        slot.naming.rewrite_uris(&mut value);
-        convert(value)
-    }
-
-    async fn by_name<T: DeserializeOwned>(
-        &self,
-        kind: Kind,
-        mut request: Value,
-        context: RequestContext<RoleServer>,
-    ) -> Result<T, RequestError> {
-        let exposed = request["params"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let (slot, original) = self.route(kind, &exposed, &context.ct).await?;
-        request["params"]["name"] = Value::String(original);
-        self.send(&slot, request, context).await
-    }
-
-    async fn by_uri<T: DeserializeOwned>(
-        &self,
-        mut request: Value,
-        context: RequestContext<RoleServer>,
-    ) -> Result<T, RequestError> {
-        let exposed = request["params"]["uri"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let (slot, original) = self.route_uri(&exposed)?;
-        request["params"]["uri"] = Value::String(original);
-        self.send(&slot, request, context).await
-    }
-
-    async fn call_tool(
-        &self,
-        request: Value,
-        context: RequestContext<RoleServer>,
-    ) -> Result<ServerResult, RequestError> {
-        let name = request["params"]["name"].as_str().unwrap_or_default();
-        let result = match name {
-            late::LIST_TOOLS if self.late_tools.load(Ordering::SeqCst) => {
-                self.late_list_tools(&request["params"]["arguments"])?
-            }
-            late::CALL_TOOL if self.late_tools.load(Ordering::SeqCst) => {
-                let inner = late::inner_call(&request)?;
-                self.by_name(Kind::Tools, inner, context).await?
-            }
-            _ => self.by_name(Kind::Tools, request, context).await?,
-        };
-        Ok(ServerResult::CallToolResult(result))
-    }
-
-    async fn complete(
-        &self,
-        mut request: Value,
-        context: RequestContext<RoleServer>,
-    ) -> Result<ServerResult, RequestError> {
-        let reference = &request["params"]["ref"];
-        let (slot, field, original) = if let Some(name) = reference["name"].as_str() {
-            let (slot, original) = self.route(Kind::Prompts, name, &context.ct).await?;
-            (slot, "name", original)
-        } else {
-            let uri = reference["uri"].as_str().unwrap_or_default().to_owned();
-            let (slot, original) = self.route_uri(&uri)?;
-            (slot, "uri", original)
-        };
-        request["params"]["ref"][field] = Value::String(original);
-        Ok(ServerResult::CompleteResult(
-            self.send(&slot, request, context).await?,
-        ))
-    }
-
-    async fn set_level(
-        &self,
-        request: ClientRequest,
-        context: RequestContext<RoleServer>,
-    ) -> Result<ServerResult, RequestError> {
-        if let Some(shared) = self.shared.get()
-            && let Ok(mut level) = shared.log_level.lock()
-        {
-            *level = Some(request.clone());
-        }
-        let sends = self.slots.iter().filter_map(|slot| {
-            let connection = slot.connection().ok()?;
-            let (request, meta, cancelled) = (request.clone(), context.meta.clone(), &context.ct);
-            Some(async move {
-                if let Err(e) = connection.request(request, meta, cancelled).await {
-                    tracing::debug!(
-                        "Backend '{}' refused logging/setLevel: {e}",
-                        slot.backend.name
-                    );
-                }
-            })
-        });
-        futures::future::join_all(sends).await;
-        Ok(ServerResult::empty(()))
     }
 
     /// A whole list, from memory. The first of each kind waits for the backends first.
