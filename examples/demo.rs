@@ -9,7 +9,7 @@
 //! The browser login is completed by a stand-in that follows the issuer's redirect, as a
 //! browser would after you typed your password.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::{sync::Arc, time::Duration};

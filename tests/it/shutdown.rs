@@ -5,8 +5,6 @@
 //! fires, a call in flight included.
 #![cfg(unix)]
 
-mod support;
-
 use std::{
     path::Path,
     time::{Duration, Instant},
@@ -15,13 +13,14 @@ use std::{
 use authful_mcp_proxy::proxy;
 use rmcp::{RoleClient, ServiceExt, service::RunningService};
 use serde_json::{Value, json};
-use support::{
-    BrowserMode, TestBrowser, TestClient,
+use tokio::process::Child;
+
+use crate::support::{
+    self, BrowserMode, TestBrowser, TestClient,
     backend::{BackendConfig, TestBackend},
     binary::{self, Lines},
     idp::{FakeIdp, IdpConfig},
 };
-use tokio::process::Child;
 
 /// How long a stopped proxy may take to exit: its close deadline (1.5 s) and the runtime's
 /// 200 ms, with room for a loaded machine. Well under the 5 s rmcp would otherwise allow one

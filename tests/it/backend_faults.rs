@@ -3,18 +3,17 @@
 //! the single-backend relay and in the gateway, with a fault-injecting proxy in front of a real
 //! test backend.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use authful_mcp_proxy::config::{Backend, Settings};
 use serde_json::{Value, json};
-use support::{
-    BrowserMode, Harness, TestBrowser,
+use url::Url;
+
+use crate::support::{
+    self, BrowserMode, Harness, TestBrowser,
     backend::{BackendConfig, TestBackend},
     faults::{Fault, FaultProxy},
 };
-use url::Url;
 
 /// The two ways the proxy serves a backend.
 #[derive(Debug, Clone, Copy)]

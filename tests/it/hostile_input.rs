@@ -2,8 +2,6 @@
 //! it calls for, with the request's id where there is one, and the proxy keeps serving — in
 //! the gateway and in the transparent single-backend mode, over real OS pipes.
 
-mod support;
-
 use std::{sync::Arc, time::Duration};
 
 use authful_mcp_proxy::{
@@ -13,12 +11,13 @@ use authful_mcp_proxy::{
     stdio::MAX_MESSAGE_BYTES,
 };
 use serde_json::{Value, json};
-use support::{
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use url::Url;
+
+use crate::support::{
     BrowserMode, TestBrowser,
     backend::{BackendConfig, TestBackend},
 };
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use url::Url;
 
 type Reader = Lines<BufReader<tokio::net::unix::pipe::Receiver>>;
 

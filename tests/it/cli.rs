@@ -2,8 +2,6 @@
 //! format, the default token cache, cross-process refresh-token rotation, stdin EOF, and no
 //! secret in the logs even with debug on.
 
-mod support;
-
 use std::{
     path::Path,
     sync::{Arc, Mutex},
@@ -12,13 +10,14 @@ use std::{
 
 use rmcp::ServiceExt;
 use serde_json::json;
-use support::{
-    BrowserLog, BrowserMode, TestClient,
+use tokio::process::Child;
+
+use crate::support::{
+    self, BrowserLog, BrowserMode, TestClient,
     backend::{BackendConfig, TestBackend},
     binary,
     idp::{FakeIdp, IdpConfig},
 };
-use tokio::process::Child;
 
 async fn exit_code(child: &mut Child, seconds: u64) -> i32 {
     tokio::time::timeout(Duration::from_secs(seconds), child.wait())

@@ -4,8 +4,6 @@
 //! in; backends that page their lists, join late, or never answer a list; clients of other
 //! protocol eras; an MCP App behind a prefix; and the order of progress and answers.
 
-mod support;
-
 use std::{sync::Arc, time::Duration};
 
 use authful_mcp_proxy::{
@@ -14,15 +12,16 @@ use authful_mcp_proxy::{
     naming::Naming,
 };
 use serde_json::{Value, json};
-use support::{
-    BrowserMode, TestBrowser,
+use url::Url;
+
+use crate::support::{
+    self, BrowserMode, TestBrowser,
     backend::{BackendConfig, TestBackend},
     desktop::{ListOnce, names},
     faults::{Fault, FaultProxy},
     idp::{FakeIdp, IdpConfig},
     scripted::{Script, ScriptedBackend, tool},
 };
-use url::Url;
 
 fn backend(name: &str, url: &str, profile: Option<&Arc<Profile>>) -> Backend {
     Backend::new(name, Url::parse(url).unwrap(), profile.cloned(), Some(name))

@@ -2,8 +2,6 @@
 //! retried and costs no new login, one that stays down fails the request but keeps the tokens,
 //! an unreachable issuer is named, and a provider clock a few minutes off changes nothing.
 
-mod support;
-
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -14,12 +12,13 @@ use authful_mcp_proxy::{
     config::{Backend, Settings},
 };
 use serde_json::json;
-use support::{
-    BrowserMode, Harness, TestBrowser,
+use url::Url;
+
+use crate::support::{
+    self, BrowserMode, Harness, TestBrowser,
     backend::{BackendConfig, TestBackend},
     idp::{FakeIdp, IdpConfig, TokenFault},
 };
-use url::Url;
 
 const V: &str = "2025-11-25";
 

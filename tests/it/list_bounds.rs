@@ -3,18 +3,17 @@
 //! gets what was read, at once, and a warning says what was cut. In the drop-in and the
 //! gateway alike, over the real server loop.
 
-mod support;
-
 use std::time::Duration;
 
 use authful_mcp_proxy::config::{Backend, Gateway, Settings};
-use support::{
-    BrowserMode, TestBrowser,
+use url::Url;
+
+use crate::support::{
+    self, BrowserMode, TestBrowser,
     desktop::{ListOnce, names},
     logs,
     scripted::{Paging, Script, ScriptedBackend},
 };
-use url::Url;
 
 async fn drop_in_lists(script: Script) -> (Vec<String>, String, ScriptedBackend) {
     let (logs, _guard) = logs::capture();

@@ -1,8 +1,6 @@
 //! The multi-backend gateway over real stdio pipes: three kinds of backends (two issuers, one
 //! with static headers only), names, filters, routing, failure isolation.
 
-mod support;
-
 use std::{sync::Arc, time::Duration};
 
 use authful_mcp_proxy::{
@@ -11,13 +9,14 @@ use authful_mcp_proxy::{
 };
 use rmcp::service::PeerRequestOptions;
 use serde_json::{Value, json};
-use support::{
-    BrowserMode, Harness, TestBrowser,
+use url::Url;
+
+use crate::support::{
+    self, BrowserMode, Harness, TestBrowser,
     backend::{BackendConfig, TestBackend},
     first_text,
     idp::{FakeIdp, IdpConfig},
 };
-use url::Url;
 
 const V: &str = "2025-11-25";
 

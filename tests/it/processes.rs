@@ -2,8 +2,6 @@
 //! terminal each start a gateway for the same identity provider: one browser login for all of
 //! them, and a process that dies holding the login never blocks the others.
 
-mod support;
-
 use std::{
     path::Path,
     sync::{Arc, Mutex},
@@ -12,13 +10,14 @@ use std::{
 
 use rmcp::ServiceExt;
 use serde_json::json;
-use support::{
-    BrowserLog, BrowserMode, TestClient,
+use tokio::process::Child;
+
+use crate::support::{
+    self, BrowserLog, BrowserMode, TestClient,
     backend::{BackendConfig, TestBackend},
     binary,
     idp::{FakeIdp, IdpConfig},
 };
-use tokio::process::Child;
 
 fn proxy(home: &Path, args: &[&str]) -> Child {
     binary::command(home).args(args).spawn().unwrap()

@@ -1,14 +1,13 @@
 //! Login and token lifecycle through the real proxy loop: a fake OIDC provider, a
 //! token-validating backend, and a test browser that completes the redirect dance.
 
-mod support;
-
 use std::{sync::Arc, time::Duration};
 
 use authful_mcp_proxy::auth::cache::{StoredTokens, TokenCache};
 use serde_json::json;
-use support::{
-    BrowserMode, TestBrowser,
+
+use crate::support::{
+    self, BrowserMode, TestBrowser,
     backend::{BackendConfig, TestBackend},
     first_text,
     idp::{AuthorizeBehavior, FakeIdp, IdpConfig},

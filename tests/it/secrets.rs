@@ -2,8 +2,6 @@
 //! prints or logs, nor in the errors its client gets — at every log level, through a login,
 //! refreshes, a token the backend rejects, and a token endpoint that fails.
 
-mod support;
-
 use std::{
     path::Path,
     sync::{Arc, Mutex},
@@ -12,13 +10,14 @@ use std::{
 
 use rmcp::{RoleClient, ServiceExt, service::RunningService};
 use serde_json::{Value, json};
-use support::{
-    BrowserLog, BrowserMode, TestClient,
+use tokio::process::Child;
+
+use crate::support::{
+    self, BrowserLog, BrowserMode, TestClient,
     backend::{BackendConfig, TestBackend},
     binary::{self, Lines},
     idp::{FakeIdp, IdpConfig, TokenFault},
 };
-use tokio::process::Child;
 
 const SECRET: &str = "client-secret-do-not-print";
 
