@@ -9,6 +9,8 @@
 //! The browser login is completed by a stand-in that follows the issuer's redirect, as a
 //! browser would after you typed your password.
 
+// The integration tests' fakes; the demo uses a few of them.
+#[allow(dead_code)]
 #[path = "../tests/it/support/mod.rs"]
 mod support;
 

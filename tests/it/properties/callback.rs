@@ -7,6 +7,7 @@ use proptest::prelude::*;
 use url::Url;
 
 use super::{RUNTIME, cases};
+use crate::support;
 
 /// The query parameters the callback reads.
 const CALLBACK_KEYS: [&str; 5] = ["code", "state", "error", "error_description", "iss"];
@@ -14,19 +15,14 @@ const CALLBACK_KEYS: [&str; 5] = ["code", "state", "error", "error_description",
 /// The issuer of the callback servers here.
 const CALLBACK_ISSUER: &str = "https://issuer.example.com";
 
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A callback server for one login with `state`, and the URL it serves.
 async fn callback_server(state: &str) -> (CallbackServer, Url) {
     for _ in 0..10 {
-        let url = Url::parse(&format!("http://127.0.0.1:{}/auth/callback", free_port())).unwrap();
+        let url = Url::parse(&format!(
+            "http://127.0.0.1:{}/auth/callback",
+            support::free_port()
+        ))
+        .unwrap();
         match CallbackServer::start(&url, state, CALLBACK_ISSUER, false).await {
             Ok(server) => return (server, url),
             // Another test took the port in between: take another.

@@ -13,7 +13,6 @@ use authful_mcp_proxy::{
     gateway::Gateway,
     naming::{MAX_TOOL_NAME, Naming},
 };
-use axum::serve::ListenerExt;
 use proptest::prelude::*;
 use rmcp::{
     ErrorData, RoleServer, ServerHandler, ServiceExt,
@@ -32,6 +31,8 @@ use rmcp::{
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use url::Url;
+
+use crate::support;
 
 use super::{
     RUNTIME, cases,
@@ -147,19 +148,7 @@ async fn start_echo(items: EchoItems, stop: &CancellationToken) -> SocketAddr {
         StreamableHttpServerConfig::default().with_cancellation_token(stop.child_token()),
     );
     let router = axum::Router::new().route_service("/mcp", service);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let signal = stop.clone().cancelled_owned();
-    // Without TCP_NODELAY each small response waits on a delayed ACK (40 ms on Linux).
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(signal)
-            .await;
-    });
-    addr
+    support::serve_http(router, stop).await
 }
 
 static GATEWAY_HTTP: LazyLock<reqwest::Client> = LazyLock::new(clients::backend);

@@ -4,14 +4,19 @@ use std::{
     path::Path,
     process::Stdio,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
+use rmcp::ServiceExt;
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
+    task::AbortHandle,
 };
 
-use super::{BrowserLog, BrowserMode};
+use super::{
+    BrowserLog, BrowserMode, Client, TestClient, backend::TestBackend, free_port, idp::FakeIdp,
+};
 
 /// The binary under test. Cargo names it for integration tests only; the demo example, which
 /// shares this support code, never starts it.
@@ -62,4 +67,70 @@ pub fn watch_stderr(child: &mut Child, mode: BrowserMode) -> (Lines, Arc<Mutex<B
         }
     });
     (lines, browser)
+}
+
+/// Starts the binary with `args` and `envs`; its stderr lines are collected, and each login it
+/// prints is completed in `mode` (see [`watch_stderr`]).
+pub fn spawn(
+    home: &Path,
+    args: &[&str],
+    envs: &[(&str, String)],
+    mode: BrowserMode,
+) -> (Child, Lines, Arc<Mutex<BrowserLog>>) {
+    let mut child = command(home)
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .spawn()
+        .unwrap();
+    let (lines, browser) = watch_stderr(&mut child, mode);
+    (child, lines, browser)
+}
+
+/// The drop-in's environment as a desktop client's configuration sets it: the backend, the
+/// provider, the client id, and a callback on a free port of `localhost`.
+pub fn drop_in_env(idp: &FakeIdp, backend: &TestBackend) -> Vec<(&'static str, String)> {
+    vec![
+        ("MCP_BACKEND_URL", backend.url()),
+        ("OIDC_ISSUER_URL", idp.issuer()),
+        ("OIDC_CLIENT_ID", idp.client_id()),
+        (
+            "OIDC_REDIRECT_URL",
+            format!("http://localhost:{}/auth/callback", free_port()),
+        ),
+    ]
+}
+
+/// Connects as an MCP client over the child's stdio.
+pub async fn connect(child: &mut Child) -> Client {
+    let (stdout, stdin) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
+    TestClient::new("2025-06-18")
+        .serve((stdout, stdin))
+        .await
+        .expect("initialize")
+}
+
+/// Connects as an MCP client over the child's stdio without waiting for the answer to
+/// `initialize`, which waits for a login nobody completes; returns once the child has printed
+/// the login's URL. Abort the client with the handle.
+pub async fn connect_until_login(
+    child: &mut Child,
+    logins: &Arc<Mutex<BrowserLog>>,
+) -> AbortHandle {
+    let (stdout, stdin) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
+    let client = tokio::spawn(TestClient::new("2025-06-18").serve((stdout, stdin)));
+    super::eventually(20, "the login to start", || {
+        !logins.lock().unwrap().urls.is_empty()
+    })
+    .await;
+    client.abort_handle()
+}
+
+/// The child's exit code, failing the test unless it exits within `seconds`; `None` when a
+/// signal ended it.
+pub async fn exit_code(child: &mut Child, seconds: u64) -> Option<i32> {
+    tokio::time::timeout(Duration::from_secs(seconds), child.wait())
+        .await
+        .expect("the proxy exits in time")
+        .unwrap()
+        .code()
 }
