@@ -9,7 +9,9 @@
 //! The browser login is completed by a stand-in that follows the issuer's redirect, as a
 //! browser would after you typed your password.
 
-#[path = "../tests/support/mod.rs"]
+// The integration tests' fakes; the demo uses a few of them.
+#[allow(dead_code)]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::{sync::Arc, time::Duration};

@@ -2,8 +2,6 @@
 //! retried and costs no new login, one that stays down fails the request but keeps the tokens,
 //! an unreachable issuer is named, and a provider clock a few minutes off changes nothing.
 
-mod support;
-
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -14,21 +12,16 @@ use authful_mcp_proxy::{
     config::{Backend, Settings},
 };
 use serde_json::json;
-use support::{
-    BrowserMode, Harness, TestBrowser,
-    backend::{BackendConfig, TestBackend},
-    idp::{FakeIdp, IdpConfig, TokenFault},
-};
 use url::Url;
 
-const V: &str = "2025-11-25";
+use crate::support::{
+    self, BrowserMode, Harness, TestBrowser,
+    backend::{BackendConfig, TestBackend},
+    idp::{FakeIdp, IdpConfig, TokenFault},
+    oidc_backend, prefixed,
+};
 
-async fn setup() -> (FakeIdp, TestBackend, tempfile::TempDir) {
-    let idp = FakeIdp::start(IdpConfig::default()).await;
-    let backend =
-        TestBackend::start(BackendConfig::oidc("secured", idp.issuer(), idp.jwks_uri())).await;
-    (idp, backend, tempfile::tempdir().unwrap())
-}
+const V: &str = "2025-11-25";
 
 /// The drop-in (one backend, the profile of `idp`), started on pipes; the login happens on
 /// the first request.
@@ -45,7 +38,7 @@ async fn start_drop_in(
 
 #[tokio::test]
 async fn a_briefly_unavailable_token_endpoint_is_retried_without_a_new_login() {
-    let (idp, backend, dir) = setup().await;
+    let (idp, backend, dir) = oidc_backend(IdpConfig::default()).await;
     // 30 s tokens are inside the refresh margin: every request refreshes first.
     idp.set_access_token_ttl(Duration::from_secs(30));
     let browser = TestBrowser::new(BrowserMode::Complete);
@@ -80,7 +73,7 @@ async fn a_briefly_unavailable_token_endpoint_is_retried_without_a_new_login() {
 
 #[tokio::test]
 async fn a_token_endpoint_that_stays_down_fails_the_request_but_keeps_the_tokens() {
-    let (idp, backend, dir) = setup().await;
+    let (idp, backend, dir) = oidc_backend(IdpConfig::default()).await;
     idp.set_access_token_ttl(Duration::from_secs(30));
     let browser = TestBrowser::new(BrowserMode::Complete);
     let h = start_drop_in(&idp, &backend, &dir, browser.clone())
@@ -128,7 +121,7 @@ async fn a_token_endpoint_that_stays_down_fails_the_request_but_keeps_the_tokens
 #[tokio::test]
 async fn a_provider_clock_minutes_off_changes_nothing() {
     for offset in [-240, 240] {
-        let (idp, backend, dir) = setup().await;
+        let (idp, backend, dir) = oidc_backend(IdpConfig::default()).await;
         idp.set_clock_offset(offset);
         let browser = TestBrowser::new(BrowserMode::Complete);
         let h = start_drop_in(&idp, &backend, &dir, browser.clone())
@@ -156,20 +149,15 @@ async fn a_provider_clock_minutes_off_changes_nothing() {
 #[tokio::test]
 async fn an_unreachable_issuer_is_named_and_the_gateway_keeps_serving() {
     let open = TestBackend::start(BackendConfig::open("open")).await;
-    let (idp, secured, dir) = setup().await;
+    let (idp, secured, dir) = oidc_backend(IdpConfig::default()).await;
     let mut profile = (*support::profile(&idp, None)).clone();
     profile.issuer_url = format!("http://127.0.0.1:{}", support::free_port());
     let profile = std::sync::Arc::new(profile);
     let mut settings = Settings {
         cache_dir: dir.path().to_path_buf(),
         backends: vec![
-            Backend::new("open", Url::parse(&open.url()).unwrap(), None, Some("open")),
-            Backend::new(
-                "secured",
-                Url::parse(&secured.url()).unwrap(),
-                Some(profile),
-                Some("secured"),
-            ),
+            prefixed("open", &open.url(), None),
+            prefixed("secured", &secured.url(), Some(&profile)),
         ],
         gateway: Default::default(),
     };
@@ -199,7 +187,7 @@ async fn an_id_token_that_does_not_validate_fails_the_login() {
         IdTokenFault::WrongAudience,
         IdTokenFault::WrongIssuer,
     ] {
-        let (idp, backend, dir) = setup().await;
+        let (idp, backend, dir) = oidc_backend(IdpConfig::default()).await;
         idp.set_id_token_fault(Some(fault));
         let error = start_drop_in(
             &idp,
@@ -222,7 +210,7 @@ async fn an_id_token_that_does_not_validate_fails_the_login() {
 #[tokio::test]
 async fn a_login_abandoned_in_the_browser_times_out_and_the_next_request_starts_a_new_one() {
     use support::idp::AuthorizeBehavior;
-    let (idp, secured, dir) = setup().await;
+    let (idp, secured, dir) = oidc_backend(IdpConfig::default()).await;
     idp.set_authorize_behavior(AuthorizeBehavior::Hang);
     let mut profile = (*support::profile(&idp, None)).clone();
     profile.login_timeout = Duration::from_secs(1);
@@ -267,7 +255,7 @@ async fn a_login_abandoned_in_the_browser_times_out_and_the_next_request_starts_
 
 #[tokio::test]
 async fn a_broken_key_set_is_told_apart_from_a_wrong_issuer() {
-    let (idp, backend, dir) = setup().await;
+    let (idp, backend, dir) = oidc_backend(IdpConfig::default()).await;
     idp.set_jwks_broken(true);
     let error = start_drop_in(
         &idp,

@@ -2,51 +2,41 @@
 //! terminal each start a gateway for the same identity provider: one browser login for all of
 //! them, and a process that dies holding the login never blocks the others.
 
-mod support;
-
 use std::{
     path::Path,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use rmcp::ServiceExt;
 use serde_json::json;
-use support::{
-    BrowserLog, BrowserMode, TestClient,
+use tokio::process::Child;
+
+use crate::support::{
+    self, BrowserLog, BrowserMode,
     backend::{BackendConfig, TestBackend},
     binary,
     idp::{FakeIdp, IdpConfig},
 };
-use tokio::process::Child;
 
-fn proxy(home: &Path, args: &[&str]) -> Child {
-    binary::command(home).args(args).spawn().unwrap()
-}
-
-/// The authorization URLs a process prints; the logins are completed when `complete`.
-fn watch_logins(child: &mut Child, complete: bool) -> Arc<Mutex<BrowserLog>> {
+/// A gateway on `config`; the logins it prints are completed when `complete`.
+fn proxy(home: &Path, config: &str, complete: bool) -> (Child, Arc<Mutex<BrowserLog>>) {
     let mode = if complete {
         BrowserMode::Complete
     } else {
         BrowserMode::Ignore
     };
-    binary::watch_stderr(child, mode).1
+    let args = ["--config", config, "--no-banner"];
+    let (child, _, logins) = binary::spawn(home, &args, &[], mode);
+    (child, logins)
 }
 
 /// Connects as an MCP client over the child's stdio, calls `tool`, returns the subject.
 async fn whoami(child: &mut Child, tool: &str) -> String {
-    let (stdout, stdin) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
-    let client = TestClient::new("2025-06-18")
-        .serve((stdout, stdin))
+    let client = binary::connect(child).await;
+    let who = support::call_within(&client, Duration::from_secs(40), tool, json!({}))
         .await
-        .expect("initialize");
-    let params = serde_json::from_value(json!({"name": tool, "arguments": {}})).unwrap();
-    let who = tokio::time::timeout(Duration::from_secs(40), client.call_tool(params))
-        .await
-        .expect("whoami answers")
         .expect("whoami succeeds");
-    let sub = serde_json::to_value(who).unwrap()["structuredContent"]["sub"]
+    let sub = who["structuredContent"]["sub"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
@@ -76,10 +66,9 @@ async fn concurrent_gateways_log_in_once(processes: usize) {
     let home = tempfile::tempdir().unwrap();
     let config = gateway_config(home.path(), &idp, &backend);
     let config = config.to_str().unwrap();
-    let mut children: Vec<Child> = (0..processes)
-        .map(|_| proxy(home.path(), &["--config", config, "--no-banner"]))
-        .collect();
-    let logins: Vec<_> = children.iter_mut().map(|c| watch_logins(c, true)).collect();
+    let (mut children, logins): (Vec<Child>, Vec<_>) = (0..processes)
+        .map(|_| proxy(home.path(), config, true))
+        .unzip();
     let subs =
         futures::future::join_all(children.iter_mut().map(|c| whoami(c, "corp_whoami"))).await;
     assert!(subs.iter().all(|s| s == "user-123"), "{subs:?}");
@@ -90,11 +79,7 @@ async fn concurrent_gateways_log_in_once(processes: usize) {
     );
     assert_eq!(idp.stats().code_exchanges, 1, "{:?}", idp.stats());
     for child in &mut children {
-        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-            .await
-            .expect("the proxy exits when stdin closes")
-            .unwrap();
-        assert_eq!(status.code(), Some(0));
+        assert_eq!(binary::exit_code(child, 10).await, Some(0));
     }
     backend.shutdown();
     idp.shutdown();
@@ -120,15 +105,9 @@ async fn a_process_that_dies_during_its_login_does_not_block_the_next() {
     let config = config.to_str().unwrap();
 
     // The first process starts a login nobody finishes, holding the profile's lock...
-    let mut first = proxy(home.path(), &["--config", config, "--no-banner"]);
-    let first_logins = watch_logins(&mut first, false);
-    let (stdout, stdin) = (first.stdout.take().unwrap(), first.stdin.take().unwrap());
+    let (mut first, first_logins) = proxy(home.path(), config, false);
     // The gateway starts its logins when the client initializes; the answer may wait.
-    let client = tokio::spawn(TestClient::new("2025-06-18").serve((stdout, stdin)));
-    support::eventually(20, "the first login to start", || {
-        !first_logins.lock().unwrap().urls.is_empty()
-    })
-    .await;
+    let client = binary::connect_until_login(&mut first, &first_logins).await;
     // ...and is killed (SIGKILL: no clean-up of its own).
     first.start_kill().unwrap();
     first.wait().await.unwrap();
@@ -136,8 +115,7 @@ async fn a_process_that_dies_during_its_login_does_not_block_the_next() {
 
     // The next one logs in at once instead of waiting out the first one's login timeout.
     let started = Instant::now();
-    let mut second = proxy(home.path(), &["--config", config, "--no-banner"]);
-    let second_logins = watch_logins(&mut second, true);
+    let (mut second, second_logins) = proxy(home.path(), config, true);
     assert_eq!(whoami(&mut second, "corp_whoami").await, "user-123");
     assert!(
         started.elapsed() < Duration::from_secs(15),

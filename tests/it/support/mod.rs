@@ -1,7 +1,11 @@
 //! Shared test harness: the fake identity provider, the token-validating backend, a test
 //! "browser" that completes logins over HTTP, and a stdio MCP client wired to the real proxy
-//! loop over OS pipes.
-#![allow(dead_code, deprecated)]
+//! loop over OS pipes; with what the tests build on them: free ports, HTTP servers on
+//! loopback, settings for the drop-in and gateway backends, and calls with a time limit.
+
+// Sampling, roots and logging are deprecated by SEP-2577 in rmcp 3.x, yet they are part of the
+// 2025 protocol revisions the test client speaks.
+#![allow(deprecated)]
 
 pub mod backend;
 pub mod binary;
@@ -13,6 +17,7 @@ pub mod redirector;
 pub mod scripted;
 
 use std::{
+    net::SocketAddr,
     path::Path,
     sync::{
         Arc, Mutex,
@@ -37,7 +42,9 @@ use rmcp::{
     service::{NotificationContext, RequestContext, RunningService},
 };
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
+use tempfile::TempDir;
+use tokio::{net::unix::pipe, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
 use url::Url;
 
 /// How the test browser treats an authorization URL.
@@ -82,10 +89,6 @@ impl TestBrowser {
 
     pub fn opened(&self) -> u32 {
         self.opened.load(Ordering::SeqCst)
-    }
-
-    pub fn set_mode(&self, mode: BrowserMode) {
-        *self.mode.lock().unwrap() = mode;
     }
 
     pub fn pages(&self) -> Vec<(u16, String)> {
@@ -175,6 +178,23 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Serves `router` on a fresh loopback port until `stop` is cancelled; returns the address.
+pub async fn serve_http(router: axum::Router, stop: &CancellationToken) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let signal = stop.clone().cancelled_owned();
+    // Without TCP_NODELAY each small response waits on a delayed ACK (40 ms on Linux).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(signal)
+            .await;
+    });
+    addr
+}
+
 /// A profile for `idp` with a fresh callback port.
 pub fn profile(idp: &idp::FakeIdp, secret: Option<&str>) -> Arc<Profile> {
     Arc::new(Profile {
@@ -201,6 +221,30 @@ pub fn settings(backend_url: &str, profile: Option<Arc<Profile>>, cache_dir: &Pa
         )],
         gateway: Default::default(),
     }
+}
+
+/// A gateway backend prefixed by its name, as a `backends.NAME` entry without `prefix`.
+pub fn prefixed(name: &str, url: &str, profile: Option<&Arc<Profile>>) -> Backend {
+    Backend::new(name, Url::parse(url).unwrap(), profile.cloned(), Some(name))
+}
+
+/// `profile` under another name (a second `oidc_profiles` entry for the same provider).
+pub fn named(profile: Arc<Profile>, name: &str) -> Arc<Profile> {
+    let mut p = (*profile).clone();
+    p.name = name.into();
+    Arc::new(p)
+}
+
+/// A provider, a backend that accepts only its tokens, and a directory for the token cache.
+pub async fn oidc_backend(config: idp::IdpConfig) -> (idp::FakeIdp, backend::TestBackend, TempDir) {
+    let idp = idp::FakeIdp::start(config).await;
+    let backend = backend::TestBackend::start(backend::BackendConfig::oidc(
+        "secured",
+        idp.issuer(),
+        idp.jwks_uri(),
+    ))
+    .await;
+    (idp, backend, tempfile::tempdir().unwrap())
 }
 
 /// Everything the stdio client received unprompted.
@@ -328,9 +372,56 @@ impl ClientHandler for TestClient {
     }
 }
 
+/// The real proxy loop on two OS pipes, as a desktop client starts the command: the client's
+/// ends of the pipes and the loop's task.
+pub struct Pipes {
+    /// The proxy's stdin: dropping it is EOF.
+    pub to_proxy: pipe::Sender,
+    /// The proxy's stdout.
+    pub from_proxy: pipe::Receiver,
+    /// `proxy::serve`, until stdin closes or `shutdown` fires.
+    pub proxy: JoinHandle<Result<(), RunError>>,
+}
+
+/// Starts `proxy::serve` on two fresh pipes; it stops at stdin EOF or when `shutdown` fires.
+pub fn serve_on_pipes(
+    settings: Settings,
+    browser: Arc<dyn Browser>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Pipes {
+    let (to_proxy, proxy_in) = pipe::pipe().unwrap();
+    let (proxy_out, from_proxy) = pipe::pipe().unwrap();
+    let proxy = tokio::spawn(proxy::serve(
+        settings, browser, proxy_in, proxy_out, shutdown,
+    ));
+    Pipes {
+        to_proxy,
+        from_proxy,
+        proxy,
+    }
+}
+
+/// A stdio MCP client of the proxy, in-process or a child process.
+pub type Client = RunningService<RoleClient, TestClient>;
+
+/// Calls `tool` with JSON arguments, failing the test if no answer comes within `limit`.
+pub async fn call_within(
+    client: &Client,
+    limit: Duration,
+    tool: &str,
+    args: Value,
+) -> Result<Value, String> {
+    let params = serde_json::from_value(json!({"name": tool, "arguments": args})).unwrap();
+    match tokio::time::timeout(limit, client.call_tool(params)).await {
+        Ok(Ok(result)) => Ok(serde_json::to_value(result).unwrap()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => panic!("{tool}: no answer within {limit:?}"),
+    }
+}
+
 /// The real proxy loop, driven over two OS pipes by a [`TestClient`].
 pub struct Harness {
-    pub client: RunningService<RoleClient, TestClient>,
+    pub client: Client,
     pub events: Arc<Mutex<ClientEvents>>,
     pub proxy: JoinHandle<Result<(), RunError>>,
 }
@@ -352,25 +443,17 @@ pub async fn try_start(
     browser: Arc<dyn Browser>,
     protocol_version: &str,
 ) -> Result<Harness, String> {
-    let (to_proxy_tx, to_proxy_rx) = tokio::net::unix::pipe::pipe().unwrap();
-    let (from_proxy_tx, from_proxy_rx) = tokio::net::unix::pipe::pipe().unwrap();
-    let proxy = tokio::spawn(proxy::serve(
-        settings,
-        browser,
-        to_proxy_rx,
-        from_proxy_tx,
-        std::future::pending(),
-    ));
+    let pipes = serve_on_pipes(settings, browser, std::future::pending());
     let client = TestClient::new(protocol_version);
     let events = Arc::clone(&client.events);
     let client = client
-        .serve((from_proxy_rx, to_proxy_tx))
+        .serve((pipes.from_proxy, pipes.to_proxy))
         .await
         .map_err(|e| e.to_string())?;
     Ok(Harness {
         client,
         events,
-        proxy,
+        proxy: pipes.proxy,
     })
 }
 

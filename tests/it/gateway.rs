@@ -1,8 +1,6 @@
 //! The multi-backend gateway over real stdio pipes: three kinds of backends (two issuers, one
 //! with static headers only), names, filters, routing, failure isolation.
 
-mod support;
-
 use std::{sync::Arc, time::Duration};
 
 use authful_mcp_proxy::{
@@ -11,19 +9,17 @@ use authful_mcp_proxy::{
 };
 use rmcp::service::PeerRequestOptions;
 use serde_json::{Value, json};
-use support::{
-    BrowserMode, Harness, TestBrowser,
+use url::Url;
+
+use crate::support::{
+    self, BrowserMode, Harness, TestBrowser,
     backend::{BackendConfig, TestBackend},
     first_text,
     idp::{FakeIdp, IdpConfig},
+    named, prefixed,
 };
-use url::Url;
 
 const V: &str = "2025-11-25";
-
-fn backend(name: &str, url: &str, profile: Option<&Arc<Profile>>) -> Backend {
-    Backend::new(name, Url::parse(url).unwrap(), profile.cloned(), Some(name))
-}
 
 fn settings(backends: Vec<Backend>, dir: &std::path::Path) -> Settings {
     Settings {
@@ -36,12 +32,6 @@ fn settings(backends: Vec<Backend>, dir: &std::path::Path) -> Settings {
             ..Gateway::default()
         },
     }
-}
-
-fn named(profile: Arc<Profile>, name: &str) -> Arc<Profile> {
-    let mut p = (*profile).clone();
-    p.name = name.into();
-    Arc::new(p)
 }
 
 async fn tool_names(h: &Harness) -> Vec<String> {
@@ -115,13 +105,13 @@ impl Company {
     }
 
     fn backends(&self) -> Vec<Backend> {
-        let mut keys = backend("keys", &self.keys.url(), None);
+        let mut keys = prefixed("keys", &self.keys.url(), None);
         keys.headers = vec![("X-Api-Key".into(), "k-123".into())];
         vec![
-            backend("analytics", &self.analytics.url(), Some(&self.corp_profile)),
-            backend("corp", &self.corp.url(), Some(&self.corp_profile)),
+            prefixed("analytics", &self.analytics.url(), Some(&self.corp_profile)),
+            prefixed("corp", &self.corp.url(), Some(&self.corp_profile)),
             keys,
-            backend("partner", &self.partner.url(), Some(&self.partner_profile)),
+            prefixed("partner", &self.partner.url(), Some(&self.partner_profile)),
         ]
     }
 }
@@ -192,7 +182,7 @@ async fn names_filters_and_resources_follow_the_rules() {
     let keys = TestBackend::start(BackendConfig::open("keys")).await;
     let plain = TestBackend::start(BackendConfig::open("plain")).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut filtered = backend("keys", &keys.url(), None);
+    let mut filtered = prefixed("keys", &keys.url(), None);
     filtered.tools = ToolFilter {
         allow: vec![Glob::new("*").unwrap()],
         deny: vec![Glob::new("s*").unwrap(), Glob::new("fail").unwrap()],
@@ -363,7 +353,7 @@ async fn every_list_comes_whole_in_one_answer_and_a_cursor_gets_an_empty_page() 
     let a = TestBackend::start(BackendConfig::open("a").with_page_size(1)).await;
     let b = TestBackend::start(BackendConfig::open("b").with_page_size(5)).await;
     let dir = tempfile::tempdir().unwrap();
-    let backends = vec![backend("a", &a.url(), None), backend("b", &b.url(), None)];
+    let backends = vec![prefixed("a", &a.url(), None), prefixed("b", &b.url(), None)];
     let h = support::start(
         settings(backends, dir.path()),
         TestBrowser::new(BrowserMode::Ignore),
@@ -424,7 +414,7 @@ async fn requests_from_backends_are_answered_to_the_right_backend() {
     let a = TestBackend::start(BackendConfig::open("a")).await;
     let b = TestBackend::start(BackendConfig::open("b")).await;
     let dir = tempfile::tempdir().unwrap();
-    let backends = vec![backend("a", &a.url(), None), backend("b", &b.url(), None)];
+    let backends = vec![prefixed("a", &a.url(), None), prefixed("b", &b.url(), None)];
     let h = support::start(
         settings(backends, dir.path()),
         TestBrowser::new(BrowserMode::Ignore),
@@ -500,8 +490,8 @@ async fn a_backend_down_at_start_joins_later_and_one_that_dies_is_isolated() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = settings(
         vec![
-            backend("late", &late_url, None),
-            backend("up", &up.url(), None),
+            prefixed("late", &late_url, None),
+            prefixed("up", &up.url(), None),
         ],
         dir.path(),
     );
@@ -560,8 +550,8 @@ async fn a_refused_login_waits_for_the_user_instead_of_reopening_the_browser() {
     let profile = named(support::profile(&idp, None), "corp");
     let dir = tempfile::tempdir().unwrap();
     let backends = vec![
-        backend("open", &open.url(), None),
-        backend("secured", &secured.url(), Some(&profile)),
+        prefixed("open", &open.url(), None),
+        prefixed("secured", &secured.url(), Some(&profile)),
     ];
     let browser = TestBrowser::new(BrowserMode::Complete);
     let h = support::start(settings(backends, dir.path()), browser.clone(), V).await;
@@ -622,7 +612,7 @@ async fn no_backend_can_pose_as_another() {
     let unprefixed = Backend::new("aaa-plain", Url::parse(&plain.url()).unwrap(), None, None);
     let h = support::start(
         settings(
-            vec![unprefixed, backend("github", &github.url(), None)],
+            vec![unprefixed, prefixed("github", &github.url(), None)],
             dir.path(),
         ),
         TestBrowser::new(BrowserMode::Ignore),

@@ -1,27 +1,20 @@
 //! Login and token lifecycle through the real proxy loop: a fake OIDC provider, a
 //! token-validating backend, and a test browser that completes the redirect dance.
 
-mod support;
-
 use std::{sync::Arc, time::Duration};
 
 use authful_mcp_proxy::auth::cache::{StoredTokens, TokenCache};
 use serde_json::json;
-use support::{
-    BrowserMode, TestBrowser,
+
+use crate::support::{
+    self, BrowserMode, TestBrowser,
     backend::{BackendConfig, TestBackend},
     first_text,
     idp::{AuthorizeBehavior, FakeIdp, IdpConfig},
+    oidc_backend, prefixed,
 };
 
 const V: &str = "2025-11-25";
-
-async fn setup(config: IdpConfig) -> (FakeIdp, TestBackend, tempfile::TempDir) {
-    let idp = FakeIdp::start(config).await;
-    let backend =
-        TestBackend::start(BackendConfig::oidc("secured", idp.issuer(), idp.jwks_uri())).await;
-    (idp, backend, tempfile::tempdir().unwrap())
-}
 
 fn cached(dir: &std::path::Path, idp: &FakeIdp) -> Option<StoredTokens> {
     TokenCache::new(dir, &support::profile(idp, None)).load()
@@ -29,7 +22,7 @@ fn cached(dir: &std::path::Path, idp: &FakeIdp) -> Option<StoredTokens> {
 
 #[tokio::test]
 async fn first_login_then_cache_reuse_without_browser() {
-    let (idp, backend, dir) = setup(IdpConfig::default()).await;
+    let (idp, backend, dir) = oidc_backend(IdpConfig::default()).await;
     let profile = support::profile(&idp, None);
     let browser = TestBrowser::new(BrowserMode::Complete);
 
@@ -70,7 +63,7 @@ async fn first_login_then_cache_reuse_without_browser() {
 
 #[tokio::test]
 async fn near_expiry_token_is_refreshed_and_rotation_persisted() {
-    let (idp, backend, dir) = setup(IdpConfig::default()).await;
+    let (idp, backend, dir) = oidc_backend(IdpConfig::default()).await;
     // 30 s left is inside the 60 s margin: every token is refreshed before use.
     idp.set_access_token_ttl(Duration::from_secs(30));
     let profile = support::profile(&idp, None);
@@ -111,7 +104,7 @@ async fn near_expiry_token_is_refreshed_and_rotation_persisted() {
 
 #[tokio::test]
 async fn refused_refresh_falls_back_to_browser_login() {
-    let (idp, backend, dir) = setup(IdpConfig::default()).await;
+    let (idp, backend, dir) = oidc_backend(IdpConfig::default()).await;
     idp.set_access_token_ttl(Duration::from_secs(30));
     let profile = support::profile(&idp, None);
     let browser = TestBrowser::new(BrowserMode::Complete);
@@ -132,7 +125,7 @@ async fn refused_refresh_falls_back_to_browser_login() {
 
 #[tokio::test]
 async fn backend_401_renews_once_and_retries_the_request() {
-    let (idp, backend, dir) = setup(IdpConfig::default()).await;
+    let (idp, backend, dir) = oidc_backend(IdpConfig::default()).await;
     let profile = support::profile(&idp, None);
     let browser = TestBrowser::new(BrowserMode::Complete);
     let h = support::start(
@@ -158,7 +151,7 @@ async fn backend_401_renews_once_and_retries_the_request() {
 
 #[tokio::test]
 async fn concurrent_requests_share_one_renewal() {
-    let (idp, backend, dir) = setup(IdpConfig::default()).await;
+    let (idp, backend, dir) = oidc_backend(IdpConfig::default()).await;
     let profile = support::profile(&idp, None);
     let browser = TestBrowser::new(BrowserMode::Complete);
     let h = support::start(
@@ -184,7 +177,7 @@ async fn confidential_client_authenticates_as_the_provider_allows() {
         (vec!["client_secret_basic", "client_secret_post"], "basic"),
         (vec!["client_secret_post"], "post"),
     ] {
-        let (idp, backend, dir) = setup(IdpConfig {
+        let (idp, backend, dir) = oidc_backend(IdpConfig {
             client_secret: Some("s3cr3t:&=".into()),
             token_auth_methods: methods.into_iter().map(String::from).collect(),
             ..IdpConfig::default()
@@ -206,7 +199,7 @@ async fn confidential_client_authenticates_as_the_provider_allows() {
 
 #[tokio::test]
 async fn foreign_state_is_rejected_without_ending_the_login() {
-    let (idp, backend, dir) = setup(IdpConfig::default()).await;
+    let (idp, backend, dir) = oidc_backend(IdpConfig::default()).await;
     let profile = support::profile(&idp, None);
     let browser = TestBrowser::new(BrowserMode::ForeignStateFirst);
     let h = support::start(
@@ -226,7 +219,7 @@ async fn foreign_state_is_rejected_without_ending_the_login() {
 
 #[tokio::test]
 async fn access_denied_fails_initialize_with_a_clear_message() {
-    let (idp, backend, dir) = setup(IdpConfig::default()).await;
+    let (idp, backend, dir) = oidc_backend(IdpConfig::default()).await;
     idp.set_authorize_behavior(AuthorizeBehavior::Deny);
     let profile = support::profile(&idp, None);
     let browser = TestBrowser::new(BrowserMode::Complete);
@@ -247,7 +240,7 @@ async fn access_denied_fails_initialize_with_a_clear_message() {
 
 #[tokio::test]
 async fn login_timeout_fails_the_pending_request() {
-    let (idp, backend, dir) = setup(IdpConfig::default()).await;
+    let (idp, backend, dir) = oidc_backend(IdpConfig::default()).await;
     let mut profile = (*support::profile(&idp, None)).clone();
     profile.login_timeout = Duration::from_millis(500);
     let browser = TestBrowser::new(BrowserMode::Ignore);
@@ -264,7 +257,7 @@ async fn login_timeout_fails_the_pending_request() {
 
 #[tokio::test]
 async fn callback_port_in_use_is_reported_with_the_fix() {
-    let (idp, backend, dir) = setup(IdpConfig::default()).await;
+    let (idp, backend, dir) = oidc_backend(IdpConfig::default()).await;
     let profile = support::profile(&idp, None);
     let port = profile.redirect_url.port().unwrap();
     let _taken = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
@@ -292,7 +285,7 @@ async fn callback_port_in_use_is_reported_with_the_fix() {
 #[tokio::test]
 async fn processes_sharing_a_cache_never_reuse_a_rotated_refresh_token() {
     use authful_mcp_proxy::{auth::TokenManager, clients};
-    let (idp, backend, dir) = setup(IdpConfig::default()).await;
+    let (idp, backend, dir) = oidc_backend(IdpConfig::default()).await;
     idp.set_access_token_ttl(Duration::from_secs(30));
     let profile = support::profile(&idp, None);
     let h = support::start(
@@ -337,7 +330,7 @@ async fn processes_sharing_a_cache_never_reuse_a_rotated_refresh_token() {
 /// error that says what is wrong.
 #[tokio::test]
 async fn a_backend_that_rejects_fresh_tokens_opens_no_browser_storm() {
-    use authful_mcp_proxy::config::{Backend, Gateway, Settings};
+    use authful_mcp_proxy::config::{Gateway, Settings};
 
     let idp = FakeIdp::start(IdpConfig {
         refresh_tokens: false,
@@ -351,14 +344,11 @@ async fn a_backend_that_rejects_fresh_tokens_opens_no_browser_storm() {
     let open = TestBackend::start(BackendConfig::open("open")).await;
     let dir = tempfile::tempdir().unwrap();
     let profile = support::profile(&idp, None);
-    let backend = |name: &str, url: &str, profile| {
-        Backend::new(name, url::Url::parse(url).unwrap(), profile, Some(name))
-    };
     let settings = Settings {
         cache_dir: dir.path().to_path_buf(),
         backends: vec![
-            backend("open", &open.url(), None),
-            backend("picky", &picky.url(), Some(profile)),
+            prefixed("open", &open.url(), None),
+            prefixed("picky", &picky.url(), Some(&profile)),
         ],
         gateway: Gateway {
             startup_timeout: Duration::from_secs(2),

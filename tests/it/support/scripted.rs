@@ -113,18 +113,7 @@ impl ScriptedBackend {
                 )
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let signal = stop.clone().cancelled_owned();
-        // Without TCP_NODELAY each small response waits on a delayed ACK (40 ms on Linux).
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(signal)
-                .await;
-        });
+        let addr = super::serve_http(router, &stop).await;
         Self {
             addr,
             pages_served,

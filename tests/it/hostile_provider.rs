@@ -3,14 +3,13 @@
 //! rotated between two logins, an answer too large, a token endpoint that never answers. The
 //! login is refused before any browser opens where it should be, and goes on where it can.
 
-mod support;
-
 use std::{sync::Arc, time::Duration};
 
 use authful_mcp_proxy::{auth::TokenManager, clients, config::Profile};
 use serde_json::{Value, json};
-use support::{
-    BrowserMode, TestBrowser,
+
+use crate::support::{
+    self, BrowserMode, TestBrowser,
     idp::{FakeIdp, IdpConfig, TokenFault},
 };
 

@@ -4,29 +4,25 @@
 //! in; backends that page their lists, join late, or never answer a list; clients of other
 //! protocol eras; an MCP App behind a prefix; and the order of progress and answers.
 
-mod support;
-
 use std::{sync::Arc, time::Duration};
 
 use authful_mcp_proxy::{
-    config::{Backend, FallbackTools, Gateway, Profile, Settings},
+    config::{Backend, FallbackTools, Gateway, Settings},
     glob::{Glob, ToolFilter},
     naming::Naming,
 };
 use serde_json::{Value, json};
-use support::{
-    BrowserMode, TestBrowser,
+use url::Url;
+
+use crate::support::{
+    self, BrowserMode, TestBrowser,
     backend::{BackendConfig, TestBackend},
     desktop::{ListOnce, names},
     faults::{Fault, FaultProxy},
     idp::{FakeIdp, IdpConfig},
+    named, prefixed,
     scripted::{Script, ScriptedBackend, tool},
 };
-use url::Url;
-
-fn backend(name: &str, url: &str, profile: Option<&Arc<Profile>>) -> Backend {
-    Backend::new(name, Url::parse(url).unwrap(), profile.cloned(), Some(name))
-}
 
 fn gateway(backends: Vec<Backend>, dir: &std::path::Path) -> Settings {
     Settings {
@@ -38,12 +34,6 @@ fn gateway(backends: Vec<Backend>, dir: &std::path::Path) -> Settings {
             ..Gateway::default()
         },
     }
-}
-
-fn named(profile: Arc<Profile>, name: &str) -> Arc<Profile> {
-    let mut p = (*profile).clone();
-    p.name = name.into();
-    Arc::new(p)
 }
 
 fn text_of(answer: &Value) -> String {
@@ -197,8 +187,8 @@ async fn the_first_list_waits_for_two_slow_logins() {
     let dir = tempfile::tempdir().unwrap();
     let settings = gateway(
         vec![
-            backend("corp", &corp.url(), Some(&corp_profile)),
-            backend("partner", &partner.url(), Some(&partner_profile)),
+            prefixed("corp", &corp.url(), Some(&corp_profile)),
+            prefixed("partner", &partner.url(), Some(&partner_profile)),
         ],
         dir.path(),
     );
@@ -269,12 +259,12 @@ async fn a_backend_that_joins_after_the_first_list_is_reached_through_the_gatewa
     let slow = TestBackend::start(BackendConfig::oidc("slow", idp.issuer(), idp.jwks_uri())).await;
     let profile = named(support::profile(&idp, None), "corp");
     let dir = tempfile::tempdir().unwrap();
-    let mut late = backend("slow", &slow.url(), Some(&profile));
+    let mut late = prefixed("slow", &slow.url(), Some(&profile));
     late.tools = ToolFilter {
         allow: Vec::new(),
         deny: vec![Glob::new("fail").unwrap()],
     };
-    let mut settings = gateway(vec![backend("open", &open.url(), None), late], dir.path());
+    let mut settings = gateway(vec![prefixed("open", &open.url(), None), late], dir.path());
     settings.gateway.first_list_timeout = Duration::from_secs(2);
     let browser = TestBrowser::new(BrowserMode::CompleteAfter(Duration::from_secs(4)));
     let mut client = ListOnce::start(settings, browser);
@@ -372,8 +362,8 @@ async fn a_first_list_timeout_of_zero_does_not_wait() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = gateway(
         vec![
-            backend("open", &open.url(), None),
-            backend("slow", &slow.url(), Some(&profile)),
+            prefixed("open", &open.url(), None),
+            prefixed("slow", &slow.url(), Some(&profile)),
         ],
         dir.path(),
     );
@@ -401,8 +391,8 @@ async fn the_gateway_tools_can_be_always_or_never_there() {
         let down = format!("http://127.0.0.1:{}/mcp", support::free_port());
         let mut settings = gateway(
             vec![
-                backend("down", &down, None),
-                backend("open", &open.url(), None),
+                prefixed("down", &down, None),
+                prefixed("open", &open.url(), None),
             ],
             dir.path(),
         );
@@ -437,10 +427,10 @@ async fn a_backend_that_never_answers_its_list_does_not_hold_the_others() {
         silent.arm(method, Fault::Hang, 100);
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut quiet = backend("silent", &silent.url(), None);
+    let mut quiet = prefixed("silent", &silent.url(), None);
     quiet.request_timeout = Some(Duration::from_secs(1));
     let mut client = ListOnce::start(
-        gateway(vec![backend("fine", &fine.url(), None), quiet], dir.path()),
+        gateway(vec![prefixed("fine", &fine.url(), None), quiet], dir.path()),
         TestBrowser::new(BrowserMode::Ignore),
     );
     client.initialize("2025-11-25").await;
@@ -498,8 +488,8 @@ async fn unknown_protocol_versions_get_the_newest_supported_one() {
             "gateway",
             gateway(
                 vec![
-                    backend("everything", &everything.url(), None),
-                    backend("other", &other.url(), None),
+                    prefixed("everything", &everything.url(), None),
+                    prefixed("other", &other.url(), None),
                 ],
                 dir.path(),
             ),
@@ -537,8 +527,8 @@ async fn server_discover_is_method_not_found_at_once_in_both_modes() {
     let drop_in = support::settings(&everything.url(), None, dir.path());
     let both = gateway(
         vec![
-            backend("everything", &everything.url(), None),
-            backend("other", &other.url(), None),
+            prefixed("everything", &everything.url(), None),
+            prefixed("other", &other.url(), None),
         ],
         dir.path(),
     );
@@ -623,8 +613,8 @@ async fn an_mcp_app_behind_a_prefix_links_to_its_exposed_ui_resource() {
     let mut client = ListOnce::start(
         gateway(
             vec![
-                backend("other", &other.url(), None),
-                backend("weather", &app.url(), None),
+                prefixed("other", &other.url(), None),
+                prefixed("weather", &app.url(), None),
             ],
             dir.path(),
         ),
@@ -689,8 +679,8 @@ async fn progress_reaches_the_client_in_order_and_before_the_answer() {
             "everything_progress",
             gateway(
                 vec![
-                    backend("everything", &everything.url(), None),
-                    backend("other", &other.url(), None),
+                    prefixed("everything", &everything.url(), None),
+                    prefixed("other", &other.url(), None),
                 ],
                 dir.path(),
             ),
@@ -747,7 +737,7 @@ async fn names_fit_the_name_budget_and_still_route() {
         Some("a-rather-long-prefix"),
     );
     let mut settings = gateway(
-        vec![long, backend("plain", &everything.url(), None)],
+        vec![long, prefixed("plain", &everything.url(), None)],
         dir.path(),
     );
     settings.gateway.max_name_length = 24;

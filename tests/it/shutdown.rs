@@ -5,23 +5,21 @@
 //! fires, a call in flight included.
 #![cfg(unix)]
 
-mod support;
-
 use std::{
     path::Path,
     time::{Duration, Instant},
 };
 
-use authful_mcp_proxy::proxy;
-use rmcp::{RoleClient, ServiceExt, service::RunningService};
+use rmcp::ServiceExt;
 use serde_json::{Value, json};
-use support::{
-    BrowserMode, TestBrowser, TestClient,
+use tokio::process::Child;
+
+use crate::support::{
+    self, BrowserMode, Client, TestBrowser, TestClient,
     backend::{BackendConfig, TestBackend},
     binary::{self, Lines},
     idp::{FakeIdp, IdpConfig},
 };
-use tokio::process::Child;
 
 /// How long a stopped proxy may take to exit: its close deadline (1.5 s) and the runtime's
 /// 200 ms, with room for a loaded machine. Well under the 5 s rmcp would otherwise allow one
@@ -35,24 +33,10 @@ enum Stop {
     StdinEof,
 }
 
-type Client = RunningService<RoleClient, TestClient>;
-
-/// Connects as an MCP client over the child's stdio.
-async fn connect(child: &mut Child) -> Client {
-    let (stdout, stdin) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
-    TestClient::new("2025-06-18")
-        .serve((stdout, stdin))
-        .await
-        .expect("initialize")
-}
-
 async fn call(client: &Client, tool: &str, args: Value) -> Value {
-    let params = serde_json::from_value(json!({"name": tool, "arguments": args})).unwrap();
-    let result = tokio::time::timeout(Duration::from_secs(30), client.call_tool(params))
+    support::call_within(client, Duration::from_secs(30), tool, args)
         .await
-        .expect("the call answers")
-        .expect("the call succeeds");
-    serde_json::to_value(result).unwrap()
+        .expect("the call succeeds")
 }
 
 fn signal(child: &Child, signal: libc::c_int) {
@@ -80,13 +64,10 @@ async fn stop(child: &mut Child, client: Client, how: Stop) -> (Option<i32>, Dur
             None
         }
     };
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .expect("the proxy exits")
-        .unwrap();
+    let code = binary::exit_code(child, 15).await;
     let took = started.elapsed();
     drop(client);
-    (status.code(), took)
+    (code, took)
 }
 
 /// The stderr lines, once the child has exited and they have all been read.
@@ -114,21 +95,13 @@ async fn drop_in(how: Stop) {
     let backend =
         TestBackend::start(BackendConfig::oidc("corp", idp.issuer(), idp.jwks_uri())).await;
     let home = tempfile::tempdir().unwrap();
-    let mut child = binary::command(home.path())
-        .args(["--debug", "--no-banner"])
-        .envs([
-            ("MCP_BACKEND_URL", backend.url()),
-            ("OIDC_ISSUER_URL", idp.issuer()),
-            ("OIDC_CLIENT_ID", idp.client_id()),
-            (
-                "OIDC_REDIRECT_URL",
-                format!("http://localhost:{}/auth/callback", support::free_port()),
-            ),
-        ])
-        .spawn()
-        .unwrap();
-    let (lines, _) = binary::watch_stderr(&mut child, BrowserMode::Complete);
-    let client = connect(&mut child).await;
+    let (mut child, lines, _) = binary::spawn(
+        home.path(),
+        &["--debug", "--no-banner"],
+        &binary::drop_in_env(&idp, &backend),
+        BrowserMode::Complete,
+    );
+    let client = binary::connect(&mut child).await;
     let who = call(&client, "whoami", json!({})).await;
     assert_eq!(who["structuredContent"]["sub"], "user-123");
     let sessions = backend.sessions();
@@ -163,13 +136,14 @@ async fn gateway(how: Stop) {
     let beta = TestBackend::start(BackendConfig::open("beta")).await;
     let home = tempfile::tempdir().unwrap();
     let config = gateway_config(home.path(), &[&alpha, &beta]);
-    let mut child = binary::command(home.path())
-        .args(["--debug", "--no-banner", "--config"])
-        .arg(&config)
-        .spawn()
-        .unwrap();
-    let (lines, _) = binary::watch_stderr(&mut child, BrowserMode::Ignore);
-    let client = connect(&mut child).await;
+    let args = [
+        "--debug",
+        "--no-banner",
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    let (mut child, lines, _) = binary::spawn(home.path(), &args, &[], BrowserMode::Ignore);
+    let client = binary::connect(&mut child).await;
     for (tool, backend) in [("alpha_echo", &alpha), ("beta_echo", &beta)] {
         let echoed = call(&client, tool, json!({"text": tool})).await;
         assert_eq!(echoed["content"][0]["text"], tool);
@@ -229,38 +203,22 @@ async fn sigterm_during_a_pending_login_exits_0_without_waiting_for_it() {
     let backend =
         TestBackend::start(BackendConfig::oidc("corp", idp.issuer(), idp.jwks_uri())).await;
     let home = tempfile::tempdir().unwrap();
-    let mut child = binary::command(home.path())
-        .args(["--debug", "--no-banner"])
-        .envs([
-            ("MCP_BACKEND_URL", backend.url()),
-            ("OIDC_ISSUER_URL", idp.issuer()),
-            ("OIDC_CLIENT_ID", idp.client_id()),
-            (
-                "OIDC_REDIRECT_URL",
-                format!("http://localhost:{}/auth/callback", support::free_port()),
-            ),
-        ])
-        .spawn()
-        .unwrap();
-    let (lines, logins) = binary::watch_stderr(&mut child, BrowserMode::Ignore);
-    let (stdout, stdin) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
+    let (mut child, lines, logins) = binary::spawn(
+        home.path(),
+        &["--debug", "--no-banner"],
+        &binary::drop_in_env(&idp, &backend),
+        BrowserMode::Ignore,
+    );
     // `initialize` is answered only after the startup timeout: the client waits for it aside.
-    let client = tokio::spawn(TestClient::new("2025-06-18").serve((stdout, stdin)));
-    support::eventually(20, "the login to start", || {
-        !logins.lock().unwrap().urls.is_empty()
-    })
-    .await;
+    let client = binary::connect_until_login(&mut child, &logins).await;
 
     let started = Instant::now();
     signal(&child, libc::SIGTERM);
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .expect("the proxy exits")
-        .unwrap();
+    let code = binary::exit_code(&mut child, 15).await;
     let took = started.elapsed();
     client.abort();
     let stderr = stderr_of(&lines).await;
-    assert_eq!(status.code(), Some(0), "stderr:\n{stderr}");
+    assert_eq!(code, Some(0), "stderr:\n{stderr}");
     assert!(took < EXIT_WITHIN, "exited after {took:?}");
     assert_eq!(backend.stats().sessions_created, 0);
     backend.shutdown();
@@ -275,18 +233,14 @@ async fn serve_stops_when_its_shutdown_future_fires_a_call_in_flight_included() 
     let backend = TestBackend::start(BackendConfig::open("plain")).await;
     let home = tempfile::tempdir().unwrap();
     let settings = support::settings(&backend.url(), None, home.path());
-    let (to_proxy, proxy_in) = tokio::net::unix::pipe::pipe().unwrap();
-    let (proxy_out, from_proxy) = tokio::net::unix::pipe::pipe().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let proxy = tokio::spawn(proxy::serve(
-        settings,
-        TestBrowser::new(BrowserMode::Ignore),
-        proxy_in,
-        proxy_out,
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
+    let support::Pipes {
+        to_proxy,
+        from_proxy,
+        proxy,
+    } = support::serve_on_pipes(settings, TestBrowser::new(BrowserMode::Ignore), async {
+        let _ = stop_rx.await;
+    });
     let client = TestClient::new("2025-06-18")
         .serve((from_proxy, to_proxy))
         .await

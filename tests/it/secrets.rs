@@ -2,51 +2,22 @@
 //! prints or logs, nor in the errors its client gets — at every log level, through a login,
 //! refreshes, a token the backend rejects, and a token endpoint that fails.
 
-mod support;
+use std::{path::Path, time::Duration};
 
-use std::{
-    path::Path,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
-
-use rmcp::{RoleClient, ServiceExt, service::RunningService};
 use serde_json::{Value, json};
-use support::{
-    BrowserLog, BrowserMode, TestClient,
+
+use crate::support::{
+    self, BrowserMode, Client,
     backend::{BackendConfig, TestBackend},
-    binary::{self, Lines},
+    binary,
     idp::{FakeIdp, IdpConfig, TokenFault},
 };
-use tokio::process::Child;
 
 const SECRET: &str = "client-secret-do-not-print";
 
-/// Starts the binary; its stderr lines are collected, and logins it prints are completed.
-fn spawn(
-    home: &Path,
-    envs: &[(&str, String)],
-    args: &[&str],
-) -> (Child, Lines, Arc<Mutex<BrowserLog>>) {
-    let mut child = binary::command(home)
-        .args(args)
-        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-        .spawn()
-        .unwrap();
-    let (lines, browser) = binary::watch_stderr(&mut child, BrowserMode::Complete);
-    (child, lines, browser)
-}
-
-async fn call(
-    client: &RunningService<RoleClient, TestClient>,
-    tool: &str,
-) -> Result<Value, String> {
-    let params = serde_json::from_value(json!({"name": tool, "arguments": {}})).unwrap();
-    match tokio::time::timeout(Duration::from_secs(30), client.call_tool(params)).await {
-        Ok(Ok(result)) => Ok(serde_json::to_value(result).unwrap()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => panic!("{tool}: no answer"),
-    }
+/// Calls `tool` without arguments; 30 s for an answer.
+async fn call(client: &Client, tool: &str) -> Result<Value, String> {
+    support::call_within(client, Duration::from_secs(30), tool, json!({})).await
 }
 
 fn cached_tokens(home: &Path) -> Vec<String> {
@@ -88,22 +59,11 @@ async fn nothing_secret_is_printed_logged_or_answered_at_any_log_level() {
         if args.last() == Some(&"--log-file") {
             args.push(log_file.to_str().unwrap());
         }
-        let envs = [
-            ("MCP_BACKEND_URL", backend.url()),
-            ("OIDC_ISSUER_URL", idp.issuer()),
-            ("OIDC_CLIENT_ID", idp.client_id()),
-            ("OIDC_CLIENT_SECRET", SECRET.to_owned()),
-            (
-                "OIDC_REDIRECT_URL",
-                format!("http://localhost:{}/auth/callback", support::free_port()),
-            ),
-        ];
-        let (mut child, stderr, browser) = spawn(home.path(), &envs, &args);
-        let (stdout, stdin) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
-        let client = TestClient::new("2025-06-18")
-            .serve((stdout, stdin))
-            .await
-            .expect("initialize");
+        let mut envs = binary::drop_in_env(&idp, &backend);
+        envs.push(("OIDC_CLIENT_SECRET", SECRET.to_owned()));
+        let (mut child, stderr, browser) =
+            binary::spawn(home.path(), &args, &envs, BrowserMode::Complete);
+        let client = binary::connect(&mut child).await;
         let mut secrets = vec![SECRET.to_owned()];
         let mut answers = Vec::new();
 
@@ -134,11 +94,8 @@ async fn nothing_secret_is_printed_logged_or_answered_at_any_log_level() {
         secrets.extend(cached_tokens(home.path()));
 
         client.cancel().await.unwrap();
-        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(status.code(), Some(0), "{level:?}");
+        let code = binary::exit_code(&mut child, 10).await;
+        assert_eq!(code, Some(0), "{level:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
 
         for callback in &browser.lock().unwrap().callbacks {

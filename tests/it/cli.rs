@@ -2,32 +2,20 @@
 //! format, the default token cache, cross-process refresh-token rotation, stdin EOF, and no
 //! secret in the logs even with debug on.
 
-mod support;
-
 use std::{
     path::Path,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use rmcp::ServiceExt;
 use serde_json::json;
-use support::{
-    BrowserLog, BrowserMode, TestClient,
+
+use crate::support::{
+    self, BrowserLog, BrowserMode,
     backend::{BackendConfig, TestBackend},
     binary,
     idp::{FakeIdp, IdpConfig},
 };
-use tokio::process::Child;
-
-async fn exit_code(child: &mut Child, seconds: u64) -> i32 {
-    tokio::time::timeout(Duration::from_secs(seconds), child.wait())
-        .await
-        .expect("the proxy exits in time")
-        .unwrap()
-        .code()
-        .unwrap()
-}
 
 #[tokio::test]
 async fn missing_settings_exit_1_before_reading_stdin() {
@@ -54,12 +42,12 @@ async fn missing_settings_exit_1_before_reading_stdin() {
             .spawn()
             .unwrap();
         // stdin stays open and silent: the error must not wait for it.
-        let code = exit_code(&mut child, 10).await;
+        let code = binary::exit_code(&mut child, 10).await;
         let mut stderr = String::new();
         tokio::io::AsyncReadExt::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr)
             .await
             .unwrap();
-        assert_eq!(code, 1, "{stderr}");
+        assert_eq!(code, Some(1), "{stderr}");
         assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
         for word in expected {
             assert!(stderr.contains(word), "{word} in {stderr}");
@@ -74,21 +62,16 @@ async fn silent_and_debug_together_are_a_usage_error() {
         .args(["--silent", "--debug"])
         .spawn()
         .unwrap();
-    assert_eq!(exit_code(&mut child, 10).await, 2);
+    assert_eq!(binary::exit_code(&mut child, 10).await, Some(2));
 }
 
-fn env_for(idp: &FakeIdp, backend: &TestBackend, port: u16) -> Vec<(&'static str, String)> {
-    vec![
-        ("MCP_BACKEND_URL", backend.url()),
-        ("OIDC_ISSUER_URL", idp.issuer()),
-        ("OIDC_CLIENT_ID", idp.client_id()),
+fn env_for(idp: &FakeIdp, backend: &TestBackend) -> Vec<(&'static str, String)> {
+    let mut envs = binary::drop_in_env(idp, backend);
+    envs.extend([
         ("OIDC_CLIENT_SECRET", "very-secret-value".into()),
-        (
-            "OIDC_REDIRECT_URL",
-            format!("http://localhost:{port}/auth/callback"),
-        ),
         ("MCP_PROXY_DEBUG", "true".into()),
-    ]
+    ]);
+    envs
 }
 
 /// One run of the binary: connect, call `whoami`, close stdin, expect exit 0.
@@ -97,29 +80,15 @@ async fn run_once(
     envs: &[(&'static str, String)],
     args: &[&str],
 ) -> (Vec<String>, Arc<Mutex<BrowserLog>>) {
-    let mut child = binary::command(home)
-        .args(args)
-        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-        .spawn()
-        .unwrap();
-    let (lines, browser) = binary::watch_stderr(&mut child, BrowserMode::Complete);
-    let stdout = child.stdout.take().unwrap();
-    let stdin = child.stdin.take().unwrap();
-    let client = TestClient::new("2025-06-18")
-        .serve((stdout, stdin))
-        .await
-        .expect("initialize");
-    let who = client
-        .call_tool(serde_json::from_value(json!({"name": "whoami", "arguments": {}})).unwrap())
+    let (mut child, lines, browser) = binary::spawn(home, args, envs, BrowserMode::Complete);
+    let client = binary::connect(&mut child).await;
+    let who = support::call_within(&client, Duration::from_secs(30), "whoami", json!({}))
         .await
         .unwrap();
-    assert_eq!(
-        serde_json::to_value(who).unwrap()["structuredContent"]["sub"],
-        "user-123"
-    );
+    assert_eq!(who["structuredContent"]["sub"], "user-123");
     // Closing our side is stdin EOF for the proxy.
     client.cancel().await.unwrap();
-    assert_eq!(exit_code(&mut child, 10).await, 0);
+    assert_eq!(binary::exit_code(&mut child, 10).await, Some(0));
     tokio::time::sleep(Duration::from_millis(100)).await;
     let lines = lines.lock().unwrap().clone();
     if std::env::var_os("SHOW_PROXY_STDERR").is_some() {
@@ -140,7 +109,7 @@ async fn drop_in_run_logs_in_caches_rotates_and_never_logs_secrets() {
     let backend =
         TestBackend::start(BackendConfig::oidc("secured", idp.issuer(), idp.jwks_uri())).await;
     let home = tempfile::tempdir().unwrap();
-    let envs = env_for(&idp, &backend, support::free_port());
+    let envs = env_for(&idp, &backend);
 
     let (first, browser) = run_once(home.path(), &envs, &[]).await;
     assert_eq!(browser.lock().unwrap().urls.len(), 1, "one browser login");
@@ -277,7 +246,7 @@ async fn stdin_closed_before_initialize_exits_0_promptly() {
             .stdin(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        assert_eq!(exit_code(&mut child, 5).await, 0, "{args:?}");
+        assert_eq!(binary::exit_code(&mut child, 5).await, Some(0), "{args:?}");
     }
 }
 

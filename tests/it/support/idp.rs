@@ -7,7 +7,6 @@
 //! inspect what happened through [`FakeIdp::stats`].
 //!
 //! This module is self-contained: it does not depend on the crate under test.
-#![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -26,10 +25,9 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use url::Url;
 
-/// `kid` of the signing key published in `/jwks` (and reused by [`FakeIdp::mint_foreign_token`]).
+/// `kid` of the signing key published in `/jwks` (and reused by forged ID tokens).
 pub const KID: &str = "test-key-1";
 /// Subject (`sub`) of the user that logs in through `/authorize` unless changed with [`FakeIdp::set_subject`].
 pub const DEFAULT_SUBJECT: &str = "user-123";
@@ -39,8 +37,6 @@ pub const USER_EMAIL: &str = "user@example.com";
 pub const USER_NAME: &str = "Test User";
 /// Lifetime of ID tokens.
 pub const ID_TOKEN_TTL: Duration = Duration::from_secs(3600);
-/// Scope of tokens minted with [`FakeIdp::mint_access_token`].
-pub const MINTED_SCOPE: &str = "openid profile email offline_access";
 
 /// PEM of the private key whose public half is published in `/jwks`.
 pub const TEST_RSA_PEM: &str = include_str!("keys/test_rsa.pem");
@@ -70,11 +66,6 @@ static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
     jwk: serde_json::from_str(TEST_RSA_JWK_JSON).expect("parse test_rsa.jwk.json"),
     rotated_jwk: serde_json::from_str(ROTATED_RSA_JWK_JSON).expect("parse rotated_rsa.jwk.json"),
 });
-
-/// The public JWK of the signing key, exactly as served inside `/jwks`.
-pub fn public_jwk() -> Value {
-    KEYS.jwk.clone()
-}
 
 /// Configuration of a [`FakeIdp`].
 #[derive(Clone, Debug)]
@@ -213,7 +204,6 @@ pub struct FakeIdp {
     addr: SocketAddr,
     state: Shared,
     shutdown_tx: Mutex<Option<oneshot::Sender<()>>>,
-    server: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl FakeIdp {
@@ -250,7 +240,7 @@ impl FakeIdp {
             .route("/token", post(token))
             .with_state(state.clone());
         let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
+        tokio::spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = rx.await;
@@ -261,33 +251,12 @@ impl FakeIdp {
             addr,
             state,
             shutdown_tx: Mutex::new(Some(tx)),
-            server: Mutex::new(Some(server)),
         }
-    }
-
-    /// Socket address the provider listens on.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
     }
 
     /// Issuer URL, `http://127.0.0.1:PORT` (no trailing slash).
     pub fn issuer(&self) -> String {
         format!("http://{}", self.addr)
-    }
-
-    /// Discovery document URL (`{issuer}/.well-known/openid-configuration`).
-    pub fn discovery_url(&self) -> String {
-        format!("{}/.well-known/openid-configuration", self.issuer())
-    }
-
-    /// Authorization endpoint URL (`{issuer}/authorize`).
-    pub fn authorization_endpoint(&self) -> String {
-        format!("{}/authorize", self.issuer())
-    }
-
-    /// Token endpoint URL (`{issuer}/token`).
-    pub fn token_endpoint(&self) -> String {
-        format!("{}/token", self.issuer())
     }
 
     /// JWKS URL (`{issuer}/jwks`).
@@ -373,41 +342,6 @@ impl FakeIdp {
         st.revoked_families.extend(families);
     }
 
-    /// An access token of the same form as `/token` issues (client id and
-    /// audience from the config, scope [`MINTED_SCOPE`]), valid for `ttl`.
-    pub fn mint_access_token(&self, sub: &str, ttl: Duration) -> String {
-        let params = self.mint_params(sub, now() + secs(ttl));
-        sign(&KEYS.signing, &access_claims(&params))
-    }
-
-    /// An access token like [`FakeIdp::mint_access_token`] whose `exp` lies
-    /// `expired_for` in the past.
-    pub fn mint_expired_access_token(&self, sub: &str, expired_for: Duration) -> String {
-        let params = self.mint_params(sub, now() - secs(expired_for));
-        sign(&KEYS.signing, &access_claims(&params))
-    }
-
-    /// An otherwise valid access token (current TTL) signed with a key that is not
-    /// in `/jwks`, but with the published `kid`.
-    pub fn mint_foreign_token(&self, sub: &str) -> String {
-        let ttl = lock(&self.state).config.access_token_ttl;
-        let params = self.mint_params(sub, now() + secs(ttl));
-        sign(&KEYS.foreign, &access_claims(&params))
-    }
-
-    fn mint_params(&self, sub: &str, exp: i64) -> AccessParams {
-        let st = lock(&self.state);
-        AccessParams {
-            issuer: st.issuer.clone(),
-            sub: sub.to_owned(),
-            audience: st.config.audience.clone(),
-            client_id: st.config.client_id.clone(),
-            scope: MINTED_SCOPE.to_owned(),
-            iat: now(),
-            exp,
-        }
-    }
-
     /// Signals the server to stop (graceful shutdown). Idempotent; also done on drop.
     pub fn shutdown(&self) {
         if let Some(tx) = self
@@ -417,15 +351,6 @@ impl FakeIdp {
             .take()
         {
             let _ = tx.send(());
-        }
-    }
-
-    /// Waits until the server task has finished (call [`FakeIdp::shutdown`] first).
-    /// After this, connections to the port are refused.
-    pub async fn wait_stopped(&self) {
-        let handle = self.server.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(handle) = handle {
-            let _ = handle.await;
         }
     }
 }

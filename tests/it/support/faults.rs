@@ -4,7 +4,6 @@
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use axum::{
@@ -31,8 +30,6 @@ pub enum Fault {
     SseDropped,
     /// The request is received and never answered.
     Hang,
-    /// The answer is delayed by this long, then passed through.
-    Delay(Duration),
 }
 
 #[derive(Default)]
@@ -225,7 +222,6 @@ async fn answer(
                 .unwrap();
         }
         Some(Fault::Hang) => std::future::pending::<()>().await,
-        Some(Fault::Delay(by)) => tokio::time::sleep(by).await,
         None => {}
     }
     let target = format!(

@@ -6,18 +6,12 @@ use std::time::Duration;
 use authful_mcp_proxy::auth::{AuthError, callback::CallbackServer};
 use url::Url;
 
+use crate::support;
+
 const STATE: &str = "state-0123456789";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn start() -> (CallbackServer, String) {
-    let port = free_port();
+    let port = support::free_port();
     let url = Url::parse(&format!("http://localhost:{port}/auth/callback")).unwrap();
     let server = CallbackServer::start(&url, STATE, "https://issuer.example", false)
         .await

@@ -2,23 +2,21 @@
 //! it calls for, with the request's id where there is one, and the proxy keeps serving — in
 //! the gateway and in the transparent single-backend mode, over real OS pipes.
 
-mod support;
-
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use authful_mcp_proxy::{
-    auth::browser::Browser,
     config::{Backend, Settings},
     proxy,
     stdio::MAX_MESSAGE_BYTES,
 };
 use serde_json::{Value, json};
-use support::{
-    BrowserMode, TestBrowser,
-    backend::{BackendConfig, TestBackend},
-};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use url::Url;
+
+use crate::support::{
+    self, BrowserMode, TestBrowser,
+    backend::{BackendConfig, TestBackend},
+};
 
 type Reader = Lines<BufReader<tokio::net::unix::pipe::Receiver>>;
 
@@ -31,20 +29,12 @@ struct Raw {
 
 impl Raw {
     fn start(settings: Settings) -> Self {
-        let (to_proxy, proxy_in) = tokio::net::unix::pipe::pipe().unwrap();
-        let (proxy_out, from_proxy) = tokio::net::unix::pipe::pipe().unwrap();
-        let browser: Arc<dyn Browser> = TestBrowser::new(BrowserMode::Complete);
-        let proxy = tokio::spawn(proxy::serve(
-            settings,
-            browser,
-            proxy_in,
-            proxy_out,
-            std::future::pending(),
-        ));
+        let browser = TestBrowser::new(BrowserMode::Complete);
+        let pipes = support::serve_on_pipes(settings, browser, std::future::pending());
         Self {
-            to_proxy,
-            from_proxy: BufReader::new(from_proxy).lines(),
-            proxy,
+            to_proxy: pipes.to_proxy,
+            from_proxy: BufReader::new(pipes.from_proxy).lines(),
+            proxy: pipes.proxy,
         }
     }
 

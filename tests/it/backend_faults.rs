@@ -3,18 +3,18 @@
 //! the single-backend relay and in the gateway, with a fault-injecting proxy in front of a real
 //! test backend.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use authful_mcp_proxy::config::{Backend, Settings};
-use serde_json::{Value, json};
-use support::{
-    BrowserMode, Harness, TestBrowser,
+use serde_json::json;
+use url::Url;
+
+use crate::support::{
+    self, BrowserMode, Harness, TestBrowser,
     backend::{BackendConfig, TestBackend},
+    call_within,
     faults::{Fault, FaultProxy},
 };
-use url::Url;
 
 /// The two ways the proxy serves a backend.
 #[derive(Debug, Clone, Copy)]
@@ -57,22 +57,9 @@ async fn start(mode: Mode, url: &str, timeout: Option<Duration>) -> (Harness, te
     (harness, cache)
 }
 
-/// Calls `tool`, failing the test if no answer comes within `limit`.
-async fn call_within(
-    h: &Harness,
-    limit: Duration,
-    tool: &str,
-    args: Value,
-) -> Result<Value, String> {
-    tokio::time::timeout(limit, h.call(tool, args))
-        .await
-        .unwrap_or_else(|_| panic!("{tool}: no answer within {limit:?}"))
-        .map_err(|e| e.to_string())
-}
-
 async fn echo_works(h: &Harness, mode: Mode) {
     let answer = call_within(
-        h,
+        &h.client,
         Duration::from_secs(10),
         &mode.tool("echo"),
         json!({"text": "hi"}),
@@ -99,7 +86,7 @@ async fn http_faults(mode: Mode) {
         faulty.arm("tools/call", fault.clone(), 1);
         let started = Instant::now();
         let error = call_within(
-            &h,
+            &h.client,
             Duration::from_secs(10),
             &mode.tool("echo"),
             json!({"text": "x"}),
@@ -145,7 +132,7 @@ async fn silent_backend(mode: Mode) {
     faulty.arm("tools/call", Fault::Hang, 1);
     let started = Instant::now();
     let error = call_within(
-        &h,
+        &h.client,
         Duration::from_secs(10),
         &mode.tool("echo"),
         json!({"text": "x"}),
@@ -168,7 +155,7 @@ async fn silent_backend(mode: Mode) {
 
     // A slow answer without progress times out too; with progress it may take much longer.
     let error = call_within(
-        &h,
+        &h.client,
         Duration::from_secs(10),
         &mode.tool("slow"),
         json!({"seconds": 3}),
@@ -178,7 +165,7 @@ async fn silent_backend(mode: Mode) {
     assert!(error.contains("did not answer within 1 s"), "{error}");
     let started = Instant::now();
     let done = call_within(
-        &h,
+        &h.client,
         Duration::from_secs(15),
         &mode.tool("progress"),
         json!({"steps": 8, "interval_ms": 400}),
@@ -228,7 +215,7 @@ async fn dying_backend(mode: Mode) {
 
     // While it is down: a prompt error that says so.
     let error = call_within(
-        &h,
+        &h.client,
         Duration::from_secs(15),
         &mode.tool("echo"),
         json!({"text": "x"}),
@@ -243,7 +230,7 @@ async fn dying_backend(mode: Mode) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match call_within(
-            &h,
+            &h.client,
             Duration::from_secs(15),
             &mode.tool("echo"),
             json!({"text": "back"}),
@@ -324,9 +311,14 @@ async fn unreachable_backends_are_named_with_the_reason_in_the_gateway() {
             "{name}: initialize took {:?}",
             started.elapsed()
         );
-        let error = call_within(&h, Duration::from_secs(10), "b_echo", json!({"text": "x"}))
-            .await
-            .expect_err("an unreachable backend fails the call");
+        let error = call_within(
+            &h.client,
+            Duration::from_secs(10),
+            "b_echo",
+            json!({"text": "x"}),
+        )
+        .await
+        .expect_err("an unreachable backend fails the call");
         let lower = error.to_lowercase();
         assert!(error.contains(&format!("backend '{name}'")), "{error}");
         assert!(
@@ -366,10 +358,14 @@ async fn a_backend_that_accepts_and_never_answers_is_bounded_by_the_request_time
                 );
             }
             (Mode::Gateway, Ok(h)) => {
-                let error =
-                    call_within(&h, Duration::from_secs(10), "b_echo", json!({"text": "x"}))
-                        .await
-                        .expect_err("a mute backend fails the call");
+                let error = call_within(
+                    &h.client,
+                    Duration::from_secs(10),
+                    "b_echo",
+                    json!({"text": "x"}),
+                )
+                .await
+                .expect_err("a mute backend fails the call");
                 assert!(error.contains("backend 'b'"), "{error}");
                 h.stop().await.unwrap();
             }

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_authful-mcp-proxy");
+use crate::support::binary::BIN;
 
 /// A profile and a backend that pass every rule; tests append to it or start from scratch.
 const BASE: &str = "\

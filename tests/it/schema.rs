@@ -2,7 +2,7 @@
 
 use std::{path::Path, process::Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_authful-mcp-proxy");
+use crate::support::binary::BIN;
 
 fn committed() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/config.schema.json");

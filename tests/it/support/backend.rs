@@ -18,8 +18,6 @@
 // Sampling, roots, logging and resource subscriptions are deprecated by SEP-2577
 // in rmcp 3.x, yet they are part of the 2025 protocol revisions served here.
 #![allow(deprecated)]
-// Each test binary uses a different part of this fixture.
-#![allow(dead_code)]
 
 use std::{
     borrow::Cow,

@@ -16,6 +16,10 @@ use tokio_util::sync::CancellationToken;
 
 /// One request as it arrived.
 #[derive(Debug, Clone)]
+#[expect(
+    dead_code,
+    reason = "the fields are read through Debug: the failure message of a test that finds one"
+)]
 pub struct Seen {
     pub method: Method,
     pub uri: Uri,
@@ -24,16 +28,8 @@ pub struct Seen {
 }
 
 async fn serve(router: Router) -> (SocketAddr, CancellationToken) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
-    let signal = stop.clone().cancelled_owned();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(signal)
-            .await;
-    });
-    (addr, stop)
+    (super::serve_http(router, &stop).await, stop)
 }
 
 /// Records every request and answers 200 `{}`.

@@ -8,11 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use authful_mcp_proxy::{
-    auth::browser::Browser,
-    config::Settings,
-    proxy::{self, RunError},
-};
+use authful_mcp_proxy::{auth::browser::Browser, config::Settings, proxy::RunError};
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
@@ -24,11 +20,9 @@ use tokio::{
 /// How long the client waits for any answer: Claude Desktop's (and the TypeScript SDK's) limit.
 pub const REQUEST_LIMIT: Duration = Duration::from_secs(60);
 
-/// One message from the proxy and when it arrived.
+/// One message from the proxy.
 #[derive(Debug, Clone)]
 pub struct Arrival {
-    /// Since the client started.
-    pub at: Duration,
     /// The message.
     pub message: Value,
 }
@@ -56,15 +50,11 @@ async fn write_line(writer: &tokio::sync::Mutex<pipe::Sender>, line: &[u8]) {
 impl ListOnce {
     /// Starts the proxy's server loop on pipes, as a desktop client starts the command.
     pub fn start(settings: Settings, browser: Arc<dyn Browser>) -> Self {
-        let (to_proxy, proxy_in) = pipe::pipe().unwrap();
-        let (proxy_out, from_proxy) = pipe::pipe().unwrap();
-        let proxy = tokio::spawn(proxy::serve(
-            settings,
-            browser,
-            proxy_in,
-            proxy_out,
-            std::future::pending(),
-        ));
+        let super::Pipes {
+            to_proxy,
+            from_proxy,
+            proxy,
+        } = super::serve_on_pipes(settings, browser, std::future::pending());
         let writer = Arc::new(tokio::sync::Mutex::new(to_proxy));
         let arrivals: Arc<Mutex<Vec<Arrival>>> = Arc::default();
         let arrived = Arc::new(Notify::new());
@@ -92,10 +82,7 @@ impl ListOnce {
                         let answer = json!({"jsonrpc": "2.0", "id": id, "result": result});
                         write_line(&writer, answer.to_string().as_bytes()).await;
                     }
-                    arrivals.lock().unwrap().push(Arrival {
-                        at: started.elapsed(),
-                        message,
-                    });
+                    arrivals.lock().unwrap().push(Arrival { message });
                     arrived.notify_waiters();
                 }
             })

@@ -4,8 +4,6 @@
 //! authorization code and PKCE verifier) never reaches the other server, and the error says
 //! what happened.
 
-mod support;
-
 use std::{sync::Arc, time::Duration};
 
 use authful_mcp_proxy::{
@@ -14,14 +12,15 @@ use authful_mcp_proxy::{
     config::{Backend, Gateway, Settings},
 };
 use serde_json::json;
-use support::{
-    BrowserMode, TestBrowser,
+use url::Url;
+
+use crate::support::{
+    self, BrowserMode, TestBrowser,
     desktop::{ListOnce, names},
     idp::{FakeIdp, IdpConfig},
     redirector::{Redirector, Thief},
     scripted::{Script, ScriptedBackend},
 };
-use url::Url;
 
 const API_KEY: &str = "static-api-key-1234";
 

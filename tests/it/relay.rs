@@ -1,8 +1,6 @@
 //! The transparent relay: everything a client can use passes through unchanged, in both
 //! directions, over the real proxy loop on OS pipes.
 
-mod support;
-
 use std::time::Duration;
 
 use rmcp::{
@@ -10,8 +8,9 @@ use rmcp::{
     service::PeerRequestOptions,
 };
 use serde_json::{Value, json};
-use support::{
-    BrowserMode, Harness, TestBrowser,
+
+use crate::support::{
+    self, BrowserMode, Harness, TestBrowser,
     backend::{BackendConfig, TestBackend},
     first_text,
 };

@@ -3,18 +3,16 @@
 //! gets what was read, at once, and a warning says what was cut. In the drop-in and the
 //! gateway alike, over the real server loop.
 
-mod support;
-
 use std::time::Duration;
 
-use authful_mcp_proxy::config::{Backend, Gateway, Settings};
-use support::{
-    BrowserMode, TestBrowser,
+use authful_mcp_proxy::config::{Gateway, Settings};
+
+use crate::support::{
+    self, BrowserMode, TestBrowser,
     desktop::{ListOnce, names},
-    logs,
+    logs, prefixed,
     scripted::{Paging, Script, ScriptedBackend},
 };
-use url::Url;
 
 async fn drop_in_lists(script: Script) -> (Vec<String>, String, ScriptedBackend) {
     let (logs, _guard) = logs::capture();
@@ -87,13 +85,11 @@ async fn the_gateway_bounds_the_walk_too_and_serves_the_other_backends() {
     let endless = ScriptedBackend::start(endless).await;
     let fine = ScriptedBackend::start(Script::tools("fine", 3, 2, 0)).await;
     let dir = tempfile::tempdir().unwrap();
-    let backend =
-        |name: &str, url: &str| Backend::new(name, Url::parse(url).unwrap(), None, Some(name));
     let settings = Settings {
         cache_dir: dir.path().to_path_buf(),
         backends: vec![
-            backend("endless", &endless.url()),
-            backend("fine", &fine.url()),
+            prefixed("endless", &endless.url(), None),
+            prefixed("fine", &fine.url(), None),
         ],
         gateway: Gateway {
             startup_timeout: Duration::from_secs(1),

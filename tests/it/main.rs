@@ -1,0 +1,49 @@
+//! The integration tests, in one test binary (`it`) so that the shared support code is compiled
+//! once; every test runs as a thread of this one process (see "Sharing one process" below).
+//!
+//! What lives where:
+//! - `support/`: the harness every module shares. The fakes, all on `127.0.0.1`: the OpenID
+//!   provider (`idp.rs`, its keys in `keys/`), token-validating MCP backends (`backend.rs`),
+//!   the fault-injecting HTTP proxy (`faults.rs`), backends with scripted lists
+//!   (`scripted.rs`), redirecting and recording servers (`redirector.rs`); the clients: a test
+//!   browser, the stdio client on OS pipes and the proxy loop it drives (`mod.rs`), a client
+//!   that behaves like Claude Desktop (`desktop.rs`), the binary as a child process with its
+//!   stderr watched (`binary.rs`); and log capture for one test (`logs.rs`).
+//! - The proxy loop in-process, over OS pipes: `login` (logins and the token lifecycle),
+//!   `relay` (one backend, transparent), `gateway` (many backends), `desktop_clients` (clients
+//!   as Claude Desktop uses them), `list_bounds` (endless or huge lists), `redirects`,
+//!   `backend_faults`, `idp_faults`, `hostile_input` (broken stdin lines), `hostile_provider`
+//!   (an identity provider gone hostile) and `callback_input` (the login callback over HTTP).
+//! - The real binary as child processes: `cli` (flags, env vars, exit codes, logs), `validate`
+//!   (the `validate` subcommand and start-up diagnostics), `schema` (the committed JSON Schema),
+//!   `processes` (several gateways sharing one token cache), `shutdown` (SIGTERM, SIGINT and
+//!   stdin EOF), `secrets` (no token or secret in any output, at any log level).
+//! - `properties/`: property tests (proptest), one module per subject.
+//!
+//! Sharing one process: nothing here sets environment variables, the working directory or a
+//! global `tracing` subscriber, or installs a signal handler. Each child process gets its own
+//! clean environment (`support::binary::command`), log capture is per test thread
+//! (`support::logs`), signals go to child processes only, and every test has its own temporary
+//! directories and ports. Process-wide state is limited to lazily built clients and runtimes
+//! that any number of tests may share.
+
+mod support;
+
+mod backend_faults;
+mod callback_input;
+mod cli;
+mod desktop_clients;
+mod gateway;
+mod hostile_input;
+mod hostile_provider;
+mod idp_faults;
+mod list_bounds;
+mod login;
+mod processes;
+mod properties;
+mod redirects;
+mod relay;
+mod schema;
+mod secrets;
+mod shutdown;
+mod validate;
