@@ -127,7 +127,7 @@ async fn drop_in_run_logs_in_caches_rotates_and_never_logs_secrets() {
         "{first:?}"
     );
 
-    // The seed's documented cache location, owner-only.
+    // The Python original's documented cache location, owner-only.
     let dir = home.path().join(".fastmcp/oauth-mcp-client-cache");
     let file = std::fs::read_dir(&dir)
         .unwrap()

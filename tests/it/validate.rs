@@ -647,7 +647,7 @@ fn the_proxy_refuses_an_invalid_file_with_the_same_diagnostics() {
 
 #[test]
 fn the_proxy_warns_about_unset_variables_and_env_vars_fill_the_file() {
-    // The file names the profile; the seed's env vars supply the backend.
+    // The file names the profile; the drop-in's env vars supply the backend.
     let dir = tempfile::tempdir().unwrap();
     let yaml = "oidc_profiles:\n  default:\n    issuer_url: https://127.0.0.1:9/realms/x\n    \
                 client_id: cid\n    client_secret: ${UNSET_SECRET}\n";
