@@ -260,8 +260,8 @@ mod tests {
         Arc::new(Slot::new(backend, naming, None, Arc::default()))
     }
 
-    /// Found by `tests/properties.rs`: an unprefixed backend's resource `tools+mem://x` was
-    /// listed, but reading it went to backend `tools` (as `mem://x`).
+    /// Found by `tests/it/properties/catalog.rs`: an unprefixed backend's resource
+    /// `tools+mem://x` was listed, but reading it went to backend `tools` (as `mem://x`).
     #[test]
     fn a_resource_is_listed_only_where_reading_it_leads() {
         let slots = [slot("tools", Some("tools")), slot("plain", None)];
@@ -282,9 +282,9 @@ mod tests {
         assert!(expose(Kind::Templates, 1, &slots, &routes, template).is_none());
     }
 
-    /// Found by `tests/properties.rs`: a backend listing a tool with a name longer than the
-    /// limit and also the tool whose name is that name's shortened form had both exposed
-    /// under one name, and calls went to whichever was listed last.
+    /// Found by `tests/it/properties/catalog.rs`: a backend listing a tool with a name longer
+    /// than the limit and also the tool whose name is that name's shortened form had both
+    /// exposed under one name, and calls went to whichever was listed last.
     #[test]
     fn a_shortened_name_is_not_taken_over_by_another_tool_of_the_same_backend() {
         let naming = crate::naming::Naming::new("b", None, "_");
