@@ -22,7 +22,7 @@ use crate::{
         json_schema_text, validate,
     },
     logging::{self, Verbosity},
-    proxy,
+    proxy, standard_streams,
 };
 
 /// Lets desktop MCP clients use remote MCP servers that validate OIDC bearer tokens: logs you
@@ -308,7 +308,11 @@ fn run_proxy(cli: &Cli) -> ExitCode {
     if !cli.no_banner && verbosity != Verbosity::Silent {
         banner(&settings);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread: a relayed call is a chain of small steps (stdin, rmcp's service loop, the
+    // HTTP connection, stdout), and on a multi-thread runtime each step may wake another
+    // worker — a futex and a context switch per step, which cost more than the steps. The
+    // proxy's work per message is small; the browser opener runs on the blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -322,14 +326,8 @@ fn run_proxy(cli: &Cli) -> ExitCode {
         // Listening from the start: a signal that came before would end the process at once,
         // with no DELETE for the backends.
         let stop = stop_signal();
-        proxy::serve(
-            settings,
-            Arc::new(SystemBrowser),
-            tokio::io::stdin(),
-            tokio::io::stdout(),
-            stop,
-        )
-        .await
+        let (stdin, stdout) = standard_streams::open();
+        proxy::serve(settings, Arc::new(SystemBrowser), stdin, stdout, stop).await
     });
     // Neither a browser opener still running nor, after a signal, the thread blocked reading
     // stdin may keep the process alive: `serve` has closed everything that matters.

@@ -8,7 +8,8 @@
 //!   set of rules that turns them into [`config::Settings`], and `validate`.
 //! - [`proxy`]: one run, from settings to the end of the stdio session; [`shutdown`] owns the
 //!   tasks of a session and ends the backend sessions.
-//! - [`stdio`]: JSON-RPC on stdin/stdout. [`protocol`]: the MCP revisions spoken on either
+//! - [`stdio`]: JSON-RPC on stdin/stdout, which [`standard_streams`] hands to the event loop
+//!   itself. [`protocol`]: the MCP revisions spoken on either
 //!   side, and how the proxy introduces itself to backends.
 //! - [`relay`]: the drop-in (one backend, passed through as it is). [`gateway`]: many
 //!   backends behind prefixes ([`naming`], [`glob`] filters), lists merged and kept in memory.
@@ -58,4 +59,5 @@ pub mod relay;
 pub mod request_error;
 pub mod secret;
 pub mod shutdown;
+pub mod standard_streams;
 pub mod stdio;

@@ -22,8 +22,8 @@ use rmcp::{
     RoleServer,
     model::{
         CallToolRequestParams, ClientRequest, CompleteRequestParams, GetPromptRequestParams,
-        InitializeRequestParams, JsonRpcMessage, PaginatedRequestParams, ReadResourceRequestParams,
-        SubscribeRequestParams, UnsubscribeRequestParams,
+        InitializeRequestParams, JsonRpcMessage, NumberOrString, PaginatedRequestParams,
+        ReadResourceRequestParams, RequestId, SubscribeRequestParams, UnsubscribeRequestParams,
     },
     service::{RxJsonRpcMessage, TxJsonRpcMessage},
     transport::Transport,
@@ -146,6 +146,50 @@ enum Verdict {
 
 fn judge(line: &[u8]) -> Verdict {
     let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+    // Almost every line is a well-formed message: read it once, straight into its type. Only a
+    // line that does not fit is read again, as a plain value, to say what is wrong with it.
+    match serde_json::from_slice::<RxJsonRpcMessage<RoleServer>>(line) {
+        Ok(JsonRpcMessage::Request(request)) => {
+            if request.request.method() == protocol::DISCOVER_METHOD {
+                return discover_not_supported(Some(id_value(&request.id)));
+            }
+            if let ClientRequest::CustomRequest(custom) = &request.request
+                && let Some(problem) = params_problem(&custom.method, custom.params.clone())
+            {
+                return Verdict::Answer(
+                    Some(id_value(&request.id)),
+                    INVALID_PARAMS,
+                    format!("Invalid params for {}: {problem}", custom.method),
+                );
+            }
+            Verdict::Deliver(Box::new(JsonRpcMessage::Request(request)))
+        }
+        Ok(message) => Verdict::Deliver(Box::new(message)),
+        Err(e) => misfit(line, &e),
+    }
+}
+
+fn id_value(id: &RequestId) -> Value {
+    match id {
+        NumberOrString::Number(n) => json!(n),
+        NumberOrString::String(s) => json!(&**s),
+    }
+}
+
+fn discover_not_supported(id: Option<Value>) -> Verdict {
+    Verdict::Answer(
+        id,
+        protocol::DISCOVER_NOT_SUPPORTED,
+        format!(
+            "Method not found: {} (this server speaks MCP up to {}; use initialize)",
+            protocol::DISCOVER_METHOD,
+            rmcp::model::ProtocolVersion::LATEST_WITH_INITIALIZE
+        ),
+    )
+}
+
+/// What to answer to a line that is not a message rmcp can read.
+fn misfit(line: &[u8], typed: &serde_json::Error) -> Verdict {
     let value: Value = match serde_json::from_slice(line) {
         Ok(value) => value,
         Err(e) => {
@@ -167,39 +211,15 @@ fn judge(line: &[u8]) -> Verdict {
         .cloned();
     let method = object.get("method").and_then(Value::as_str).unwrap_or("");
     if method == protocol::DISCOVER_METHOD && object.contains_key("id") {
-        return Verdict::Answer(
-            id,
-            protocol::DISCOVER_NOT_SUPPORTED,
-            format!(
-                "Method not found: {method} (this server speaks MCP up to {}; use initialize)",
-                rmcp::model::ProtocolVersion::LATEST_WITH_INITIALIZE
-            ),
-        );
+        return discover_not_supported(id);
     }
-    match serde_json::from_value::<RxJsonRpcMessage<RoleServer>>(value.clone()) {
-        Ok(JsonRpcMessage::Request(request)) => {
-            if let ClientRequest::CustomRequest(custom) = &request.request
-                && let Some(problem) = params_problem(&custom.method, custom.params.clone())
-            {
-                return Verdict::Answer(
-                    id,
-                    INVALID_PARAMS,
-                    format!("Invalid params for {}: {problem}", custom.method),
-                );
-            }
-            Verdict::Deliver(Box::new(JsonRpcMessage::Request(request)))
-        }
-        Ok(message) => Verdict::Deliver(Box::new(message)),
-        // A notification is never answered, not even a broken one.
-        Err(_) if id.is_none() && !method.is_empty() && !object.contains_key("id") => {
-            tracing::debug!("Ignored an unusable notification '{method}' from the client");
-            Verdict::Ignore
-        }
-        Err(e) => {
-            tracing::warn!("Answered an invalid JSON-RPC message on stdin ({e})");
-            Verdict::Answer(id, INVALID_REQUEST, format!("Invalid Request: {e}"))
-        }
+    // A notification is never answered, not even a broken one.
+    if id.is_none() && !method.is_empty() && !object.contains_key("id") {
+        tracing::debug!("Ignored an unusable notification '{method}' from the client");
+        return Verdict::Ignore;
     }
+    tracing::warn!("Answered an invalid JSON-RPC message on stdin ({typed})");
+    Verdict::Answer(id, INVALID_REQUEST, format!("Invalid Request: {typed}"))
 }
 
 /// rmcp reads a known MCP method whose params do not fit its type as a custom request; this

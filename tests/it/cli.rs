@@ -280,3 +280,71 @@ async fn a_log_file_that_is_a_symlink_is_refused() {
     assert!(stderr.contains("cannot open log file"), "{stderr}");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
 }
+
+/// Node's `child_process` (so every Electron client) gives a child socket pairs, not pipes, as
+/// stdin and stdout; the proxy reads and writes them on its event loop and still sees the
+/// client's EOF. (Pipes are what every other test here uses; `/dev/null` is the test above.)
+#[cfg(unix)]
+#[tokio::test]
+async fn socket_pairs_as_stdin_and_stdout_serve_a_session() {
+    use std::os::{fd::OwnedFd, unix::net::UnixStream};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let backend = TestBackend::start(BackendConfig::open("socket")).await;
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("one.yaml");
+    let yaml = format!(
+        "backends:\n  b:\n    url: {}\n    prefix: \"\"\n",
+        backend.url()
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let (to_proxy, proxy_stdin) = UnixStream::pair().unwrap();
+    let (from_proxy, proxy_stdout) = UnixStream::pair().unwrap();
+    let mut child = binary::command(home.path())
+        .args(["--config", config.to_str().unwrap()])
+        .stdin(OwnedFd::from(proxy_stdin))
+        .stdout(OwnedFd::from(proxy_stdout))
+        .spawn()
+        .unwrap();
+    let (_lines, _) = binary::watch_stderr(&mut child, BrowserMode::Ignore);
+    for socket in [&to_proxy, &from_proxy] {
+        socket.set_nonblocking(true).unwrap();
+    }
+    let mut to_proxy = tokio::net::UnixStream::from_std(to_proxy).unwrap();
+    let mut answers = BufReader::new(tokio::net::UnixStream::from_std(from_proxy).unwrap()).lines();
+    let requests = [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "electron-like", "version": "1"}}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": "over a socket"}}}),
+    ];
+    for request in requests {
+        to_proxy
+            .write_all(format!("{request}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+    let mut echoed = None;
+    while echoed.is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(10), answers.next_line())
+            .await
+            .expect("an answer within 10 s")
+            .unwrap()
+            .expect("the proxy keeps its stdout open");
+        let answer: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if answer["id"] == 2 {
+            echoed = Some(answer["result"]["content"][0]["text"].clone());
+        }
+    }
+    assert_eq!(echoed, Some(json!("over a socket")));
+    // The client closes its end: the proxy ends the session and exits 0.
+    to_proxy.shutdown().await.unwrap();
+    assert_eq!(binary::exit_code(&mut child, 5).await, Some(0));
+    let rest = tokio::time::timeout(Duration::from_secs(5), answers.next_line()).await;
+    assert!(
+        matches!(rest, Ok(Ok(None))),
+        "stdout ends with the session: {rest:?}"
+    );
+}

@@ -224,6 +224,10 @@ impl TestBackend {
             .await
             .expect("bind the test backend");
         let addr = listener.local_addr().expect("test backend address");
+        // Without TCP_NODELAY each streamed response waits on a delayed ACK (40 ms on Linux).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let signal = stop.clone().cancelled_owned();
         let server = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, router)
