@@ -58,7 +58,7 @@ use std::{
     io::Write as _,
     path::{Path, PathBuf},
     process::ExitCode,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use backend::{BenchBackend, TokenCheck};
@@ -103,6 +103,7 @@ impl Options {
                 warmup: 50,
                 latency_calls: 300,
                 throughput: vec![(1, 200), (8, 400), (32, 800)],
+                throughput_budget: Duration::from_secs(2),
             }
         } else {
             Plan {
@@ -110,6 +111,7 @@ impl Options {
                 warmup: 50,
                 latency_calls: 5_000,
                 throughput: vec![(1, 2_000), (8, 4_000), (32, 8_000)],
+                throughput_budget: Duration::from_secs(10),
             }
         }
     }
@@ -174,6 +176,7 @@ async fn run(options: &Options) -> Result<(), String> {
     let dirs = Dirs::locate()?;
     dirs.prepare()?;
     let machine = Machine::read(&dirs.profile);
+    let noise = procstat::Noise::start();
     let plan = options.plan();
     println!(
         "authful-mcp-proxy bench ({} run, {} profile); logs in {}",
@@ -249,6 +252,7 @@ async fn run(options: &Options) -> Result<(), String> {
         token: token_figures,
         binary: binary_size(&bin, &dirs),
         wall: started.elapsed(),
+        other_cpus: noise.other_cpus(),
     };
     let results = dirs.target.join("bench-results.json");
     report.write_json(&results)?;

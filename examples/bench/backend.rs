@@ -1,7 +1,10 @@
 //! The bench's own MCP backend, in-process, so that what the proxies add is all that differs.
 //!
 //! rmcp's [`StreamableHttpService`] under axum on `127.0.0.1:0`, as a real Rust MCP server
-//! would be built, with three things the integration tests' `TestBackend` does not have:
+//! would be built. It runs on a runtime and threads of its own, as a server process would:
+//! the bench's client side ("direct", the pipes of the stdio peers) never waits for a worker
+//! thread that is busy serving, nor the other way round. Three things the integration tests'
+//! `TestBackend` does not have:
 //!
 //! - `TCP_NODELAY` on every accepted connection. Without it a small answer written in two
 //!   pieces (headers, then the SSE event) waits for the client's delayed ACK: 40 ms on Linux,
@@ -82,31 +85,24 @@ impl BenchBackend {
             name: name.to_owned(),
             tools: Arc::new(tool_list(tools)),
         };
-        let stop = CancellationToken::new();
-        let service = StreamableHttpService::new(
-            move || Ok(handler.clone()),
-            Arc::new(LocalSessionManager::default()),
-            StreamableHttpServerConfig::default().with_cancellation_token(stop.child_token()),
-        );
-        let mut router = Router::new().route_service("/mcp", service);
-        if let Some(keys) = keys {
-            router = router.layer(middleware::from_fn_with_state(keys, require_token));
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
             .map_err(|e| format!("backend {name}: cannot bind 127.0.0.1: {e}"))?;
         let addr = listener
             .local_addr()
             .map_err(|e| format!("backend {name}: {e}"))?;
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let signal = stop.clone().cancelled_owned();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(signal)
-                .await;
-        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(format!("backend-{name}"))
+            .enable_all()
+            .build()
+            .map_err(|e| format!("backend {name}: no runtime: {e}"))?;
+        let stop = CancellationToken::new();
+        let serving = stop.clone();
+        std::thread::Builder::new()
+            .name(format!("backend-{name}"))
+            .spawn(move || runtime.block_on(serve(listener, handler, keys, serving)))
+            .map_err(|e| format!("backend {name}: no thread: {e}"))?;
         Ok(Self { addr, stop })
     }
 
@@ -114,6 +110,33 @@ impl BenchBackend {
     pub fn url(&self) -> String {
         format!("http://{}/mcp", self.addr)
     }
+}
+
+/// Serves MCP at `/mcp` on `listener` until `stop` is cancelled.
+async fn serve(
+    listener: std::net::TcpListener,
+    handler: Handler,
+    keys: Option<Arc<Keys>>,
+    stop: CancellationToken,
+) {
+    let service = StreamableHttpService::new(
+        move || Ok(handler.clone()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default().with_cancellation_token(stop.child_token()),
+    );
+    let mut router = Router::new().route_service("/mcp", service);
+    if let Some(keys) = keys {
+        router = router.layer(middleware::from_fn_with_state(keys, require_token));
+    }
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+        return;
+    };
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let _ = axum::serve(listener, router)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await;
 }
 
 impl Drop for BenchBackend {

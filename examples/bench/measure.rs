@@ -8,7 +8,8 @@
 //!   [`Plan::warmup`] calls that fill caches, pools and JITs; p50, p90, p99.
 //! - **CPU and context switches per call**: the peer's process tree during the latency run
 //!   (see `procstat`), divided by the number of calls; optionally `perf stat` around it.
-//! - **throughput**: calls per second with 1, 8 and 32 requests in flight.
+//! - **throughput**: calls per second with 1, 8 and 32 requests in flight (a fixed number of
+//!   calls, or fewer when they take longer than [`Plan::throughput_budget`]).
 //! - **peak RSS**: the tree's `VmHWM` after all of that.
 
 use std::{
@@ -39,6 +40,8 @@ pub struct Plan {
     pub latency_calls: usize,
     /// `(requests in flight, calls)` of each throughput run.
     pub throughput: Vec<(usize, usize)>,
+    /// Longest time a throughput run starts new calls: the slowest peers do fewer calls.
+    pub throughput_budget: Duration,
 }
 
 /// The tool every peer calls, and its arguments.
@@ -108,6 +111,8 @@ pub struct Figures {
     pub peak_rss: Option<u64>,
     /// `perf stat` around the latency run, when asked for and available.
     pub perf: Option<String>,
+    /// CPUs other processes kept busy during the latency run (see `procstat::Noise`).
+    pub noise: f64,
 }
 
 /// Measures a stdio peer; `make` builds a fresh command for each process.
@@ -138,6 +143,7 @@ pub async fn stdio(
     } else {
         None
     };
+    let noise = procstat::Noise::start();
     let before = procstat::sample(peer.pid());
     let mut latencies = Vec::with_capacity(plan.latency_calls);
     for _ in 0..plan.latency_calls {
@@ -146,6 +152,7 @@ pub async fn stdio(
         latencies.push(started.elapsed());
     }
     let used = before.until(&procstat::sample(peer.pid()));
+    let noise = noise.other_cpus();
     let perf = match perf {
         Some(perf) => Some(perf.finish().await),
         None => None,
@@ -153,8 +160,10 @@ pub async fn stdio(
 
     let mut throughput = Vec::new();
     for &(in_flight, calls) in &plan.throughput {
-        let took = peer.pipelined(calls, in_flight, ECHO, &args).await?;
-        throughput.push((in_flight, calls as f64 / took.as_secs_f64()));
+        let (done, took) = peer
+            .pipelined(calls, in_flight, plan.throughput_budget, ECHO, &args)
+            .await?;
+        throughput.push((in_flight, done as f64 / took.as_secs_f64()));
     }
     let peak_rss = procstat::peak_rss(peer.pid());
     peer.close().await;
@@ -169,6 +178,7 @@ pub async fn stdio(
         lost_threads: used.lost_threads,
         peak_rss: Some(peak_rss).filter(|&rss| rss > 0),
         perf,
+        noise,
     })
 }
 
@@ -179,21 +189,24 @@ pub async fn direct(url: &str, token: Option<String>, plan: &Plan) -> Result<Fig
     for _ in 0..plan.warmup {
         direct.call(ECHO, &args).await?;
     }
+    let noise = procstat::Noise::start();
     let mut latencies = Vec::with_capacity(plan.latency_calls);
     for _ in 0..plan.latency_calls {
         let started = Instant::now();
         direct.call(ECHO, &args).await?;
         latencies.push(started.elapsed());
     }
+    let noise = noise.other_cpus();
     let mut throughput = Vec::new();
     for &(in_flight, calls) in &plan.throughput {
         let started = Instant::now();
-        futures::stream::iter(0..calls)
+        let done = futures::stream::iter(0..calls)
+            .take_while(|_| futures::future::ready(started.elapsed() < plan.throughput_budget))
             .map(|_| direct.call(ECHO, &args))
             .buffer_unordered(in_flight)
-            .try_for_each(|()| futures::future::ready(Ok(())))
+            .try_fold(0, |done, ()| futures::future::ready(Ok(done + 1)))
             .await?;
-        throughput.push((in_flight, calls as f64 / started.elapsed().as_secs_f64()));
+        throughput.push((in_flight, done as f64 / started.elapsed().as_secs_f64()));
     }
     direct.close().await;
     Ok(Figures {
@@ -205,6 +218,7 @@ pub async fn direct(url: &str, token: Option<String>, plan: &Plan) -> Result<Fig
         lost_threads: 0,
         peak_rss: None,
         perf: None,
+        noise,
     })
 }
 

@@ -20,6 +20,9 @@
 //!   node's and CPython's threads live as long as the process, so this is rarely non-zero.
 //! - **Peak RSS**: `VmHWM` of `/proc/<pid>/status` (the high-water mark of resident memory),
 //!   summed over the tree: an upper bound of the tree's peak, exact for one process.
+//! - **Noise**: how many CPUs other processes kept busy during the bench, from the machine's
+//!   busy time in `/proc/stat` minus the bench's own (children it reaped included): a figure
+//!   far from 0 says the table was measured on a shared, busy machine.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -167,4 +170,52 @@ pub fn peak_rss(root: u32) -> u64 {
         .filter_map(|status| status_value(&status, "VmHWM"))
         .sum::<u64>()
         * 1024
+}
+
+/// CPU time the whole machine has spent busy (everything but idle and iowait) since boot,
+/// from the first line of `/proc/stat`.
+pub fn machine_busy() -> Duration {
+    let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("cpu "))
+        .map(|fields| {
+            fields
+                .split_whitespace()
+                .filter_map(|f| f.parse::<u64>().ok())
+                .enumerate()
+                // user nice system idle iowait irq softirq steal: skip idle (3) and iowait (4).
+                .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
+                .map(|(_, t)| t)
+                .sum()
+        })
+        .unwrap_or(0);
+    Duration::from_secs_f64(ticks as f64 / ticks_per_second() as f64)
+}
+
+/// Watches how busy the rest of the machine is while the bench runs: the machine's busy time
+/// minus the bench's own (its process and every child it has started and reaped).
+pub struct Noise {
+    started: std::time::Instant,
+    machine: Duration,
+    own: Sample,
+}
+
+impl Noise {
+    /// Starts watching.
+    pub fn start() -> Self {
+        Self {
+            started: std::time::Instant::now(),
+            machine: machine_busy(),
+            own: sample(std::process::id()),
+        }
+    }
+
+    /// CPUs kept busy by other processes on average since [`Noise::start`].
+    pub fn other_cpus(&self) -> f64 {
+        let machine = machine_busy().saturating_sub(self.machine);
+        let own = self.own.until(&sample(std::process::id())).cpu;
+        machine.saturating_sub(own).as_secs_f64() / self.started.elapsed().as_secs_f64()
+    }
 }

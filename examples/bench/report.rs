@@ -94,7 +94,12 @@ pub struct Report {
     pub binary: BinarySize,
     /// The bench's wall time.
     pub wall: Duration,
+    /// CPUs other processes kept busy, on average, during the bench.
+    pub other_cpus: f64,
 }
+
+/// CPUs busy with other processes above which a row gets a note.
+const NOISY: f64 = 0.2;
 
 /// One of the issue's targets, with the measured value.
 struct Ratio {
@@ -142,7 +147,12 @@ impl Report {
     /// The whole report as text.
     pub fn text(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "{}", self.machine.line());
+        let _ = writeln!(
+            out,
+            "{}; other processes kept {:.2} CPUs busy on average during the run",
+            self.machine.line(),
+            self.other_cpus
+        );
         let _ = writeln!(
             out,
             "{} run; latency in µs, startup in ms (warm token cache), throughput in calls/s\n",
@@ -231,6 +241,13 @@ impl Report {
                         f.peak_rss
                             .map_or("—".to_owned(), |r| format!("{:.1}", mib(r))),
                     ]);
+                    if f.noise > NOISY {
+                        notes.push(format!(
+                            "{} on {}: other processes kept {:.2} CPUs busy during its latency \
+                             run; its figures are noisier than they should be",
+                            row.peer, row.backend, f.noise
+                        ));
+                    }
                     if f.lost_threads > 0 {
                         notes.push(format!(
                             "{} on {}: {} thread(s) ended during the latency run; their context \
@@ -255,6 +272,7 @@ impl Report {
             [
                 "gateway",
                 "tools",
+                "list MB",
                 "initialize ms",
                 "first tools/list ms",
                 "next tools/list ms",
@@ -270,6 +288,7 @@ impl Report {
             lines.push(vec![
                 format!("{} backend(s)", s.backends),
                 s.tools.to_string(),
+                format!("{:.2}", s.list_bytes as f64 / 1e6),
                 format!("{:.1}", ms(s.initialize)),
                 format!("{:.1}", ms(s.first_list)),
                 format!("{:.2}", ms(s.second_list)),
@@ -456,6 +475,7 @@ impl Report {
                     "threads_lost_during_latency_run": f.lost_threads,
                     "peak_rss_bytes": f.peak_rss,
                     "perf_stat": f.perf,
+                    "other_processes_busy_cpus": f.noise,
                 }),
                 Err(reason) => json!({"peer": row.peer, "backend": row.backend, "skipped": reason}),
             })
@@ -467,6 +487,7 @@ impl Report {
                 json!({
                     "backends": s.backends,
                     "tools": s.tools,
+                    "tools_list_bytes": s.list_bytes,
                     "initialize_ms": ms(s.initialize),
                     "first_tools_list_ms": ms(s.first_list),
                     "next_tools_list_ms": ms(s.second_list),
@@ -498,6 +519,7 @@ impl Report {
             "binary": {"bytes": self.binary.bytes, "stripped_bytes": self.binary.stripped},
             "ratios": ratios,
             "wall_s": self.wall.as_secs_f64(),
+            "other_processes_busy_cpus": self.other_cpus,
         })
     }
 

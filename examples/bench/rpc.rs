@@ -11,7 +11,7 @@
 //! - The clock of a measured request stops when its line has been read, before it is parsed:
 //!   parsing a 10,000-tool list in a debug build takes longer than the proxy takes to send it.
 //! - [`StdioPeer::pipelined`] keeps K requests in flight for throughput: a new request is
-//!   written whenever an answer comes back.
+//!   written whenever an answer comes back, until a number of calls or a time budget is spent.
 //!
 //! A response with an `error`, a tool result with `isError: true`, an exit or a silence longer
 //! than [`StdioPeer::timeout`] is an error that names the peer and shows the end of its stderr
@@ -173,24 +173,29 @@ impl StdioPeer {
             .map(drop)
     }
 
-    /// `total` calls of `tool`, `in_flight` at a time; returns the time from the first write
-    /// to the last answer.
+    /// Up to `total` calls of `tool`, `in_flight` at a time; no new call is started once
+    /// `budget` has passed (a slow peer is not kept busy for minutes). Returns how many calls
+    /// were answered and the time from the first write to the last answer.
     pub async fn pipelined(
         &mut self,
         total: usize,
         in_flight: usize,
+        budget: Duration,
         tool: &str,
         arguments: &Value,
-    ) -> Result<Duration, String> {
+    ) -> Result<(usize, Duration), String> {
         let params = json!({"name": tool, "arguments": arguments});
         let started = Instant::now();
         let mut outstanding = HashSet::new();
         let mut sent = 0;
         let mut done = 0;
-        while done < total {
-            while sent < total && outstanding.len() < in_flight {
+        loop {
+            while sent < total && outstanding.len() < in_flight && started.elapsed() < budget {
                 outstanding.insert(self.send("tools/call", &params).await?);
                 sent += 1;
+            }
+            if outstanding.is_empty() {
+                break;
             }
             let (head, _) = self.read_message("tools/call").await?;
             if let Some(id) = head.id.as_ref().and_then(Value::as_u64)
@@ -201,7 +206,7 @@ impl StdioPeer {
                 done += 1;
             }
         }
-        Ok(started.elapsed())
+        Ok((done, started.elapsed()))
     }
 
     /// Closes stdin (how desktop clients end a session) and waits for the exit; the process

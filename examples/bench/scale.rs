@@ -48,6 +48,8 @@ pub struct ScaleFigures {
     pub backends: usize,
     /// Tools in its list.
     pub tools: usize,
+    /// Size of that list's JSON-RPC response, in bytes.
+    pub list_bytes: usize,
     /// Median spawn → `initialize` result.
     pub initialize: Duration,
     /// Median spawn → first complete `tools/list`.
@@ -99,6 +101,7 @@ async fn measure(
     let expected = backends * plan.tools;
     let (mut inits, mut firsts, mut seconds) = (Vec::new(), Vec::new(), Vec::new());
     let mut calls = Percentiles::of(&[]);
+    let mut list_bytes = 0;
     for run in 0..plan.runs {
         let started = Instant::now();
         let cmd = gateway_command(bin, config, home);
@@ -107,6 +110,7 @@ async fn measure(
         inits.push(initialized - started);
         let first = peer.request("tools/list", json!({})).await?;
         firsts.push(first.at - started);
+        list_bytes = first.line.len();
         let listed = tool_count(&first.result()?);
         if listed != expected {
             return Err(peer.failure(&format!("listed {listed} tools, expected {expected}")));
@@ -124,6 +128,7 @@ async fn measure(
     Ok(ScaleFigures {
         backends,
         tools: expected,
+        list_bytes,
         initialize: median(&inits),
         first_list: median(&firsts),
         second_list: median(&seconds),
