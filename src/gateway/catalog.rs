@@ -12,10 +12,11 @@ use std::{
     },
 };
 
-use serde_json::Value;
+use rmcp::model::ServerResult;
+use serde_json::{Map, Value};
 
 use super::slots::Slot;
-use crate::lists::Kind;
+use crate::{lists::Kind, request_error::RequestError};
 
 /// The slot index of the gateway's own tools in [`Route::slot`].
 pub const GATEWAY: usize = usize::MAX;
@@ -168,6 +169,10 @@ fn expose(
 /// A merged list and the version of the slots' state it was made from.
 type Merged = Option<(u64, Arc<Vec<Value>>)>;
 
+/// A list answer as the client gets it: the version it was made at, whether the gateway's
+/// own tools lead it, and the typed result.
+type Answer = Option<(u64, bool, ServerResult)>;
+
 /// The merged lists, and the routes their names claimed.
 #[derive(Default)]
 pub struct Catalog {
@@ -176,6 +181,10 @@ pub struct Catalog {
     version: Arc<AtomicU64>,
     /// Each kind's last merge, with the version it was made at.
     merged: Mutex<[Merged; 4]>,
+    /// Each kind's last answer. Lists are asked for far more often than they change, and
+    /// turning 10,000 merged items into a typed result costs ten times more than cloning
+    /// one (a typed tool shares its schemas).
+    answers: Mutex<[Answer; 4]>,
 }
 
 impl Catalog {
@@ -221,6 +230,31 @@ impl Catalog {
             merged[kind.index()] = Some((version, Arc::clone(&list)));
         }
         list
+    }
+
+    /// The answer to a list request of `kind`: `lead` (the gateway's own tools, when `led`)
+    /// and then every connected backend's items, made again only after a change.
+    pub fn answer(
+        &self,
+        kind: Kind,
+        slots: &[Arc<Slot>],
+        led: bool,
+        lead: impl FnOnce() -> Vec<Value>,
+    ) -> Result<ServerResult, RequestError> {
+        let version = self.version.load(Ordering::SeqCst);
+        if let Ok(answers) = self.answers.lock()
+            && let Some((at, was_led, answer)) = &answers[kind.index()]
+            && (*at, *was_led) == (version, led)
+        {
+            return Ok(answer.clone());
+        }
+        let mut items = if led { lead() } else { Vec::new() };
+        items.extend(self.list(kind, slots).iter().cloned());
+        let answer = kind.result(items, Map::new())?;
+        if let Ok(mut answers) = self.answers.lock() {
+            answers[kind.index()] = Some((version, led, answer.clone()));
+        }
+        Ok(answer)
     }
 
     /// Where an exposed tool or prompt lives, as the current lists say.

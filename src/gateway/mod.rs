@@ -58,8 +58,6 @@ pub struct Gateway {
     shared: OnceCell<Arc<Shared>>,
     /// Owns the backends' keepers, which close their sessions when it closes.
     tasks: Closer,
-    /// Per kind: its first list has been answered, so later ones do not wait.
-    first_answered: [AtomicBool; 4],
     /// The backends that were in the first tool list, once it has been answered.
     first_tools: Mutex<Option<Vec<String>>>,
     /// The gateway's own tools for late backends are listed (see [`late`]).
@@ -115,7 +113,6 @@ impl Gateway {
             catalog,
             shared: OnceCell::new(),
             tasks: Closer::new(),
-            first_answered: Default::default(),
             first_tools: Mutex::new(None),
             late_tools: late_tools.into(),
         }
@@ -138,6 +135,7 @@ impl Gateway {
             info: protocol::introduction(&params),
             log_level: Mutex::new(None),
             announce: false.into(),
+            listed: Default::default(),
         });
         if self.shared.set(Arc::clone(&shared)).is_err() {
             return Err(RequestError::AlreadyInitialized);
@@ -149,7 +147,8 @@ impl Gateway {
                 self.tasks.token().clone(),
             ));
         }
-        let startup = futures::future::join_all(self.slots.iter().map(|s| s.settled()));
+        // Only their introductions: the first lists wait for the backends' lists.
+        let startup = futures::future::join_all(self.slots.iter().map(|s| s.introduced()));
         if tokio::time::timeout(self.settings.startup_timeout, startup)
             .await
             .is_err()
@@ -234,20 +233,20 @@ impl Gateway {
             );
             return kind.result(Vec::new(), Map::new());
         }
-        if !self.first_answered[kind.index()].load(Ordering::SeqCst) {
+        let Some(shared) = self.shared.get() else {
+            return Err(RequestError::NotInitialized);
+        };
+        if !shared.listed[kind.index()].load(Ordering::SeqCst) {
             self.wait_for_backends(kind).await;
             if kind == Kind::Tools {
                 self.first_tool_list();
             }
-            self.first_answered[kind.index()].store(true, Ordering::SeqCst);
+            // Before the answer is made: a backend whose lists arrive from now on is announced.
+            shared.listed[kind.index()].store(true, Ordering::SeqCst);
         }
-        let mut items = if kind == Kind::Tools && self.late_tools.load(Ordering::SeqCst) {
-            late::definitions(&self.slots)
-        } else {
-            Vec::new()
-        };
-        items.extend(self.catalog.list(kind, &self.slots).iter().cloned());
-        kind.result(items, Map::new())
+        let led = kind == Kind::Tools && self.late_tools.load(Ordering::SeqCst);
+        self.catalog
+            .answer(kind, &self.slots, led, || late::definitions(&self.slots))
     }
 
     /// Holds the first list of `kind` until every backend is ready or has failed, up to

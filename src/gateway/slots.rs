@@ -71,9 +71,14 @@ pub struct Shared {
     pub info: ClientConfig,
     /// The last `logging/setLevel` the client sent, replayed to backends that connect later.
     pub log_level: std::sync::Mutex<Option<ClientRequest>>,
-    /// Set once `initialize` has been answered: from then on, a backend that comes or goes
-    /// is announced with `list_changed`.
+    /// Set once `initialize` has been answered: from then on, a backend that comes or goes,
+    /// or changes its lists, is announced with `list_changed`.
     pub announce: std::sync::atomic::AtomicBool,
+    /// Per kind: the client has been sent its first list. A backend's first lists are
+    /// announced only for these kinds: the first list waits for every backend, so it has
+    /// them all, and a gateway of many backends that starts would otherwise send a burst of
+    /// `list_changed` right after `initialize`.
+    pub listed: [std::sync::atomic::AtomicBool; 4],
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -120,6 +125,17 @@ impl Slot {
                 None => "still connecting".into(),
             }),
             Status::Down(reason) => Err(reason.clone()),
+        }
+    }
+
+    /// Waits until the backend has introduced itself (connected: its capabilities and
+    /// instructions are known) or its first connection attempt is over.
+    pub async fn introduced(&self) {
+        let mut status = self.status.subscribe();
+        let mut settled = self.settled.subscribe();
+        tokio::select! {
+            _ = status.wait_for(|s| matches!(s, Status::Ready(_))) => {}
+            _ = settled.wait_for(|done| *done) => {}
         }
     }
 
@@ -245,13 +261,15 @@ impl Slot {
                     }
                     self.set(Status::Ready(connection.clone()));
                     self.read_lists(&connection, &Kind::ALL, &shutdown).await;
+                    // The first list answers wait for these lists: they have them.
+                    let first = !self.is_settled();
                     self.settle();
                     tracing::info!(
                         "Backend '{}' is ready: {}",
                         self.backend.name,
                         self.counts()
                     );
-                    announce(&shared, &Kind::ALL).await;
+                    announce(&shared, &Kind::ALL, first).await;
                     loop {
                         tokio::select! {
                             () = shutdown.cancelled() => {
@@ -275,7 +293,7 @@ impl Slot {
                                     self.backend.name,
                                     self.counts()
                                 );
-                                announce(&shared, &kinds).await;
+                                announce(&shared, &kinds, false).await;
                             }
                             () = tokio::time::sleep(WATCH_INTERVAL) => {
                                 if link.is_closed() || connection.is_closed() {
@@ -292,7 +310,7 @@ impl Slot {
                     self.set(Status::Down(
                         "the connection to the backend was lost".into(),
                     ));
-                    announce(&shared, &Kind::ALL).await;
+                    announce(&shared, &Kind::ALL, false).await;
                 }
                 Err(e) if e.login_failed() => {
                     // No browser tabs on a timer: the next request for this backend retries.
@@ -355,19 +373,23 @@ fn with_jitter(delay: Duration) -> Duration {
     delay.mul_f64(1.0 - fraction)
 }
 
-/// Tells the client that the lists of `kinds` changed (once the initialize answer is out).
-async fn announce(shared: &Shared, kinds: &[Kind]) {
+/// Tells the client that the lists of `kinds` changed (once the initialize answer is out); the
+/// lists of a backend's `first` attempt only where the client has been sent that kind of list.
+async fn announce(shared: &Shared, kinds: &[Kind], first: bool) {
     if !shared.announce.load(Ordering::SeqCst) {
         return;
     }
+    let changed = |kind: Kind| {
+        kinds.contains(&kind) && (!first || shared.listed[kind.index()].load(Ordering::SeqCst))
+    };
     let client = &shared.downstream;
-    if kinds.contains(&Kind::Tools) {
+    if changed(Kind::Tools) {
         let _ = client.notify_tool_list_changed().await;
     }
-    if kinds.contains(&Kind::Prompts) {
+    if changed(Kind::Prompts) {
         let _ = client.notify_prompt_list_changed().await;
     }
-    if kinds.contains(&Kind::Resources) || kinds.contains(&Kind::Templates) {
+    if changed(Kind::Resources) || changed(Kind::Templates) {
         let _ = client.notify_resource_list_changed().await;
     }
 }

@@ -34,6 +34,45 @@ fn settings(backends: Vec<Backend>, dir: &std::path::Path) -> Settings {
     }
 }
 
+/// `initialize` waits for the backends to introduce themselves, not for their lists; the
+/// first tool list waits for those, and has every tool; and a backend's first lists, which
+/// that list already has, bring no `list_changed` (a burst of them from a big gateway would
+/// make clients list again and again while starting).
+#[tokio::test]
+async fn initialize_does_not_wait_for_the_lists_and_the_first_list_has_them() {
+    use support::faults::{Fault, FaultProxy};
+
+    let quick = TestBackend::start(BackendConfig::open("quick")).await;
+    let slow = TestBackend::start(BackendConfig::open("slow")).await;
+    let faulty = FaultProxy::start(&slow.url()).await;
+    // The first page of its tool list takes a second.
+    faulty.arm("tools/list", Fault::Delay(Duration::from_secs(1)), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let backends = vec![
+        prefixed("quick", &quick.url(), None),
+        prefixed("slow", &faulty.url(), None),
+    ];
+    let started = std::time::Instant::now();
+    let browser = TestBrowser::new(BrowserMode::Complete);
+    let h = support::start(settings(backends, dir.path()), browser, V).await;
+    let initialized = started.elapsed();
+    assert!(
+        initialized < Duration::from_secs(1),
+        "initialize took {initialized:?}, as if it waited for a tool list"
+    );
+    let names = tool_names(&h).await;
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    for name in ["quick_echo", "slow_echo"] {
+        assert!(
+            names.contains(&name.to_owned()),
+            "{name} missing: {names:?}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.events.lock().unwrap().tools_changed, 0);
+    h.stop().await.unwrap();
+}
+
 async fn tool_names(h: &Harness) -> Vec<String> {
     h.client
         .list_all_tools()

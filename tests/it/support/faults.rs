@@ -30,6 +30,8 @@ pub enum Fault {
     SseDropped,
     /// The request is received and never answered.
     Hang,
+    /// The request passes through after this long: a slow backend.
+    Delay(std::time::Duration),
 }
 
 #[derive(Default)]
@@ -222,6 +224,7 @@ async fn answer(
                 .unwrap();
         }
         Some(Fault::Hang) => std::future::pending::<()>().await,
+        Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
         None => {}
     }
     let target = format!(
