@@ -103,6 +103,8 @@ pub struct Figures {
     pub throughput: Vec<(usize, f64)>,
     /// CPU time of the peer's tree per call during the latency run.
     pub cpu_per_call: Option<Duration>,
+    /// The kernel's part of [`Figures::cpu_per_call`].
+    pub system_per_call: Option<Duration>,
     /// Context switches of the peer's tree per call during the latency run.
     pub switches_per_call: Option<f64>,
     /// Threads that ended during the latency run (their switches are not counted).
@@ -174,6 +176,7 @@ pub async fn stdio(
         latency: Percentiles::of(&latencies),
         throughput,
         cpu_per_call: Some(used.cpu / calls),
+        system_per_call: Some(used.system / calls),
         switches_per_call: Some(used.switches as f64 / f64::from(calls)),
         lost_threads: used.lost_threads,
         peak_rss: Some(peak_rss).filter(|&rss| rss > 0),
@@ -214,6 +217,7 @@ pub async fn direct(url: &str, token: Option<String>, plan: &Plan) -> Result<Fig
         latency: Percentiles::of(&latencies),
         throughput,
         cpu_per_call: None,
+        system_per_call: None,
         switches_per_call: None,
         lost_threads: 0,
         peak_rss: None,

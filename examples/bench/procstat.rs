@@ -35,6 +35,8 @@ use std::{
 pub struct Sample {
     /// CPU time in clock ticks, summed over the tree.
     cpu_ticks: u64,
+    /// The part of it spent in the kernel (`stime + cstime`).
+    system_ticks: u64,
     /// Context switches of each live thread, by `(pid, tid)`.
     switches: BTreeMap<(u32, u32), u64>,
 }
@@ -44,6 +46,8 @@ pub struct Sample {
 pub struct Delta {
     /// CPU time (user + system).
     pub cpu: Duration,
+    /// The system part of it: the kernel working for the tree (syscalls, the network stack).
+    pub system: Duration,
     /// Voluntary + involuntary context switches of the threads alive at the end.
     pub switches: u64,
     /// Threads alive at the first sample and gone at the second: their switches since the
@@ -87,14 +91,19 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_owned).collect())
 }
 
-/// `utime + stime + cutime + cstime` (fields 14–17) of one process, in ticks.
-fn cpu_ticks(pid: u32) -> u64 {
+/// `(utime + stime + cutime + cstime, stime + cstime)` (fields 14–17) of one process, in
+/// ticks.
+fn cpu_ticks(pid: u32) -> (u64, u64) {
     stat_fields(pid)
         .and_then(|fields| {
-            let times = fields.get(11..15)?;
-            Some(times.iter().filter_map(|f| f.parse::<u64>().ok()).sum())
+            let times: Vec<u64> = fields
+                .get(11..15)?
+                .iter()
+                .map(|f| f.parse::<u64>().unwrap_or(0))
+                .collect();
+            Some((times.iter().sum(), times[1] + times[3]))
         })
-        .unwrap_or(0)
+        .unwrap_or((0, 0))
 }
 
 /// A numeric `Key:\tvalue [kB]` line of a `status` file.
@@ -109,7 +118,9 @@ fn status_value(status: &str, key: &str) -> Option<u64> {
 pub fn sample(root: u32) -> Sample {
     let mut sample = Sample::default();
     for pid in tree(root) {
-        sample.cpu_ticks += cpu_ticks(pid);
+        let (cpu, system) = cpu_ticks(pid);
+        sample.cpu_ticks += cpu;
+        sample.system_ticks += system;
         let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
             continue;
         };
@@ -142,8 +153,10 @@ fn ticks_per_second() -> u64 {
 impl Sample {
     /// What was used from `self` to `later`.
     pub fn until(&self, later: &Sample) -> Delta {
-        let ticks = later.cpu_ticks.saturating_sub(self.cpu_ticks);
-        let cpu = Duration::from_secs_f64(ticks as f64 / ticks_per_second() as f64);
+        let duration =
+            |ticks: u64| Duration::from_secs_f64(ticks as f64 / ticks_per_second() as f64);
+        let cpu = duration(later.cpu_ticks.saturating_sub(self.cpu_ticks));
+        let system = duration(later.system_ticks.saturating_sub(self.system_ticks));
         let switches = later
             .switches
             .iter()
@@ -156,6 +169,7 @@ impl Sample {
             .collect();
         Delta {
             cpu,
+            system,
             switches,
             lost_threads: ended.len(),
         }

@@ -205,7 +205,7 @@ impl Report {
             "@1",
             "@8",
             "@32",
-            "CPU µs/call",
+            "CPU µs/call (sys)",
             "ctx sw/call",
             "peak RSS MiB",
         ];
@@ -234,8 +234,11 @@ impl Report {
                         at(1),
                         at(8),
                         at(32),
-                        f.cpu_per_call
-                            .map_or("—".to_owned(), |c| format!("{:.1}", us(c))),
+                        match (f.cpu_per_call, f.system_per_call) {
+                            (Some(c), Some(s)) => format!("{:.1} ({:.0})", us(c), us(s)),
+                            (Some(c), None) => format!("{:.1}", us(c)),
+                            _ => "—".to_owned(),
+                        },
                         f.switches_per_call
                             .map_or("—".to_owned(), |s| format!("{s:.2}")),
                         f.peak_rss
@@ -275,6 +278,7 @@ impl Report {
                 "list MB",
                 "initialize ms",
                 "first tools/list ms",
+                "CPU ms gateway/backends",
                 "next tools/list ms",
                 "calls",
                 "call p50 µs",
@@ -291,6 +295,7 @@ impl Report {
                 format!("{:.2}", s.list_bytes as f64 / 1e6),
                 format!("{:.1}", ms(s.initialize)),
                 format!("{:.1}", ms(s.first_list)),
+                format!("{:.0}/{:.0}", ms(s.gateway_cpu), ms(s.backends_cpu)),
                 format!("{:.2}", ms(s.second_list)),
                 s.call_count.to_string(),
                 format!("{:.0}", us(s.calls.p50)),
@@ -471,6 +476,7 @@ impl Report {
                     "added_p50_us": if row.peer == "direct" { None } else { self.added_p50(f, row.backend) },
                     "throughput_calls_per_s": f.throughput.iter().map(|(k, r)| (k.to_string(), json!(r))).collect::<serde_json::Map<_, _>>(),
                     "cpu_us_per_call": f.cpu_per_call.map(us),
+                    "system_cpu_us_per_call": f.system_per_call.map(us),
                     "context_switches_per_call": f.switches_per_call,
                     "threads_lost_during_latency_run": f.lost_threads,
                     "peak_rss_bytes": f.peak_rss,
@@ -490,6 +496,8 @@ impl Report {
                     "tools_list_bytes": s.list_bytes,
                     "initialize_ms": ms(s.initialize),
                     "first_tools_list_ms": ms(s.first_list),
+                    "gateway_cpu_ms_to_first_list": ms(s.gateway_cpu),
+                    "bench_cpu_ms_to_first_list": ms(s.backends_cpu),
                     "next_tools_list_ms": ms(s.second_list),
                     "calls": s.call_count,
                     "call_latency_us": {"p50": us(s.calls.p50), "p90": us(s.calls.p90), "p99": us(s.calls.p99)},

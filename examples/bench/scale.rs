@@ -25,6 +25,7 @@ use crate::{
     backend::BenchBackend,
     measure::{Percentiles, echo_args, median},
     peers::{Dirs, gateway_command},
+    procstat,
     rpc::{Stderr, StdioPeer},
 };
 
@@ -54,6 +55,12 @@ pub struct ScaleFigures {
     pub initialize: Duration,
     /// Median spawn → first complete `tools/list`.
     pub first_list: Duration,
+    /// Median CPU time the gateway used from spawn to that list.
+    pub gateway_cpu: Duration,
+    /// Median CPU time the bench process used meanwhile: the backends serving it, and the
+    /// bench's client reading the list. Together with `gateway_cpu` it says how much of the
+    /// wait was two CPUs busy rather than the gateway waiting.
+    pub backends_cpu: Duration,
     /// Median of later `tools/list`s.
     pub second_list: Duration,
     /// Latency of the calls spread over the backends.
@@ -100,9 +107,11 @@ async fn measure(
     let log = dirs.log(&format!("gateway-{backends}"));
     let expected = backends * plan.tools;
     let (mut inits, mut firsts, mut seconds) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut gateway_cpu, mut backends_cpu) = (Vec::new(), Vec::new());
     let mut calls = Percentiles::of(&[]);
     let mut list_bytes = 0;
     for run in 0..plan.runs {
+        let bench_before = procstat::sample(std::process::id());
         let started = Instant::now();
         let cmd = gateway_command(bin, config, home);
         let mut peer = StdioPeer::spawn(cmd, &label, Stderr::File(log.clone()))?;
@@ -110,6 +119,17 @@ async fn measure(
         inits.push(initialized - started);
         let first = peer.request("tools/list", json!({})).await?;
         firsts.push(first.at - started);
+        // The gateway is the child's whole tree; a fresh process starts from zero.
+        gateway_cpu.push(
+            procstat::Sample::default()
+                .until(&procstat::sample(peer.pid()))
+                .cpu,
+        );
+        backends_cpu.push(
+            bench_before
+                .until(&procstat::sample(std::process::id()))
+                .cpu,
+        );
         list_bytes = first.line.len();
         let listed = tool_count(&first.result()?);
         if listed != expected {
@@ -131,6 +151,8 @@ async fn measure(
         list_bytes,
         initialize: median(&inits),
         first_list: median(&firsts),
+        gateway_cpu: median(&gateway_cpu),
+        backends_cpu: median(&backends_cpu),
         second_list: median(&seconds),
         calls,
         call_count: plan.calls,
