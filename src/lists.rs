@@ -10,10 +10,15 @@
 //! and says in a warning what was cut. Every page is an ordinary request to the backend, with
 //! its request timeout and the caller's cancellation.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::Arc};
 
-use rmcp::model::{ClientRequest, RequestMetaObject, ServerCapabilities, ServerResult};
-use serde_json::{Map, Value, json};
+use rmcp::model::{
+    ClientRequest, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListToolsResult, Prompt, RequestMetaObject, Resource, ResourceTemplate, ServerCapabilities,
+    ServerResult, Tool,
+};
+use serde::Serialize;
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::{backend::Connection, request_error::RequestError};
@@ -93,32 +98,138 @@ impl Kind {
             .map_err(RequestError::internal)
     }
 
-    /// A complete list result: `items`, the other members of `rest`, and no `nextCursor`.
-    pub fn result(
-        self,
-        items: Vec<Value>,
-        mut rest: Map<String, Value>,
-    ) -> Result<ServerResult, RequestError> {
-        rest.remove("nextCursor");
-        rest.insert(self.items().to_owned(), Value::Array(items));
-        let value = Value::Object(rest);
-        let typed = RequestError::internal;
-        Ok(match self {
-            Kind::Tools => {
-                ServerResult::ListToolsResult(serde_json::from_value(value).map_err(typed)?)
-            }
-            Kind::Prompts => {
-                ServerResult::ListPromptsResult(serde_json::from_value(value).map_err(typed)?)
-            }
-            Kind::Resources => {
-                ServerResult::ListResourcesResult(serde_json::from_value(value).map_err(typed)?)
-            }
-            Kind::Templates => ServerResult::ListResourceTemplatesResult(
-                serde_json::from_value(value).map_err(typed)?,
-            ),
+    /// An empty list result: the answer to a request with a cursor the proxy did not hand
+    /// out (it hands out none).
+    pub fn empty(self) -> ServerResult {
+        match self {
+            Kind::Tools => Tool::answer(Tool::fresh_page(), Vec::new()),
+            Kind::Prompts => Prompt::answer(Prompt::fresh_page(), Vec::new()),
+            Kind::Resources => Resource::answer(Resource::fresh_page(), Vec::new()),
+            Kind::Templates => ResourceTemplate::answer(ResourceTemplate::fresh_page(), Vec::new()),
+        }
+    }
+}
+
+/// An item of one of the four lists, as rmcp types it: a [`Tool`], [`Prompt`], [`Resource`]
+/// or [`ResourceTemplate`]. Lists stay typed from the backend's page to the client's answer:
+/// a typed tool shares its schemas, so keeping, merging and answering a list copies little.
+pub trait Item: Clone + Serialize + Send + Sync + 'static {
+    /// A page of its list: the result of a list request.
+    type Page: Send;
+    /// Its list.
+    const KIND: Kind;
+
+    /// What identifies it: a name, a URI, a URI template.
+    fn key(&self) -> &str;
+    /// Gives it another identity (the name or URI it is exposed under).
+    fn set_key(&mut self, key: String);
+    /// A page with nothing in it, as the proxy makes one (no `resultType`, as in the
+    /// revisions it speaks).
+    fn fresh_page() -> Self::Page;
+    /// The page that `result` is, if it is a page of this list.
+    fn page(result: ServerResult) -> Option<Self::Page>;
+    /// Takes the items and the next cursor out of `page`, leaving its other members.
+    fn take(page: &mut Self::Page) -> (Vec<Self>, Option<String>);
+    /// `page`'s other members with `items`, and no cursor: a complete list.
+    fn answer(page: Self::Page, items: Vec<Self>) -> ServerResult;
+    /// This list among a backend's [`Lists`].
+    fn of(lists: &Lists) -> &Option<Arc<Vec<Self>>>;
+    /// The same, to replace it.
+    fn of_mut(lists: &mut Lists) -> &mut Option<Arc<Vec<Self>>>;
+}
+
+/// One list of each kind, each `None` until read.
+#[derive(Debug, Clone, Default)]
+pub struct Lists {
+    /// `tools/list`
+    pub tools: Option<Arc<Vec<Tool>>>,
+    /// `prompts/list`
+    pub prompts: Option<Arc<Vec<Prompt>>>,
+    /// `resources/list`
+    pub resources: Option<Arc<Vec<Resource>>>,
+    /// `resources/templates/list`
+    pub templates: Option<Arc<Vec<ResourceTemplate>>>,
+}
+
+impl Lists {
+    /// How many items the list of `kind` has (0 before it is read).
+    pub fn count(&self, kind: Kind) -> usize {
+        let len = |list: Option<usize>| list.unwrap_or(0);
+        len(match kind {
+            Kind::Tools => self.tools.as_ref().map(|l| l.len()),
+            Kind::Prompts => self.prompts.as_ref().map(|l| l.len()),
+            Kind::Resources => self.resources.as_ref().map(|l| l.len()),
+            Kind::Templates => self.templates.as_ref().map(|l| l.len()),
         })
     }
 }
+
+macro_rules! item {
+    ($item:ident, $kind:ident, $page:ident, $items:ident, $key:ident, $field:ident) => {
+        impl Item for $item {
+            type Page = $page;
+            const KIND: Kind = Kind::$kind;
+
+            fn key(&self) -> &str {
+                &self.$key
+            }
+
+            fn set_key(&mut self, key: String) {
+                self.$key = key.into();
+            }
+
+            fn fresh_page() -> $page {
+                let mut page = $page::with_all_items(Vec::new());
+                page.result_type = None;
+                page
+            }
+
+            fn page(result: ServerResult) -> Option<$page> {
+                match result {
+                    ServerResult::$page(page) => Some(page),
+                    _ => None,
+                }
+            }
+
+            fn take(page: &mut $page) -> (Vec<Self>, Option<String>) {
+                (std::mem::take(&mut page.$items), page.next_cursor.take())
+            }
+
+            fn answer(mut page: $page, items: Vec<Self>) -> ServerResult {
+                page.$items = items;
+                page.next_cursor = None;
+                ServerResult::$page(page)
+            }
+
+            fn of(lists: &Lists) -> &Option<Arc<Vec<Self>>> {
+                &lists.$field
+            }
+
+            fn of_mut(lists: &mut Lists) -> &mut Option<Arc<Vec<Self>>> {
+                &mut lists.$field
+            }
+        }
+    };
+}
+
+item!(Tool, Tools, ListToolsResult, tools, name, tools);
+item!(Prompt, Prompts, ListPromptsResult, prompts, name, prompts);
+item!(
+    Resource,
+    Resources,
+    ListResourcesResult,
+    resources,
+    uri,
+    resources
+);
+item!(
+    ResourceTemplate,
+    Templates,
+    ListResourceTemplatesResult,
+    resource_templates,
+    uri_template,
+    templates
+);
 
 /// The list a request asks for, and its cursor; `None` for other requests.
 pub fn asked_for(request: &ClientRequest) -> Option<(Kind, Option<String>)> {
@@ -152,12 +263,12 @@ pub const LIMITS: Limits = Limits {
 };
 
 /// A backend's whole list.
-#[derive(Debug, Default)]
-pub struct Listing {
+#[derive(Debug)]
+pub struct Listing<T: Item> {
     /// Every item, in the backend's order.
-    pub items: Vec<Value>,
-    /// The other members of the first page (`_meta`, say), without `nextCursor`.
-    pub rest: Map<String, Value>,
+    pub items: Vec<T>,
+    /// The first page without its items and cursor: its other members (`_meta`, say).
+    pub page: T::Page,
     /// Why the walk stopped before the end, if it did.
     pub cut: Option<String>,
 }
@@ -177,70 +288,88 @@ impl std::io::Write for Counter {
     }
 }
 
-fn json_size(value: &Value) -> usize {
+fn json_size(value: &impl Serialize) -> usize {
     let mut counter = Counter::default();
     // Writing to a counter cannot fail; a value that cannot serialize counts as nothing.
     let _ = serde_json::to_writer(&mut counter, value);
     counter.0
 }
 
-/// Reads every page of `kind` from `backend`, following its cursors, within `limits`. An
-/// error on the first page is the error; on a later one, what was read is kept and the
-/// failure is reported as the cut.
-pub async fn read_all(
+/// A backend's whole list of `kind` as one result: what the drop-in answers.
+pub async fn read_answer(
     backend: &Connection,
     kind: Kind,
     cancelled: &CancellationToken,
     limits: Limits,
-) -> Result<Listing, RequestError> {
-    let mut listing = Listing::default();
+) -> Result<ServerResult, RequestError> {
+    async fn whole<T: Item>(
+        backend: &Connection,
+        cancelled: &CancellationToken,
+        limits: Limits,
+    ) -> Result<ServerResult, RequestError> {
+        let listing = read_all::<T>(backend, cancelled, limits).await?;
+        Ok(T::answer(listing.page, listing.items))
+    }
+    match kind {
+        Kind::Tools => whole::<Tool>(backend, cancelled, limits).await,
+        Kind::Prompts => whole::<Prompt>(backend, cancelled, limits).await,
+        Kind::Resources => whole::<Resource>(backend, cancelled, limits).await,
+        Kind::Templates => whole::<ResourceTemplate>(backend, cancelled, limits).await,
+    }
+}
+
+/// Reads every page of `T`'s list from `backend`, following its cursors, within `limits`. An
+/// error on the first page is the error; on a later one, what was read is kept and the
+/// failure is reported as the cut.
+pub async fn read_all<T: Item>(
+    backend: &Connection,
+    cancelled: &CancellationToken,
+    limits: Limits,
+) -> Result<Listing<T>, RequestError> {
+    let kind = T::KIND;
+    let mut items: Vec<T> = Vec::new();
+    let mut first: Option<T::Page> = None;
+    let mut cut = None;
     let mut seen_cursors = HashSet::new();
     let mut seen_items = HashSet::new();
     let mut bytes = 0usize;
     let mut cursor: Option<String> = None;
     for page_number in 1.. {
         if page_number > limits.pages {
-            listing.cut = Some(format!("it has more than {} pages", limits.pages));
+            cut = Some(format!("it has more than {} pages", limits.pages));
             break;
         }
         let request = kind.request(cursor.as_deref())?;
-        let page = match backend
+        let result = match backend
             .request(request, RequestMetaObject::default(), cancelled)
             .await
         {
-            Ok(page) => page,
+            Ok(result) => result,
             Err(e) if page_number == 1 => return Err(e),
             Err(e) => {
-                listing.cut = Some(format!("page {page_number} failed: {e}"));
+                cut = Some(format!("page {page_number} failed: {e}"));
                 break;
             }
         };
-        let Ok(Value::Object(mut page)) = serde_json::to_value(page) else {
+        let Some(mut page) = T::page(result) else {
             return Err(RequestError::Internal(format!(
                 "backend '{}' answered {} with something else",
                 backend.name(),
                 kind.method()
             )));
         };
-        let items = match page.remove(kind.items()) {
-            Some(Value::Array(items)) => items,
-            _ => Vec::new(),
-        };
-        let next = match page.remove("nextCursor") {
-            Some(Value::String(next)) if !next.is_empty() => Some(next),
-            _ => None,
-        };
-        if page_number == 1 {
-            listing.rest = page;
+        let (page_items, next) = T::take(&mut page);
+        let next = next.filter(|next| !next.is_empty());
+        if first.is_none() {
+            first = Some(page);
         }
-        for item in items {
+        for item in page_items {
             // A name listed twice (a page served again) would reach the client twice.
-            let key = item.get(kind.key()).cloned().unwrap_or(Value::Null);
-            if !seen_items.insert(key.to_string()) {
+            if !seen_items.insert(item.key().to_owned()) {
                 continue;
             }
-            if listing.items.len() >= limits.items {
-                listing.cut = Some(format!(
+            if items.len() >= limits.items {
+                cut = Some(format!(
                     "it has more than {} {}",
                     limits.items,
                     kind.items()
@@ -249,7 +378,7 @@ pub async fn read_all(
             }
             let size = json_size(&item);
             if bytes + size > limits.bytes {
-                listing.cut = Some(format!(
+                cut = Some(format!(
                     "its {} take more than {} MiB",
                     kind.items(),
                     limits.bytes / (1024 * 1024)
@@ -257,28 +386,32 @@ pub async fn read_all(
                 break;
             }
             bytes += size;
-            listing.items.push(item);
+            items.push(item);
         }
-        if listing.cut.is_some() {
+        if cut.is_some() {
             break;
         }
         match next {
             None => break,
             Some(next) if !seen_cursors.insert(next.clone()) => {
-                listing.cut = Some(format!("it handed out the cursor {next:?} a second time"));
+                cut = Some(format!("it handed out the cursor {next:?} a second time"));
                 break;
             }
             Some(next) => cursor = Some(next),
         }
     }
-    if let Some(cut) = &listing.cut {
+    if let Some(cut) = &cut {
         tracing::warn!(
             "Backend '{}': {} stopped after {} {}, because {cut}; the rest is left out",
             backend.name(),
             kind.method(),
-            listing.items.len(),
+            items.len(),
             kind.items(),
         );
     }
-    Ok(listing)
+    Ok(Listing {
+        items,
+        page: first.unwrap_or_else(T::fresh_page),
+        cut,
+    })
 }

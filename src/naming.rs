@@ -3,7 +3,7 @@
 //! under the backend's name. Tool and prompt names longer than the name budget
 //! (`gateway.max_name_length`) are shortened, deterministically.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 /// The longest tool name Claude Desktop and the model APIs accept (`^[a-zA-Z0-9_-]{1,64}$`):
@@ -152,16 +152,16 @@ impl Naming {
     /// Points the resource links in a tool's `_meta` at the exposed resource URIs: MCP Apps'
     /// `ui.resourceUri`, the older `ui/resourceUri`, OpenAI's `openai/outputTemplate`, and any
     /// other `ui://` URI in it (MCP Apps' UI resources all have that scheme).
-    pub fn rewrite_tool_meta(&self, tool: &mut Value) {
+    pub fn rewrite_tool_meta(&self, meta: &mut Map<String, Value>) {
         if self.prefix.is_none() {
             return;
         }
-        let Some(meta) = tool.get_mut("_meta") else {
-            return;
-        };
         for path in TOOL_META_RESOURCE_LINKS {
-            let mut at = Some(&mut *meta);
-            for key in path {
+            let Some((first, rest)) = path.split_first() else {
+                continue;
+            };
+            let mut at = meta.get_mut(*first);
+            for key in rest {
                 at = at.and_then(|v| v.get_mut(*key));
             }
             if let Some(Value::String(uri)) = at
@@ -170,7 +170,7 @@ impl Naming {
                 *uri = self.uri(uri);
             }
         }
-        self.rewrite_ui_uris(meta);
+        meta.values_mut().for_each(|v| self.rewrite_ui_uris(v));
     }
 
     fn rewrite_ui_uris(&self, value: &mut Value) {
@@ -340,7 +340,7 @@ mod tests {
                 "docs": "https://example.com/weather"
             }
         });
-        n.rewrite_tool_meta(&mut tool);
+        n.rewrite_tool_meta(tool["_meta"].as_object_mut().unwrap());
         let meta = &tool["_meta"];
         assert_eq!(meta["ui"]["resourceUri"], "tools+ui://weather/view.html");
         assert_eq!(meta["ui"]["visibility"], json!(["model", "app"]));
@@ -352,7 +352,7 @@ mod tests {
         assert_eq!(meta["vendor"]["panels"][0], "tools+ui://weather/small.html");
         assert_eq!(meta["docs"], "https://example.com/weather");
         let mut plain = tool.clone();
-        naming(None).rewrite_tool_meta(&mut plain);
+        naming(None).rewrite_tool_meta(plain["_meta"].as_object_mut().unwrap());
         assert_eq!(plain, tool, "an unprefixed backend keeps its URIs");
     }
 

@@ -28,7 +28,7 @@ use rmcp::{
     },
     service::{NotificationContext, RequestContext, Service},
 };
-use serde_json::{Map, json};
+use serde_json::json;
 use tokio::sync::{OnceCell, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -300,7 +300,7 @@ impl Relay {
                 "Answered {} with a cursor with an empty page",
                 kind.method()
             );
-            return kind.result(Vec::new(), Map::new());
+            return Ok(kind.empty());
         }
         let first = !self.first_answered[kind.index()].swap(true, Ordering::SeqCst);
         let limit = if first {
@@ -309,8 +309,7 @@ impl Relay {
             self.backend.request_timeout
         };
         let connection = self.connection(limit).await?;
-        let listing = lists::read_all(&connection, kind, cancelled, lists::LIMITS).await?;
-        kind.result(listing.items, listing.rest)
+        lists::read_answer(&connection, kind, cancelled, lists::LIMITS).await
     }
 }
 

@@ -12,11 +12,13 @@ use std::{
     },
 };
 
-use rmcp::model::ServerResult;
-use serde_json::{Map, Value};
+use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
 
 use super::slots::Slot;
-use crate::{lists::Kind, request_error::RequestError};
+use crate::{
+    lists::{Item, Kind, Lists},
+    naming::Naming,
+};
 
 /// The slot index of the gateway's own tools in [`Route::slot`].
 pub const GATEWAY: usize = usize::MAX;
@@ -88,27 +90,17 @@ pub fn uri_owner<'a>(slots: &[Arc<Slot>], exposed: &'a str) -> Option<(usize, &'
 
 /// Exposes one item of the backend in `slots[index]` under the gateway's names; `None` hides
 /// it.
-fn expose(
-    kind: Kind,
-    index: usize,
-    slots: &[Arc<Slot>],
-    routes: &Routes,
-    mut item: Value,
-) -> Option<Value> {
+fn expose<T: Exposed>(index: usize, slots: &[Arc<Slot>], routes: &Routes, item: &T) -> Option<T> {
+    let kind = T::KIND;
     let slot = slots.get(index)?;
     let naming = &slot.naming;
-    let field = match kind {
-        Kind::Tools | Kind::Prompts => "name",
-        Kind::Resources => "uri",
-        Kind::Templates => "uriTemplate",
-    };
-    let original = item.get(field)?.as_str()?.to_owned();
+    let original = item.key();
     let exposed = match kind {
         Kind::Tools => {
-            if !slot.backend.tools.allows(&original) {
+            if !slot.backend.tools.allows(original) {
                 return None;
             }
-            match naming.tool(&original) {
+            match naming.tool(original) {
                 Ok(name) => name,
                 Err(invalid) => {
                     tracing::warn!("Skipping {}", invalid.0);
@@ -116,9 +108,9 @@ fn expose(
                 }
             }
         }
-        Kind::Prompts => naming.prompt(&original),
+        Kind::Prompts => naming.prompt(original),
         Kind::Resources | Kind::Templates => {
-            let exposed = naming.uri(&original);
+            let exposed = naming.uri(original);
             // Listed only if reading it reaches this backend: an unprefixed backend's
             // `tools+x` is read from backend `tools`, so listing it here would mislead.
             if uri_owner(slots, &exposed).map(|(i, _)| i) != Some(index) {
@@ -144,7 +136,7 @@ fn expose(
     }
     let route = Route {
         slot: index,
-        original: original.clone(),
+        original: original.to_owned(),
     };
     if !routes.claim(kind, &exposed, route) {
         tracing::warn!(
@@ -159,19 +151,30 @@ fn expose(
         );
         return None;
     }
-    item[field] = Value::String(exposed);
-    if kind == Kind::Tools {
-        naming.rewrite_tool_meta(&mut item);
-    }
+    let mut item = item.clone();
+    item.set_key(exposed);
+    item.rewrite_links(naming);
     Some(item)
 }
 
-/// A merged list and the version of the slots' state it was made from.
-type Merged = Option<(u64, Arc<Vec<Value>>)>;
+/// An item as the gateway exposes it: under its exposed name or URI, and with the links it
+/// carries pointing at exposed URIs too.
+pub trait Exposed: Item {
+    /// Points the resource links it carries at their exposed URIs.
+    fn rewrite_links(&mut self, _naming: &Naming) {}
+}
 
-/// A list answer as the client gets it: the version it was made at, whether the gateway's
-/// own tools lead it, and the typed result.
-type Answer = Option<(u64, bool, ServerResult)>;
+impl Exposed for Tool {
+    fn rewrite_links(&mut self, naming: &Naming) {
+        if let Some(meta) = &mut self.meta {
+            naming.rewrite_tool_meta(meta);
+        }
+    }
+}
+
+impl Exposed for Prompt {}
+impl Exposed for Resource {}
+impl Exposed for ResourceTemplate {}
 
 /// The merged lists, and the routes their names claimed.
 #[derive(Default)]
@@ -180,11 +183,7 @@ pub struct Catalog {
     /// Bumped by every slot on any change of its lists or status.
     version: Arc<AtomicU64>,
     /// Each kind's last merge, with the version it was made at.
-    merged: Mutex<[Merged; 4]>,
-    /// Each kind's last answer. Lists are asked for far more often than they change, and
-    /// turning 10,000 merged items into a typed result costs ten times more than cloning
-    /// one (a typed tool shares its schemas).
-    answers: Mutex<[Answer; 4]>,
+    merged: Mutex<(Lists, [Option<u64>; 4])>,
 }
 
 impl Catalog {
@@ -204,57 +203,33 @@ impl Catalog {
         }
     }
 
-    /// Every connected backend's items of `kind`, in backend order, each under its exposed
-    /// name; items whose name is taken are left out.
-    pub fn list(&self, kind: Kind, slots: &[Arc<Slot>]) -> Arc<Vec<Value>> {
+    /// Every connected backend's items of `T`'s list, in backend order, each under its
+    /// exposed name; items whose name is taken are left out. Merged again only after a change.
+    pub fn list<T: Exposed>(&self, slots: &[Arc<Slot>]) -> Arc<Vec<T>> {
         // Read the version first: a change during the merge leaves the result out of date.
         let version = self.version.load(Ordering::SeqCst);
         if let Ok(merged) = self.merged.lock()
-            && let Some((at, list)) = &merged[kind.index()]
-            && *at == version
+            && merged.1[T::KIND.index()] == Some(version)
+            && let Some(list) = T::of(&merged.0)
         {
             return Arc::clone(list);
         }
         let mut items = Vec::new();
         for (index, slot) in slots.iter().enumerate() {
-            if let Some(listed) = slot.listed(kind) {
+            if let Some(listed) = slot.listed::<T>() {
                 items.extend(
                     listed
                         .iter()
-                        .filter_map(|item| expose(kind, index, slots, &self.routes, item.clone())),
+                        .filter_map(|item| expose(index, slots, &self.routes, item)),
                 );
             }
         }
         let list = Arc::new(items);
         if let Ok(mut merged) = self.merged.lock() {
-            merged[kind.index()] = Some((version, Arc::clone(&list)));
+            *T::of_mut(&mut merged.0) = Some(Arc::clone(&list));
+            merged.1[T::KIND.index()] = Some(version);
         }
         list
-    }
-
-    /// The answer to a list request of `kind`: `lead` (the gateway's own tools, when `led`)
-    /// and then every connected backend's items, made again only after a change.
-    pub fn answer(
-        &self,
-        kind: Kind,
-        slots: &[Arc<Slot>],
-        led: bool,
-        lead: impl FnOnce() -> Vec<Value>,
-    ) -> Result<ServerResult, RequestError> {
-        let version = self.version.load(Ordering::SeqCst);
-        if let Ok(answers) = self.answers.lock()
-            && let Some((at, was_led, answer)) = &answers[kind.index()]
-            && (*at, *was_led) == (version, led)
-        {
-            return Ok(answer.clone());
-        }
-        let mut items = if led { lead() } else { Vec::new() };
-        items.extend(self.list(kind, slots).iter().cloned());
-        let answer = kind.result(items, Map::new())?;
-        if let Ok(mut answers) = self.answers.lock() {
-            answers[kind.index()] = Some((version, led, answer.clone()));
-        }
-        Ok(answer)
     }
 
     /// Where an exposed tool or prompt lives, as the current lists say.
@@ -263,15 +238,17 @@ impl Catalog {
             return Some(route);
         }
         // A name from a list not merged yet (a client that calls without listing again).
-        self.list(kind, slots);
+        match kind {
+            Kind::Tools => drop(self.list::<Tool>(slots)),
+            Kind::Prompts => drop(self.list::<Prompt>(slots)),
+            Kind::Resources | Kind::Templates => return None,
+        }
         self.routes.get(kind, exposed)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     #[test]
@@ -303,17 +280,16 @@ mod tests {
         assert_eq!(uri_owner(&slots, "mem://y"), Some((1, "mem://y")));
         let routes = Routes::default();
         let listed = |index, uri: &str| {
-            expose(Kind::Resources, index, &slots, &routes, json!({"uri": uri}))
-                .map(|item| item["uri"].clone())
+            expose(index, &slots, &routes, &Resource::new(uri, "r")).map(|item| item.uri)
         };
-        assert_eq!(listed(0, "mem://x"), Some(json!("tools+mem://x")));
-        assert_eq!(listed(1, "mem://y"), Some(json!("mem://y")));
+        assert_eq!(listed(0, "mem://x").as_deref(), Some("tools+mem://x"));
+        assert_eq!(listed(1, "mem://y").as_deref(), Some("mem://y"));
         assert_eq!(listed(1, "tools+mem://x"), None);
         // A second unprefixed backend's URIs would all be read from the first one.
         let slots = [slot("a", None), slot("b", None)];
         assert_eq!(uri_owner(&slots, "mem://y"), Some((0, "mem://y")));
-        let template = json!({"uriTemplate": "mem://{id}"});
-        assert!(expose(Kind::Templates, 1, &slots, &routes, template).is_none());
+        let template = ResourceTemplate::new("mem://{id}", "t");
+        assert!(expose(1, &slots, &routes, &template).is_none());
     }
 
     /// Found by `tests/it/properties/catalog.rs`: a backend listing a tool with a name longer

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use rmcp::model::CallToolResult;
+use rmcp::model::{CallToolResult, Tool};
 use serde_json::{Value, json};
 
 use super::{Gateway, convert, slots::Slot};
@@ -29,9 +29,9 @@ pub const CALL_TOOL: &str = "gateway_call_tool";
 pub const NAMES: [&str; 2] = [LIST_TOOLS, CALL_TOOL];
 
 /// The two tools as `tools/list` shows them.
-pub fn definitions(slots: &[Arc<Slot>]) -> Vec<Value> {
+pub fn definitions(slots: &[Arc<Slot>]) -> Vec<Tool> {
     let backends: Vec<&str> = slots.iter().map(|s| s.backend.name.as_str()).collect();
-    vec![
+    let tools = [
         json!({
             "name": LIST_TOOLS,
             "title": "List the gateway's backend tools",
@@ -75,7 +75,12 @@ pub fn definitions(slots: &[Arc<Slot>]) -> Vec<Value> {
                 "additionalProperties": false
             }
         }),
-    ]
+    ];
+    // Both are valid tools: neither conversion can fail.
+    tools
+        .into_iter()
+        .filter_map(|tool| serde_json::from_value(tool).ok())
+        .collect()
 }
 
 /// The `tools/call` request that a `gateway_call_tool` request stands for, with the original
@@ -133,18 +138,17 @@ impl Gateway {
             .ok()
             .and_then(|first| first.clone())
             .unwrap_or_default();
-        let tools = self.catalog.list(Kind::Tools, &self.slots);
+        let tools = self.catalog.list::<Tool>(&self.slots);
         let tools_of = |index: usize| -> Vec<Value> {
             tools
                 .iter()
                 .filter(|tool| {
-                    tool["name"].as_str().is_some_and(|name| {
-                        self.catalog
-                            .route(Kind::Tools, &self.slots, name)
-                            .is_some_and(|route| route.slot == index)
-                    })
+                    self.catalog
+                        .route(Kind::Tools, &self.slots, &tool.name)
+                        .is_some_and(|route| route.slot == index)
                 })
                 .map(|tool| {
+                    let tool = serde_json::to_value(tool).unwrap_or_default();
                     let mut shown = json!({});
                     for key in ["name", "title", "description", "inputSchema", "annotations"] {
                         if let Some(value) = tool.get(key) {
@@ -157,7 +161,7 @@ impl Gateway {
         };
         // Ready means its tools can be called: connected, and its tool list read.
         let status = |slot: &Slot| match slot.connection() {
-            Ok(_) if slot.listed(Kind::Tools).is_some() => json!({"ready": true}),
+            Ok(_) if slot.listed::<Tool>().is_some() => json!({"ready": true}),
             Ok(_) => json!({"ready": false, "status": "connected; reading its lists"}),
             Err(reason) => json!({"ready": false, "status": reason}),
         };

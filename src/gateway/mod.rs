@@ -29,12 +29,13 @@ use rmcp::{
     RoleServer,
     model::{
         ClientNotification, ClientRequest, ErrorData, Implementation, InitializeRequestParams,
-        InitializeResult, ProgressNotification, ProtocolVersion, ServerCapabilities, ServerResult,
+        InitializeResult, ProgressNotification, Prompt, ProtocolVersion, Resource,
+        ResourceTemplate, ServerCapabilities, ServerResult, Tool,
     },
     service::{NotificationContext, RequestContext, Service},
 };
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
 use crate::{
@@ -46,7 +47,7 @@ use crate::{
     request_error::RequestError,
     shutdown::Closer,
 };
-use catalog::Catalog;
+use catalog::{Catalog, Exposed};
 use slots::{Shared, Slot};
 
 /// Serves the tools, prompts and resources of every backend as one MCP server.
@@ -231,7 +232,7 @@ impl Gateway {
                 "Answered {} with a cursor with an empty page",
                 kind.method()
             );
-            return kind.result(Vec::new(), Map::new());
+            return Ok(kind.empty());
         }
         let Some(shared) = self.shared.get() else {
             return Err(RequestError::NotInitialized);
@@ -244,9 +245,26 @@ impl Gateway {
             // Before the answer is made: a backend whose lists arrive from now on is announced.
             shared.listed[kind.index()].store(true, Ordering::SeqCst);
         }
-        let led = kind == Kind::Tools && self.late_tools.load(Ordering::SeqCst);
-        self.catalog
-            .answer(kind, &self.slots, led, || late::definitions(&self.slots))
+        Ok(match kind {
+            Kind::Tools => {
+                let lead = if self.late_tools.load(Ordering::SeqCst) {
+                    late::definitions(&self.slots)
+                } else {
+                    Vec::new()
+                };
+                self.whole::<Tool>(lead)
+            }
+            Kind::Prompts => self.whole::<Prompt>(Vec::new()),
+            Kind::Resources => self.whole::<Resource>(Vec::new()),
+            Kind::Templates => self.whole::<ResourceTemplate>(Vec::new()),
+        })
+    }
+
+    /// `lead`, then every backend's items of `T`'s list.
+    fn whole<T: Exposed>(&self, mut lead: Vec<T>) -> ServerResult {
+        let merged = self.catalog.list::<T>(&self.slots);
+        lead.extend(merged.iter().cloned());
+        T::answer(T::fresh_page(), lead)
     }
 
     /// Holds the first list of `kind` until every backend is ready or has failed, up to
@@ -290,7 +308,7 @@ impl Gateway {
         let (present, missing): (Vec<&Arc<Slot>>, Vec<&Arc<Slot>>) = self
             .slots
             .iter()
-            .partition(|s| s.listed(Kind::Tools).is_some());
+            .partition(|s| s.listed::<Tool>().is_some());
         if let Ok(mut first) = self.first_tools.lock() {
             *first = Some(present.iter().map(|s| s.backend.name.clone()).collect());
         }

@@ -12,9 +12,10 @@ use std::{
 
 use rmcp::{
     Peer, RoleServer,
-    model::{ClientConfig, ClientRequest, RequestMetaObject},
+    model::{
+        ClientConfig, ClientRequest, Prompt, RequestMetaObject, Resource, ResourceTemplate, Tool,
+    },
 };
-use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +23,7 @@ use crate::{
     auth::TokenManager,
     backend::{self, BackendHandler, Connection, ProgressMaps},
     config,
-    lists::{self, Kind},
+    lists::{self, Item, Kind, Lists},
     naming::Naming,
 };
 
@@ -36,9 +37,6 @@ pub enum Status {
     /// The last attempt failed, or the connection ended; retried in the background.
     Down(String),
 }
-
-/// A backend's lists as last read, one per [`Kind`]; `None` until read.
-type Lists = [Option<Arc<Vec<Value>>>; 4];
 
 /// A backend and its live state.
 pub struct Slot {
@@ -155,23 +153,16 @@ impl Slot {
             .send_if_modified(|done| !std::mem::replace(done, true));
     }
 
-    /// The backend's list of `kind` as last read, while it is connected.
-    pub fn listed(&self, kind: Kind) -> Option<Arc<Vec<Value>>> {
+    /// The backend's list of `T` as last read, while it is connected.
+    pub fn listed<T: Item>(&self) -> Option<Arc<Vec<T>>> {
         if !matches!(&*self.status.borrow(), Status::Ready(_)) {
             return None;
         }
-        self.lists.lock().ok()?[kind.index()].clone()
+        T::of(&*self.lists.lock().ok()?).clone()
     }
 
     fn set(&self, status: Status) {
         self.status.send_replace(status);
-        self.version.fetch_add(1, Ordering::SeqCst);
-    }
-
-    fn store(&self, kind: Kind, items: Vec<Value>) {
-        if let Ok(mut lists) = self.lists.lock() {
-            lists[kind.index()] = Some(Arc::new(items));
-        }
         self.version.fetch_add(1, Ordering::SeqCst);
     }
 
@@ -192,30 +183,49 @@ impl Slot {
         cancelled: &CancellationToken,
     ) {
         let _one_at_a_time = self.reading.lock().await;
-        let capabilities = connection.info().map(|info| info.capabilities.clone());
-        let capabilities = &capabilities;
-        let reads = kinds.iter().map(|&kind| async move {
-            if !capabilities.as_ref().is_some_and(|c| kind.served_by(c)) {
-                return (kind, Vec::new());
-            }
-            match lists::read_all(connection, kind, cancelled, lists::LIMITS).await {
-                Ok(listing) => (kind, listing.items),
+        futures::join!(
+            self.read_list::<Tool>(connection, kinds, cancelled),
+            self.read_list::<Prompt>(connection, kinds, cancelled),
+            self.read_list::<Resource>(connection, kinds, cancelled),
+            self.read_list::<ResourceTemplate>(connection, kinds, cancelled),
+        );
+    }
+
+    /// Reads and keeps the list of `T`, if `kinds` has it.
+    async fn read_list<T: Item>(
+        &self,
+        connection: &Connection,
+        kinds: &[Kind],
+        cancelled: &CancellationToken,
+    ) {
+        if !kinds.contains(&T::KIND) {
+            return;
+        }
+        let served = connection
+            .info()
+            .is_some_and(|info| T::KIND.served_by(&info.capabilities));
+        let items = if !served {
+            Vec::new()
+        } else {
+            match lists::read_all::<T>(connection, cancelled, lists::LIMITS).await {
+                Ok(listing) => listing.items,
                 Err(e) => {
                     if !cancelled.is_cancelled() {
                         tracing::warn!(
                             "Listing {} without backend '{}': {}",
-                            kind.items(),
+                            T::KIND.items(),
                             self.backend.name,
                             e
                         );
                     }
-                    (kind, Vec::new())
+                    Vec::new()
                 }
             }
-        });
-        for (kind, items) in futures::future::join_all(reads).await {
-            self.store(kind, items);
+        };
+        if let Ok(mut lists) = self.lists.lock() {
+            *T::of_mut(&mut lists) = Some(Arc::new(items));
         }
+        self.version.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Keeps the backend connected until `shutdown`, then ends its session (an HTTP `DELETE`);
@@ -350,13 +360,12 @@ impl Slot {
     /// "13 tools, 1 prompt, 2 resources, 1 resource template", as last read.
     fn counts(&self) -> String {
         let lists = self.lists.lock().map(|l| l.clone()).unwrap_or_default();
-        let count = |kind: Kind| lists[kind.index()].as_ref().map_or(0, |l| l.len());
         format!(
             "{} tools, {} prompts, {} resources, {} resource templates",
-            count(Kind::Tools),
-            count(Kind::Prompts),
-            count(Kind::Resources),
-            count(Kind::Templates)
+            lists.count(Kind::Tools),
+            lists.count(Kind::Prompts),
+            lists.count(Kind::Resources),
+            lists.count(Kind::Templates)
         )
     }
 }
