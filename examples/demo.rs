@@ -60,17 +60,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let cache = tempfile::tempdir()?;
+    let redirect = Url::parse(&format!(
+        "http://127.0.0.1:{}/auth/callback",
+        support::free_port()
+    ))?;
     let profile = Arc::new(Profile {
-        name: "company".into(),
-        issuer_url: issuer.issuer(),
-        client_id: "demo-desktop".into(),
-        client_secret: None,
-        scopes: vec!["openid".into(), "profile".into(), "email".into()],
-        redirect_url: Url::parse(&format!(
-            "http://127.0.0.1:{}/auth/callback",
-            support::free_port()
-        ))?,
         login_timeout: Duration::from_secs(30),
+        ..Profile::new("company", Some(&issuer.issuer()), "demo-desktop", redirect)
     });
     let backend = |name: &str, url: String| {
         Ok::<_, url::ParseError>(Backend::new(

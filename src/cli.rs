@@ -177,7 +177,8 @@ fn banner(settings: &Settings) {
         if let Some(profile) = &backend.profile {
             eprintln!(
                 "  issuer   {} (client {})",
-                profile.issuer_url, profile.client_id
+                profile.issuer_label(),
+                profile.client_id
             );
         }
         return;
@@ -196,7 +197,9 @@ fn banner(settings: &Settings) {
     for profile in profiles {
         eprintln!(
             "  profile  {}: {} (client {})",
-            profile.name, profile.issuer_url, profile.client_id
+            profile.name,
+            profile.issuer_label(),
+            profile.client_id
         );
     }
 }

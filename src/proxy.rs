@@ -25,9 +25,9 @@ use rmcp::{
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::{
-    auth::{TokenManager, browser::Browser},
+    auth::{Access, TokenManager, browser::Browser},
     clients,
-    config::Settings,
+    config::{Backend, Settings},
     gateway::Gateway,
     relay::Relay,
     shutdown::{CLOSE_DEADLINE, Closer},
@@ -67,21 +67,37 @@ pub fn token_managers(
     let mut managers = BTreeMap::new();
     for profile in settings.backends.iter().filter_map(|b| b.profile.as_ref()) {
         managers.entry(profile.name.clone()).or_insert_with(|| {
-            Arc::new(TokenManager::new(
-                Arc::clone(profile),
-                &settings.cache_dir,
-                http.clone(),
-                Arc::clone(browser),
-                Arc::clone(&login_gate),
-            ))
+            let backends: Vec<&crate::config::Backend> = settings
+                .backends
+                .iter()
+                .filter(|b| b.profile.as_ref().is_some_and(|p| p.name == profile.name))
+                .collect();
+            Arc::new(
+                TokenManager::new(
+                    Arc::clone(profile),
+                    &settings.cache_dir,
+                    http.clone(),
+                    Arc::clone(browser),
+                    Arc::clone(&login_gate),
+                )
+                .for_backends(&backends),
+            )
         });
     }
     managers
 }
 
+/// Each backend's access to the tokens of its profile.
+fn access(managers: &BTreeMap<String, Arc<TokenManager>>, backend: &Backend) -> Option<Access> {
+    let profile = backend.profile.as_ref()?;
+    Some(managers.get(&profile.name)?.access(&backend.name))
+}
+
 /// Serves MCP on `reader`/`writer` (stdin/stdout in production) until the client closes its
 /// side or `shutdown` fires, then closes every backend session; see the [module](self) for
-/// the order. Either way the session ended cleanly: `Ok(())`.
+/// the order. Either way the session ended cleanly: `Ok(())`. What a person has to do to sign
+/// in (a device code, a login URL to open by hand) also reaches the client as log messages:
+/// the desktop app may be all they look at.
 pub async fn serve<R, W>(
     settings: Settings,
     browser: Arc<dyn Browser>,
@@ -94,32 +110,29 @@ where
     W: AsyncWrite + Send + Unpin + 'static,
 {
     let managers = token_managers(&settings, &clients::identity_provider(), &browser);
+    // Listening from the start: a device code shown while the client initializes must reach it.
+    let notices: Vec<_> = managers.values().map(|m| m.notices().subscribe()).collect();
     let http = clients::backend();
     let transport = StdioTransport::new(reader, writer);
     if !settings.is_drop_in() {
         let gateway = Gateway::new(
             settings.gateway.clone(),
             &settings.backends,
-            |b| {
-                b.profile
-                    .as_ref()
-                    .and_then(|p| managers.get(&p.name))
-                    .cloned()
-            },
+            |b| access(&managers, b),
             http,
         );
         let closer = gateway.closer();
-        return session(gateway.serve(transport), closer, shutdown).await;
+        return session(gateway.serve(transport), closer, shutdown, notices).await;
     }
     let [backend] = settings.backends.as_slice() else {
         return Err(RunError::NoBackend);
     };
-    let tokens = backend
-        .profile
-        .as_ref()
-        .and_then(|p| managers.get(&p.name))
-        .cloned();
-    let relay = Relay::new(backend.clone(), http, tokens, settings.gateway.clone());
+    let relay = Relay::new(
+        backend.clone(),
+        http,
+        access(&managers, backend),
+        settings.gateway.clone(),
+    );
     let closer = relay.closer();
     // Log in while the client starts up: `initialize` then finds the token ready (or joins
     // the same login) instead of starting it only then. (The gateway starts its backends,
@@ -139,7 +152,7 @@ where
             }
         });
     }
-    session(relay.serve(transport), closer, shutdown).await
+    session(relay.serve(transport), closer, shutdown, notices).await
 }
 
 /// Runs the stdio session from its handshake to its end, then closes the backends.
@@ -147,6 +160,7 @@ async fn session<S: Service<RoleServer>>(
     starting: impl Future<Output = Result<RunningService<RoleServer, S>, ServerInitializeError>>,
     closer: Closer,
     shutdown: impl Future<Output = ()>,
+    notices: Vec<tokio::sync::broadcast::Receiver<String>>,
 ) -> Result<(), RunError> {
     let mut shutdown = std::pin::pin!(shutdown);
     let started = tokio::select! {
@@ -164,6 +178,29 @@ async fn session<S: Service<RoleServer>>(
             return ended_before_initialize(e);
         }
     };
+    // Log messages are what every client of the revisions the proxy speaks shows a person.
+    #[allow(deprecated)]
+    for mut notices in notices {
+        let (peer, closing) = (running.peer().clone(), closer.token().clone());
+        closer.spawn(async move {
+            loop {
+                let text = tokio::select! {
+                    received = notices.recv() => match received {
+                        Ok(text) => text,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                    () = closing.cancelled() => return,
+                };
+                let message = rmcp::model::LoggingMessageNotificationParam::new(
+                    rmcp::model::LoggingLevel::Notice,
+                    text.into(),
+                )
+                .with_logger("authful-mcp-proxy");
+                let _ = peer.notify_logging_message(message).await;
+            }
+        });
+    }
     let cancel = running.cancellation_token();
     let mut ended = std::pin::pin!(running.waiting());
     tokio::select! {

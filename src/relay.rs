@@ -33,7 +33,7 @@ use tokio::sync::{OnceCell, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    auth::TokenManager,
+    auth::Access,
     backend::{self, BackendHandler, Connection, ProgressMaps},
     config,
     lists::{self, Kind},
@@ -70,7 +70,7 @@ struct Link {
 pub struct Relay {
     backend: config::Backend,
     http: reqwest::Client,
-    tokens: Option<Arc<TokenManager>>,
+    access: Option<Access>,
     timing: config::Gateway,
     progress: ProgressMaps,
     link: Arc<Link>,
@@ -81,18 +81,18 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// A relay to `backend`, authorized by `tokens` when it has an OIDC profile; `timing`
+    /// A relay to `backend`, authorized through `access` when it has an OIDC profile; `timing`
     /// says how long `initialize` and the first lists wait for the connection.
     pub fn new(
         backend: config::Backend,
         http: reqwest::Client,
-        tokens: Option<Arc<TokenManager>>,
+        access: Option<Access>,
         timing: config::Gateway,
     ) -> Self {
         Self {
             backend,
             http,
-            tokens,
+            access,
             timing,
             progress: ProgressMaps::default(),
             link: Arc::new(Link {
@@ -124,13 +124,13 @@ impl Relay {
             downstream.clone(),
             self.progress.clone(),
         );
-        let (backend, http, tokens) =
-            (self.backend.clone(), self.http.clone(), self.tokens.clone());
+        let (backend, http, access) =
+            (self.backend.clone(), self.http.clone(), self.access.clone());
         let (link, downstream) = (Arc::clone(&self.link), downstream.clone());
         self.link.tasks.spawn(async move {
             let closing = link.tasks.token();
             let attempt = tokio::select! {
-                attempt = backend::connect(&backend, http, tokens, handler) => attempt,
+                attempt = backend::connect(&backend, http, access, handler) => attempt,
                 () = closing.cancelled() => return,
             };
             let (session, announce) = {
@@ -205,7 +205,7 @@ impl Relay {
                     Some(p) => format!(
                         "still waiting for you to log in to {} in the browser (the URL is \
                          printed on stderr)",
-                        p.issuer_url
+                        p.issuer_label()
                     ),
                     None => "still connecting".into(),
                 },

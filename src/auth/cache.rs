@@ -9,6 +9,7 @@
 //! temporary file).
 
 use std::{
+    collections::BTreeMap,
     fs, io,
     io::{Read, Write},
     path::{Path, PathBuf},
@@ -20,19 +21,13 @@ use sha2::{Digest, Sha256};
 
 use crate::{config::Profile, secret::Secret};
 
-/// What a login or refresh leaves behind.
+/// An access token, when it expires and what it may do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredTokens {
-    /// Issuer the tokens come from.
-    pub issuer: String,
-    /// Client they were issued to.
-    pub client_id: String,
+pub struct AccessToken {
     /// Bearer token sent to backends.
-    pub access_token: Secret,
-    /// Token used to get the next access token without a browser.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<Secret>,
-    /// When the access token expires, in seconds since the Unix epoch; unknown when absent.
+    #[serde(rename = "access_token")]
+    pub token: Secret,
+    /// When it expires, in seconds since the Unix epoch; unknown when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,
     /// Scopes granted, as the provider reported them.
@@ -40,11 +35,102 @@ pub struct StoredTokens {
     pub scope: Option<String>,
 }
 
-impl StoredTokens {
+impl AccessToken {
     /// Seconds of validity left, `None` when the expiry is unknown.
     pub fn seconds_left(&self, now: u64) -> Option<i64> {
         self.expires_at
             .map(|at| i64::try_from(at).unwrap_or(i64::MAX) - i64::try_from(now).unwrap_or(0))
+    }
+}
+
+/// What a profile's logins and refreshes leave behind: one grant (its refresh token) and the
+/// access tokens it gave, one per resource indicator (RFC 8707).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredTokens {
+    /// Issuer the tokens come from.
+    pub issuer: String,
+    /// Client they were issued to.
+    pub client_id: String,
+    /// The access token bound to no resource (the only kind files of earlier versions hold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<Secret>,
+    /// Token used to get the next access token without a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<Secret>,
+    /// When `access_token` expires, in seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// Scopes granted with `access_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Access tokens bound to a resource indicator, by resource: each backend receives only
+    /// its own.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub bound: BTreeMap<String, AccessToken>,
+    /// The resource indicators the grant covers (asked for at login): a refresh may ask for
+    /// any of these, where providers refuse others (`invalid_target`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
+    /// The scopes the last login asked for: the configured ones, and any a backend asked for
+    /// since (a step-up).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// What each backend's protected resource metadata says its resource is (RFC 9728), by
+    /// backend URL; `null` for a backend that publishes none. Read once, not at every start.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub discovered: BTreeMap<String, Option<String>>,
+}
+
+impl StoredTokens {
+    /// Nothing yet, from `issuer` for `client_id`.
+    pub fn new(issuer: &str, client_id: &str) -> Self {
+        Self {
+            issuer: issuer.to_owned(),
+            client_id: client_id.to_owned(),
+            access_token: None,
+            refresh_token: None,
+            expires_at: None,
+            scope: None,
+            bound: BTreeMap::new(),
+            resources: Vec::new(),
+            scopes: Vec::new(),
+            discovered: BTreeMap::new(),
+        }
+    }
+
+    /// The access token for `resource` (none: the unbound one).
+    pub fn access(&self, resource: Option<&str>) -> Option<AccessToken> {
+        match resource {
+            Some(resource) => self.bound.get(resource).cloned(),
+            None => self.access_token.clone().map(|token| AccessToken {
+                token,
+                expires_at: self.expires_at,
+                scope: self.scope.clone(),
+            }),
+        }
+    }
+
+    /// Keeps `access` as the token for `resource`.
+    pub fn set_access(&mut self, resource: Option<&str>, access: AccessToken) {
+        match resource {
+            Some(resource) => {
+                self.bound.insert(resource.to_owned(), access);
+            }
+            None => {
+                self.access_token = Some(access.token);
+                self.expires_at = access.expires_at;
+                self.scope = access.scope;
+            }
+        }
+    }
+
+    /// Forgets every access token, keeping the grant (a login that asked for other scopes
+    /// makes them all stale).
+    pub fn forget_access(&mut self) {
+        self.access_token = None;
+        self.expires_at = None;
+        self.scope = None;
+        self.bound.clear();
     }
 }
 
@@ -61,9 +147,13 @@ pub struct TokenCache {
     path: PathBuf,
     /// The name earlier versions gave the file, without the hash: read once and moved.
     legacy: PathBuf,
-    issuer: String,
+    /// The issuer the tokens must come from; `None` for a profile whose backends name it.
+    issuer: Option<String>,
     client_id: String,
 }
+
+/// The readable stand-in for the issuer of a profile that names none.
+const BACKENDS_ISSUER: &str = "issuer-named-by-backends";
 
 /// Keeps letters, digits and `-`; every other run of characters becomes one `_`, as the Python original
 /// names its files (`https://auth.example.com` -> `https_auth_example_com`).
@@ -82,14 +172,18 @@ fn sanitize(text: &str) -> String {
 impl TokenCache {
     /// The cache file of `profile` inside `dir`, e.g.
     /// `https_auth_example_com_realms_corp_my-client_1a2b3c4d_tokens.json`: the Python original's readable
-    /// name, then 8 hex digits of the SHA-256 of issuer, client id and scopes.
+    /// name, then 8 hex digits of the SHA-256 of issuer, client id and scopes. A profile that
+    /// names no issuer (its backends do) has a file of its own name.
     pub fn new(dir: &Path, profile: &Profile) -> Self {
-        Self::for_key(
-            dir,
-            &profile.issuer_url,
-            &profile.client_id,
-            &profile.scopes,
-        )
+        match &profile.issuer_url {
+            Some(issuer) => Self::for_key(dir, issuer, &profile.client_id, &profile.scopes),
+            None => {
+                let key = format!("{BACKENDS_ISSUER}/{}", profile.name);
+                let mut cache = Self::for_key(dir, &key, &profile.client_id, &profile.scopes);
+                cache.issuer = None;
+                cache
+            }
+        }
     }
 
     /// The cache file for `issuer`, `client_id` and `scopes` inside `dir`.
@@ -104,7 +198,7 @@ impl TokenCache {
         Self {
             path: dir.join(format!("{readable}_{hash}_tokens.json")),
             legacy: dir.join(format!("{readable}_tokens.json")),
-            issuer: issuer.to_owned(),
+            issuer: Some(issuer.to_owned()),
             client_id: client_id.to_owned(),
         }
     }
@@ -160,14 +254,17 @@ impl TokenCache {
                 return None;
             }
         };
-        if tokens.issuer != self.issuer || tokens.client_id != self.client_id {
+        let issuer_differs = self.issuer.as_ref().is_some_and(|i| *i != tokens.issuer);
+        if issuer_differs || tokens.client_id != self.client_id {
             tracing::warn!(
                 "Ignoring token cache {}: it holds tokens of issuer {} and client {}, not of {} \
                  and {}",
                 path.display(),
                 tokens.issuer,
                 tokens.client_id,
-                self.issuer,
+                self.issuer
+                    .as_deref()
+                    .unwrap_or("the issuer the backends name"),
                 self.client_id
             );
             return None;
@@ -223,6 +320,14 @@ impl TokenCache {
             let _ = fs::remove_file(&tmp);
         }
         result
+    }
+
+    /// Deletes the file (a missing one is fine).
+    pub fn remove(&self) -> io::Result<()> {
+        match fs::remove_file(&self.path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Takes the cache's inter-process lock, waiting up to `wait` for another process that
@@ -428,12 +533,10 @@ mod tests {
 
     fn tokens() -> StoredTokens {
         StoredTokens {
-            issuer: ISSUER.into(),
-            client_id: "cid".into(),
-            access_token: Secret::new("at"),
+            access_token: Some(Secret::new("at")),
             refresh_token: Some(Secret::new("rt")),
             expires_at: Some(1_900_000_000),
-            scope: None,
+            ..StoredTokens::new(ISSUER, "cid")
         }
     }
 
@@ -496,6 +599,27 @@ mod tests {
             path("https://idp/t", "c", &["openid", "admin"])
         );
         assert_eq!(a, path("https://idp/t", "x_y", &["openid"]), "stable");
+    }
+
+    /// Files of earlier versions hold one unbound token; they stay readable, and tokens bound
+    /// to resources are kept apart from it.
+    #[test]
+    fn tokens_are_kept_per_resource_and_old_files_stay_readable() {
+        let old = r#"{"issuer":"https://auth.example.com","client_id":"cid","access_token":"at","refresh_token":"rt","expires_at":1900000000}"#;
+        let mut tokens: StoredTokens = serde_json::from_str(old).unwrap();
+        assert_eq!(tokens, super::tests::tokens());
+        let bound = AccessToken {
+            token: Secret::new("for-a"),
+            expires_at: Some(1_900_000_100),
+            scope: Some("mcp:tools".into()),
+        };
+        tokens.set_access(Some("https://a.example/mcp"), bound.clone());
+        assert_eq!(tokens.access(Some("https://a.example/mcp")), Some(bound));
+        assert_eq!(tokens.access(Some("https://b.example/mcp")), None);
+        assert_eq!(tokens.access(None).unwrap().token, Secret::new("at"));
+        let again: StoredTokens =
+            serde_json::from_slice(&serde_json::to_vec(&tokens).unwrap()).unwrap();
+        assert_eq!(again, tokens);
     }
 
     #[test]
@@ -641,7 +765,7 @@ mod tests {
         ));
         std::os::unix::fs::symlink(&victim, &guessable).unwrap();
         let mut fresh = tokens();
-        fresh.access_token = Secret::new("new");
+        fresh.access_token = Some(Secret::new("new"));
         cache.save(&fresh).unwrap();
         assert_eq!(
             fs::read(&victim).unwrap(),
@@ -654,6 +778,6 @@ mod tests {
                 .file_type()
                 .is_symlink()
         );
-        assert_eq!(cache.load().unwrap().access_token, Secret::new("new"));
+        assert_eq!(cache.load().unwrap().access_token, Some(Secret::new("new")));
     }
 }

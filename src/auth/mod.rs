@@ -1,26 +1,27 @@
-//! Getting and keeping a valid access token for one OIDC profile: cache, refresh, browser login.
+//! Access tokens for the backends: from an OIDC profile's sign-in, kept, refreshed and bound
+//! to each backend's resource.
+//!
+//! - [`tokens`]: the [`TokenManager`] of one profile and each backend's [`Access`] to it;
+//! - [`sign_in`]: how a person signs in (browser, device code), with [`browser`] opening the
+//!   URL and [`callback`] taking the code;
+//! - [`oidc`]: the exchanges with the identity provider, with [`client_auth`] (how the client
+//!   proves itself) over `provider_http`;
+//! - [`resource`]: the backend's side (its challenges, its RFC 9728 metadata);
+//! - [`cache`]: the token file.
 
 pub mod browser;
 pub mod cache;
 pub mod callback;
+pub mod client_auth;
 pub mod oidc;
 mod provider_http;
+pub mod resource;
+pub mod sign_in;
+pub mod tokens;
 
-use std::{
-    path::Path,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::time::Duration;
 
-use tokio::sync::{Mutex, OnceCell};
-
-use crate::{config::Profile, secret::Secret};
-use browser::Browser;
-use cache::{StoredTokens, TokenCache, unix_now};
-use oidc::{Provider, RefreshError};
+pub use tokens::{Access, LoggedOut, Revocation, Target, TokenManager};
 
 /// A cached access token is used while it has more than this many seconds left.
 pub const REFRESH_MARGIN_SECS: i64 = 60;
@@ -121,266 +122,75 @@ pub enum AuthError {
     /// its provider promises.
     #[error("login refused: {0} (a mix-up of identity providers, or an attack); try again")]
     WrongIssuer(String),
-}
-
-/// Hands out access tokens for one profile, renewing them at most once at a time.
-pub struct TokenManager {
-    profile: Arc<Profile>,
-    cache: TokenCache,
-    http: reqwest::Client,
-    browser: Arc<dyn Browser>,
-    login_gate: Arc<Mutex<()>>,
-    provider: OnceCell<Provider>,
-    /// Held across a renewal, so concurrent requests wait for one refresh or login.
-    current: Mutex<Option<StoredTokens>>,
-    /// Renewals finished so far, and the last one that failed: requests that waited for a
-    /// renewal share its outcome, so one refused login never opens a second browser tab.
-    renewals: AtomicU64,
-    last_failure: std::sync::Mutex<Option<(u64, AuthError)>>,
-    /// When the last browser login finished: a backend that rejects the tokens of so fresh a
-    /// login gets no new one before `login_timeout` has passed (no tab after tab).
-    last_login: std::sync::Mutex<Option<std::time::Instant>>,
-}
-
-fn is_fresh(tokens: &StoredTokens) -> bool {
-    tokens
-        .seconds_left(unix_now())
-        .is_none_or(|left| left > REFRESH_MARGIN_SECS)
-}
-
-impl TokenManager {
-    /// A manager for `profile` whose cache file lives in `cache_dir`. `login_gate` is shared by
-    /// every profile so that only one browser login runs at a time.
-    pub fn new(
-        profile: Arc<Profile>,
-        cache_dir: &Path,
-        http: reqwest::Client,
-        browser: Arc<dyn Browser>,
-        login_gate: Arc<Mutex<()>>,
-    ) -> Self {
-        let cache = TokenCache::new(cache_dir, &profile);
-        Self {
-            profile,
-            cache,
-            http,
-            browser,
-            login_gate,
-            provider: OnceCell::new(),
-            current: Mutex::new(None),
-            renewals: AtomicU64::new(0),
-            last_failure: std::sync::Mutex::new(None),
-            last_login: std::sync::Mutex::new(None),
-        }
-    }
-
-    /// The profile this manager serves.
-    pub fn profile(&self) -> &Profile {
-        &self.profile
-    }
-
-    /// The token cache file.
-    pub fn cache_path(&self) -> &Path {
-        self.cache.path()
-    }
-
-    /// A valid access token: cached, refreshed, or from a browser login.
-    pub async fn access_token(&self) -> Result<Secret, AuthError> {
-        let seen = self.renewals.load(Ordering::SeqCst);
-        let mut current = self.current.lock().await;
-        if current.is_none() {
-            self.cache.check().map_err(AuthError::Cache)?;
-            *current = self.cache.load();
-        }
-        if let Some(tokens) = current.as_ref().filter(|t| is_fresh(t)) {
-            return Ok(tokens.access_token.clone());
-        }
-        self.renew_once(&mut current, None, seen).await
-    }
-
-    /// The access token in hand, if any, without renewing: for best-effort calls such as
-    /// closing a session.
-    pub fn cached_token(&self) -> Option<Secret> {
-        // A renewal in progress holds the lock; waiting for a login here would stall shutdown.
-        let current = self.current.try_lock().ok()?;
-        current.as_ref().map(|t| t.access_token.clone())
-    }
-
-    /// A backend refused `rejected`: returns a newer token, renewing unless another request
-    /// already did.
-    pub async fn renew_rejected(&self, rejected: &Secret) -> Result<Secret, AuthError> {
-        let seen = self.renewals.load(Ordering::SeqCst);
-        let mut current = self.current.lock().await;
-        if let Some(tokens) = current
-            .as_ref()
-            .filter(|t| t.access_token != *rejected && is_fresh(t))
-        {
-            return Ok(tokens.access_token.clone());
-        }
-        tracing::info!(
-            "Backend rejected the access token of profile '{}'; renewing it",
-            self.profile.name
-        );
-        self.renew_once(&mut current, Some(rejected), seen).await
-    }
-
-    /// Renews unless a renewal that finished while this caller waited has failed: then that
-    /// failure is the answer.
-    async fn renew_once(
-        &self,
-        current: &mut Option<StoredTokens>,
-        rejected: Option<&Secret>,
-        seen: u64,
-    ) -> Result<Secret, AuthError> {
-        if let Ok(failure) = self.last_failure.lock()
-            && let Some((at, error)) = failure.as_ref()
-            && *at > seen
-        {
-            return Err(error.clone());
-        }
-        let result = self.renew(current, rejected).await;
-        let done = self.renewals.fetch_add(1, Ordering::SeqCst) + 1;
-        if let (Err(error), Ok(mut failure)) = (&result, self.last_failure.lock()) {
-            *failure = Some((done, error.clone()));
-        }
-        result
-    }
-
-    async fn provider(&self) -> Result<&Provider, AuthError> {
-        self.provider
-            .get_or_try_init(|| Provider::discover(Arc::clone(&self.profile), self.http.clone()))
-            .await
-    }
-
-    async fn renew(
-        &self,
-        current: &mut Option<StoredTokens>,
-        rejected: Option<&Secret>,
-    ) -> Result<Secret, AuthError> {
-        // One renewal at a time across processes too: the others wait, then find its result
-        // on disk. The wait covers a browser login in another process.
-        let wait = self.profile.login_timeout + Duration::from_secs(30);
-        let _renewing = self.cache.lock(wait).await;
-        // Another process sharing the cache may have refreshed (and rotated) meanwhile.
-        if let Some(on_disk) = self.cache.load()
-            && current.as_ref() != Some(&on_disk)
-        {
-            let usable = is_fresh(&on_disk) && rejected != Some(&on_disk.access_token);
-            let token = on_disk.access_token.clone();
-            *current = Some(on_disk);
-            if usable {
-                tracing::debug!(
-                    "Using tokens another process stored for '{}'",
-                    self.profile.name
-                );
-                return Ok(token);
-            }
-        }
-        let provider = self.provider().await?;
-        if let Some(refresh_token) = current.as_ref().and_then(|t| t.refresh_token.clone()) {
-            let mut attempt = 0;
-            loop {
-                match provider.refresh(&refresh_token).await {
-                    Ok(mut tokens) => {
-                        if tokens.refresh_token.is_none() {
-                            tokens.refresh_token = Some(refresh_token);
-                        }
-                        tracing::debug!(
-                            "Refreshed access token for '{}' ({})",
-                            self.profile.name,
-                            tokens.access_token
-                        );
-                        return Ok(self.keep(current, tokens));
-                    }
-                    Err(RefreshError::Rejected(reason)) => {
-                        tracing::info!(
-                            "Refresh for profile '{}' was refused ({reason}); logging in again",
-                            self.profile.name
-                        );
-                        break;
-                    }
-                    // A provider that is briefly down gets a few more tries; the tokens stay,
-                    // so the next request can refresh once it is back (no new login).
-                    Err(RefreshError::Unavailable(error)) if attempt < REFRESH_RETRIES.len() => {
-                        tracing::warn!(
-                            "Refresh for profile '{}' failed ({error}); retrying in {} ms",
-                            self.profile.name,
-                            REFRESH_RETRIES[attempt].as_millis()
-                        );
-                        tokio::time::sleep(REFRESH_RETRIES[attempt]).await;
-                        attempt += 1;
-                    }
-                    Err(RefreshError::Unavailable(error) | RefreshError::Failed(error)) => {
-                        return Err(error);
-                    }
-                }
-            }
-        }
-        if rejected.is_some()
-            && let Some(ago) = self
-                .last_login
-                .lock()
-                .ok()
-                .and_then(|at| at.map(|at| at.elapsed()))
-            && ago < self.profile.login_timeout
-        {
-            return Err(AuthError::TokensRejected {
-                issuer: self.profile.issuer_url.clone(),
-                seconds_ago: ago.as_secs(),
-                wait: (self.profile.login_timeout - ago).as_secs(),
-            });
-        }
-        let tokens = self.login(provider).await?;
-        if let Ok(mut at) = self.last_login.lock() {
-            *at = Some(std::time::Instant::now());
-        }
-        Ok(self.keep(current, tokens))
-    }
-
-    /// Persists before the new access token is handed out, so a rotated refresh token is never
-    /// lost to a crash.
-    fn keep(&self, current: &mut Option<StoredTokens>, tokens: StoredTokens) -> Secret {
-        if let Err(e) = self.cache.save(&tokens) {
-            tracing::warn!(
-                "Could not save tokens to {}: {e}; the next start will need a new login",
-                self.cache.path().display()
-            );
-        }
-        let token = tokens.access_token.clone();
-        *current = Some(tokens);
-        token
-    }
-
-    async fn login(&self, provider: &Provider) -> Result<StoredTokens, AuthError> {
-        let _one_browser_login_at_a_time = self.login_gate.lock().await;
-        let login = provider.begin_login()?;
-        let server = callback::CallbackServer::start(
-            &self.profile.redirect_url,
-            login.state.secret(),
-            &self.profile.issuer_url,
-            provider.sends_iss(),
-        )
-        .await?;
-        let url = login.url.to_string();
-        eprintln!(
-            "authful-mcp-proxy: log in to {} (profile '{}') in your browser: {url}",
-            self.profile.issuer_url, self.profile.name
-        );
-        let browser = Arc::clone(&self.browser);
-        // A blocking thread cannot be cancelled; opening a browser returns soon, and the
-        // binary's runtime shutdown does not wait long for it.
-        let opened = tokio::task::spawn_blocking(move || browser.open(&url)).await;
-        match opened {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!("Could not open a browser ({e}); open the URL above"),
-            Err(e) => tracing::warn!("Could not open a browser ({e}); open the URL above"),
-        }
-        let code = server.wait(self.profile.login_timeout).await?;
-        let tokens = provider.exchange(code, login).await?;
-        tracing::info!(
-            "Logged in to {} (profile '{}')",
-            self.profile.issuer_url,
-            self.profile.name
-        );
-        Ok(tokens)
-    }
+    /// The client assertion key cannot be used.
+    #[error("{0} (check client_assertion.key_file and algorithm)")]
+    ClientKey(String),
+    /// The provider does not offer what the profile's flow needs.
+    #[error(
+        "{issuer} does not offer the {flow} flow (its discovery document has no {missing});          choose another `flow` for the profile"
+    )]
+    FlowUnsupported {
+        /// The issuer.
+        issuer: String,
+        /// The configured flow.
+        flow: &'static str,
+        /// The missing metadata member.
+        missing: &'static str,
+    },
+    /// Nobody entered the device code in time.
+    #[error(
+        "sign-in timed out after {seconds} s: the device code was not entered; retry the          request and enter the new code (it is printed on stderr and sent as a log message)"
+    )]
+    DeviceExpired {
+        /// How long the code was valid.
+        seconds: u64,
+    },
+    /// Revocation failed at the provider.
+    #[error("revocation failed: {0}")]
+    Revocation(String),
+    /// The profile names no issuer, and no backend names one.
+    #[error(
+        "profile '{profile}' names no issuer_url, and none of its backends ({backends})          publishes protected resource metadata (RFC 9728) naming an authorization server: set          issuer_url (OIDC_ISSUER_URL for the drop-in)"
+    )]
+    NoIssuer {
+        /// The profile.
+        profile: String,
+        /// Its backends.
+        backends: String,
+    },
+    /// A person would have to sign in, and this command never asks one.
+    #[error(
+        "profile '{profile}' needs a sign-in: run `authful-mcp-proxy login` (or use a tool of          one of its backends)"
+    )]
+    SignInNeeded {
+        /// The profile.
+        profile: String,
+    },
+    /// A backend asked for scopes the provider did not grant after a step-up.
+    #[error(
+        "backend '{backend}' needs the scopes {scopes}, which {issuer} did not grant after a          new sign-in that asked for them; ask the provider's administrators to allow them for          this client"
+    )]
+    ScopeNotGranted {
+        /// The backend.
+        backend: String,
+        /// The scopes it asked for.
+        scopes: String,
+        /// The issuer.
+        issuer: String,
+    },
+    /// A backend refused a token fresh from a renewal, and said why.
+    #[error(
+        "backend '{backend}' refuses the tokens of profile '{profile}' although they are fresh          ({reason}){}",
+        culprit.map(|c| format!("; most likely {c} is wrong for it")).unwrap_or_default()
+    )]
+    Refused {
+        /// The backend.
+        backend: String,
+        /// The profile.
+        profile: String,
+        /// The backend's words.
+        reason: String,
+        /// Which part of the token is likely wrong.
+        culprit: Option<&'static str>,
+    },
 }

@@ -1,6 +1,10 @@
-//! The OpenID Connect exchanges: discovery, the authorization URL, code and refresh grants,
-//! ID-token validation. HTTP goes through our own reqwest client (one HTTP stack, see
-//! [`crate::clients::identity_provider`]).
+//! The exchanges with the identity provider: discovery (OpenID Connect, or RFC 8414's OAuth
+//! metadata), the authorization URL, the token endpoint for every grant the proxy uses
+//! (authorization code, refresh, device code, client credentials), device authorization (RFC
+//! 8628), revocation (RFC 7009) and ID-token validation. HTTP goes through our own reqwest
+//! client (one HTTP stack, see [`crate::clients::identity_provider`]); token requests are
+//! plain form POSTs, so that one function adds the client's credentials
+//! ([`ClientAuth`](super::client_auth::ClientAuth)) and the resource indicator to each.
 //!
 //! A provider is trusted with the user's login, so what it says is checked before it is used:
 //! - every request goes to `https://` (or `http://` on a loopback host), follows no redirect,
@@ -14,16 +18,17 @@
 
 use std::sync::{Arc, RwLock};
 
+use std::{str::FromStr, time::Duration};
+
 use openidconnect::{
-    AdditionalProviderMetadata, AuthType, AuthenticationFlow, AuthorizationCode,
-    ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, IssuerUrl, JsonWebKeySet, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl,
-    RefreshToken, RequestTokenError, Scope, SignatureVerificationError, TokenResponse,
+    AdditionalProviderMetadata, AuthenticationFlow, ClaimsVerificationError, ClientId, CsrfToken,
+    IssuerUrl, JsonWebKeySet, Nonce, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata,
+    RedirectUrl, Scope, SignatureVerificationError,
     core::{
         CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClient, CoreClientAuthMethod,
-        CoreErrorResponseType, CoreGrantType, CoreIdToken, CoreJsonWebKey,
-        CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreResponseMode,
-        CoreResponseType, CoreSubjectIdentifierType, CoreTokenResponse,
+        CoreGrantType, CoreIdToken, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm,
+        CoreJweKeyManagementAlgorithm, CoreResponseMode, CoreResponseType,
+        CoreSubjectIdentifierType,
     },
 };
 use serde::{Deserialize, Serialize};
@@ -32,7 +37,8 @@ use url::Url;
 pub use super::provider_http::ProviderRequestError;
 use super::{
     AuthError,
-    cache::{StoredTokens, unix_now},
+    cache::{AccessToken, unix_now},
+    client_auth::ClientAuth,
     provider_http::send,
 };
 use crate::{
@@ -73,67 +79,61 @@ type Metadata = ProviderMetadata<
     CoreSubjectIdentifierType,
 >;
 
-/// A discovered provider for one profile.
-pub struct Provider {
-    /// Replaced when the provider's keys are read again.
-    metadata: RwLock<Metadata>,
-    profile: Arc<Profile>,
-    http: reqwest::Client,
-    auth_type: AuthType,
-}
-
-/// One login attempt's secrets, kept until the code comes back.
-pub struct LoginRequest {
-    /// Where to send the browser.
-    pub url: Url,
-    /// The `state` the callback must echo.
-    pub state: CsrfToken,
-    nonce: Nonce,
-    verifier: PkceCodeVerifier,
-}
-
-/// Why a refresh did not produce tokens.
-pub enum RefreshError {
-    /// The provider refused the refresh token (expired, revoked, reused): log in again.
-    Rejected(String),
-    /// The provider is down or overloaded for now (unreachable, HTTP 5xx, `server_error`,
-    /// `temporarily_unavailable`): try again shortly, and keep the tokens.
-    Unavailable(AuthError),
-    /// The request could not even be made: logging in would not help.
-    Failed(AuthError),
-}
-
-fn describe<RE: std::error::Error + 'static>(
-    error: &RequestTokenError<
-        RE,
-        openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
-    >,
-) -> String {
-    match error {
-        RequestTokenError::ServerResponse(r) => match r.error_description() {
-            Some(d) => format!("{}: {d}", r.error()),
-            None => r.error().to_string(),
-        },
-        RequestTokenError::Request(e) => format!("request failed: {}", chain(e)),
-        RequestTokenError::Parse(e, _) => format!("unreadable token response: {e}"),
-        RequestTokenError::Other(e) => e.clone(),
-    }
-}
-
 /// The `jwks_uri` of the issuer's discovery document, if that document can be read: after a
 /// failed discovery, this tells a broken key set from a wrong issuer URL.
 async fn keys_url(http: &reqwest::Client, issuer: &str) -> Option<String> {
-    let url = format!(
+    let document = get_json(http, &openid_configuration_url(issuer))
+        .await
+        .ok()?;
+    document["jwks_uri"].as_str().map(str::to_owned)
+}
+
+fn openid_configuration_url(issuer: &str) -> String {
+    format!(
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
-    );
-    let request = http::Request::get(url).body(Vec::new()).ok()?;
-    let response = send(http.clone(), request).await.ok()?;
+    )
+}
+
+/// RFC 8414 §3.1: the well-known part goes between the host and the issuer's path.
+fn authorization_server_metadata_url(issuer: &Url) -> String {
+    let path = issuer.path().trim_end_matches('/');
+    format!(
+        "{}/.well-known/oauth-authorization-server{path}",
+        issuer.origin().ascii_serialization()
+    )
+}
+
+/// GETs a JSON document from the provider.
+async fn get_json(http: &reqwest::Client, url: &str) -> Result<serde_json::Value, String> {
+    let request = http::Request::get(url)
+        .header(http::header::ACCEPT, "application/json")
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    let response = send(http.clone(), request).await.map_err(|e| chain(&e))?;
     if !response.status().is_success() {
-        return None;
+        return Err(format!("{url} answered HTTP {}", response.status()));
     }
-    let document: serde_json::Value = serde_json::from_slice(response.body()).ok()?;
-    document["jwks_uri"].as_str().map(str::to_owned)
+    serde_json::from_slice(response.body()).map_err(|e| format!("{url}: not JSON ({e})"))
+}
+
+/// An OAuth authorization server's metadata (RFC 8414) as an OpenID provider's: the members
+/// OpenID Connect requires and plain OAuth servers may leave out get their common values.
+fn as_openid_metadata(mut document: serde_json::Value) -> serde_json::Value {
+    let defaults = [
+        ("response_types_supported", serde_json::json!(["code"])),
+        ("subject_types_supported", serde_json::json!(["public"])),
+        (
+            "id_token_signing_alg_values_supported",
+            serde_json::json!(["RS256"]),
+        ),
+    ];
+    if let Some(object) = document.as_object_mut() {
+        for (key, value) in defaults {
+            object.entry(key).or_insert(value);
+        }
+    }
+    document
 }
 
 /// Everything in the discovery document the proxy would send a person or a request to must be
@@ -175,54 +175,242 @@ fn check_endpoints(metadata: &Metadata) -> Result<(), String> {
     Ok(())
 }
 
+/// A discovered provider for one profile.
+pub struct Provider {
+    /// The issuer, as configured or as the backends named it.
+    issuer: String,
+    /// Replaced when the provider's keys are read again.
+    metadata: RwLock<Metadata>,
+    profile: Arc<Profile>,
+    http: reqwest::Client,
+    client_auth: ClientAuth,
+}
+
+/// One login attempt's secrets, kept until the code comes back.
+pub struct LoginRequest {
+    /// Where to send the browser.
+    pub url: Url,
+    /// The `state` the callback must echo.
+    pub state: CsrfToken,
+    nonce: Nonce,
+    verifier: PkceCodeVerifier,
+}
+
+/// What a token endpoint granted.
+#[derive(Debug, Clone)]
+pub struct Granted {
+    /// The access token, its expiry and scopes.
+    pub access: AccessToken,
+    /// A new refresh token, if the provider issued (or rotated) one.
+    pub refresh_token: Option<Secret>,
+}
+
+/// Why a request to the token endpoint did not produce tokens.
+#[derive(Debug, Clone)]
+pub enum TokenError {
+    /// The provider answered with an OAuth error (RFC 6749 §5.2).
+    OAuth {
+        /// `invalid_grant`, `authorization_pending`, ...
+        error: String,
+        /// The provider's explanation.
+        description: Option<String>,
+    },
+    /// No usable answer: the provider was unreachable, or answered something that is not an
+    /// OAuth response (an HTML error page, say).
+    Failed(String),
+}
+
+impl TokenError {
+    /// The OAuth error code, if the provider gave one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::OAuth { error, .. } => Some(error),
+            Self::Failed(_) => None,
+        }
+    }
+
+    /// Whether the provider is down or overloaded for now, so that trying again soon may help.
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            Self::OAuth { error, .. } => {
+                error == "server_error" || error == "temporarily_unavailable"
+            }
+            Self::Failed(_) => true,
+        }
+    }
+}
+
+impl std::fmt::Display for TokenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::OAuth {
+                error,
+                description: Some(description),
+            } => write!(f, "{error}: {description}"),
+            Self::OAuth { error, .. } => f.write_str(error),
+            Self::Failed(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// Why a refresh did not produce tokens.
+pub enum RefreshError {
+    /// The provider refused the refresh token (expired, revoked, reused) or the resource it
+    /// was asked for: log in again.
+    Rejected(String),
+    /// The provider is down or overloaded for now (unreachable, HTTP 5xx, `server_error`,
+    /// `temporarily_unavailable`): try again shortly, and keep the tokens.
+    Unavailable(AuthError),
+    /// The request could not even be made: logging in would not help.
+    Failed(AuthError),
+}
+
+/// A device authorization (RFC 8628 §3.2): what the person is told, and what the proxy polls
+/// with.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeviceAuthorization {
+    /// The code the token requests carry.
+    pub device_code: Secret,
+    /// The code the person enters.
+    pub user_code: String,
+    /// Where the person enters it.
+    #[serde(alias = "verification_url")]
+    pub verification_uri: String,
+    /// The same page with the code filled in, if the provider offers one.
+    #[serde(default)]
+    pub verification_uri_complete: Option<String>,
+    /// Seconds until the codes expire.
+    pub expires_in: u64,
+    /// Seconds to wait between polls (RFC 8628: 5 when the provider says nothing).
+    #[serde(default = "default_device_interval")]
+    pub interval: u64,
+}
+
+fn default_device_interval() -> u64 {
+    5
+}
+
+/// A token endpoint's successful answer (RFC 6749 §5.1).
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: Secret,
+    #[serde(default)]
+    refresh_token: Option<Secret>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    id_token: Option<String>,
+}
+
+/// A token endpoint's error answer (RFC 6749 §5.2).
+#[derive(Deserialize)]
+struct ErrorResponse {
+    error: String,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+/// Why a response of the provider is not what was asked for: its status and, for a JSON
+/// body, the OAuth error in it; never the body itself (it may echo secrets).
+fn oauth_error(response: &openidconnect::HttpResponse) -> TokenError {
+    match serde_json::from_slice::<ErrorResponse>(response.body()) {
+        Ok(e) => TokenError::OAuth {
+            error: e.error,
+            description: e.error_description,
+        },
+        Err(_) => TokenError::Failed(format!(
+            "unreadable token response: HTTP {} without an OAuth error",
+            response.status()
+        )),
+    }
+}
+
 impl Provider {
-    /// Reads `{issuer}/.well-known/openid-configuration` and the provider's JWKS.
-    pub async fn discover(profile: Arc<Profile>, http: reqwest::Client) -> Result<Self, AuthError> {
+    /// Reads `issuer`'s discovery document — OpenID Connect's, else RFC 8414's OAuth
+    /// metadata — and the provider's JWKS.
+    pub async fn discover(
+        profile: Arc<Profile>,
+        issuer: &str,
+        http: reqwest::Client,
+    ) -> Result<Self, AuthError> {
         let failed = |reason: String| AuthError::Discovery {
-            issuer: profile.issuer_url.clone(),
+            issuer: issuer.to_owned(),
             reason,
         };
-        let issuer =
-            IssuerUrl::new(profile.issuer_url.clone()).map_err(|e| failed(e.to_string()))?;
+        let issuer_url = IssuerUrl::new(issuer.to_owned()).map_err(|e| failed(e.to_string()))?;
         let client = http.clone();
-        let metadata = match Metadata::discover_async(issuer, &|r| send(client.clone(), r)).await {
+        let metadata = match Metadata::discover_async(issuer_url.clone(), &|r| {
+            send(client.clone(), r)
+        })
+        .await
+        {
             Ok(metadata) => metadata,
             Err(e) => {
                 let reason = chain(&e);
-                return Err(match keys_url(&http, &profile.issuer_url).await {
-                    // The discovery document is fine: it is the key set that fails.
-                    Some(jwks_uri) => AuthError::Keys {
-                        issuer: profile.issuer_url.clone(),
-                        jwks_uri,
-                        reason,
-                    },
-                    None => failed(reason),
-                });
+                if let Some(metadata) = Self::oauth_metadata(&http, &issuer_url).await {
+                    metadata
+                } else {
+                    return Err(match keys_url(&http, issuer).await {
+                        // The discovery document is fine: it is the key set that fails.
+                        Some(jwks_uri) => AuthError::Keys {
+                            issuer: issuer.to_owned(),
+                            jwks_uri,
+                            reason,
+                        },
+                        None => failed(reason),
+                    });
+                }
             }
         };
         check_endpoints(&metadata).map_err(|reason| AuthError::UnsafeProvider {
-            issuer: profile.issuer_url.clone(),
+            issuer: issuer.to_owned(),
             reason,
         })?;
-        let methods = metadata.token_endpoint_auth_methods_supported();
-        let supports = |m: &CoreClientAuthMethod| methods.is_none_or(|list| list.contains(m));
-        // client_secret_basic is the spec's default; fall back to _post where only that exists.
-        let auth_type = if supports(&CoreClientAuthMethod::ClientSecretBasic) {
-            AuthType::BasicAuth
-        } else {
-            AuthType::RequestBody
-        };
+        let client_auth = ClientAuth::choose(
+            &profile,
+            metadata
+                .token_endpoint_auth_methods_supported()
+                .map(Vec::as_slice),
+        );
         tracing::debug!(
-            "Discovered {} (token endpoint auth: {:?})",
-            profile.issuer_url,
-            auth_type
+            "Discovered {issuer} (client authentication: {})",
+            client_auth.method()
         );
         Ok(Self {
+            issuer: issuer.to_owned(),
             metadata: RwLock::new(metadata),
             profile,
             http,
-            auth_type,
+            client_auth,
         })
+    }
+
+    /// RFC 8414 metadata at `issuer`, with its keys, for a provider without OpenID Connect
+    /// discovery; `None` when there is none either.
+    async fn oauth_metadata(http: &reqwest::Client, issuer: &IssuerUrl) -> Option<Metadata> {
+        let url = authorization_server_metadata_url(issuer.url());
+        let document = get_json(http, &url).await.ok()?;
+        if document["issuer"].as_str() != Some(issuer.as_str()) {
+            tracing::warn!(
+                "Ignoring the OAuth metadata at {url}: it names issuer {}, not {}",
+                document["issuer"],
+                issuer.as_str()
+            );
+            return None;
+        }
+        let metadata: Metadata = serde_json::from_value(as_openid_metadata(document)).ok()?;
+        let keys = JsonWebKeySet::fetch_async(metadata.jwks_uri(), &|r| send(http.clone(), r))
+            .await
+            .ok()?;
+        tracing::debug!("Read the OAuth authorization server metadata at {url} (RFC 8414)");
+        Some(metadata.set_jwks(keys))
+    }
+
+    /// The issuer.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
     }
 
     /// Whether the provider promises `iss` in every authorization response (RFC 9207).
@@ -232,6 +420,25 @@ impl Provider {
                 .authorization_response_iss_parameter_supported
                 == Some(true)
         })
+    }
+
+    /// Its revocation endpoint (RFC 7009), if it has one.
+    pub fn revocation_endpoint(&self) -> Option<String> {
+        let metadata = self.metadata.read().ok()?;
+        metadata.additional_metadata().revocation_endpoint.clone()
+    }
+
+    fn token_endpoint(&self) -> Result<String, AuthError> {
+        self.metadata
+            .read()
+            .ok()
+            .and_then(|m| m.token_endpoint().map(|u| u.url().to_string()))
+            .ok_or_else(|| {
+                AuthError::TokenEndpoint(format!(
+                    "{} publishes no token endpoint in its discovery document",
+                    self.issuer
+                ))
+            })
     }
 
     /// Reads the provider's keys again: its key set, or, if that fails, its whole discovery
@@ -251,7 +458,8 @@ impl Provider {
             }
             return Ok(());
         }
-        let fresh = Self::discover(Arc::clone(&self.profile), self.http.clone()).await?;
+        let fresh =
+            Self::discover(Arc::clone(&self.profile), &self.issuer, self.http.clone()).await?;
         if let (Ok(mut metadata), Ok(fresh)) = (self.metadata.write(), fresh.metadata.into_inner())
         {
             *metadata = fresh;
@@ -259,9 +467,12 @@ impl Provider {
         Ok(())
     }
 
-    /// Validates an ID token (signature, issuer, audience, nonce), reading the provider's keys
-    /// again when it was signed by a key the cached set lacks.
-    async fn validate(&self, id_token: &CoreIdToken, nonce: &Nonce) -> Result<(), AuthError> {
+    /// Validates an ID token (signature, issuer, audience, and the nonce when the login sent
+    /// one: the device grant has none), reading the provider's keys again when it was signed
+    /// by a key the cached set lacks.
+    async fn validate(&self, id_token: &str, nonce: Option<&Nonce>) -> Result<(), AuthError> {
+        let id_token = CoreIdToken::from_str(id_token)
+            .map_err(|e| AuthError::IdToken(format!("not a JWT ({e})")))?;
         let unknown_key = |e: &ClaimsVerificationError| {
             matches!(
                 e,
@@ -275,7 +486,7 @@ impl Provider {
                 tracing::info!(
                     "The ID token of {} is signed by a key it has not published before; \
                      reading its {} again",
-                    self.profile.issuer_url,
+                    self.issuer,
                     if rediscover {
                         "discovery document"
                     } else {
@@ -285,8 +496,15 @@ impl Provider {
                 self.reload_keys(rediscover).await?;
             }
             let client = self.client()?;
-            match id_token.claims(&client.id_token_verifier(), nonce) {
-                Ok(_) => return Ok(()),
+            let verifier = client.id_token_verifier();
+            let checked = match nonce {
+                Some(nonce) => id_token.claims(&verifier, nonce).map(|_| ()),
+                None => id_token
+                    .claims(&verifier, |_: Option<&Nonce>| Ok(()))
+                    .map(|_| ()),
+            };
+            match checked {
+                Ok(()) => return Ok(()),
                 Err(e) if unknown_key(&e) && rediscover != Some(true) => continue,
                 Err(e) => return Err(AuthError::IdToken(chain(&e))),
             }
@@ -314,20 +532,23 @@ impl Provider {
             .read()
             .map_err(|_| AuthError::Callback("provider state poisoned".into()))?
             .clone();
+        // No secret here: token requests go through `token_request`, which authenticates the
+        // client itself; this client only builds authorization URLs and validates ID tokens.
         Ok(CoreClient::from_provider_metadata(
             metadata,
             ClientId::new(self.profile.client_id.clone()),
-            self.profile
-                .client_secret
-                .as_ref()
-                .map(|s| ClientSecret::new(s.expose().to_owned())),
+            None,
         )
-        .set_redirect_uri(redirect)
-        .set_auth_type(self.auth_type.clone()))
+        .set_redirect_uri(redirect))
     }
 
-    /// A fresh authorization URL with PKCE S256, `state` and `nonce`.
-    pub fn begin_login(&self) -> Result<LoginRequest, AuthError> {
+    /// A fresh authorization URL with PKCE S256, `state` and `nonce`, asking for `scopes` and
+    /// the `resources` (RFC 8707) the login is to cover, with the profile's extra parameters.
+    pub fn begin_login(
+        &self,
+        scopes: &[String],
+        resources: &[String],
+    ) -> Result<LoginRequest, AuthError> {
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let client = self.client()?;
         let mut request = client.authorize_url(
@@ -335,8 +556,14 @@ impl Provider {
             CsrfToken::new_random,
             Nonce::new_random,
         );
-        for scope in self.profile.scopes.iter().filter(|s| *s != "openid") {
+        for scope in scopes.iter().filter(|s| *s != "openid") {
             request = request.add_scope(Scope::new(scope.clone()));
+        }
+        for resource in resources {
+            request = request.add_extra_param("resource", resource.clone());
+        }
+        for (name, value) in &self.profile.authorize_params {
+            request = request.add_extra_param(name.clone(), value.clone());
         }
         let (url, state, nonce) = request.set_pkce_challenge(challenge).url();
         Ok(LoginRequest {
@@ -347,68 +574,215 @@ impl Provider {
         })
     }
 
-    fn stored(&self, response: &CoreTokenResponse) -> StoredTokens {
-        StoredTokens {
-            issuer: self.profile.issuer_url.clone(),
-            client_id: self.profile.client_id.clone(),
-            access_token: Secret::new(response.access_token().secret().clone()),
-            refresh_token: response
-                .refresh_token()
-                .map(|t| Secret::new(t.secret().clone())),
-            expires_at: response.expires_in().map(|d| unix_now() + d.as_secs()),
-            scope: response
-                .scopes()
-                .map(|s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")),
+    /// POSTs `form` to `endpoint` with the client's credentials.
+    async fn post(
+        &self,
+        endpoint: &str,
+        mut form: Vec<(String, String)>,
+    ) -> Result<openidconnect::HttpResponse, TokenError> {
+        let authorization = self
+            .client_auth
+            .apply(&self.profile.client_id, endpoint, &mut form)
+            .map_err(|e| TokenError::Failed(e.to_string()))?;
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&form)
+            .finish();
+        let mut request = http::Request::post(endpoint)
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(http::header::ACCEPT, "application/json");
+        if let Some(authorization) = authorization {
+            request = request.header(http::header::AUTHORIZATION, authorization.expose());
         }
+        let request = request
+            .body(body.into_bytes())
+            .map_err(|e| TokenError::Failed(e.to_string()))?;
+        send(self.http.clone(), request)
+            .await
+            .map_err(|e| TokenError::Failed(format!("request failed: {}", chain(&e))))
     }
 
-    /// Trades the authorization code for tokens and validates the ID token, if any.
+    /// One request to the token endpoint: `grant` and its parameters, the resource indicator
+    /// when there is one, and the client's credentials.
+    async fn token_request(
+        &self,
+        grant: &str,
+        mut form: Vec<(String, String)>,
+        resource: Option<&str>,
+    ) -> Result<(Granted, Option<String>), TokenError> {
+        let endpoint = self
+            .token_endpoint()
+            .map_err(|e| TokenError::Failed(e.to_string()))?;
+        form.insert(0, ("grant_type".into(), grant.into()));
+        if let Some(resource) = resource {
+            form.push(("resource".into(), resource.into()));
+        }
+        let response = self.post(&endpoint, form).await?;
+        if !response.status().is_success() {
+            return Err(oauth_error(&response));
+        }
+        let token: TokenResponse = serde_json::from_slice(response.body())
+            .map_err(|e| TokenError::Failed(format!("unreadable token response: {e}")))?;
+        let granted = Granted {
+            access: AccessToken {
+                token: token.access_token,
+                expires_at: token.expires_in.map(|secs| unix_now() + secs),
+                scope: token.scope,
+            },
+            refresh_token: token.refresh_token,
+        };
+        Ok((granted, token.id_token))
+    }
+
+    /// Trades the authorization code for tokens (bound to `resource`, if any) and validates
+    /// the ID token, if any.
     pub async fn exchange(
         &self,
         code: Secret,
         login: LoginRequest,
-    ) -> Result<StoredTokens, AuthError> {
-        let client = self.client()?;
-        let http = self.http.clone();
-        let response = client
-            .exchange_code(AuthorizationCode::new(code.expose().to_owned()))
-            .map_err(|e| AuthError::TokenEndpoint(e.to_string()))?
-            .set_pkce_verifier(login.verifier)
-            .request_async(&|r| send(http.clone(), r))
+        resource: Option<&str>,
+    ) -> Result<Granted, AuthError> {
+        let form = vec![
+            ("code".into(), code.expose().to_owned()),
+            ("redirect_uri".into(), self.profile.redirect_url.to_string()),
+            ("code_verifier".into(), login.verifier.secret().clone()),
+        ];
+        let (granted, id_token) = self
+            .token_request("authorization_code", form, resource)
             .await
-            .map_err(|e| AuthError::TokenEndpoint(describe(&e)))?;
-        if let Some(id_token) = response.id_token() {
-            self.validate(id_token, &login.nonce).await?;
+            .map_err(|e| AuthError::TokenEndpoint(e.to_string()))?;
+        if let Some(id_token) = id_token {
+            self.validate(&id_token, Some(&login.nonce)).await?;
         }
-        Ok(self.stored(&response))
+        Ok(granted)
     }
 
-    /// Uses a refresh token; the provider may rotate it (the new one is in the result).
-    pub async fn refresh(&self, refresh_token: &Secret) -> Result<StoredTokens, RefreshError> {
-        let client = self.client().map_err(RefreshError::Failed)?;
-        let http = self.http.clone();
-        let token = RefreshToken::new(refresh_token.expose().to_owned());
-        let request = client
-            .exchange_refresh_token(&token)
-            .map_err(|e| RefreshError::Failed(AuthError::TokenEndpoint(e.to_string())))?;
-        let e = match request.request_async(&|r| send(http.clone(), r)).await {
-            Ok(response) => return Ok(self.stored(&response)),
-            Err(e) => e,
-        };
-        let reason = describe(&e);
-        match &e {
-            RequestTokenError::ServerResponse(response)
-                if matches!(
-                    response.error(),
-                    CoreErrorResponseType::Extension(code)
-                        if code == "server_error" || code == "temporarily_unavailable"
-                ) =>
-            {
-                Err(RefreshError::Unavailable(AuthError::TokenEndpoint(reason)))
-            }
-            RequestTokenError::ServerResponse(_) => Err(RefreshError::Rejected(reason)),
-            // No answer, or one that is not an OAuth error (an HTML 502 page, say).
-            _ => Err(RefreshError::Unavailable(AuthError::TokenEndpoint(reason))),
+    /// Uses a refresh token, for an access token bound to `resource` if given; the provider
+    /// may rotate the refresh token (the new one is in the result).
+    pub async fn refresh(
+        &self,
+        refresh_token: &Secret,
+        resource: Option<&str>,
+    ) -> Result<Granted, RefreshError> {
+        let form = vec![("refresh_token".into(), refresh_token.expose().to_owned())];
+        match self.token_request("refresh_token", form, resource).await {
+            Ok((granted, _)) => Ok(granted),
+            Err(e) if e.is_temporary() => Err(RefreshError::Unavailable(AuthError::TokenEndpoint(
+                e.to_string(),
+            ))),
+            Err(e) => Err(RefreshError::Rejected(e.to_string())),
         }
+    }
+
+    /// The client-credentials grant (RFC 6749 §4.4): a token for the client itself, with
+    /// `scopes`, bound to `resource` if given.
+    pub async fn client_credentials(
+        &self,
+        scopes: &[String],
+        resource: Option<&str>,
+    ) -> Result<Granted, AuthError> {
+        let mut form = Vec::new();
+        if !scopes.is_empty() {
+            form.push(("scope".into(), scopes.join(" ")));
+        }
+        form.extend(self.profile.authorize_params.iter().cloned());
+        self.token_request("client_credentials", form, resource)
+            .await
+            .map(|(granted, _)| granted)
+            .map_err(|e| AuthError::TokenEndpoint(e.to_string()))
+    }
+
+    /// Starts a device authorization (RFC 8628 §3.1) for `scopes` and `resources`.
+    pub async fn start_device(
+        &self,
+        scopes: &[String],
+        resources: &[String],
+    ) -> Result<DeviceAuthorization, AuthError> {
+        let endpoint = self
+            .metadata
+            .read()
+            .ok()
+            .and_then(|m| {
+                m.additional_metadata()
+                    .device_authorization_endpoint
+                    .clone()
+            })
+            .ok_or_else(|| AuthError::FlowUnsupported {
+                issuer: self.issuer.clone(),
+                flow: "device",
+                missing: "device_authorization_endpoint",
+            })?;
+        let mut form = vec![("scope".into(), scopes.join(" "))];
+        form.extend(resources.iter().map(|r| ("resource".into(), r.clone())));
+        form.extend(self.profile.authorize_params.iter().cloned());
+        let response = self
+            .post(&endpoint, form)
+            .await
+            .map_err(|e| AuthError::TokenEndpoint(format!("device authorization failed: {e}")))?;
+        if !response.status().is_success() {
+            return Err(AuthError::TokenEndpoint(format!(
+                "device authorization failed: {}",
+                oauth_error(&response)
+            )));
+        }
+        serde_json::from_slice(response.body()).map_err(|e| {
+            AuthError::TokenEndpoint(format!("unreadable device authorization response: {e}"))
+        })
+    }
+
+    /// Polls the token endpoint once for a device code (RFC 8628 §3.4); the ID token, if any,
+    /// is validated (it carries no nonce).
+    pub async fn poll_device(
+        &self,
+        device: &DeviceAuthorization,
+        resource: Option<&str>,
+    ) -> Result<Granted, TokenError> {
+        let form = vec![("device_code".into(), device.device_code.expose().to_owned())];
+        let (granted, id_token) = self
+            .token_request(
+                "urn:ietf:params:oauth:grant-type:device_code",
+                form,
+                resource,
+            )
+            .await?;
+        if let Some(id_token) = id_token {
+            self.validate(&id_token, None)
+                .await
+                .map_err(|e| TokenError::Failed(e.to_string()))?;
+        }
+        Ok(granted)
+    }
+
+    /// Revokes a refresh token (RFC 7009), which ends the whole grant at most providers;
+    /// `Ok(false)` when the provider has no revocation endpoint.
+    pub async fn revoke(&self, refresh_token: &Secret) -> Result<bool, AuthError> {
+        let Some(endpoint) = self.revocation_endpoint() else {
+            return Ok(false);
+        };
+        let form = vec![
+            ("token".into(), refresh_token.expose().to_owned()),
+            ("token_type_hint".into(), "refresh_token".into()),
+        ];
+        let response = self
+            .post(&endpoint, form)
+            .await
+            .map_err(|e| AuthError::Revocation(e.to_string()))?;
+        // RFC 7009 §2.2: 200 whether or not the token was valid; the body means nothing.
+        if response.status().is_success() {
+            Ok(true)
+        } else {
+            Err(AuthError::Revocation(oauth_error(&response).to_string()))
+        }
+    }
+}
+
+/// How long to wait before polling a device code again: the provider's interval, grown by 5 s
+/// at each `slow_down` (RFC 8628 §3.5).
+pub fn next_poll_interval(current: Duration, error: &TokenError) -> Duration {
+    match error.code() {
+        Some("slow_down") => current + Duration::from_secs(5),
+        _ => current,
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP layer under rmcp's Streamable HTTP client: a fresh bearer token on every request,
-//! static headers, and one renewal-and-retry when the backend answers 401.
+//! static headers, one renewal-and-retry when the backend answers 401, and one step-up when it
+//! answers 403 `insufficient_scope`.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -14,65 +15,114 @@ use rmcp::{
 };
 use sse_stream::Sse;
 
-use crate::{auth::TokenManager, secret::Secret};
+use crate::auth::{Access, AuthError, resource::Challenge};
 
 type HttpError = StreamableHttpError<reqwest::Error>;
 
-/// A reqwest client that authorizes each request with the profile's current token.
+/// A reqwest client that authorizes each request with the backend's current token.
 #[derive(Clone)]
 pub struct AuthorizedHttp {
     http: reqwest::Client,
-    tokens: Option<Arc<TokenManager>>,
+    access: Option<Access>,
 }
 
-/// A 401 means the token was refused: with `WWW-Authenticate` rmcp reports `AuthRequired`, a
-/// bare one surfaces as an unexpected response carrying the status.
-fn is_unauthorized(error: &HttpError) -> bool {
+/// A 401 means the token was refused: with `WWW-Authenticate` rmcp reports `AuthRequired` (the
+/// challenge says why), a bare one surfaces as an unexpected response carrying the status.
+fn refusal(error: &HttpError) -> Option<Option<Challenge>> {
     match error {
-        StreamableHttpError::AuthRequired(_) => true,
-        StreamableHttpError::UnexpectedServerResponse(text) => text.starts_with("HTTP 401"),
-        _ => false,
+        StreamableHttpError::AuthRequired(e) => Some(Challenge::parse(&e.www_authenticate_header)),
+        StreamableHttpError::UnexpectedServerResponse(text) if text.starts_with("HTTP 401") => {
+            Some(None)
+        }
+        _ => None,
     }
+}
+
+/// The scopes a 403 `insufficient_scope` asks for (RFC 6750 §3.1), if it names any.
+fn wanted_scopes(error: &HttpError) -> Option<Vec<String>> {
+    let StreamableHttpError::InsufficientScope(e) = error else {
+        return None;
+    };
+    let from_header = Challenge::parse(&e.www_authenticate_header)
+        .map(|c| c.scopes())
+        .unwrap_or_default();
+    let scopes = if from_header.is_empty() {
+        e.required_scope
+            .as_deref()
+            .map(|s| s.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default()
+    } else {
+        from_header
+    };
+    Some(scopes).filter(|s: &Vec<String>| !s.is_empty())
 }
 
 /// Token failures travel through rmcp as I/O errors; the relay finds the `AuthError` again in
 /// the source chain to tell the user what to do.
-fn auth_failed(error: crate::auth::AuthError) -> HttpError {
+fn auth_failed(error: AuthError) -> HttpError {
     StreamableHttpError::Io(std::io::Error::other(error))
 }
 
 impl AuthorizedHttp {
-    /// Authorizes with `tokens`, or sends no `Authorization` header when `None`.
-    pub fn new(http: reqwest::Client, tokens: Option<Arc<TokenManager>>) -> Self {
-        Self { http, tokens }
+    /// Authorizes through `access`, or sends no `Authorization` header when `None`.
+    pub fn new(http: reqwest::Client, access: Option<Access>) -> Self {
+        Self { http, access }
     }
 
-    async fn token(&self) -> Result<Option<Secret>, HttpError> {
-        match &self.tokens {
-            None => Ok(None),
-            Some(tokens) => tokens.access_token().await.map(Some).map_err(auth_failed),
-        }
-    }
-
-    /// Sends once; on a 401 renews the token (once, shared with concurrent requests) and sends
-    /// again.
+    /// Sends with the backend's token. A `401` renews the token once (shared with concurrent
+    /// requests) and sends again; a `403 insufficient_scope` naming scopes gets one new grant
+    /// that asks for them too, and one more try. Never a loop: a second refusal is the answer,
+    /// in words that say what is likely wrong.
     async fn with_retry<T, F, Fut>(&self, send: F) -> Result<T, HttpError>
     where
         F: Fn(Option<String>) -> Fut,
         Fut: Future<Output = Result<T, HttpError>>,
     {
-        let token = self.token().await?;
-        let first = send(token.as_ref().map(|t| t.expose().to_owned())).await;
-        match (first, &self.tokens, token) {
-            (Err(e), Some(tokens), Some(rejected)) if is_unauthorized(&e) => {
-                let renewed = tokens
-                    .renew_rejected(&rejected)
-                    .await
-                    .map_err(auth_failed)?;
-                send(Some(renewed.expose().to_owned())).await
-            }
-            (result, _, _) => result,
+        let Some(access) = &self.access else {
+            return send(None).await;
+        };
+        let token = access.token().await.map_err(auth_failed)?;
+        let first = send(Some(token.expose().to_owned())).await;
+        let Err(error) = &first else {
+            return first;
+        };
+        if let Some(challenge) = refusal(error) {
+            let renewed = access
+                .renew_rejected(&token, challenge.as_ref())
+                .await
+                .map_err(auth_failed)?;
+            let second = send(Some(renewed.expose().to_owned())).await;
+            return match &second {
+                Err(e) if refusal(e).is_some() => {
+                    let challenge = refusal(e).flatten();
+                    Err(auth_failed(AuthError::Refused {
+                        backend: access.backend().to_owned(),
+                        profile: access.manager().profile().name.clone(),
+                        reason: challenge
+                            .as_ref()
+                            .and_then(Challenge::describe)
+                            .unwrap_or_else(|| "HTTP 401, without saying why".into()),
+                        culprit: challenge.as_ref().and_then(Challenge::likely_culprit),
+                    }))
+                }
+                _ => second,
+            };
         }
+        if let Some(scopes) = wanted_scopes(error) {
+            let stepped_up = access.step_up(&token, &scopes).await.map_err(auth_failed)?;
+            let second = send(Some(stepped_up.expose().to_owned())).await;
+            return match &second {
+                Err(e) if wanted_scopes(e).is_some() => {
+                    Err(auth_failed(AuthError::ScopeNotGranted {
+                        backend: access.backend().to_owned(),
+                        scopes: scopes.join(" "),
+                        issuer: access.manager().profile().issuer_label().to_owned(),
+                    }))
+                }
+                _ => second,
+            };
+        }
+        first
     }
 }
 
@@ -150,10 +200,7 @@ impl StreamableHttpClient for AuthorizedHttp {
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<(), HttpError> {
         // Closing must not pop up a browser: use the token we have, and never retry.
-        let token = match &self.tokens {
-            Some(tokens) => tokens.cached_token(),
-            None => None,
-        };
+        let token = self.access.as_ref().and_then(Access::cached);
         self.http
             .delete_session(
                 uri,

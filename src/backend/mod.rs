@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    auth::{AuthError, TokenManager},
+    auth::{Access, AuthError},
     config,
     forward::{ProgressMap, client_error, describe, find_auth_error, forward},
     lists::Kind,
@@ -322,7 +322,7 @@ impl ConnectError {
 pub async fn connect(
     backend: &config::Backend,
     http: reqwest::Client,
-    tokens: Option<Arc<TokenManager>>,
+    access: Option<Access>,
     handler: BackendHandler,
 ) -> Result<(BackendLink, Connection), ConnectError> {
     let mut headers = HashMap::new();
@@ -343,7 +343,7 @@ pub async fn connect(
     config.retry_config = Arc::new(stream_resumption());
     let transport = ordered::Ordered::new(
         StreamableHttpClientTransport::with_client(
-            http::AuthorizedHttp::new(http, tokens.clone()),
+            http::AuthorizedHttp::new(http, access.clone()),
             config,
         ),
         handler.progress.to_client.clone(),
@@ -354,8 +354,8 @@ pub async fn connect(
     // (the login has its own timeout). The handshake itself then gets the request timeout, so
     // a backend that accepts connections and never answers cannot stall the session start.
     let (name, url) = (backend.name.clone(), backend.url.to_string());
-    if let Some(tokens) = &tokens
-        && let Err(source) = tokens.access_token().await
+    if let Some(access) = &access
+        && let Err(source) = access.token().await
     {
         return Err(ConnectError::Login {
             backend: name,

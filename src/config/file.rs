@@ -133,10 +133,13 @@ pub struct ToolFilterConfig {
 /// One OIDC client registration at one identity provider.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
-// Optional in Rust because the drop-in's env vars and flags may fill them; required in a file.
-#[schemars(extend("required" = ["issuer_url", "client_id"]))]
+// Optional in Rust because the drop-in's env vars and flags may fill it; required in a file.
+#[schemars(extend("required" = ["client_id"]))]
 pub struct OidcProfileConfig {
-    /// Issuer URL; discovery reads `{issuer_url}/.well-known/openid-configuration`.
+    /// Issuer URL; discovery reads `{issuer_url}/.well-known/openid-configuration` (or RFC
+    /// 8414's `oauth-authorization-server`). Optional when the profile's backends name their
+    /// authorization server (RFC 9728 protected resource metadata); when both are there, the
+    /// backends must name this one.
     #[serde(
         default,
         deserialize_with = "text",
@@ -174,6 +177,115 @@ pub struct OidcProfileConfig {
     /// Seconds a browser login may take (default 300).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login_timeout: Option<u64>,
+    /// How tokens are obtained: `browser` (default: a login in the system browser),
+    /// `device` (RFC 8628: a code to enter on another device, for machines without a browser)
+    /// or `client_credentials` (a service account: needs `client_secret` or
+    /// `client_assertion`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<Flow>,
+    /// `false` prints the login URL on stderr without trying to open a browser (a remote
+    /// shell); the `browser` flow only (default `true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_browser: Option<bool>,
+    /// Authenticate the client with a signed JWT (RFC 7523 `private_key_jwt`) instead of a
+    /// client secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_assertion: Option<ClientAssertionConfig>,
+    /// The resource indicator (RFC 8707) of this profile's backends, unless a backend sets its
+    /// own: a URL, `true` (each backend's own, as its RFC 9728 metadata or its URL says) or
+    /// `false` (never sent: for providers that refuse it, such as Entra ID's AADSTS9010010).
+    /// Unset, it is sent for backends that announce their metadata, and never otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<ResourceConfig>,
+    /// Extra parameters of the authorization request (and of the device authorization and
+    /// client-credentials requests): `prompt`, `login_hint`, Auth0's `audience`, Google's
+    /// `access_type`, ... The parameters the proxy sets itself are refused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub authorize_params: BTreeMap<String, String>,
+}
+
+/// How a profile obtains its tokens.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Flow {
+    /// a login in the system browser (authorization code with PKCE)
+    #[default]
+    Browser,
+    /// a code entered on another device (RFC 8628 device authorization)
+    Device,
+    /// the client's own credentials, no person (service accounts, CI)
+    ClientCredentials,
+}
+
+impl Flow {
+    /// The name the configuration uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flow::Browser => "browser",
+            Flow::Device => "device",
+            Flow::ClientCredentials => "client_credentials",
+        }
+    }
+}
+
+/// A private key that signs the client's assertions (RFC 7523).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(extend("required" = ["key_file"]))]
+pub struct ClientAssertionConfig {
+    /// PEM file of the private key (PKCS#8, or PKCS#1 for RSA); keep it readable by you only.
+    #[serde(
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub key_file: Option<String>,
+    /// Signing algorithm (default `RS256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<AssertionAlgorithm>,
+    /// `kid` of the key, as registered with the identity provider.
+    #[serde(
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub key_id: Option<String>,
+}
+
+/// The algorithms a client assertion may be signed with.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+pub enum AssertionAlgorithm {
+    /// RSA PKCS#1 v1.5 with SHA-256
+    #[default]
+    RS256,
+    /// RSA PKCS#1 v1.5 with SHA-384
+    RS384,
+    /// RSA PKCS#1 v1.5 with SHA-512
+    RS512,
+    /// RSA-PSS with SHA-256
+    PS256,
+    /// RSA-PSS with SHA-384
+    PS384,
+    /// RSA-PSS with SHA-512
+    PS512,
+    /// ECDSA P-256 with SHA-256
+    ES256,
+    /// ECDSA P-384 with SHA-384
+    ES384,
+    /// Ed25519
+    EdDSA,
+}
+
+/// A resource indicator setting: a URL, or `true`/`false`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(untagged)]
+pub enum ResourceConfig {
+    /// `true`: the backend's own (from its metadata, else its URL); `false`: never sent.
+    Switch(bool),
+    /// This resource indicator.
+    Url(String),
 }
 
 /// One remote MCP server reached over Streamable HTTP.
@@ -220,6 +332,10 @@ pub struct BackendConfig {
     /// Seconds a request may wait for this backend's answer (default: `gateway.request_timeout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_timeout: Option<u64>,
+    /// This backend's resource indicator (RFC 8707), over its profile's `resource`: a URL,
+    /// `true` (its own, from its RFC 9728 metadata or its URL) or `false` (never sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<ResourceConfig>,
 }
 
 impl ToolFilterConfig {
@@ -241,11 +357,22 @@ pub enum Scopes {
 impl Scopes {
     /// The scopes in order, `openid` first and each one once.
     pub fn normalized(&self) -> Vec<String> {
+        let mut scopes = vec!["openid".to_owned()];
+        for word in self.words() {
+            if !scopes.contains(&word) {
+                scopes.push(word);
+            }
+        }
+        scopes
+    }
+
+    /// The scopes as written, each one once.
+    pub fn words(&self) -> Vec<String> {
         let words: Vec<&str> = match self {
             Scopes::Text(text) => text.split_whitespace().collect(),
             Scopes::List(list) => list.iter().flat_map(|s| s.split_whitespace()).collect(),
         };
-        let mut scopes = vec!["openid".to_owned()];
+        let mut scopes: Vec<String> = Vec::new();
         for word in words {
             if !scopes.iter().any(|s| s == word) {
                 scopes.push(word.to_owned());

@@ -290,9 +290,16 @@ mod tests {
         // Inside a jail: other tests set AUTHFUL_MCP_* env vars.
         figment::Jail::expect_with(|_| {
             let url = || DropInSettings::default().with("backend_url", "https://m/mcp");
+            // Without an issuer the backend names it (RFC 9728): no finding.
+            let without_issuer = Sources {
+                drop_in_env: url().with("oidc_client_id", "cid"),
+                ..Sources::default()
+            };
+            let (settings, _) = without_issuer.settings().unwrap();
+            let profile = settings.backends[0].profile.as_ref().unwrap();
+            assert_eq!(profile.issuer_url, None);
             let cases = [
                 (DropInSettings::default(), "MCP_BACKEND_URL"),
-                (url().with("oidc_client_id", "cid"), "--oidc-issuer-url"),
                 (
                     url().with("oidc_issuer_url", "https://auth.example.com"),
                     "OIDC_CLIENT_ID",

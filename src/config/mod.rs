@@ -31,16 +31,16 @@ pub mod validate;
 pub use checks::{endpoint_problem, is_loopback_host, prefix_problem, redirect_problem};
 pub use drop_in::{DROP_IN_NAME, DropInSettings};
 pub use file::{
-    BackendConfig, Config, FallbackTools, GatewayConfig, OidcProfileConfig, Scopes, Separator,
-    ToolFilterConfig,
+    AssertionAlgorithm, BackendConfig, ClientAssertionConfig, Config, FallbackTools, Flow,
+    GatewayConfig, OidcProfileConfig, ResourceConfig, Scopes, Separator, ToolFilterConfig,
 };
 pub use layers::{ENV_PREFIX, Sources};
 pub use report::{ConfigError, Diagnostics, Format};
 pub use schema::{json_schema, json_schema_text};
 pub use settings::{
-    Backend, DEFAULT_FIRST_LIST_TIMEOUT_SECS, DEFAULT_LOGIN_TIMEOUT_SECS, DEFAULT_REDIRECT_URL,
-    DEFAULT_REQUEST_TIMEOUT_SECS, DEFAULT_SCOPES, DEFAULT_STARTUP_TIMEOUT_SECS, Gateway, Profile,
-    Settings, default_cache_dir,
+    Backend, ClientAssertion, DEFAULT_FIRST_LIST_TIMEOUT_SECS, DEFAULT_LOGIN_TIMEOUT_SECS,
+    DEFAULT_REDIRECT_URL, DEFAULT_REQUEST_TIMEOUT_SECS, DEFAULT_SCOPES,
+    DEFAULT_STARTUP_TIMEOUT_SECS, Gateway, Profile, Resource, Settings, default_cache_dir,
 };
 
 impl Config {

@@ -14,14 +14,30 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use url::Url;
 
 use super::{
-    Config, DEFAULT_LOGIN_TIMEOUT_SECS, DEFAULT_REDIRECT_URL, DEFAULT_SCOPES, GatewayConfig,
-    OidcProfileConfig, Scopes, Separator,
+    Config, DEFAULT_LOGIN_TIMEOUT_SECS, DEFAULT_REDIRECT_URL, DEFAULT_SCOPES, Flow, GatewayConfig,
+    OidcProfileConfig, ResourceConfig, Scopes, Separator,
     checks::{endpoint_problem_as, redirect_problem_as},
     drop_in::{self, DROP_IN_NAME},
     finding::{Anchor, Finding},
     locate::KeyPath,
-    settings::{Gateway, Profile, Settings, default_cache_dir, expand_home},
+    settings::{
+        ClientAssertion, Gateway, Profile, Resource, Settings, default_cache_dir, expand_home,
+    },
 };
+
+/// Authorization parameters the proxy sets itself (`code_challenge*` too): a profile's
+/// `authorize_params` cannot override them.
+pub const RESERVED_AUTHORIZE_PARAMS: [&str; 9] = [
+    "state",
+    "nonce",
+    "redirect_uri",
+    "client_id",
+    "response_type",
+    "scope",
+    "resource",
+    "response_mode",
+    "code_challenge",
+];
 use crate::naming::{MAX_NAME_BUDGET, MIN_NAME_BUDGET};
 
 /// What resolving found.
@@ -132,12 +148,12 @@ impl Rules {
         let path = entry("oidc_profiles", name);
         let before = self.errors();
         let issuer_path = path.key("issuer_url");
+        // Without one, the profile's backends name their authorization server (RFC 9728).
         let issuer = match &p.issuer_url {
-            Some(text) => self.endpoint(&issuer_path, text).map(|_| text.trim()),
-            None => {
-                self.missing(issuer_path);
-                None
-            }
+            Some(text) => self
+                .endpoint(&issuer_path, text)
+                .map(|_| Some(text.trim().to_owned())),
+            None => Some(None),
         };
         let client_path = path.key("client_id");
         let client_id = match &p.client_id {
@@ -160,24 +176,129 @@ impl Rules {
             }
             problem.is_none()
         });
+        let flow = p.flow.unwrap_or_default();
+        let client_secret = p.client_secret.clone().filter(|s| !s.expose().is_empty());
+        let client_assertion = self.client_assertion(&path, p, client_secret.is_some());
+        if flow == Flow::ClientCredentials
+            && client_secret.is_none()
+            && p.client_assertion.is_none()
+        {
+            self.bad_value(
+                &path.key("flow"),
+                "client_credentials needs the client's credentials: set client_secret, or                  client_assertion with a key_file"
+                    .to_owned(),
+            );
+        }
+        let authorize_params = self.authorize_params(&path.key("authorize_params"), p);
+        let resource = self.resource(&path.key("resource"), p.resource.as_ref());
         if self.errors() > before {
             return None;
         }
-        Some(Profile {
-            name: name.to_owned(),
-            issuer_url: issuer?.to_owned(),
-            client_id: client_id?,
-            client_secret: p.client_secret.clone().filter(|s| !s.expose().is_empty()),
-            scopes: p
-                .scopes
+        let scopes = match (flow, &p.scopes) {
+            // A service account asks for what it needs; `openid` means nothing without a user.
+            (Flow::ClientCredentials, Some(scopes)) => scopes.words(),
+            (Flow::ClientCredentials, None) => Vec::new(),
+            (_, scopes) => scopes
                 .clone()
                 .unwrap_or_else(|| Scopes::Text(DEFAULT_SCOPES.to_owned()))
                 .normalized(),
+        };
+        Some(Profile {
+            name: name.to_owned(),
+            issuer_url: issuer?,
+            client_id: client_id?,
+            client_secret,
+            client_assertion,
+            scopes,
             redirect_url: redirect_url?,
             login_timeout: Duration::from_secs(
                 p.login_timeout.unwrap_or(DEFAULT_LOGIN_TIMEOUT_SECS),
             ),
+            flow,
+            open_browser: p.open_browser.unwrap_or(true),
+            authorize_params,
+            resource: resource.unwrap_or_default(),
         })
+    }
+
+    /// A resource indicator setting (RFC 8707): an absolute URL without a fragment, or a
+    /// switch; `None` when unset or wrong.
+    fn resource(&mut self, path: &KeyPath, config: Option<&ResourceConfig>) -> Option<Resource> {
+        match config? {
+            ResourceConfig::Switch(true) => Some(Resource::Own),
+            ResourceConfig::Switch(false) => Some(Resource::Off),
+            ResourceConfig::Url(text) => {
+                let url = self.url(path, text)?;
+                if url.fragment().is_some() {
+                    self.bad_value(
+                        path,
+                        format!("'{text}' has a fragment (#...); a resource indicator has none"),
+                    );
+                    return None;
+                }
+                Some(Resource::Url(text.trim().to_owned()))
+            }
+        }
+    }
+
+    /// The client assertion key, if set: a file name, and no client secret besides.
+    fn client_assertion(
+        &mut self,
+        path: &KeyPath,
+        p: &OidcProfileConfig,
+        has_secret: bool,
+    ) -> Option<ClientAssertion> {
+        let assertion = p.client_assertion.as_ref()?;
+        let path = path.key("client_assertion");
+        if has_secret {
+            self.bad_value(
+                &path,
+                "set either client_secret or client_assertion, not both: the client                  authenticates one way"
+                    .to_owned(),
+            );
+        }
+        let key_file = match assertion.key_file.as_deref().map(str::trim) {
+            Some("") => {
+                self.bad_value(&path.key("key_file"), "must not be empty".to_owned());
+                return None;
+            }
+            Some(file) => expand_home(std::path::Path::new(file)),
+            None => {
+                self.missing(path.key("key_file"));
+                return None;
+            }
+        };
+        Some(ClientAssertion {
+            key_file,
+            algorithm: assertion.algorithm.unwrap_or_default(),
+            key_id: assertion.key_id.clone().filter(|k| !k.trim().is_empty()),
+        })
+    }
+
+    /// Extra authorization parameters, none of those the proxy sets itself.
+    fn authorize_params(&mut self, path: &KeyPath, p: &OidcProfileConfig) -> Vec<(String, String)> {
+        let mut params = Vec::new();
+        for (name, value) in &p.authorize_params {
+            let owned = RESERVED_AUTHORIZE_PARAMS.contains(&name.as_str());
+            if owned || name.starts_with("code_challenge") {
+                let instead = match name.as_str() {
+                    "scope" => " (set `scopes`)",
+                    "redirect_uri" => " (set `redirect_url`)",
+                    "client_id" => " (set `client_id`)",
+                    "resource" => " (set `resource`)",
+                    _ => "",
+                };
+                self.bad_value(
+                    &path.key(name),
+                    format!(
+                        "'{name}' is set by the proxy itself and cannot be overridden{instead}"
+                    ),
+                );
+                continue;
+            }
+            params.push((name.clone(), value.clone()));
+        }
+        params
     }
 
     /// Profiles of different issuers on one redirect URL: one login's callback could be

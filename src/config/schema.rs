@@ -103,6 +103,7 @@ mod tests {
             "OidcProfileConfig",
             "GatewayConfig",
             "ToolFilterConfig",
+            "ClientAssertionConfig",
         ] {
             assert_eq!(
                 schema["$defs"][name]["additionalProperties"], false,
@@ -115,7 +116,7 @@ mod tests {
         );
         assert_eq!(
             schema["$defs"]["OidcProfileConfig"]["required"],
-            serde_json::json!(["issuer_url", "client_id"])
+            serde_json::json!(["client_id"])
         );
     }
 }

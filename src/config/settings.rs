@@ -10,7 +10,7 @@ use std::{
 
 use url::Url;
 
-use super::{FallbackTools, Separator};
+use super::{AssertionAlgorithm, FallbackTools, Flow, Separator};
 use crate::{glob::ToolFilter, secret::Secret};
 
 /// Scopes requested when none are configured (the Python original's default).
@@ -27,18 +27,80 @@ pub struct Profile {
     /// The profile's name in the configuration.
     pub name: String,
     /// Issuer URL exactly as configured: discovery compares it with the provider's `issuer`
-    /// verbatim, so it is not normalised.
-    pub issuer_url: String,
+    /// verbatim, so it is not normalised. `None`: the profile's backends name it (RFC 9728).
+    pub issuer_url: Option<String>,
     /// OAuth client id.
     pub client_id: String,
     /// Client secret of a confidential client.
     pub client_secret: Option<Secret>,
-    /// Requested scopes, `openid` first.
+    /// The key that signs the client's assertions (RFC 7523), instead of a secret.
+    pub client_assertion: Option<ClientAssertion>,
+    /// Requested scopes: `openid` first, except for the client-credentials flow.
     pub scopes: Vec<String>,
     /// Loopback redirect URL the callback server listens on.
     pub redirect_url: Url,
-    /// How long a browser login may take.
+    /// How long a login may take: the browser's, or the device code's wait.
     pub login_timeout: Duration,
+    /// How tokens are obtained.
+    pub flow: Flow,
+    /// The browser flow opens the system browser (else it only prints the URL).
+    pub open_browser: bool,
+    /// Extra parameters of the authorization (and device, client-credentials) request.
+    pub authorize_params: Vec<(String, String)>,
+    /// The resource indicator of its backends that set none of their own.
+    pub resource: Resource,
+}
+
+impl Profile {
+    /// A browser-flow profile with the defaults for everything not given.
+    pub fn new(name: &str, issuer_url: Option<&str>, client_id: &str, redirect_url: Url) -> Self {
+        Self {
+            name: name.to_owned(),
+            issuer_url: issuer_url.map(str::to_owned),
+            client_id: client_id.to_owned(),
+            client_secret: None,
+            client_assertion: None,
+            scopes: DEFAULT_SCOPES.split(' ').map(str::to_owned).collect(),
+            redirect_url,
+            login_timeout: Duration::from_secs(DEFAULT_LOGIN_TIMEOUT_SECS),
+            flow: Flow::Browser,
+            open_browser: true,
+            authorize_params: Vec::new(),
+            resource: Resource::Auto,
+        }
+    }
+
+    /// The issuer as configured, or a word for one the backends will name.
+    pub fn issuer_label(&self) -> &str {
+        self.issuer_url
+            .as_deref()
+            .unwrap_or("the issuer its backends name")
+    }
+}
+
+/// A private key that signs client assertions (RFC 7523 `private_key_jwt`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientAssertion {
+    /// The PEM file of the private key, read at each token request (keys get rotated).
+    pub key_file: PathBuf,
+    /// The signing algorithm.
+    pub algorithm: AssertionAlgorithm,
+    /// The key's `kid`.
+    pub key_id: Option<String>,
+}
+
+/// Which resource indicator (RFC 8707) a backend's tokens are bound to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Resource {
+    /// The resource its RFC 9728 metadata names, if it has any; otherwise none.
+    #[default]
+    Auto,
+    /// Never a resource indicator.
+    Off,
+    /// Its own: what its metadata names, else its URL.
+    Own,
+    /// This one.
+    Url(String),
 }
 
 /// A usable backend.
@@ -58,6 +120,8 @@ pub struct Backend {
     pub tools: ToolFilter,
     /// How long a request may wait for an answer without progress; `None` waits forever.
     pub request_timeout: Option<Duration>,
+    /// The resource indicator its tokens are bound to.
+    pub resource: Resource,
 }
 
 /// Default `gateway.request_timeout`, in seconds.
@@ -74,6 +138,7 @@ impl Backend {
             headers: Vec::new(),
             tools: ToolFilter::default(),
             request_timeout: Some(Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECS)),
+            resource: Resource::Auto,
         }
     }
 }

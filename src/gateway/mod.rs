@@ -39,7 +39,7 @@ use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
 use crate::{
-    auth::TokenManager,
+    auth::Access,
     config::{self, FallbackTools},
     lists::{self, Kind},
     naming::Naming,
@@ -87,7 +87,7 @@ impl Gateway {
     pub fn new(
         settings: config::Gateway,
         backends: &[config::Backend],
-        tokens: impl Fn(&config::Backend) -> Option<Arc<TokenManager>>,
+        access: impl Fn(&config::Backend) -> Option<Access>,
         http: reqwest::Client,
     ) -> Self {
         let catalog = Catalog::default();
@@ -100,7 +100,7 @@ impl Gateway {
                 if b.prefix.is_none() {
                     naming.others = backends.iter().filter_map(|o| o.prefix.clone()).collect();
                 }
-                Arc::new(Slot::new(b.clone(), naming, tokens(b), catalog.version()))
+                Arc::new(Slot::new(b.clone(), naming, access(b), catalog.version()))
             })
             .collect();
         if settings.fallback_tools != FallbackTools::Never {

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    auth::TokenManager,
+    auth::Access,
     backend::{self, BackendHandler, Connection, ProgressMaps},
     config,
     lists::{self, Item, Kind, Lists},
@@ -46,7 +46,7 @@ pub struct Slot {
     pub naming: Naming,
     /// Its progress-token maps, both directions.
     pub progress: ProgressMaps,
-    tokens: Option<Arc<TokenManager>>,
+    access: Option<Access>,
     status: watch::Sender<Status>,
     /// Its first connection attempt is over: it failed, or the backend is connected and its
     /// lists are read. The first list a client asks for waits for this.
@@ -83,19 +83,19 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
 impl Slot {
-    /// A slot for `backend`, named by `naming`, using `tokens` when it has an OIDC profile;
+    /// A slot for `backend`, named by `naming`, authorized through `access` when it has an OIDC profile;
     /// `version` counts changes across all slots.
     pub fn new(
         backend: config::Backend,
         naming: Naming,
-        tokens: Option<Arc<TokenManager>>,
+        access: Option<Access>,
         version: Arc<AtomicU64>,
     ) -> Self {
         Self {
             backend,
             naming,
             progress: ProgressMaps::default(),
-            tokens,
+            access,
             status: watch::Sender::new(Status::Connecting),
             settled: watch::Sender::new(false),
             retry_login: tokio::sync::Notify::new(),
@@ -118,7 +118,7 @@ impl Slot {
             Status::Connecting => Err(match &self.backend.profile {
                 Some(p) => format!(
                     "still connecting, or waiting for you to log in to {} in the browser",
-                    p.issuer_url
+                    p.issuer_label()
                 ),
                 None => "still connecting".into(),
             }),
@@ -250,7 +250,7 @@ impl Slot {
             .with_naming(self.naming.clone())
             .with_list_changes(changes);
             let attempt = tokio::select! {
-                attempt = backend::connect(&self.backend, http.clone(), self.tokens.clone(), handler) => attempt,
+                attempt = backend::connect(&self.backend, http.clone(), self.access.clone(), handler) => attempt,
                 () = shutdown.cancelled() => return,
             };
             match attempt {

@@ -21,11 +21,10 @@ use crate::support::{
 async fn missing_settings_exit_1_before_reading_stdin() {
     let home = tempfile::tempdir().unwrap();
     for (args, envs, expected) in [
-        (vec![], vec![], vec!["MCP_BACKEND_URL", "first argument"]),
         (
-            vec!["https://mcp.example.com/mcp"],
-            vec![("OIDC_CLIENT_ID", "cid")],
-            vec!["OIDC_ISSUER_URL", "--oidc-issuer-url"],
+            Vec::<&str>::new(),
+            vec![],
+            vec!["MCP_BACKEND_URL", "first argument"],
         ),
         (
             vec![],

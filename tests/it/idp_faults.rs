@@ -99,7 +99,7 @@ async fn a_token_endpoint_that_stays_down_fails_the_request_but_keeps_the_tokens
     assert!(error.contains("token request failed"), "{error}");
     assert!(!error.contains("<html>"), "{error}");
     for secret in [
-        before.access_token.expose(),
+        before.access_token.as_ref().unwrap().expose(),
         before.refresh_token.as_ref().unwrap().expose(),
     ] {
         assert!(
@@ -151,7 +151,7 @@ async fn an_unreachable_issuer_is_named_and_the_gateway_keeps_serving() {
     let open = TestBackend::start(BackendConfig::open("open")).await;
     let (idp, secured, dir) = oidc_backend(IdpConfig::default()).await;
     let mut profile = (*support::profile(&idp, None)).clone();
-    profile.issuer_url = format!("http://127.0.0.1:{}", support::free_port());
+    profile.issuer_url = Some(format!("http://127.0.0.1:{}", support::free_port()));
     let profile = std::sync::Arc::new(profile);
     let mut settings = Settings {
         cache_dir: dir.path().to_path_buf(),

@@ -109,7 +109,7 @@ async fn a_same_origin_307_is_followed_and_other_redirects_are_refused_in_the_ga
 
 fn manager(idp_issuer: String, idp: &FakeIdp, dir: &std::path::Path) -> TokenManager {
     let mut profile = (*support::profile(idp, None)).clone();
-    profile.issuer_url = idp_issuer;
+    profile.issuer_url = Some(idp_issuer);
     TokenManager::new(
         Arc::new(profile),
         dir,
@@ -146,7 +146,7 @@ async fn discovery_follows_no_redirect() {
     let dir = tempfile::tempdir().unwrap();
     let browser = TestBrowser::new(BrowserMode::Complete);
     let mut profile = (*support::profile(&idp, None)).clone();
-    profile.issuer_url = redirector.url("");
+    profile.issuer_url = Some(redirector.url(""));
     let tokens = TokenManager::new(
         Arc::new(profile),
         dir.path(),

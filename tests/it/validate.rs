@@ -239,7 +239,6 @@ fn missing_required_keys_point_at_their_parent() {
     assert_errors(
         "oidc_profiles:\n  corp:\n    scopes: openid\nbackends:\n  tools:\n    oidc_profile: corp\n",
         &[
-            "c.yaml:2:3: error: oidc_profiles.corp.issuer_url: missing required key 'issuer_url'",
             "c.yaml:2:3: error: oidc_profiles.corp.client_id: missing required key 'client_id'",
             "c.yaml:5:3: error: backends.tools.url: missing required key 'url'",
         ],

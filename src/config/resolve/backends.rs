@@ -43,9 +43,13 @@ impl Rules {
             deny: self.globs(&path.key("tools").key("deny"), &b.tools.deny),
         };
         self.headers(&path.key("headers"), b);
+        let resource = self.resource(&path.key("resource"), b.resource.as_ref());
         if self.errors() > before {
             return None;
         }
+        let resource = resource
+            .or_else(|| profile.as_ref().map(|p| p.resource.clone()))
+            .unwrap_or_default();
         Some(Backend {
             name: name.to_owned(),
             url: url?,
@@ -65,6 +69,7 @@ impl Rules {
                 0 => None,
                 seconds => Some(Duration::from_secs(seconds)),
             },
+            resource,
         })
     }
 

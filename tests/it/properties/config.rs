@@ -436,7 +436,7 @@ impl GenConfig {
             );
             if let (Some(profile), Some(name)) = (&backend.profile, profile_name) {
                 let spec = &self.profiles[name];
-                prop_assert_eq!(&profile.issuer_url, &spec.issuer_url);
+                prop_assert_eq!(profile.issuer_url.as_ref(), Some(&spec.issuer_url));
                 let client_id = match &spec.client_id {
                     Yaml::String(s) => s.clone(),
                     other => serde_yaml::to_string(other).unwrap().trim().to_owned(),

@@ -197,15 +197,11 @@ pub async fn serve_http(router: axum::Router, stop: &CancellationToken) -> Socke
 
 /// A profile for `idp` with a fresh callback port.
 pub fn profile(idp: &idp::FakeIdp, secret: Option<&str>) -> Arc<Profile> {
+    let redirect = Url::parse(&format!("http://127.0.0.1:{}/auth/callback", free_port())).unwrap();
     Arc::new(Profile {
-        name: "default".into(),
-        issuer_url: idp.issuer(),
-        client_id: idp.client_id(),
         client_secret: secret.map(Secret::new),
-        scopes: vec!["openid".into(), "profile".into(), "email".into()],
-        redirect_url: Url::parse(&format!("http://127.0.0.1:{}/auth/callback", free_port()))
-            .unwrap(),
         login_timeout: Duration::from_secs(10),
+        ..Profile::new("default", Some(&idp.issuer()), &idp.client_id(), redirect)
     })
 }
 

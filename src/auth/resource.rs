@@ -1,0 +1,344 @@
+//! The backend's side of OAuth: what it says when it refuses a token (its `WWW-Authenticate`
+//! challenge, RFC 6750 §3), what it says about itself (protected resource metadata, RFC
+//! 9728), and so which resource indicator (RFC 8707) its tokens are bound to.
+//!
+//! A backend that publishes metadata names the authorization servers it trusts and the
+//! resource identifier its tokens must carry as audience. The proxy reads it:
+//! - to find the issuer of a profile that names none;
+//! - to bind the backend's tokens to its resource (`resource: true`, and by default for
+//!   backends that publish metadata), so that no backend ever receives a token minted for
+//!   another.
+//!
+//! Metadata is read from the URL a `401` names (`resource_metadata`), else from the well-known
+//! locations: `/.well-known/oauth-protected-resource` inserted before the backend's path, then
+//! at the root. It must come over `https://` (or `http://` on a loopback host), and the
+//! `resource` it names must be the backend's own (its URL or a prefix of it, on the same
+//! origin): metadata of another server is never taken for this one's.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+use super::provider_http::send;
+use crate::config::endpoint_problem;
+
+/// How long a backend may take to answer for its metadata: a probe, not a request a person
+/// waits on for long.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A `WWW-Authenticate: Bearer` challenge: why a backend refused a request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Challenge {
+    /// `invalid_token`, `insufficient_scope`, `invalid_request`, ...
+    pub error: Option<String>,
+    /// The backend's explanation.
+    pub error_description: Option<String>,
+    /// The scopes the request needs (RFC 6750 §3; MCP's scope step-up).
+    pub scope: Option<String>,
+    /// Where the backend's protected resource metadata is (RFC 9728 §5.1).
+    pub resource_metadata: Option<String>,
+}
+
+impl Challenge {
+    /// The `Bearer` challenge of a `WWW-Authenticate` value, if it has one. Tolerant of what
+    /// servers write: any case for the scheme and the names, quoted or bare values, several
+    /// challenges in one header.
+    pub fn parse(header: &str) -> Option<Self> {
+        let mut challenge = None;
+        let mut rest = header.trim();
+        while !rest.is_empty() {
+            let (token, after) = split_token(rest);
+            let after = after.trim_start();
+            if token.is_empty() {
+                // A stray separator.
+                rest = after.get(1..).unwrap_or("").trim_start();
+                continue;
+            }
+            if let Some(value_text) = after.strip_prefix('=') {
+                // A parameter of the current challenge.
+                let (value, remaining) = split_value(value_text.trim_start());
+                if let Some(challenge) = challenge.as_mut() {
+                    set_param(challenge, token, value);
+                }
+                rest = remaining.trim_start().trim_start_matches(',').trim_start();
+            } else {
+                // A new scheme: only Bearer's parameters are kept.
+                if challenge.is_some() && !token.eq_ignore_ascii_case("bearer") {
+                    break;
+                }
+                if token.eq_ignore_ascii_case("bearer") {
+                    challenge = Some(Self::default());
+                }
+                rest = after.trim_start_matches(',').trim_start();
+            }
+        }
+        challenge
+    }
+
+    /// The scopes the challenge asks for, one by one.
+    pub fn scopes(&self) -> Vec<String> {
+        self.scope
+            .as_deref()
+            .map(|s| s.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    /// The challenge in a sentence for an error message: `invalid_token: audience does not
+    /// include this server`.
+    pub fn describe(&self) -> Option<String> {
+        match (&self.error, &self.error_description) {
+            (Some(error), Some(description)) => Some(format!("{error}: {description}")),
+            (Some(error), None) => Some(error.clone()),
+            (None, Some(description)) => Some(description.clone()),
+            (None, None) => None,
+        }
+    }
+
+    /// Which part of a freshly issued token the backend most likely objects to, from its own
+    /// words: audience, scope or issuer.
+    pub fn likely_culprit(&self) -> Option<&'static str> {
+        let text = format!(
+            "{} {}",
+            self.error.as_deref().unwrap_or_default(),
+            self.error_description.as_deref().unwrap_or_default()
+        )
+        .to_ascii_lowercase();
+        if self.error.as_deref() == Some("insufficient_scope") || text.contains("scope") {
+            Some("the scopes (OIDC_SCOPES / scopes)")
+        } else if text.contains("aud") || text.contains("resource") {
+            Some("the audience (the profile's `resource`, or an `audience` in authorize_params)")
+        } else if text.contains("iss") {
+            Some("the issuer (OIDC_ISSUER_URL / issuer_url)")
+        } else {
+            None
+        }
+    }
+}
+
+/// A token (RFC 9110 `token` characters) at the start of `text`, and what follows it.
+fn split_token(text: &str) -> (&str, &str) {
+    let end = text
+        .find(|c: char| c.is_whitespace() || matches!(c, '=' | ',' | '"'))
+        .unwrap_or(text.len());
+    text.split_at(end)
+}
+
+/// A parameter value — a quoted string (with `\` escapes) or a token — and what follows it.
+fn split_value(text: &str) -> (String, &str) {
+    let Some(quoted) = text.strip_prefix('"') else {
+        let (token, rest) = split_token(text);
+        return (token.to_owned(), rest);
+    };
+    let mut value = String::new();
+    let mut chars = quoted.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some((_, escaped)) = chars.next() {
+                    value.push(escaped);
+                }
+            }
+            '"' => return (value, &quoted[i + 1..]),
+            c => value.push(c),
+        }
+    }
+    (value, "")
+}
+
+fn set_param(challenge: &mut Challenge, name: &str, value: String) {
+    let slot = match name.to_ascii_lowercase().as_str() {
+        "error" => &mut challenge.error,
+        "error_description" => &mut challenge.error_description,
+        "scope" => &mut challenge.scope,
+        "resource_metadata" => &mut challenge.resource_metadata,
+        _ => return,
+    };
+    *slot = Some(value);
+}
+
+/// What a protected resource says of itself (RFC 9728 §2): the parts the proxy uses.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ResourceMetadata {
+    /// Its resource identifier: the audience its tokens must carry.
+    pub resource: String,
+    /// The issuers of the tokens it accepts.
+    #[serde(default)]
+    pub authorization_servers: Vec<String>,
+    /// The scopes it knows.
+    #[serde(default)]
+    pub scopes_supported: Vec<String>,
+}
+
+/// Where a backend's metadata may be: `hint` (from a `401`) first, then the well-known URL
+/// with the backend's path, then the well-known URL at the root.
+fn metadata_urls(backend: &Url, hint: Option<&str>) -> Vec<String> {
+    let mut urls: Vec<String> = hint.map(str::to_owned).into_iter().collect();
+    let origin = backend.origin().ascii_serialization();
+    let path = backend.path().trim_end_matches('/');
+    if !path.is_empty() {
+        urls.push(format!(
+            "{origin}/.well-known/oauth-protected-resource{path}"
+        ));
+    }
+    urls.push(format!("{origin}/.well-known/oauth-protected-resource"));
+    urls.dedup();
+    urls
+}
+
+/// Whether `resource` names the backend at `url`: the same origin, and a path that is the
+/// backend's or a prefix of it.
+fn names_backend(resource: &str, url: &Url) -> bool {
+    let Ok(resource) = Url::parse(resource) else {
+        return false;
+    };
+    resource.origin() == url.origin()
+        && url
+            .path()
+            .trim_end_matches('/')
+            .starts_with(resource.path().trim_end_matches('/'))
+}
+
+/// Reads the backend's metadata: `Ok(None)` when it publishes none, an error when what it
+/// publishes cannot be used (and why).
+pub async fn discover(
+    http: &reqwest::Client,
+    backend: &Url,
+    hint: Option<&str>,
+) -> Result<Option<ResourceMetadata>, String> {
+    for url in metadata_urls(backend, hint) {
+        let parsed = Url::parse(&url).map_err(|e| format!("'{url}' is not a URL ({e})"))?;
+        if let Some(problem) = endpoint_problem(&parsed) {
+            return Err(format!(
+                "its protected resource metadata {url} {problem}; not read"
+            ));
+        }
+        let Ok(request) = http::Request::get(url.as_str())
+            .header(http::header::ACCEPT, "application/json")
+            .body(Vec::new())
+        else {
+            continue;
+        };
+        let response =
+            match tokio::time::timeout(METADATA_TIMEOUT, send(http.clone(), request)).await {
+                Ok(Ok(response)) => response,
+                Ok(Err(e)) => {
+                    tracing::debug!("No protected resource metadata at {url}: {e}");
+                    continue;
+                }
+                Err(_) => {
+                    tracing::debug!("No answer for protected resource metadata at {url}");
+                    continue;
+                }
+            };
+        if !response.status().is_success() {
+            tracing::debug!(
+                "No protected resource metadata at {url} (HTTP {})",
+                response.status()
+            );
+            continue;
+        }
+        let metadata: ResourceMetadata = match serde_json::from_slice(response.body()) {
+            Ok(metadata) => metadata,
+            Err(e) => {
+                tracing::debug!("Unusable protected resource metadata at {url}: {e}");
+                continue;
+            }
+        };
+        if !names_backend(&metadata.resource, backend) {
+            return Err(format!(
+                "its protected resource metadata at {url} is about {}, not about {backend}; \
+                 not used",
+                metadata.resource
+            ));
+        }
+        tracing::debug!(
+            "Backend {backend} publishes protected resource metadata at {url}: resource {}, \
+             authorization servers {:?}",
+            metadata.resource,
+            metadata.authorization_servers
+        );
+        return Ok(Some(metadata));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bearer_challenge_is_read_whatever_its_spelling() {
+        let c = Challenge::parse(
+            r#"Bearer realm="mcp", error="insufficient_scope", error_description="needs \"admin\"", scope="mcp:tools mcp:admin", resource_metadata="https://m.example/.well-known/oauth-protected-resource/mcp""#,
+        )
+        .unwrap();
+        assert_eq!(c.error.as_deref(), Some("insufficient_scope"));
+        assert_eq!(c.error_description.as_deref(), Some("needs \"admin\""));
+        assert_eq!(c.scopes(), ["mcp:tools", "mcp:admin"]);
+        assert_eq!(
+            c.resource_metadata.as_deref(),
+            Some("https://m.example/.well-known/oauth-protected-resource/mcp")
+        );
+        let c = Challenge::parse("bearer ERROR=invalid_token,Scope=\"a\"").unwrap();
+        assert_eq!(c.error.as_deref(), Some("invalid_token"));
+        assert_eq!(c.scope.as_deref(), Some("a"));
+        assert_eq!(Challenge::parse("Bearer"), Some(Challenge::default()));
+        let c = Challenge::parse(r#"Basic realm="x", Bearer error="invalid_token""#).unwrap();
+        assert_eq!(c.error.as_deref(), Some("invalid_token"));
+        let c = Challenge::parse(r#"Bearer error="invalid_token", DPoP error="x""#).unwrap();
+        assert_eq!(c.error.as_deref(), Some("invalid_token"));
+        assert_eq!(Challenge::parse(r#"Basic realm="x""#), None);
+    }
+
+    #[test]
+    fn the_culprit_is_named_from_the_backends_words() {
+        let with = |error: &str, description: &str| Challenge {
+            error: Some(error.into()),
+            error_description: Some(description.into()),
+            ..Challenge::default()
+        };
+        let culprit = |c: Challenge| c.likely_culprit().unwrap_or("none");
+        assert!(
+            culprit(with(
+                "invalid_token",
+                "audience does not include this server"
+            ))
+            .contains("audience")
+        );
+        assert!(culprit(with("insufficient_scope", "")).contains("scopes"));
+        assert!(culprit(with("invalid_token", "unexpected issuer")).contains("issuer"));
+        assert_eq!(culprit(with("invalid_token", "token has expired")), "none");
+    }
+
+    #[test]
+    fn metadata_is_looked_for_at_the_hint_then_the_well_known_urls() {
+        let url = Url::parse("https://m.example/api/mcp").unwrap();
+        assert_eq!(
+            metadata_urls(&url, Some("https://m.example/prm")),
+            [
+                "https://m.example/prm",
+                "https://m.example/.well-known/oauth-protected-resource/api/mcp",
+                "https://m.example/.well-known/oauth-protected-resource",
+            ]
+        );
+        let root = Url::parse("https://m.example/").unwrap();
+        assert_eq!(
+            metadata_urls(&root, None),
+            ["https://m.example/.well-known/oauth-protected-resource"]
+        );
+    }
+
+    #[test]
+    fn only_metadata_about_this_backend_is_taken() {
+        let url = Url::parse("https://m.example/api/mcp").unwrap();
+        assert!(names_backend("https://m.example/api/mcp", &url));
+        assert!(names_backend("https://m.example/api/mcp/", &url));
+        assert!(names_backend("https://m.example/", &url));
+        assert!(names_backend("https://m.example", &url));
+        assert!(!names_backend("https://m.example/other", &url));
+        assert!(!names_backend("https://evil.example/api/mcp", &url));
+        assert!(!names_backend("http://m.example/api/mcp", &url));
+        assert!(!names_backend("not a url", &url));
+    }
+}
