@@ -15,6 +15,7 @@ use clap::{
 };
 
 use crate::{
+    account,
     auth::browser::SystemBrowser,
     config::{
         ConfigError, DropInSettings, Format, Settings, Sources,
@@ -69,6 +70,45 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Print the JSON Schema of the configuration file
     Schema,
+    /// Sign in ahead of time for these backends (all by default), one sign-in per profile.
+    /// Exit status: 0 when every profile asked for holds a usable token, 1 when a sign-in
+    /// failed, 2 for a usage or configuration error
+    Login(BackendArgs),
+    /// Forget the cached tokens of these backends' profiles (all by default), revoking the
+    /// refresh token at the provider where it offers revocation. Exit status: 0 done, 1 a
+    /// revocation or deletion failed, 2 usage or configuration error
+    Logout(LogoutArgs),
+    /// Show each backend's profile, issuer, token and scopes, and whether it answers with the
+    /// token; never opens a browser. Exit status: 0 every backend answers, 1 some does not, 2
+    /// usage or configuration error
+    Status(StatusArgs),
+}
+
+/// Arguments of `login`.
+#[derive(Debug, Args)]
+pub struct BackendArgs {
+    /// Backends by their name in the configuration (the drop-in's is `default`)
+    #[arg(value_name = "BACKEND")]
+    pub backends: Vec<String>,
+}
+
+/// Arguments of `logout`.
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// Backends by their name in the configuration
+    #[arg(value_name = "BACKEND")]
+    pub backends: Vec<String>,
+    /// Also remove the token files of profiles no longer in the configuration
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// Arguments of `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `validate`.
@@ -101,7 +141,8 @@ impl Args for DropInFlags {
                 .value_name(setting.value_name)
                 .help(setting.help_text());
             if let Some(flag) = setting.flag {
-                arg = arg.long(flag);
+                // Global: `login`, `logout` and `status` take them like the proxy.
+                arg = arg.long(flag).global(true);
             }
             if setting.kind == Kind::Seconds {
                 // Checked here so that `--login-timeout soon` is a usage error.
@@ -211,8 +252,45 @@ pub fn main() -> ExitCode {
     match &cli.command {
         Some(Command::Validate(args)) => validate_command(args, cli.config.as_deref()),
         Some(Command::Schema) => print_stdout(&json_schema_text()),
+        Some(Command::Login(args)) => {
+            account_command(&cli, |settings| account::login(settings, &args.backends))
+        }
+        Some(Command::Logout(args)) => account_command(&cli, |settings| {
+            account::logout(settings, &args.backends, args.all)
+        }),
+        Some(Command::Status(args)) => {
+            account_command(&cli, |settings| account::status(settings, args.json))
+        }
         None => run_proxy(&cli),
     }
+}
+
+/// Runs `login`, `logout` or `status` on the configuration, logging to stderr.
+fn account_command<F: Future<Output = ExitCode>>(
+    cli: &Cli,
+    command: impl FnOnce(Settings) -> F,
+) -> ExitCode {
+    if let Err(e) = logging::init(cli.verbosity(), cli.log_file.as_deref()) {
+        eprintln!("authful-mcp-proxy: cannot open log file: {e}");
+        return ExitCode::from(2);
+    }
+    let settings = match load_settings(cli) {
+        Ok(settings) => settings,
+        Err(_) => return ExitCode::from(2),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("authful-mcp-proxy: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(command(settings));
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    code
 }
 
 /// `authful-mcp-proxy validate`.
@@ -492,6 +570,7 @@ mod tests {
             let actual = match setting.id {
                 "oidc_scopes" => profile.scopes.join(" "),
                 "oidc_redirect_url" => profile.redirect_url.to_string(),
+                "oidc_flow" => profile.flow.as_str().to_owned(),
                 "login_timeout" => profile.login_timeout.as_secs().to_string(),
                 "request_timeout" => backend
                     .request_timeout

@@ -9,8 +9,14 @@
 //!   is followed, as rmcp's own client does. Anything else is an error naming both URLs: a
 //!   backend's static headers (API keys), session id, request body and bearer token never reach
 //!   another server, and a redirect never changes `https` into `http`.
+//!
+//! Both verify certificates with the platform's verifier and trust store, read once: loading
+//! the system's certificates takes milliseconds, paid at every start.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use reqwest::redirect::{Attempt, Policy};
 
@@ -26,10 +32,39 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// At most this many same-origin redirects in a row.
 const MAX_REDIRECTS: usize = 5;
 
+/// How long an identity provider's connection may idle in the pool: less than the 5 s after
+/// which common servers (Node's among them) close idle connections, so that a request is not
+/// sent on one the server is closing (a device-code poll, a refresh after a pause).
+const IDP_POOL_IDLE: Duration = Duration::from_secs(4);
+
+/// The TLS configuration both clients share: reqwest's own choice (the platform verifier,
+/// TLS 1.2 and 1.3, HTTP/1.1), built once. `None` if it cannot be built: each client then
+/// builds its own, and says why it cannot if that fails too.
+fn tls() -> Option<rustls::ClientConfig> {
+    static TLS: OnceLock<Option<rustls::ClientConfig>> = OnceLock::new();
+    TLS.get_or_init(|| {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier = rustls_platform_verifier::Verifier::new(Arc::clone(&provider)).ok()?;
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .ok()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Some(config)
+    })
+    .clone()
+}
+
 fn builder() -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
-        .user_agent(concat!("authful-mcp-proxy/", env!("CARGO_PKG_VERSION")))
+        .user_agent(concat!("authful-mcp-proxy/", env!("CARGO_PKG_VERSION")));
+    match tls() {
+        Some(tls) => builder.tls_backend_preconfigured(tls),
+        None => builder,
+    }
 }
 
 /// The client for discovery, keys, tokens and every other identity-provider request.
@@ -37,6 +72,7 @@ pub fn identity_provider() -> reqwest::Client {
     builder()
         .redirect(Policy::none())
         .timeout(IDP_TIMEOUT)
+        .pool_idle_timeout(IDP_POOL_IDLE)
         .build()
         .unwrap_or_default()
 }

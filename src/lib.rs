@@ -41,6 +41,7 @@
 //! New tokens are written back to the cache atomically, mode 0600. A backend that answers `401`
 //! makes the manager renew once and the request is retried.
 
+pub mod account;
 pub mod auth;
 pub mod backend;
 pub mod cli;

@@ -127,7 +127,8 @@ pub enum AuthError {
     ClientKey(String),
     /// The provider does not offer what the profile's flow needs.
     #[error(
-        "{issuer} does not offer the {flow} flow (its discovery document has no {missing});          choose another `flow` for the profile"
+        "{issuer} does not offer the {flow} flow (its discovery document has no {missing}); \
+         choose another `flow` for the profile"
     )]
     FlowUnsupported {
         /// The issuer.
@@ -139,7 +140,8 @@ pub enum AuthError {
     },
     /// Nobody entered the device code in time.
     #[error(
-        "sign-in timed out after {seconds} s: the device code was not entered; retry the          request and enter the new code (it is printed on stderr and sent as a log message)"
+        "sign-in timed out after {seconds} s: the device code was not entered; retry the \
+         request and enter the new code (it is printed on stderr and sent as a log message)"
     )]
     DeviceExpired {
         /// How long the code was valid.
@@ -150,7 +152,9 @@ pub enum AuthError {
     Revocation(String),
     /// The profile names no issuer, and no backend names one.
     #[error(
-        "profile '{profile}' names no issuer_url, and none of its backends ({backends})          publishes protected resource metadata (RFC 9728) naming an authorization server: set          issuer_url (OIDC_ISSUER_URL for the drop-in)"
+        "profile '{profile}' names no issuer_url, and none of its backends ({backends}) \
+         publishes protected resource metadata (RFC 9728) naming an authorization server: set \
+         issuer_url (OIDC_ISSUER_URL for the drop-in)"
     )]
     NoIssuer {
         /// The profile.
@@ -160,7 +164,8 @@ pub enum AuthError {
     },
     /// A person would have to sign in, and this command never asks one.
     #[error(
-        "profile '{profile}' needs a sign-in: run `authful-mcp-proxy login` (or use a tool of          one of its backends)"
+        "profile '{profile}' needs a sign-in: run `authful-mcp-proxy login` (or use a tool of \
+         one of its backends)"
     )]
     SignInNeeded {
         /// The profile.
@@ -168,7 +173,9 @@ pub enum AuthError {
     },
     /// A backend asked for scopes the provider did not grant after a step-up.
     #[error(
-        "backend '{backend}' needs the scopes {scopes}, which {issuer} did not grant after a          new sign-in that asked for them; ask the provider's administrators to allow them for          this client"
+        "backend '{backend}' needs the scopes {scopes}, which {issuer} did not grant after a \
+         new sign-in that asked for them; ask the provider's administrators to allow them for \
+         this client"
     )]
     ScopeNotGranted {
         /// The backend.
@@ -180,7 +187,8 @@ pub enum AuthError {
     },
     /// A backend refused a token fresh from a renewal, and said why.
     #[error(
-        "backend '{backend}' refuses the tokens of profile '{profile}' although they are fresh          ({reason}){}",
+        "backend '{backend}' refuses the tokens of profile '{profile}' although they are fresh \
+         ({reason}){}",
         culprit.map(|c| format!("; most likely {c} is wrong for it")).unwrap_or_default()
     )]
     Refused {

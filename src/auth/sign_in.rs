@@ -121,16 +121,20 @@ impl SignIn<'_> {
             .unwrap_or_default();
         self.notices.say(format!(
             "to sign in to {} (profile '{}'), open {} on any device and enter the code {}{direct}; \
-             waiting {} minutes for it",
+             waiting {} for it",
             self.provider.issuer(),
             self.profile.name,
             device.verification_uri,
             device.user_code,
-            lifetime.as_secs().div_ceil(60)
+            match lifetime.as_secs().div_ceil(60) {
+                1 => "1 minute".to_owned(),
+                minutes => format!("{minutes} minutes"),
+            }
         ));
         let deadline = tokio::time::Instant::now() + lifetime;
         let mut interval = Duration::from_secs(device.interval.max(1));
         let mut wait = interval;
+        let mut failures = 0u32;
         loop {
             if tokio::time::Instant::now() + wait >= deadline {
                 tokio::time::sleep_until(deadline).await;
@@ -142,6 +146,11 @@ impl SignIn<'_> {
             let error = match self.provider.poll_device(&device, self.resource).await {
                 Ok(granted) => return Ok(granted),
                 Err(error) => error,
+            };
+            failures = if error.code().is_none() {
+                failures + 1
+            } else {
+                0
             };
             match error.code() {
                 Some("authorization_pending") => wait = interval,
@@ -165,9 +174,15 @@ impl SignIn<'_> {
                     });
                 }
                 Some(_) => return Err(AuthError::TokenEndpoint(error.to_string())),
+                // A connection the provider closed while it idled in the pool: try again at
+                // once on a new one.
+                None if failures == 1 => {
+                    tracing::debug!("Polling for the device code failed ({error}); once more");
+                    wait = Duration::from_millis(200);
+                }
                 None => {
                     // RFC 8628 §3.5: back off while the provider cannot be reached.
-                    wait = (wait * 2).min(MAX_POLL_BACKOFF);
+                    wait = (interval * 2u32.pow(failures.min(6))).min(MAX_POLL_BACKOFF);
                     tracing::warn!(
                         "Polling {} for the device code failed ({error}); trying again in {} s",
                         self.provider.issuer(),

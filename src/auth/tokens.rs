@@ -88,6 +88,13 @@ impl Access {
         &self.manager.targets[self.target].backend
     }
 
+    /// The resource indicator the backend's tokens are bound to, as far as known without
+    /// asking it.
+    pub fn resource(&self) -> Option<String> {
+        self.manager
+            .known_resource(self.target, self.manager.stored().as_ref())
+    }
+
     /// A valid access token for the backend.
     pub async fn token(&self) -> Result<Secret, AuthError> {
         self.manager.token_for(self.target).await
@@ -145,6 +152,9 @@ pub struct TokenManager {
     /// The provider issued no refresh token, and the user has been told.
     told_no_refresh: AtomicBool,
 }
+
+/// A token this close to its expiry is not sent: it could expire on the way.
+const LAST_SECONDS: i64 = 10;
 
 fn is_fresh(access: &AccessToken) -> bool {
     access
@@ -262,14 +272,28 @@ impl TokenManager {
             *current = self.cache.load();
         }
         let resource = self.resource(target, current.as_mut()).await;
-        if let Some(access) = current
-            .as_ref()
-            .and_then(|t| t.access(resource.as_deref()))
-            .filter(is_fresh)
+        if let Some(tokens) = current.as_ref()
+            && let Some(access) = tokens.access(resource.as_deref())
+            && self.usable(&access, tokens)
         {
             return Ok(access.token);
         }
         self.renew_once(&mut current, target, None, seen).await
+    }
+
+    /// Whether `access` may go out as it is: with time to spare before it expires, or — when
+    /// only a person could renew it (no refresh token) — while it is still valid: a login is
+    /// not worth starting a minute early.
+    fn usable(&self, access: &AccessToken, tokens: &StoredTokens) -> bool {
+        if is_fresh(access) {
+            return true;
+        }
+        let person_needed =
+            tokens.refresh_token.is_none() && self.profile.flow != Flow::ClientCredentials;
+        person_needed
+            && access
+                .seconds_left(unix_now())
+                .is_some_and(|left| left > LAST_SECONDS)
     }
 
     /// The access token in hand for `target`, if any, without renewing.
@@ -596,14 +620,16 @@ impl TokenManager {
                 self.profile.name
             );
         }
-        // The new grant covers these resources (and no other): refreshes ask within them.
-        let previous = current.take();
-        let mut fresh = StoredTokens::new(provider.issuer(), &self.profile.client_id);
-        if let Some(previous) = previous {
-            fresh.discovered = previous.discovered;
-        }
-        fresh.resources = resources;
-        *current = Some(fresh);
+        // The new grant covers these resources (and no other): refreshes ask within them. The
+        // access tokens in hand stay valid (and, without refresh tokens, are the only way to
+        // the other backends until they expire).
+        let mut tokens = current
+            .take()
+            .filter(|t| t.issuer == provider.issuer())
+            .unwrap_or_else(|| StoredTokens::new(provider.issuer(), &self.profile.client_id));
+        tokens.refresh_token = None;
+        tokens.resources = resources;
+        *current = Some(tokens);
         Ok(granted)
     }
 
@@ -667,10 +693,7 @@ impl TokenManager {
 
     /// The provider, discovered once; its issuer is the configured one, or the one the cache
     /// or the backends' metadata name.
-    async fn provider(
-        &self,
-        tokens: Option<&mut StoredTokens>,
-    ) -> Result<&Provider, AuthError> {
+    async fn provider(&self, tokens: Option<&mut StoredTokens>) -> Result<&Provider, AuthError> {
         let issuer = match &self.profile.issuer_url {
             Some(issuer) => issuer.clone(),
             None => match tokens.as_deref().map(|t| t.issuer.clone()) {

@@ -303,13 +303,17 @@ pub enum ConnectError {
 }
 
 impl ConnectError {
-    /// The user did not complete the browser login (refused, or let it time out): retrying
-    /// on its own would only pop up another browser tab.
+    /// The person did not complete the sign-in (refused it, let it or its device code time
+    /// out), or the provider would not grant the scopes the backend wants: retrying on its own
+    /// would only pop up another browser tab or device code.
     pub fn login_failed(&self) -> bool {
         matches!(
             self,
             ConnectError::Login {
-                source: AuthError::Denied { .. } | AuthError::LoginTimeout { .. },
+                source: AuthError::Denied { .. }
+                    | AuthError::LoginTimeout { .. }
+                    | AuthError::DeviceExpired { .. }
+                    | AuthError::ScopeNotGranted { .. },
                 ..
             }
         )

@@ -72,7 +72,7 @@ pub struct Setting {
 }
 
 /// Every drop-in setting, in the order `--help` shows them.
-pub const SETTINGS: [Setting; 8] = [
+pub const SETTINGS: [Setting; 9] = [
     Setting {
         id: "backend_url",
         path: "backends.default.url",
@@ -137,6 +137,18 @@ pub const SETTINGS: [Setting; 8] = [
         what: "redirect URL",
         help: "Loopback URL the browser returns to after login",
         default: Some(Default::Text(DEFAULT_REDIRECT_URL)),
+        kind: Kind::Text,
+    },
+    Setting {
+        id: "oidc_flow",
+        path: "oidc_profiles.default.flow",
+        env: Some("OIDC_FLOW"),
+        flag: Some("oidc-flow"),
+        value_name: "FLOW",
+        what: "sign-in flow",
+        help: "How to sign in: `browser`, `device` (a code to enter on another device, for \
+               machines without a browser) or `client_credentials` (a service account)",
+        default: Some(Default::Text("browser")),
         kind: Kind::Text,
     },
     Setting {
@@ -322,13 +334,16 @@ mod tests {
     fn every_setting_lands_in_the_file_model() {
         let all = SETTINGS
             .iter()
-            .fold(DropInSettings::default(), |s, setting| {
-                s.with(setting.id, "7")
+            .fold(DropInSettings::default(), |s, setting| match setting.id {
+                // An enum: any text would not do.
+                "oidc_flow" => s.with(setting.id, "device"),
+                _ => s.with(setting.id, "7"),
             });
         let config: super::super::Config = serde_json::from_value(all.layer()).unwrap();
         let profile = &config.oidc_profiles[DROP_IN_NAME];
         assert_eq!(config.backends[DROP_IN_NAME].url.as_deref(), Some("7"));
         assert_eq!(profile.login_timeout, Some(7));
+        assert_eq!(profile.flow, Some(super::super::Flow::Device));
         assert_eq!(config.gateway.request_timeout, Some(7));
         assert_eq!(
             profile.client_secret.as_ref().map(Secret::expose),

@@ -102,7 +102,14 @@ impl Sources {
                 if let Some((_, layer)) = &file {
                     findings.extend(layer.findings.iter().map(|f| (f.clone(), Origin::File)));
                 }
-                findings.extend(error.into_iter().map(|e| env_finding(&e)));
+                findings.extend(error.into_iter().map(|e| {
+                    let (finding, var) = env_finding(&e);
+                    // A value of the wrong kind came from a flag or env var: say which.
+                    match self.origin(&finding.path, &env) {
+                        Origin::File => (finding, var),
+                        origin => (finding, origin),
+                    }
+                }));
                 Err(ConfigError::Diagnostics(self.place(&file, findings)))
             }
         }

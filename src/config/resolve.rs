@@ -185,7 +185,8 @@ impl Rules {
         {
             self.bad_value(
                 &path.key("flow"),
-                "client_credentials needs the client's credentials: set client_secret, or                  client_assertion with a key_file"
+                "client_credentials needs the client's credentials: set client_secret, or \
+                 client_assertion with a key_file"
                     .to_owned(),
             );
         }
@@ -253,7 +254,8 @@ impl Rules {
         if has_secret {
             self.bad_value(
                 &path,
-                "set either client_secret or client_assertion, not both: the client                  authenticates one way"
+                "set either client_secret or client_assertion, not both: the client \
+                 authenticates one way"
                     .to_owned(),
             );
         }

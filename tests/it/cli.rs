@@ -347,3 +347,39 @@ async fn socket_pairs_as_stdin_and_stdout_serve_a_session() {
         "stdout ends with the session: {rest:?}"
     );
 }
+
+/// A value of the wrong kind from the drop-in's env vars or flags names where it came from.
+#[tokio::test]
+async fn a_wrong_flow_names_the_env_var_or_flag_that_set_it() {
+    let home = tempfile::tempdir().unwrap();
+    let env = [
+        ("MCP_BACKEND_URL", "https://mcp.example.com/mcp"),
+        ("OIDC_CLIENT_ID", "cid"),
+    ];
+    for (args, extra, named) in [
+        (
+            vec!["status"],
+            Some(("OIDC_FLOW", "web")),
+            "(from OIDC_FLOW)",
+        ),
+        (
+            vec!["status", "--oidc-flow", "web"],
+            None,
+            "(from --oidc-flow)",
+        ),
+    ] {
+        let output = binary::command(home.path())
+            .args(&args)
+            .envs(env.iter().copied().chain(extra))
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("unknown variant") && stderr.contains(named),
+            "{stderr}"
+        );
+        assert!(stderr.contains("device"), "the possible values: {stderr}");
+    }
+}

@@ -29,6 +29,7 @@
 
 mod support;
 
+mod account;
 mod backend_faults;
 mod callback_input;
 mod cli;
@@ -43,7 +44,9 @@ mod processes;
 mod properties;
 mod redirects;
 mod relay;
+mod resources;
 mod schema;
 mod secrets;
 mod shutdown;
+mod sign_in;
 mod validate;

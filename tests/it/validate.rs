@@ -741,3 +741,64 @@ fn header_rules_hold_for_headers_from_env_vars() {
         ]
     );
 }
+
+/// The sign-in settings: a service account needs credentials (one kind, not two), the
+/// parameters the proxy sets itself cannot be overridden, and a resource indicator is an
+/// absolute URL without a fragment.
+#[test]
+fn sign_in_settings_are_checked() {
+    let with = |profile: &str, backend: &str| {
+        BASE.replace(
+            "    client_id: cid\n",
+            &format!("    client_id: cid\n{profile}"),
+        )
+        .replace(
+            "    oidc_profile: corp\n",
+            &format!("    oidc_profile: corp\n{backend}"),
+        )
+    };
+    assert_errors(
+        &with("    flow: client_credentials\n", ""),
+        &[
+            "c.yaml:5:11: error: oidc_profiles.corp.flow: client_credentials needs the client's \
+           credentials: set client_secret, or client_assertion with a key_file",
+        ],
+    );
+    assert_errors(
+        &with(
+            "    client_secret: s\n    client_assertion:\n      key_file: /k.pem\n",
+            "",
+        ),
+        &[
+            "c.yaml:7:7: error: oidc_profiles.corp.client_assertion: set either client_secret or \
+           client_assertion, not both: the client authenticates one way",
+        ],
+    );
+    assert_errors(
+        &with(
+            "    authorize_params:\n      prompt: consent\n      state: x\n      code_challenge_method: plain\n",
+            "",
+        ),
+        &[
+            "c.yaml:7:14: error: oidc_profiles.corp.authorize_params.state: 'state' is set by \
+             the proxy itself and cannot be overridden",
+            "c.yaml:8:30: error: oidc_profiles.corp.authorize_params.code_challenge_method: \
+             'code_challenge_method' is set by the proxy itself and cannot be overridden",
+        ],
+    );
+    assert_errors(
+        &with("", "    resource: https://mcp.company.com/mcp#frag\n"),
+        &[
+            "c.yaml:9:15: error: backends.tools.resource: 'https://mcp.company.com/mcp#frag' has \
+           a fragment (#...); a resource indicator has none",
+        ],
+    );
+    assert_valid(&with(
+        "    flow: device\n    open_browser: false\n    resource: false\n    authorize_params:\n      prompt: login\n",
+        "    resource: true\n",
+    ));
+    assert_valid(&with(
+        "    flow: client_credentials\n    client_assertion:\n      key_file: ~/keys/ci.pem\n      algorithm: ES256\n      key_id: ci-1\n",
+        "    resource: https://mcp.company.com/mcp\n",
+    ));
+}

@@ -9,6 +9,17 @@
 //! (or, failing that, a token) that has not been revoked. Anything else gets a
 //! `401` with `WWW-Authenticate: Bearer error="invalid_token", ...`.
 //!
+//! It can also be the protected resource of the MCP authorization spec: with
+//! [`BackendConfig::resource_metadata`] it publishes RFC 9728 metadata naming its
+//! authorization server, points every `401` at that document (`resource_metadata=` in
+//! `WWW-Authenticate`), and accepts only tokens whose `aud` is its own resource URL, so a
+//! client must find the provider on its own and ask for a token meant for this server
+//! (RFC 8707). With [`BackendConfig::required_scopes`] (changeable at run time with
+//! [`TestBackend::set_required_scopes`], to make a client step up mid-session) a token that
+//! lacks a scope gets `403` with `error="insufficient_scope"` and the scopes needed. The stats
+//! record the `aud` of every token presented and the `aud` and `scope` of the last one
+//! accepted, so a test can check that no backend ever saw a token meant for another.
+//!
 //! The MCP surface is deliberately broad (paginated tools, every content kind,
 //! progress, sampling, elicitation, roots, cancellation, list-changed, logging,
 //! resources with subscriptions, a prompt, completions) so that a proxy in
@@ -18,6 +29,7 @@
 // Sampling, roots, logging and resource subscriptions are deprecated by SEP-2577
 // in rmcp 3.x, yet they are part of the 2025 protocol revisions served here.
 #![allow(deprecated)]
+// The whole surface of the fake is API for the tests: a knob that no test turns yet is not dead.
 
 use std::{
     borrow::Cow,
@@ -33,6 +45,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
+    routing::get,
 };
 use base64::{
     Engine as _, engine::general_purpose::STANDARD, engine::general_purpose::URL_SAFE_NO_PAD,
@@ -73,13 +86,81 @@ pub struct BackendConfig {
     pub jwks_uri: Option<String>,
     /// Required `iss` claim.
     pub issuer: String,
-    /// Value that the `aud` claim must contain (default `"mcp-backend"`).
+    /// Value that the `aud` claim must contain (default `"mcp-backend"`). Not used when
+    /// [`BackendConfig::resource_metadata`] is set: [`ResourceMetadata::audience`] rules then.
     pub audience: String,
     /// Headers that must be present with exactly these values; otherwise `403`.
     pub required_headers: Vec<(String, String)>,
     /// Page size of `tools/list`, `resources/list`, `resources/templates/list`
     /// and `prompts/list` (default 4, so that tool pagination is exercised).
     pub page_size: usize,
+    /// RFC 9728 protected resource metadata: `None` (default) publishes none, and tokens
+    /// need [`BackendConfig::audience`]. `Some` publishes it, names it in every `401`, and
+    /// makes the required audience [`ResourceMetadata::audience`]: by default the resource
+    /// itself; [`BackendConfig::audience`] is then not used.
+    pub resource_metadata: Option<ResourceMetadata>,
+    /// Scopes every token's `scope` claim must contain (when tokens are checked at all, that
+    /// is with [`BackendConfig::jwks_uri`]); a token that lacks one gets `403`
+    /// `insufficient_scope`. Default none. [`TestBackend::set_required_scopes`] changes them
+    /// at run time.
+    pub required_scopes: Vec<String>,
+}
+
+/// What a backend publishes as an OAuth protected resource (RFC 9728), and so what it asks of
+/// tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceMetadata {
+    /// `resource`: the identifier clients ask tokens for (RFC 8707). `None` (default): the
+    /// backend's own MCP URL, `http://127.0.0.1:PORT/mcp`, known once it is bound.
+    pub resource: Option<String>,
+    /// `authorization_servers`. `None` (default): `[BackendConfig::issuer]`.
+    pub authorization_servers: Option<Vec<String>>,
+    /// `scopes_supported`. `None` (default): the scopes required at the time of the request,
+    /// the member left out when there are none.
+    pub scopes_supported: Option<Vec<String>>,
+    /// Where the document is served. Default [`MetadataLocation::PathInserted`].
+    pub location: MetadataLocation,
+    /// Name the document in `WWW-Authenticate` (`resource_metadata="..."`). `false`: clients
+    /// must find it at a well-known address on their own. Default `true`.
+    pub advertise: bool,
+    /// The value tokens' `aud` must contain. `None` (default): the resource. `Some`: this value
+    /// (a server that publishes metadata but checks an older, provider-chosen audience).
+    pub audience: Option<String>,
+}
+
+impl Default for ResourceMetadata {
+    fn default() -> Self {
+        Self {
+            resource: None,
+            authorization_servers: None,
+            scopes_supported: None,
+            location: MetadataLocation::PathInserted,
+            advertise: true,
+            audience: None,
+        }
+    }
+}
+
+/// Where a backend serves its protected resource metadata.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MetadataLocation {
+    /// `/.well-known/oauth-protected-resource/mcp`: the well-known prefix inserted before the
+    /// resource's path, as RFC 9728 section 3.1 builds it.
+    #[default]
+    PathInserted,
+    /// `/.well-known/oauth-protected-resource`, at the root only: the address clients fall back
+    /// to.
+    Root,
+}
+
+impl MetadataLocation {
+    /// The path of the document on the backend.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::PathInserted => "/.well-known/oauth-protected-resource/mcp",
+            Self::Root => "/.well-known/oauth-protected-resource",
+        }
+    }
 }
 
 impl Default for BackendConfig {
@@ -98,6 +179,8 @@ impl BackendConfig {
             audience: "mcp-backend".to_owned(),
             required_headers: Vec::new(),
             page_size: 4,
+            resource_metadata: None,
+            required_scopes: Vec::new(),
         }
     }
 
@@ -136,6 +219,13 @@ impl BackendConfig {
         self.page_size = page_size;
         self
     }
+
+    /// Publishes protected resource metadata (RFC 9728), which also makes the resource the
+    /// required audience unless `metadata.audience` says otherwise.
+    pub fn with_resource_metadata(mut self, metadata: ResourceMetadata) -> Self {
+        self.resource_metadata = Some(metadata);
+        self
+    }
 }
 
 /// What a [`TestBackend`] has observed so far.
@@ -164,6 +254,17 @@ pub struct BackendStats {
     pub forbidden: u32,
     /// `Mcp-Session-Id`s the client ended with an accepted HTTP `DELETE`, in order.
     pub deleted_sessions: Vec<String>,
+    /// Number of `403 Forbidden` responses served for a token without a required scope.
+    pub insufficient_scope: u32,
+    /// `aud` of the last token accepted (authenticated, and carrying the required scopes).
+    pub last_audience: Option<Value>,
+    /// `scope` claim of the last token accepted (`None` if it had none).
+    pub last_scope: Option<String>,
+    /// Distinct `aud` claims of every bearer token presented, accepted or not, in order of
+    /// first appearance (read without verifying the token): which tokens reached this server.
+    pub presented_audiences: Vec<Value>,
+    /// Number of protected resource metadata requests served.
+    pub resource_metadata_fetches: u32,
 }
 
 /// Claims of an accepted access token. The auth layer stores them in the HTTP
@@ -182,6 +283,9 @@ pub struct TokenClaims {
     /// Token id, used for revocation.
     #[serde(default)]
     pub jti: Option<String>,
+    /// Granted scopes, space-separated (RFC 9068).
+    #[serde(default)]
+    pub scope: Option<String>,
 }
 
 /// A running in-process MCP server; stops on [`TestBackend::shutdown`] or drop.
@@ -206,7 +310,12 @@ impl TestBackend {
     /// Like [`TestBackend::start`], on a chosen port (a backend that comes up later where the
     /// gateway expects it).
     pub async fn start_on(config: BackendConfig, port: u16) -> TestBackend {
-        let shared = Arc::new(Shared::new(config));
+        // Bound first: the default resource identifier is the backend's own URL.
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind the test backend");
+        let addr = listener.local_addr().expect("test backend address");
+        let shared = Arc::new(Shared::new(config, addr));
         let sessions = Arc::new(LocalSessionManager::default());
         let stop = CancellationToken::new();
         let handler = BackendHandler {
@@ -217,13 +326,22 @@ impl TestBackend {
             sessions.clone(),
             StreamableHttpServerConfig::default().with_cancellation_token(stop.child_token()),
         );
-        let router = Router::new()
+        let mut router = Router::new()
             .route_service("/mcp", service)
             .layer(middleware::from_fn_with_state(shared.clone(), gatekeeper));
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("bind the test backend");
-        let addr = listener.local_addr().expect("test backend address");
+        // Added after the gatekeeper layer: the metadata is public.
+        if let Some(metadata) = &shared.config.resource_metadata {
+            let state = shared.clone();
+            // Any other well-known document is absent (404), as on a real server, rather
+            // than behind the gatekeeper (401): a client probing the addresses RFC 9728 and
+            // RFC 8414 define must see which exist.
+            router = router
+                .route(
+                    metadata.location.path(),
+                    get(move || protected_resource_metadata(state.clone())),
+                )
+                .route("/.well-known/{*rest}", get(StatusCode::NOT_FOUND));
+        }
         // Without TCP_NODELAY each streamed response waits on a delayed ACK (40 ms on Linux).
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);
@@ -267,6 +385,18 @@ impl TestBackend {
     /// A snapshot of what the backend has observed.
     pub fn stats(&self) -> BackendStats {
         self.shared.state().stats.clone()
+    }
+
+    /// The resource identifier tokens must be meant for when the backend publishes protected
+    /// resource metadata: [`ResourceMetadata::resource`], or the MCP URL.
+    pub fn resource(&self) -> String {
+        self.shared.resource()
+    }
+
+    /// Replaces the scopes every token must carry, from the next request on: raising them
+    /// mid-session makes a client step up (`403 insufficient_scope`).
+    pub fn set_required_scopes(&self, scopes: &[&str]) {
+        self.shared.state().required_scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
     }
 
     /// Every `Mcp-Session-Id` handed out and not expired, sorted.
@@ -329,12 +459,16 @@ struct Inner {
     known_sessions: HashSet<String>,
     expired_sessions: HashSet<String>,
     dynamic_tools: Vec<String>,
+    /// [`BackendConfig::required_scopes`], as changed since.
+    required_scopes: Vec<String>,
 }
 
 type KeySet = Vec<(Option<String>, DecodingKey)>;
 
 struct Shared {
     config: BackendConfig,
+    /// `http://127.0.0.1:PORT`.
+    origin: String,
     http: reqwest::Client,
     /// Cached JWKS: `(kid, key)` pairs, refetched when a token names an unknown kid.
     keys: tokio::sync::RwLock<KeySet>,
@@ -343,19 +477,47 @@ struct Shared {
 
 /// Why a request was not authenticated.
 enum AuthError {
-    /// The token is missing or not acceptable: `401`.
+    /// No bearer token: `401`.
+    Missing,
+    /// The token is not acceptable: `401`.
     Invalid(String),
     /// The keys could not be fetched: `503`.
     Unavailable(String),
 }
 
 impl Shared {
-    fn new(config: BackendConfig) -> Self {
+    fn new(config: BackendConfig, addr: SocketAddr) -> Self {
+        let state = Inner {
+            required_scopes: config.required_scopes.clone(),
+            ..Inner::default()
+        };
         Self {
             config,
+            origin: format!("http://{addr}"),
             http: reqwest::Client::new(),
             keys: tokio::sync::RwLock::new(Vec::new()),
-            state: Mutex::new(Inner::default()),
+            state: Mutex::new(state),
+        }
+    }
+
+    fn resource(&self) -> String {
+        self.config
+            .resource_metadata
+            .as_ref()
+            .and_then(|m| m.resource.clone())
+            .unwrap_or_else(|| format!("{}/mcp", self.origin))
+    }
+
+    fn metadata_url(&self) -> Option<String> {
+        let metadata = self.config.resource_metadata.as_ref()?;
+        Some(format!("{}{}", self.origin, metadata.location.path()))
+    }
+
+    /// The value a token's `aud` must contain; see [`BackendConfig::resource_metadata`].
+    fn audience(&self) -> String {
+        match &self.config.resource_metadata {
+            None => self.config.audience.clone(),
+            Some(metadata) => metadata.audience.clone().unwrap_or_else(|| self.resource()),
         }
     }
 
@@ -366,8 +528,13 @@ impl Shared {
     }
 
     async fn authenticate(&self, headers: &HeaderMap) -> Result<TokenClaims, AuthError> {
-        let token = bearer_token(headers)
-            .ok_or_else(|| AuthError::Invalid("missing bearer token".to_owned()))?;
+        let token = bearer_token(headers).ok_or(AuthError::Missing)?;
+        if let Some(aud) = unverified_audience(token) {
+            let mut state = self.state();
+            if !state.stats.presented_audiences.contains(&aud) {
+                state.stats.presented_audiences.push(aud);
+            }
+        }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|error| AuthError::Invalid(format!("malformed token: {error}")))?;
         if header.alg != Algorithm::RS256 {
@@ -380,7 +547,7 @@ impl Shared {
         let mut validation = Validation::new(Algorithm::RS256);
         validation.leeway = 0;
         validation.set_issuer(&[&self.config.issuer]);
-        validation.set_audience(&[&self.config.audience]);
+        validation.set_audience(&[self.audience()]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         let claims = jsonwebtoken::decode::<TokenClaims>(token, &key, &validation)
             .map_err(|error| AuthError::Invalid(describe_jwt_error(error.kind())))?
@@ -445,31 +612,142 @@ impl Shared {
     fn record_authorized(&self, claims: Option<&TokenClaims>) {
         let mut state = self.state();
         state.stats.authorized_requests += 1;
-        if let Some(claims) = claims
-            && !state.stats.subjects.contains(&claims.sub)
-        {
-            state.stats.subjects.push(claims.sub.clone());
+        if let Some(claims) = claims {
+            if !state.stats.subjects.contains(&claims.sub) {
+                state.stats.subjects.push(claims.sub.clone());
+            }
+            state.stats.last_audience = Some(claims.aud.clone());
+            state.stats.last_scope = claims.scope.clone();
         }
     }
 
-    fn unauthorized(&self, description: &str) -> Response {
-        self.state().stats.unauthorized += 1;
-        let challenge = format!(
-            "Bearer error=\"invalid_token\", error_description=\"{}\"",
-            description.replace(['"', '\\'], "'")
-        );
-        let mut response = (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": "invalid_token", "error_description": description})),
-        )
-            .into_response();
-        if let Ok(value) = HeaderValue::from_str(&challenge) {
+    /// The first required scope the token lacks, with all the required ones.
+    fn missing_scope(&self, claims: &TokenClaims) -> Option<(String, Vec<String>)> {
+        let required = self.state().required_scopes.clone();
+        let granted: HashSet<&str> = claims
+            .scope
+            .as_deref()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        let missing = required.iter().find(|s| !granted.contains(s.as_str()))?;
+        Some((missing.clone(), required))
+    }
+
+    /// A `WWW-Authenticate` Bearer challenge (RFC 6750 section 3) with these parameters, plus
+    /// `resource_metadata` (RFC 9728 section 5.1) when the backend advertises its metadata.
+    fn challenge(&self, params: &[(&str, &str)]) -> Option<HeaderValue> {
+        let advertised = self
+            .config
+            .resource_metadata
+            .as_ref()
+            .filter(|m| m.advertise)
+            .and_then(|_| self.metadata_url());
+        let params: Vec<String> = params
+            .iter()
+            .map(|(name, value)| (*name, *value))
+            .chain(advertised.as_deref().map(|url| ("resource_metadata", url)))
+            .map(|(name, value)| format!("{name}=\"{}\"", value.replace(['"', '\\'], "'")))
+            .collect();
+        let value = if params.is_empty() {
+            "Bearer".to_owned()
+        } else {
+            format!("Bearer {}", params.join(", "))
+        };
+        HeaderValue::from_str(&value).ok()
+    }
+
+    /// `401`. `description` is why the token was rejected; `None`: there was no token, and a
+    /// backend with resource metadata then answers as RFC 6750 section 3.1 says for a
+    /// request without authentication (no error code), where one without keeps the older
+    /// `invalid_token` "missing bearer token".
+    fn unauthorized(&self, description: Option<&str>) -> Response {
+        let required = {
+            let mut state = self.state();
+            state.stats.unauthorized += 1;
+            state.required_scopes.join(" ")
+        };
+        let description = match description {
+            Some(description) => Some(description),
+            None if self.config.resource_metadata.is_some() => None,
+            None => Some("missing bearer token"),
+        };
+        let mut params = Vec::new();
+        if let Some(description) = description {
+            params.push(("error", "invalid_token"));
+            params.push(("error_description", description));
+        }
+        if !required.is_empty() {
+            params.push(("scope", required.as_str()));
+        }
+        let body = match description {
+            Some(description) => {
+                json!({"error": "invalid_token", "error_description": description})
+            }
+            None => json!({"error": "unauthorized", "error_description": "missing bearer token"}),
+        };
+        let mut response = (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+        if let Some(value) = self.challenge(&params) {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, value);
         }
         response
     }
+
+    /// `403` for a valid token without a required scope (RFC 6750 section 3.1): the challenge
+    /// names every scope the request needs, so that a client can ask for them (step-up).
+    fn insufficient_scope(&self, missing: &str, required: &[String]) -> Response {
+        self.state().stats.insufficient_scope += 1;
+        let description = format!("the token lacks scope {missing}");
+        let required = required.join(" ");
+        let params = [
+            ("error", "insufficient_scope"),
+            ("scope", required.as_str()),
+            ("error_description", description.as_str()),
+        ];
+        let body = json!({"error": "insufficient_scope", "error_description": description});
+        let mut response = (StatusCode::FORBIDDEN, Json(body)).into_response();
+        if let Some(value) = self.challenge(&params) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+}
+
+/// RFC 9728 section 3.2: what the backend publishes about itself as a protected resource.
+async fn protected_resource_metadata(shared: Arc<Shared>) -> Response {
+    let Some(metadata) = &shared.config.resource_metadata else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let required = {
+        let mut state = shared.state();
+        state.stats.resource_metadata_fetches += 1;
+        state.required_scopes.clone()
+    };
+    let servers = metadata
+        .authorization_servers
+        .clone()
+        .unwrap_or_else(|| vec![shared.config.issuer.clone()]);
+    let mut document = json!({
+        "resource": shared.resource(),
+        "authorization_servers": servers,
+        "bearer_methods_supported": ["header"],
+    });
+    let scopes = metadata.scopes_supported.clone().unwrap_or(required);
+    if !scopes.is_empty() || metadata.scopes_supported.is_some() {
+        document["scopes_supported"] = json!(scopes);
+    }
+    Json(document).into_response()
+}
+
+/// The `aud` claim of a JWT, read without verifying anything.
+fn unverified_audience(token: &str) -> Option<Value> {
+    let payload = token.split('.').nth(1)?;
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    claims.get("aud").cloned()
 }
 
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
@@ -511,10 +789,16 @@ async fn gatekeeper(
     if shared.config.jwks_uri.is_some() {
         match shared.authenticate(request.headers()).await {
             Ok(claims) => {
+                if let Some((missing, required)) = shared.missing_scope(&claims) {
+                    return shared.insufficient_scope(&missing, &required);
+                }
                 shared.record_authorized(Some(&claims));
                 request.extensions_mut().insert(claims);
             }
-            Err(AuthError::Invalid(description)) => return shared.unauthorized(&description),
+            Err(AuthError::Missing) => return shared.unauthorized(None),
+            Err(AuthError::Invalid(description)) => {
+                return shared.unauthorized(Some(&description));
+            }
             Err(AuthError::Unavailable(description)) => {
                 let body =
                     json!({"error": "temporarily_unavailable", "error_description": description});
