@@ -3,7 +3,12 @@
 Accepts only RS256 JWT access tokens from the suite's oidc-provider (issuer, audience
 "mcp-backend", signature through the provider's JWKS). Serves http://127.0.0.1:PORT/mcp.
 
-Usage: backend.py --port PORT --issuer ISSUER [--audience mcp-backend]
+With --resource-metadata it is an OAuth protected resource (RFC 9728) instead: fastmcp's
+RemoteAuthProvider serves /.well-known/oauth-protected-resource/mcp naming the issuer as its
+authorization server, answers 401 with `resource_metadata="..."`, and accepts only tokens whose
+`aud` is its own resource URL (http://127.0.0.1:PORT/mcp).
+
+Usage: backend.py --port PORT --issuer ISSUER [--audience mcp-backend | --resource-metadata]
 Prints "BACKEND READY <url>" on stdout once it accepts connections.
 """
 
@@ -12,18 +17,29 @@ import asyncio
 import socket
 
 from fastmcp import Context, FastMCP
+from fastmcp.server.auth import RemoteAuthProvider
 from fastmcp.server.auth.providers.jwt import JWTVerifier
 from fastmcp.server.dependencies import get_access_token
 
 
-def build(issuer: str, audience: str, page_size: int | None) -> FastMCP:
+def build(issuer: str, audience: str, page_size: int | None, resource_base: str | None = None) -> FastMCP:
     verifier = JWTVerifier(
         jwks_uri=f"{issuer}/jwks",
         issuer=issuer,
-        audience=audience,
+        audience=f"{resource_base}/mcp" if resource_base else audience,
         algorithm="RS256",
     )
-    mcp = FastMCP("interop-backend", auth=verifier, list_page_size=page_size)
+    auth = verifier
+    if resource_base:
+        # fastmcp does not bind the verifier's audience to the resource it announces: both are
+        # set to http://127.0.0.1:PORT/mcp here.
+        auth = RemoteAuthProvider(
+            token_verifier=verifier,
+            authorization_servers=[issuer],
+            base_url=resource_base,
+            resource_name="interop backend",
+        )
+    mcp = FastMCP("interop-backend", auth=auth, list_page_size=page_size)
 
     @mcp.tool
     def whoami() -> dict:
@@ -77,8 +93,10 @@ def main() -> None:
     p.add_argument("--issuer", required=True)
     p.add_argument("--audience", default="mcp-backend")
     p.add_argument("--page-size", type=int, default=0, help="list page size (0: no pagination)")
+    p.add_argument("--resource-metadata", action="store_true", help="RFC 9728 metadata; aud = own URL")
     args = p.parse_args()
-    mcp = build(args.issuer, args.audience, args.page_size or None)
+    base = f"http://127.0.0.1:{args.port}" if args.resource_metadata else None
+    mcp = build(args.issuer, args.audience, args.page_size or None, base)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))

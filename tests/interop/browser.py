@@ -2,10 +2,15 @@
 """Browser stand-in, used as $BROWSER: logs in at oidc-provider's dev interactions.
 
 Usage: browser.py [--foreground] AUTHORIZATION_URL
+       browser.py --foreground --user-code CODE VERIFICATION_URI    (a person with a device code)
 
 Gets the URL, follows the provider's redirects keeping cookies, submits the dev login form (any
 login/password; the login becomes the account id) and the consent form, then follows the final
 redirect to the proxy's loopback callback. Standard library only.
+
+With --user-code it is the person of a device authorization (RFC 8628) instead: it types the code
+into the provider's code form at the verification URI, confirms, logs in and consents, and stops
+at the provider's "Sign-in Success" page.
 
 It detaches at once (fork + setsid) and does the work in the background, so a caller that waits
 for the browser command does not block its own callback server. Everything it does is appended
@@ -75,7 +80,7 @@ class Forms(html.parser.HTMLParser):
             self.forms[-1]["inputs"][a["name"]] = a.get("value", "")
 
 
-def run(url: str) -> int:
+def run(url: str, user_code: str | None = None) -> int:
     idp_origin = urllib.parse.urlsplit(url)[:2]
     jar = CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect())
@@ -119,12 +124,24 @@ def run(url: str) -> int:
         parser = Forms()
         parser.feed(text)
         form = next((f for f in parser.forms if f["method"].lower() == "post"), None)
+        if form is None and user_code is not None and "Sign-in Success" in text:
+            # The device flow ends at the provider: the proxy picks the tokens up by polling.
+            log("  device sign-in complete (Sign-in Success)")
+            return 0
         if form is None:
             log(f"  page without a form: {' '.join(text.split())[:500]}")
             return 1
         fields = dict(form["inputs"])
         prompt = fields.get("prompt")
-        if prompt == "login":
+        if user_code is not None and "user_code" in fields and "confirm" not in fields:
+            # oidc-provider's code form (op.deviceInputForm): the person types the code.
+            fields["user_code"] = user_code
+            log(f"  typing the user code {user_code}")
+        elif user_code is not None and "confirm" in fields:
+            # The confirmation form (op.deviceConfirmForm): "Continue"; `abort` would cancel.
+            fields.pop("abort", None)
+            log("  confirming the device sign-in")
+        elif prompt == "login":
             if PAUSE:
                 log(f"  a person types for {PAUSE:g} s")
                 time.sleep(PAUSE)
@@ -153,8 +170,15 @@ def run(url: str) -> int:
 def main() -> None:
     args = sys.argv[1:]
     foreground = False
-    if args and args[0] == "--foreground":
-        foreground, args = True, args[1:]
+    user_code = None
+    while args and args[0].startswith("--"):
+        if args[0] == "--foreground":
+            foreground, args = True, args[1:]
+        elif args[0] == "--user-code" and len(args) > 1:
+            user_code, args = args[1], args[2:]
+        else:
+            log(f"unknown option {args[0]}")
+            sys.exit(2)
     if not args:
         log("no URL given")
         sys.exit(2)
@@ -169,7 +193,7 @@ def main() -> None:
     signal.signal(signal.SIGALRM, lambda *_: (log("deadline reached"), os._exit(3)))
     signal.alarm(DEADLINE)
     try:
-        code = run(url)
+        code = run(url, user_code)
     except Exception as e:  # noqa: BLE001 - anything goes into the log
         log(f"error: {type(e).__name__}: {e}")
         code = 1

@@ -173,30 +173,46 @@ class Scenario:
     # -- components ----------------------------------------------------------------------------
 
     def start_idp(
-        self, backend_url: str, callback_ports: list[int], access_ttl: int = 3600, port: int | None = None,
-        name: str = "idp",
+        self, backend_url: str | None, callback_ports: list[int], access_ttl: int = 3600, port: int | None = None,
+        name: str = "idp", *, resources: list[str] | None = None, device_interval: int | None = None,
+        client_jwks: Path | None = None,
     ) -> "Idp":
+        """oidc-provider (idp.mjs). `backend_url`: the one resource, tokens with aud "mcp-backend";
+        `resources` instead: RFC 8707 resource servers, each token's aud its own indicator."""
         port = port or free_port()
         env = {
             "PATH": os.environ["PATH"],
             "HOME": str(self.dir),
             "IDP_PORT": str(port),
             "IDP_CALLBACK_PORTS": ",".join(map(str, callback_ports)),
-            "IDP_RESOURCE": backend_url,
             "IDP_ACCESS_TTL": str(access_ttl),
             "IDP_EVENTS_LOG": str(self.dir / f"{name}-events.jsonl"),
             # Per port: an IdP restarted on the same port keeps its signing key (and so the
             # backends' cached JWKS stays valid).
             "IDP_KEY_FILE": str(self.dir / f"idp-{port}-key.json"),
         }
+        if backend_url:
+            env["IDP_RESOURCE"] = backend_url
+        if resources:
+            env["IDP_RESOURCES"] = ",".join(resources)
+        if device_interval:
+            env["IDP_DEVICE_INTERVAL"] = str(device_interval)
+        if client_jwks:
+            env["IDP_CLIENT_JWKS"] = str(client_jwks)
         self.start(name, [NODE, str(HERE / "idp.mjs")], env, "IDP READY")
         issuer = f"http://127.0.0.1:{port}"
         self.wait_http(f"{issuer}/.well-known/openid-configuration")
         return Idp(issuer, self.dir / f"{name}-events.jsonl", port)
 
-    def start_backend(self, port: int, issuer: str, page_size: int = 2, name: str = "backend") -> str:
+    def start_backend(
+        self, port: int, issuer: str, page_size: int = 2, name: str = "backend", resource_metadata: bool = False,
+    ) -> str:
+        """backend.py; with `resource_metadata` an RFC 9728 protected resource whose tokens must
+        have its own URL as aud."""
         env = {"PATH": os.environ["PATH"], "HOME": str(self.dir), "FASTMCP_SHOW_SERVER_BANNER": "false"}
         argv = [PYTHON, str(HERE / "backend.py"), "--port", str(port), "--issuer", issuer, "--page-size", str(page_size)]
+        if resource_metadata:
+            argv.append("--resource-metadata")
         self.start(name, argv, env, "BACKEND READY")
         return f"http://127.0.0.1:{port}/mcp"
 
@@ -261,6 +277,15 @@ class Idp:
         if not self.events_log.exists():
             return []
         return [json.loads(line) for line in self.events_log.read_text().splitlines() if line.strip()]
+
+    def requests(self, route: str | None = None, **match: Any) -> list[dict]:
+        """The requests idp.mjs recorded (authorization, token, device_authorization,
+        code_verification, revocation), as answered; filtered by route and field values."""
+        return [
+            e for e in self.events()
+            if e["event"] == "request" and (route is None or e.get("route") == route)
+            and all(e.get(k) == v for k, v in match.items())
+        ]
 
 
 # --------------------------------------------------------------------------------------------

@@ -699,13 +699,15 @@ SCENARIOS: list[Callable[[Scenario], str | None]] = [
     gateway_two_issuers,
 ]
 
-# Scenarios that live in modules of their own: a real browser, the MCP conformance suite, a
-# desktop client as it really behaves.
+# Scenarios that live in modules of their own: the device and client-credentials flows, RFC 9728
+# resources and logout, a real browser, the MCP conformance suite, a desktop client as it really
+# behaves.
 import chromium  # noqa: E402
 import conformance_suite  # noqa: E402
 import desktop  # noqa: E402
+import flows  # noqa: E402
 
-SCENARIOS += chromium.SCENARIOS + conformance_suite.SCENARIOS + desktop.SCENARIOS
+SCENARIOS += flows.SCENARIOS + chromium.SCENARIOS + conformance_suite.SCENARIOS + desktop.SCENARIOS
 
 
 def run_one(fn: Callable[[Scenario], str | None]) -> tuple[str, str]:
