@@ -54,11 +54,7 @@ fn select<'a>(settings: &'a Settings, names: &[String]) -> Result<Vec<&'a Backen
         .collect()
 }
 
-fn managers(
-    settings: &Settings,
-    browser: Arc<dyn Browser>,
-    interactive: bool,
-) -> BTreeMap<String, Arc<TokenManager>> {
+fn managers(settings: &Settings, browser: Arc<dyn Browser>, interactive: bool) -> Managers {
     let managers = proxy::token_managers(settings, &clients::identity_provider(), &browser);
     if interactive {
         return managers;
@@ -87,6 +83,22 @@ fn managers(
         .collect()
 }
 
+/// Each profile's token manager, by profile name.
+type Managers = BTreeMap<String, Arc<TokenManager>>;
+
+/// The backends named (a usage error, exit 2, for an unknown one) and every profile's manager,
+/// which may ask a person to sign in.
+fn prepare<'a>(
+    settings: &'a Settings,
+    names: &[String],
+) -> Result<(Vec<&'a Backend>, Managers), ExitCode> {
+    let selected = select(settings, names).map_err(|e| {
+        eprintln!("authful-mcp-proxy: {e}");
+        ExitCode::from(2)
+    })?;
+    Ok((selected, managers(settings, Arc::new(SystemBrowser), true)))
+}
+
 /// "valid for 59 min", "expired".
 fn validity(access: &AccessToken) -> String {
     match access.seconds_left(unix_now()) {
@@ -99,14 +111,10 @@ fn validity(access: &AccessToken) -> String {
 
 /// `authful-mcp-proxy login [BACKEND...]`.
 pub async fn login(settings: Settings, names: &[String]) -> ExitCode {
-    let selected = match select(&settings, names) {
-        Ok(selected) => selected,
-        Err(e) => {
-            eprintln!("authful-mcp-proxy: {e}");
-            return ExitCode::from(2);
-        }
+    let (selected, managers) = match prepare(&settings, names) {
+        Ok(prepared) => prepared,
+        Err(code) => return code,
     };
-    let managers = managers(&settings, Arc::new(SystemBrowser), true);
     let mut failed = 0;
     let mut profiles: Vec<&str> = Vec::new();
     for backend in &selected {
@@ -160,14 +168,10 @@ pub async fn login(settings: Settings, names: &[String]) -> ExitCode {
 
 /// `authful-mcp-proxy logout [BACKEND...] [--all]`.
 pub async fn logout(settings: Settings, names: &[String], all: bool) -> ExitCode {
-    let selected = match select(&settings, names) {
-        Ok(selected) => selected,
-        Err(e) => {
-            eprintln!("authful-mcp-proxy: {e}");
-            return ExitCode::from(2);
-        }
+    let (selected, managers) = match prepare(&settings, names) {
+        Ok(prepared) => prepared,
+        Err(code) => return code,
     };
-    let managers = managers(&settings, Arc::new(SystemBrowser), true);
     let mut failed = false;
     let mut done: Vec<&str> = Vec::new();
     let mut kept_files = Vec::new();

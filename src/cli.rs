@@ -278,15 +278,9 @@ fn account_command<F: Future<Output = ExitCode>>(
         Ok(settings) => settings,
         Err(_) => return ExitCode::from(2),
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("authful-mcp-proxy: cannot start: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let code = runtime.block_on(command(settings));
     runtime.shutdown_timeout(Duration::from_millis(200));
@@ -389,19 +383,9 @@ fn run_proxy(cli: &Cli) -> ExitCode {
     if !cli.no_banner && verbosity != Verbosity::Silent {
         banner(&settings);
     }
-    // One thread: a relayed call is a chain of small steps (stdin, rmcp's service loop, the
-    // HTTP connection, stdout), and on a multi-thread runtime each step may wake another
-    // worker — a futex and a context switch per step, which cost more than the steps. The
-    // proxy's work per message is small; the browser opener runs on the blocking pool.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("authful-mcp-proxy: cannot start: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(async {
         // Listening from the start: a signal that came before would end the process at once,
@@ -421,6 +405,21 @@ fn run_proxy(cli: &Cli) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The runtime of every command. One thread: a relayed call is a chain of small steps
+/// (stdin, rmcp's service loop, the HTTP connection, stdout), and on a multi-thread runtime each
+/// step may wake another worker — a futex and a context switch per step, which cost more than
+/// the steps. The proxy's work per message is small; the browser opener runs on the blocking
+/// pool.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("authful-mcp-proxy: cannot start: {e}");
+            ExitCode::from(1)
+        })
 }
 
 /// Registers for the signals that ask the proxy to stop — SIGTERM (a desktop client quitting)

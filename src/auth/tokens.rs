@@ -162,6 +162,18 @@ fn is_fresh(access: &AccessToken) -> bool {
         .is_none_or(|left| left > REFRESH_MARGIN_SECS)
 }
 
+/// A fresh token for `resource` other than `rejected`: another request renewed meanwhile.
+fn newer(
+    tokens: Option<&StoredTokens>,
+    resource: Option<&str>,
+    rejected: &Secret,
+) -> Option<Secret> {
+    tokens?
+        .access(resource)
+        .filter(|a| a.token != *rejected && is_fresh(a))
+        .map(|a| a.token)
+}
+
 /// `scopes` with `more` added, each once, in order.
 fn union(scopes: &[String], more: &[String]) -> Vec<String> {
     let mut all = scopes.to_vec();
@@ -320,12 +332,8 @@ impl TokenManager {
             self.learn_from_hint(target, hint, current.as_mut()).await;
         }
         let resource = self.resource(target, current.as_mut()).await;
-        if let Some(access) = current
-            .as_ref()
-            .and_then(|t| t.access(resource.as_deref()))
-            .filter(|a| a.token != *rejected && is_fresh(a))
-        {
-            return Ok(access.token);
+        if let Some(newer) = newer(current.as_ref(), resource.as_deref(), rejected) {
+            return Ok(newer);
         }
         tracing::info!(
             "Backend '{}' rejected the access token of profile '{}'{}; renewing it",
@@ -350,20 +358,12 @@ impl TokenManager {
         scopes: &[String],
     ) -> Result<Secret, AuthError> {
         let mut current = self.current.lock().await;
-        let asked = current
-            .as_ref()
-            .map(|t| t.scopes.clone())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| self.profile.scopes.clone());
+        let asked = self.asked_scopes(current.as_ref());
         let wanted = union(&asked, scopes);
         let resource = self.resource(target, current.as_mut()).await;
-        if let Some(access) = current
-            .as_ref()
-            .and_then(|t| t.access(resource.as_deref()))
-            .filter(|a| a.token != *rejected && is_fresh(a))
-        {
+        if let Some(newer) = newer(current.as_ref(), resource.as_deref(), rejected) {
             // Another request stepped up meanwhile.
-            return Ok(access.token);
+            return Ok(newer);
         }
         let backend = &self.targets[target].backend;
         let recent = self.last_step_up.lock().ok().and_then(|last| {
@@ -417,6 +417,15 @@ impl TokenManager {
             *failure = Some((done, error.clone()));
         }
         result
+    }
+
+    /// The scopes a new grant asks for: those of the last one (a step-up may have added to
+    /// them), else the configured ones.
+    fn asked_scopes(&self, tokens: Option<&StoredTokens>) -> Vec<String> {
+        tokens
+            .map(|t| t.scopes.clone())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| self.profile.scopes.clone())
     }
 
     fn lock_wait(&self) -> Duration {
@@ -475,11 +484,7 @@ impl TokenManager {
                 wait: (self.profile.login_timeout - ago).as_secs(),
             });
         }
-        let scopes = current
-            .as_ref()
-            .map(|t| t.scopes.clone())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| self.profile.scopes.clone());
+        let scopes = self.asked_scopes(current.as_ref());
         let granted = self.new_grant(provider, current, target, &scopes).await?;
         Ok(self.keep(current, target, resource.as_deref(), granted, &scopes))
     }
