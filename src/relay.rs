@@ -202,11 +202,7 @@ impl Relay {
             State::Connecting => Err(RequestError::Unavailable {
                 backend: self.backend.name.clone(),
                 reason: match &self.backend.profile {
-                    Some(p) => format!(
-                        "still waiting for you to log in to {} in the browser (the URL is \
-                         printed on stderr)",
-                        p.issuer_label()
-                    ),
+                    Some(p) => format!("still {}", p.waiting_for()),
                     None => "still connecting".into(),
                 },
             }),

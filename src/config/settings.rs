@@ -70,6 +70,27 @@ impl Profile {
         }
     }
 
+    /// What a backend of this profile may be waiting for while it connects, in words for an
+    /// error message.
+    pub fn waiting_for(&self) -> String {
+        let issuer = self.issuer_label();
+        match self.flow {
+            Flow::Browser if self.open_browser => format!(
+                "waiting for you to log in to {issuer} in the browser (the URL is printed on \
+                 stderr)"
+            ),
+            Flow::Browser => format!(
+                "waiting for you to open the login URL of {issuer} (printed on stderr and sent \
+                 as a log message)"
+            ),
+            Flow::Device => format!(
+                "waiting for you to enter the device code of {issuer} (printed on stderr and \
+                 sent as a log message)"
+            ),
+            Flow::ClientCredentials => format!("getting a token from {issuer}"),
+        }
+    }
+
     /// The issuer as configured, or a word for one the backends will name.
     pub fn issuer_label(&self) -> &str {
         self.issuer_url

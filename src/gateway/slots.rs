@@ -116,10 +116,7 @@ impl Slot {
         match &*self.status.borrow() {
             Status::Ready(connection) => Ok(connection.clone()),
             Status::Connecting => Err(match &self.backend.profile {
-                Some(p) => format!(
-                    "still connecting, or waiting for you to log in to {} in the browser",
-                    p.issuer_label()
-                ),
+                Some(p) => format!("still connecting, or {}", p.waiting_for()),
                 None => "still connecting".into(),
             }),
             Status::Down(reason) => Err(reason.clone()),

@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 
 use crate::support::{
     self, BrowserMode, Client,
-    backend::{BackendConfig, TestBackend},
+    backend::{BackendConfig, ResourceMetadata, TestBackend},
     binary,
-    idp::{FakeIdp, IdpConfig, TokenFault},
+    idp::{DeviceFlowConfig, FakeIdp, IdpConfig, TokenFault},
 };
 
 const SECRET: &str = "client-secret-do-not-print";
@@ -30,7 +30,16 @@ fn cached_tokens(home: &Path) -> Vec<String> {
         .filter(|e| e.file_name().to_string_lossy().ends_with("_tokens.json"))
         .filter_map(|e| serde_json::from_slice::<Value>(&std::fs::read(e.path()).ok()?).ok())
         .flat_map(|t| {
-            ["access_token", "refresh_token"].map(|k| t[k].as_str().unwrap_or_default().to_owned())
+            let bound = t["bound"].as_object().cloned().unwrap_or_default();
+            ["access_token", "refresh_token"]
+                .map(|k| t[k].as_str().unwrap_or_default().to_owned())
+                .into_iter()
+                .chain(
+                    bound
+                        .values()
+                        .map(|b| b["access_token"].as_str().unwrap_or_default().to_owned()),
+                )
+                .collect::<Vec<_>>()
         })
         .filter(|t| !t.is_empty())
         .collect()
@@ -129,5 +138,109 @@ async fn nothing_secret_is_printed_logged_or_answered_at_any_log_level() {
         }
         backend.shutdown();
         idp.shutdown();
+    }
+}
+
+/// The other flows, at debug level: a device sign-in (tokens bound to a backend's resource), a
+/// service account with a client secret, and `logout`, which revokes — none of their tokens
+/// or the secret in any output.
+#[tokio::test]
+async fn nothing_secret_is_printed_by_the_other_flows_or_logout() {
+    let people = FakeIdp::start(IdpConfig {
+        device_flow: Some(DeviceFlowConfig::default()),
+        ..IdpConfig::default()
+    })
+    .await;
+    let robots = FakeIdp::start(IdpConfig {
+        client_secret: Some(SECRET.into()),
+        client_credentials: true,
+        ..IdpConfig::default()
+    })
+    .await;
+    let docs = TestBackend::start(
+        BackendConfig::oidc("docs", people.issuer(), people.jwks_uri())
+            .with_resource_metadata(ResourceMetadata::default()),
+    )
+    .await;
+    let ci = TestBackend::start(BackendConfig::oidc(
+        "ci",
+        robots.issuer(),
+        robots.jwks_uri(),
+    ))
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("gateway.yaml");
+    let yaml = format!(
+        "oidc_profiles:\n  people:\n    issuer_url: {}\n    client_id: {}\n    flow: device\n  \
+         robots:\n    issuer_url: {}\n    client_id: {}\n    client_secret: ${{ROBOT_SECRET}}\n    \
+         flow: client_credentials\nbackends:\n  docs:\n    url: {}\n    oidc_profile: people\n  \
+         ci:\n    url: {}\n    oidc_profile: robots\n",
+        people.issuer(),
+        people.client_id(),
+        robots.issuer(),
+        robots.client_id(),
+        docs.url(),
+        ci.url()
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let config = config.to_str().unwrap();
+    let envs = [("ROBOT_SECRET", SECRET.to_owned())];
+    let (mut child, stderr, _) = binary::spawn(
+        home.path(),
+        &["--debug", "--config", config],
+        &envs,
+        BrowserMode::Ignore,
+    );
+    let client = binary::connect(&mut child).await;
+    let mut answers = vec![
+        call(&client, "ci_whoami")
+            .await
+            .expect("the service account"),
+    ];
+    support::eventually(20, "a device authorization", || {
+        !people.stats().device_authorizations.is_empty()
+    })
+    .await;
+    let code = people.stats().device_authorizations[0].user_code.clone();
+    assert!(people.approve_device(&code));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match call(&client, "docs_whoami").await {
+            Ok(answer) => {
+                answers.push(answer);
+                break;
+            }
+            Err(e) => {
+                assert!(tokio::time::Instant::now() < deadline, "{e}");
+                answers.push(Value::String(e));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    let secrets: Vec<String> = std::iter::once(SECRET.to_owned())
+        .chain(cached_tokens(home.path()))
+        .collect();
+    assert!(secrets.len() >= 4, "{secrets:?}");
+    client.cancel().await.unwrap();
+    assert_eq!(binary::exit_code(&mut child, 10).await, Some(0));
+
+    let (mut logout, logout_lines, _) = binary::spawn(
+        home.path(),
+        &["--debug", "--config", config, "logout"],
+        &envs,
+        BrowserMode::Ignore,
+    );
+    assert_eq!(binary::exit_code(&mut logout, 20).await, Some(0));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(people.stats().revocations.len(), 1);
+
+    let mut everything: Vec<String> = stderr.lock().unwrap().clone();
+    everything.extend(logout_lines.lock().unwrap().iter().cloned());
+    everything.extend(answers.iter().map(Value::to_string));
+    assert!(everything.len() > 20, "debug logs expected");
+    for line in &everything {
+        for secret in &secrets {
+            assert!(!line.contains(secret.as_str()), "a secret in: {line}");
+        }
     }
 }
