@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::{AuthError, cache::unix_now};
 use crate::{
-    config::{AssertionAlgorithm, ClientAssertion, Profile},
+    config::{AssertionAlgorithm, AssertionAudience, ClientAssertion, Profile},
     secret::Secret,
 };
 
@@ -78,11 +78,12 @@ impl ClientAuth {
         }
     }
 
-    /// Adds the client's credentials to a form POSTed to `endpoint`; returns the
+    /// Adds the client's credentials to a form POSTed to `endpoint` of `issuer`; returns the
     /// `Authorization` header value to send, if the credentials travel in one.
     pub fn apply(
         &self,
         client_id: &str,
+        issuer: &str,
         endpoint: &str,
         form: &mut Vec<(String, String)>,
     ) -> Result<Option<Secret>, AuthError> {
@@ -104,9 +105,14 @@ impl ClientAuth {
             Self::PrivateKeyJwt(key) => {
                 form.push(("client_id".into(), client_id.into()));
                 form.push(("client_assertion_type".into(), JWT_BEARER.into()));
+                let audience = match &key.audience {
+                    AssertionAudience::TokenEndpoint => endpoint,
+                    AssertionAudience::Issuer => issuer,
+                    AssertionAudience::Url(url) => url,
+                };
                 form.push((
                     "client_assertion".into(),
-                    assertion(key, client_id, endpoint)?,
+                    assertion(key, client_id, audience)?,
                 ));
             }
         }
@@ -114,9 +120,8 @@ impl ClientAuth {
     }
 }
 
-/// A fresh assertion for one request to `endpoint` (its `aud`, as RFC 7523 and every provider
-/// accept).
-fn assertion(key: &ClientAssertion, client_id: &str, endpoint: &str) -> Result<String, AuthError> {
+/// A fresh assertion for one request, for `audience`.
+fn assertion(key: &ClientAssertion, client_id: &str, audience: &str) -> Result<String, AuthError> {
     let unusable = |reason: String| {
         AuthError::ClientKey(format!(
             "cannot sign the client assertion with {}: {reason}",
@@ -135,7 +140,7 @@ fn assertion(key: &ClientAssertion, client_id: &str, endpoint: &str) -> Result<S
     let claims = AssertionClaims {
         iss: client_id,
         sub: client_id,
-        aud: endpoint,
+        aud: audience,
         jti: CsrfToken::new_random().secret().clone(),
         iat: now,
         exp: now + ASSERTION_LIFETIME_SECS,
@@ -168,7 +173,7 @@ mod tests {
         let auth = ClientAuth::Basic(Secret::new("s3:cr/t"));
         let mut form = Vec::new();
         let header = auth
-            .apply("my client", "https://i/token", &mut form)
+            .apply("my client", "https://i", "https://i/token", &mut form)
             .unwrap()
             .unwrap();
         let encoded = header.expose().strip_prefix("Basic ").unwrap();
@@ -185,9 +190,10 @@ mod tests {
             key_file: "/nonexistent/key.pem".into(),
             algorithm: AssertionAlgorithm::RS256,
             key_id: None,
+            audience: AssertionAudience::TokenEndpoint,
         };
         let error = ClientAuth::PrivateKeyJwt(key)
-            .apply("c", "https://i/token", &mut Vec::new())
+            .apply("c", "https://i", "https://i/token", &mut Vec::new())
             .unwrap_err()
             .to_string();
         assert!(error.contains("/nonexistent/key.pem"), "{error}");

@@ -118,8 +118,13 @@ async fn get_json(http: &reqwest::Client, url: &str) -> Result<serde_json::Value
 }
 
 /// An OAuth authorization server's metadata (RFC 8414) as an OpenID provider's: the members
-/// OpenID Connect requires and plain OAuth servers may leave out get their common values.
-fn as_openid_metadata(mut document: serde_json::Value) -> serde_json::Value {
+/// OpenID Connect requires and plain OAuth servers may leave out get their common values (a
+/// key set that is never read, for a server without one).
+fn as_openid_metadata(mut document: serde_json::Value, issuer: &IssuerUrl) -> serde_json::Value {
+    let no_keys = format!(
+        "{}/.well-known/no-jwks",
+        issuer.as_str().trim_end_matches('/')
+    );
     let defaults = [
         ("response_types_supported", serde_json::json!(["code"])),
         ("subject_types_supported", serde_json::json!(["public"])),
@@ -127,10 +132,14 @@ fn as_openid_metadata(mut document: serde_json::Value) -> serde_json::Value {
             "id_token_signing_alg_values_supported",
             serde_json::json!(["RS256"]),
         ),
+        ("jwks_uri", serde_json::json!(no_keys)),
     ];
     if let Some(object) = document.as_object_mut() {
         for (key, value) in defaults {
-            object.entry(key).or_insert(value);
+            let slot = object.entry(key).or_insert(serde_json::Value::Null);
+            if slot.is_null() {
+                *slot = value;
+            }
         }
     }
     document
@@ -349,18 +358,19 @@ impl Provider {
             Ok(metadata) => metadata,
             Err(e) => {
                 let reason = chain(&e);
-                if let Some(metadata) = Self::oauth_metadata(&http, &issuer_url).await {
-                    metadata
-                } else {
-                    return Err(match keys_url(&http, issuer).await {
-                        // The discovery document is fine: it is the key set that fails.
-                        Some(jwks_uri) => AuthError::Keys {
-                            issuer: issuer.to_owned(),
-                            jwks_uri,
-                            reason,
-                        },
-                        None => failed(reason),
-                    });
+                match Self::oauth_metadata(&http, &issuer_url).await {
+                    Ok(metadata) => metadata,
+                    Err(oauth) => {
+                        return Err(match keys_url(&http, issuer).await {
+                            // The discovery document is fine: it is the key set that fails.
+                            Some(jwks_uri) => AuthError::Keys {
+                                issuer: issuer.to_owned(),
+                                jwks_uri,
+                                reason,
+                            },
+                            None => failed(format!("{reason}; and {oauth}")),
+                        });
+                    }
                 }
             }
         };
@@ -389,23 +399,33 @@ impl Provider {
 
     /// RFC 8414 metadata at `issuer`, with its keys, for a provider without OpenID Connect
     /// discovery; `None` when there is none either.
-    async fn oauth_metadata(http: &reqwest::Client, issuer: &IssuerUrl) -> Option<Metadata> {
+    /// A plain OAuth server may publish no key set (it issues no ID tokens): an empty one
+    /// stands in, and an ID token it did send would fail validation.
+    async fn oauth_metadata(
+        http: &reqwest::Client,
+        issuer: &IssuerUrl,
+    ) -> Result<Metadata, String> {
         let url = authorization_server_metadata_url(issuer.url());
-        let document = get_json(http, &url).await.ok()?;
+        let document = get_json(http, &url).await?;
         if document["issuer"].as_str() != Some(issuer.as_str()) {
-            tracing::warn!(
-                "Ignoring the OAuth metadata at {url}: it names issuer {}, not {}",
+            return Err(format!(
+                "the OAuth metadata at {url} names issuer {}, not {}",
                 document["issuer"],
                 issuer.as_str()
-            );
-            return None;
+            ));
         }
-        let metadata: Metadata = serde_json::from_value(as_openid_metadata(document)).ok()?;
-        let keys = JsonWebKeySet::fetch_async(metadata.jwks_uri(), &|r| send(http.clone(), r))
-            .await
-            .ok()?;
+        let has_keys = document.get("jwks_uri").is_some_and(|u| u.is_string());
+        let metadata: Metadata = serde_json::from_value(as_openid_metadata(document, issuer))
+            .map_err(|e| format!("unusable OAuth metadata at {url}: {e}"))?;
+        let keys = if has_keys {
+            JsonWebKeySet::fetch_async(metadata.jwks_uri(), &|r| send(http.clone(), r))
+                .await
+                .map_err(|e| format!("cannot read the keys named at {url}: {}", chain(&e)))?
+        } else {
+            JsonWebKeySet::new(Vec::new())
+        };
         tracing::debug!("Read the OAuth authorization server metadata at {url} (RFC 8414)");
-        Some(metadata.set_jwks(keys))
+        Ok(metadata.set_jwks(keys))
     }
 
     /// The issuer.
@@ -582,7 +602,7 @@ impl Provider {
     ) -> Result<openidconnect::HttpResponse, TokenError> {
         let authorization = self
             .client_auth
-            .apply(&self.profile.client_id, endpoint, &mut form)
+            .apply(&self.profile.client_id, &self.issuer, endpoint, &mut form)
             .map_err(|e| TokenError::Failed(e.to_string()))?;
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(&form)
@@ -784,5 +804,42 @@ pub fn next_poll_interval(current: Duration, error: &TokenError) -> Duration {
     match error.code() {
         Some("slow_down") => current + Duration::from_secs(5),
         _ => current,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plain OAuth server's metadata (RFC 8414), as the MCP conformance suite's serves it:
+    /// no key set, no OpenID Connect members. It reads as a provider's, with an empty key set
+    /// that is never fetched.
+    #[test]
+    fn oauth_metadata_without_keys_reads_as_a_provider() {
+        let issuer = IssuerUrl::new("https://as.example/tenant".into()).unwrap();
+        let document = serde_json::json!({
+            "issuer": "https://as.example/tenant",
+            "authorization_endpoint": "https://as.example/tenant/authorize",
+            "token_endpoint": "https://as.example/tenant/token",
+            "jwks_uri": null,
+            "code_challenge_methods_supported": ["S256"],
+        });
+        let metadata: Metadata = serde_json::from_value(as_openid_metadata(document, &issuer))
+            .expect("usable as a provider's metadata");
+        assert_eq!(
+            metadata.token_endpoint().map(|u| u.url().as_str()),
+            Some("https://as.example/tenant/token")
+        );
+        assert!(
+            metadata
+                .jwks_uri()
+                .url()
+                .as_str()
+                .starts_with("https://as.example/tenant/")
+        );
+        assert_eq!(
+            authorization_server_metadata_url(issuer.url()),
+            "https://as.example/.well-known/oauth-authorization-server/tenant"
+        );
     }
 }

@@ -11,7 +11,7 @@
 //!
 //! Metadata is read from the URL a `401` names (`resource_metadata`), else from the well-known
 //! locations: `/.well-known/oauth-protected-resource` inserted before the backend's path, then
-//! at the root. It must come over `https://` (or `http://` on a loopback host), and the
+//! at the root; else from where the backend's `401` to a request without a token names it. It must come over `https://` (or `http://` on a loopback host), and the
 //! `resource` it names must be the backend's own (its URL or a prefix of it, on the same
 //! origin): metadata of another server is never taken for this one's.
 
@@ -200,13 +200,51 @@ fn names_backend(resource: &str, url: &Url) -> bool {
 }
 
 /// Reads the backend's metadata: `Ok(None)` when it publishes none, an error when what it
-/// publishes cannot be used (and why).
+/// publishes cannot be used (and why). Where `hint` says, else at the well-known URLs, else
+/// where the backend's challenge to a request without a token names it (RFC 9728 §5).
 pub async fn discover(
     http: &reqwest::Client,
     backend: &Url,
     hint: Option<&str>,
 ) -> Result<Option<ResourceMetadata>, String> {
-    for url in metadata_urls(backend, hint) {
+    if let Some(metadata) = first_metadata(http, backend, metadata_urls(backend, hint)).await? {
+        return Ok(Some(metadata));
+    }
+    match (hint, challenge_hint(http, backend).await) {
+        (None, Some(named)) => first_metadata(http, backend, vec![named]).await,
+        _ => Ok(None),
+    }
+}
+
+/// Where the backend's `401` to a request without a token says its metadata is.
+async fn challenge_hint(http: &reqwest::Client, backend: &Url) -> Option<String> {
+    let request = http::Request::get(backend.as_str())
+        .header(http::header::ACCEPT, "application/json, text/event-stream")
+        .body(Vec::new())
+        .ok()?;
+    let response = tokio::time::timeout(METADATA_TIMEOUT, send(http.clone(), request))
+        .await
+        .ok()?
+        .ok()?;
+    let header = response
+        .headers()
+        .get(http::header::WWW_AUTHENTICATE)?
+        .to_str()
+        .ok()?;
+    let named = Challenge::parse(header)?.resource_metadata?;
+    tracing::debug!(
+        "Backend {backend} names its protected resource metadata in its challenge: {named}"
+    );
+    Some(named)
+}
+
+/// The first usable metadata at `urls`.
+async fn first_metadata(
+    http: &reqwest::Client,
+    backend: &Url,
+    urls: Vec<String>,
+) -> Result<Option<ResourceMetadata>, String> {
+    for url in urls {
         let parsed = Url::parse(&url).map_err(|e| format!("'{url}' is not a URL ({e})"))?;
         if let Some(problem) = endpoint_problem(&parsed) {
             return Err(format!(

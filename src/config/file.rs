@@ -252,6 +252,15 @@ pub struct ClientAssertionConfig {
     )]
     #[schemars(with = "Option<String>")]
     pub key_id: Option<String>,
+    /// The assertion's `aud`: `token_endpoint` (default: the token endpoint's URL, as RFC 7523
+    /// and OpenID Connect say), `issuer` (the issuer identifier, as RFC 7523bis says) or a URL.
+    #[serde(
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub audience: Option<String>,
 }
 
 /// The algorithms a client assertion may be signed with.

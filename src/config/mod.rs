@@ -38,8 +38,8 @@ pub use layers::{ENV_PREFIX, Sources};
 pub use report::{ConfigError, Diagnostics, Format};
 pub use schema::{json_schema, json_schema_text};
 pub use settings::{
-    Backend, ClientAssertion, DEFAULT_FIRST_LIST_TIMEOUT_SECS, DEFAULT_LOGIN_TIMEOUT_SECS,
-    DEFAULT_REDIRECT_URL, DEFAULT_REQUEST_TIMEOUT_SECS, DEFAULT_SCOPES,
+    AssertionAudience, Backend, ClientAssertion, DEFAULT_FIRST_LIST_TIMEOUT_SECS,
+    DEFAULT_LOGIN_TIMEOUT_SECS, DEFAULT_REDIRECT_URL, DEFAULT_REQUEST_TIMEOUT_SECS, DEFAULT_SCOPES,
     DEFAULT_STARTUP_TIMEOUT_SECS, Gateway, Profile, Resource, Settings, default_cache_dir,
 };
 

@@ -21,7 +21,8 @@ use super::{
     finding::{Anchor, Finding},
     locate::KeyPath,
     settings::{
-        ClientAssertion, Gateway, Profile, Resource, Settings, default_cache_dir, expand_home,
+        AssertionAudience, ClientAssertion, Gateway, Profile, Resource, Settings,
+        default_cache_dir, expand_home,
     },
 };
 
@@ -270,10 +271,19 @@ impl Rules {
                 return None;
             }
         };
+        let audience = match assertion.audience.as_deref().map(str::trim) {
+            None | Some("token_endpoint") => AssertionAudience::TokenEndpoint,
+            Some("issuer") => AssertionAudience::Issuer,
+            Some(other) => match self.url(&path.key("audience"), other) {
+                Some(_) => AssertionAudience::Url(other.to_owned()),
+                None => return None,
+            },
+        };
         Some(ClientAssertion {
             key_file,
             algorithm: assertion.algorithm.unwrap_or_default(),
             key_id: assertion.key_id.clone().filter(|k| !k.trim().is_empty()),
+            audience,
         })
     }
 

@@ -108,6 +108,20 @@ pub struct ClientAssertion {
     pub algorithm: AssertionAlgorithm,
     /// The key's `kid`.
     pub key_id: Option<String>,
+    /// Whom the assertion is for.
+    pub audience: AssertionAudience,
+}
+
+/// The `aud` of a client assertion: providers differ in what they accept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AssertionAudience {
+    /// The URL of the endpoint the request goes to (RFC 7523, OpenID Connect Core §9).
+    #[default]
+    TokenEndpoint,
+    /// The issuer identifier (RFC 7523bis).
+    Issuer,
+    /// This value.
+    Url(String),
 }
 
 /// Which resource indicator (RFC 8707) a backend's tokens are bound to.

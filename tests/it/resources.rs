@@ -92,6 +92,25 @@ async fn metadata_at_the_root_is_found_without_a_challenge_naming_it() {
     h.stop().await.unwrap();
 }
 
+/// Metadata at no well-known address, named only in the backend's challenge: a profile
+/// without an issuer finds it there (asking the backend without a token).
+#[tokio::test]
+async fn metadata_named_only_in_the_challenge_is_found() {
+    let idp = FakeIdp::start(IdpConfig::default()).await;
+    let metadata = ResourceMetadata {
+        location: MetadataLocation::Elsewhere,
+        ..ResourceMetadata::default()
+    };
+    let backend = published("mcp", &idp, metadata).await;
+    let dir = tempfile::tempdir().unwrap();
+    let profile = without_issuer(support::profile(&idp, None));
+    let settings = support::settings(&backend.url(), Some(profile), dir.path());
+    let h = support::start(settings, TestBrowser::new(BrowserMode::Complete), V).await;
+    let who = h.call("whoami", json!({})).await.unwrap();
+    assert_eq!(who["structuredContent"]["aud"], json!(backend.resource()));
+    h.stop().await.unwrap();
+}
+
 /// Two backends of one profile, each bound to its own resource: one login asks for both, the
 /// second backend's token comes through the refresh token, and no backend is ever shown a
 /// token meant for the other.

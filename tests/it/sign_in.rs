@@ -6,7 +6,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use authful_mcp_proxy::config::{AssertionAlgorithm, ClientAssertion, Flow, Profile, Resource};
+use authful_mcp_proxy::config::{
+    AssertionAlgorithm, AssertionAudience, ClientAssertion, Flow, Profile, Resource,
+};
 use serde_json::json;
 
 use crate::support::{
@@ -261,43 +263,47 @@ async fn client_credentials_with_a_secret_need_no_person() {
 }
 
 /// A service account with a key pair (RFC 7523): every token request carries a fresh assertion
-/// signed with the private key — the provider refuses a replayed one.
+/// signed with the private key — the provider refuses a replayed one — for the audience the
+/// provider expects (its token endpoint, or its issuer identifier as RFC 7523bis asks).
 #[tokio::test]
 async fn client_credentials_with_a_signed_assertion() {
-    let (idp, backend, dir) = support::oidc_backend(IdpConfig {
-        client_credentials: true,
-        client_key: Some(ClientKey::test()),
-        ..IdpConfig::default()
-    })
-    .await;
-    idp.set_access_token_ttl(Duration::from_secs(30));
-    let key_file = dir.path().join("client-key.pem");
-    std::fs::write(&key_file, CLIENT_RSA_PEM).unwrap();
-    let profile = with(support::profile(&idp, None), |p| {
-        p.flow = Flow::ClientCredentials;
-        p.scopes = Vec::new();
-        p.client_assertion = Some(ClientAssertion {
-            key_file: key_file.clone(),
-            algorithm: AssertionAlgorithm::RS256,
-            key_id: Some(CLIENT_KID.into()),
+    for audience in [AssertionAudience::TokenEndpoint, AssertionAudience::Issuer] {
+        let (idp, backend, dir) = support::oidc_backend(IdpConfig {
+            client_credentials: true,
+            client_key: Some(ClientKey::test()),
+            ..IdpConfig::default()
+        })
+        .await;
+        idp.set_access_token_ttl(Duration::from_secs(30));
+        let key_file = dir.path().join("client-key.pem");
+        std::fs::write(&key_file, CLIENT_RSA_PEM).unwrap();
+        let profile = with(support::profile(&idp, None), |p| {
+            p.flow = Flow::ClientCredentials;
+            p.scopes = Vec::new();
+            p.client_assertion = Some(ClientAssertion {
+                key_file: key_file.clone(),
+                algorithm: AssertionAlgorithm::RS256,
+                key_id: Some(CLIENT_KID.into()),
+                audience: audience.clone(),
+            });
         });
-    });
-    let (h, browser) = start(&backend, profile, dir.path()).await;
-    for _ in 0..3 {
-        let who = h.call("whoami", json!({})).await.unwrap();
-        assert_eq!(who["structuredContent"]["sub"], idp.client_id());
+        let (h, browser) = start(&backend, profile, dir.path()).await;
+        for _ in 0..3 {
+            let who = h.call("whoami", json!({})).await.unwrap();
+            assert_eq!(who["structuredContent"]["sub"], idp.client_id());
+        }
+        assert_eq!(browser.opened(), 0);
+        let stats = idp.stats();
+        let requests = stats.of(RequestKind::ClientCredentials);
+        assert!(requests.len() >= 3, "{audience:?}: {requests:?}");
+        assert!(
+            requests
+                .iter()
+                .all(|r| r.client_auth.as_deref() == Some("private_key_jwt") && r.error.is_none()),
+            "{audience:?}: {requests:?}"
+        );
+        h.stop().await.unwrap();
     }
-    assert_eq!(browser.opened(), 0);
-    let stats = idp.stats();
-    let requests = stats.of(RequestKind::ClientCredentials);
-    assert!(requests.len() >= 3, "{requests:?}");
-    assert!(
-        requests
-            .iter()
-            .all(|r| r.client_auth.as_deref() == Some("private_key_jwt") && r.error.is_none()),
-        "{requests:?}"
-    );
-    h.stop().await.unwrap();
 }
 
 /// `open_browser: false` (a remote shell): no browser is started; the URL is printed, and the

@@ -798,7 +798,7 @@ fn sign_in_settings_are_checked() {
         "    resource: true\n",
     ));
     assert_valid(&with(
-        "    flow: client_credentials\n    client_assertion:\n      key_file: ~/keys/ci.pem\n      algorithm: ES256\n      key_id: ci-1\n",
+        "    flow: client_credentials\n    client_assertion:\n      key_file: ~/keys/ci.pem\n      algorithm: ES256\n      key_id: ci-1\n      audience: issuer\n",
         "    resource: https://mcp.company.com/mcp\n",
     ));
 }

@@ -151,6 +151,9 @@ pub enum MetadataLocation {
     /// `/.well-known/oauth-protected-resource`, at the root only: the address clients fall back
     /// to.
     Root,
+    /// `/custom/metadata/location.json`: at no well-known address, so that clients find it
+    /// only where the `401` names it.
+    Elsewhere,
 }
 
 impl MetadataLocation {
@@ -159,6 +162,7 @@ impl MetadataLocation {
         match self {
             Self::PathInserted => "/.well-known/oauth-protected-resource/mcp",
             Self::Root => "/.well-known/oauth-protected-resource",
+            Self::Elsewhere => "/custom/metadata/location.json",
         }
     }
 }
