@@ -153,8 +153,8 @@ pub enum AuthError {
     /// The profile names no issuer, and no backend names one.
     #[error(
         "profile '{profile}' names no issuer_url, and none of its backends ({backends}) \
-         publishes protected resource metadata (RFC 9728) naming an authorization server: set \
-         issuer_url (OIDC_ISSUER_URL for the drop-in)"
+         publishes usable protected resource metadata (RFC 9728) naming an authorization server \
+         (see the warnings before this): set issuer_url (OIDC_ISSUER_URL for the drop-in)"
     )]
     NoIssuer {
         /// The profile.

@@ -1,29 +1,39 @@
 #!/usr/bin/env python3
 """Client under test for the MCP conformance suite's `auth/*` scenarios: authful-mcp-proxy,
-configured the way an administrator configures it for a pre-registered OAuth client.
+configured the way a user configures it for a pre-registered OAuth client or a service account.
 
 The conformance CLI runs `<command> SERVER_URL` with MCP_CONFORMANCE_SCENARIO set and, for
 scenarios that hand out client credentials, MCP_CONFORMANCE_CONTEXT (JSON: client_id,
-client_secret, ...). It starts a mock MCP server and a mock authorization server (AS) on random
-ports and judges the client by the requests they receive.
+client_secret or private_key_pem and signing_algorithm, ...). It starts a mock MCP server and a
+mock authorization server (AS) on random ports and judges the client by the requests they receive.
 
-The proxy is not an MCP-authorization client: it does no dynamic client registration and does not
-find its AS through the server's protected-resource metadata (PRM); it is given an issuer, a
-client id and maybe a secret. So this script does first what the administrator does once when
-writing that configuration ("setup"): it reads the PRM the way the MCP spec orders it, takes the
-first authorization server, and reads its metadata to decide between a public and a confidential
-client. Requests of this setup reach the mock servers too; the checks they satisfy are named in
-SETUP_CHECKS of conformance_suite.py.
+The proxy does no dynamic client registration: it is given a client id and maybe a secret or a
+signing key, as an administrator registered them. So this script does first what the
+administrator does once when writing that configuration ("setup"): it reads the server's
+protected-resource metadata (PRM) the way the MCP spec orders it, takes the first authorization
+server, and reads its metadata to decide between a public and a confidential client and between a
+person's login (authorization code) and a service account (`client_credentials`, when the AS
+grants nothing else). Requests of this setup reach the mock servers too; the suite counts them
+(`setup_hits`), so a check they satisfy is credited to the proxy only when the proxy made the
+request as well.
 
-Then it starts the proxy as a desktop client would (stdio, environment variables, $BROWSER =
-browser.py, which follows the AS's immediate redirect to the proxy's loopback callback),
-initializes, lists the tools and calls the first one.
+Then it starts the proxy as a desktop client would (stdio, the drop-in's environment variables,
+$BROWSER = browser.py, which follows the AS's immediate redirect to the proxy's loopback
+callback), initializes, lists the tools and calls the first one. As a user would write it:
+- no OIDC_ISSUER_URL when the server publishes PRM: the proxy finds the AS there (RFC 9728) and
+  binds its tokens to the server's resource (RFC 8707); for a 2025-03-26 server without PRM, the
+  server's origin, which that revision makes the AS;
+- a service account: OIDC_FLOW=client_credentials with the secret, or with the scenario's key as
+  `client_assertion` (private_key_jwt; AUTHFUL_MCP_OIDC_PROFILES__DEFAULT__CLIENT_ASSERTION__*).
 
-With INTEROP_CONFORMANCE_SHIM=1 the proxy's issuer is an OIDC discovery shim served here: the
-proxy discovers its provider only through OpenID Connect Discovery
-(`{issuer}/.well-known/openid-configuration` plus the `jwks_uri` key set), which the mock AS,
-a plain OAuth 2.0 AS (RFC 8414), does not offer. The shim serves that document with the mock AS's
-own endpoints and an empty key set; the authorization and token requests still go to the mock AS.
+With INTEROP_CONFORMANCE_SHIM=1 (the workaround run, see conformance_suite.py) the proxy's issuer
+is instead a shim served here: the mock AS's own RFC 8414 metadata under the shim's issuer, plus
+a `jwks_uri` (an empty key set); the authorization and token requests still go to the mock AS.
+It is needed while the proxy cannot use an AS whose metadata has no `jwks_uri` (RFC 8414 makes
+it optional, and the mock AS's metadata has none), and for the 2025-03-26 AS without any
+metadata. As the shim is not the AS that the PRM names, the proxy rightly ignores the PRM then,
+so the shim run sets `resource: true` (AUTHFUL_MCP_OIDC_PROFILES__DEFAULT__RESOURCE) where the
+server publishes PRM, to send the server's resource indicator as it would have from the PRM.
 
 Environment besides the conformance suite's: AUTHFUL_MCP_PROXY_BIN, INTEROP_CONFORMANCE_OUT (a
 directory: one sub-directory per scenario gets the logs, a HOME and result.json),
@@ -83,9 +93,11 @@ def www_authenticate_param(header: str, name: str) -> str | None:
     return header.split(marker, 1)[1].split('"', 1)[0]
 
 
-def setup(server_url: str, notes: list[str]) -> dict:
-    """The administrator's part: which AS, what kind of client. Returns the AS metadata (only
-    {"issuer": ...} when the AS publishes none)."""
+def setup(server_url: str, notes: list[str], hits: dict[str, int]) -> tuple[dict | None, dict]:
+    """The administrator's part: does the server publish PRM, which AS, what kind of client.
+    Returns (the PRM or None, the AS metadata, only {"issuer": ...} when the AS publishes none).
+    `hits` counts the setup's successful metadata requests, which satisfy the suite's checks
+    `prm-pathbased-requested` and `authorization-server-metadata` as the proxy's would."""
     parts = urllib.parse.urlsplit(server_url)
     origin = f"{parts.scheme}://{parts.netloc}"
     # A request without a token: the 401 may name the PRM (RFC 9728 §5.1). tools/list, because
@@ -98,14 +110,18 @@ def setup(server_url: str, notes: list[str]) -> dict:
     candidates = [www_authenticate_param(challenge, "resource_metadata"),
                   f"{origin}/.well-known/oauth-protected-resource{parts.path}",
                   f"{origin}/.well-known/oauth-protected-resource"]
-    issuer = None
-    for url in filter(None, candidates):
-        status, _, prm = http("GET", url)
+    prm = None
+    for url in dict.fromkeys(filter(None, candidates)):
+        status, _, body = http("GET", url)
         notes.append(f"PRM {url}: {status}")
-        if status == 200 and isinstance(prm, dict) and prm.get("authorization_servers"):
-            issuer = prm["authorization_servers"][0].rstrip("/")
+        if status == 200:
+            hits["prm"] += 1
+        if status == 200 and isinstance(body, dict) and body.get("authorization_servers"):
+            prm = body
             break
-    if issuer is None:
+    if prm is not None:
+        issuer = prm["authorization_servers"][0].rstrip("/")
+    else:
         issuer = origin  # 2025-03-26 servers: the MCP server's origin is the AS
         notes.append(f"no PRM: taking the server's origin {origin} as the AS")
     # AS metadata, RFC 8414 first, then OpenID Connect Discovery (both path-aware).
@@ -117,36 +133,33 @@ def setup(server_url: str, notes: list[str]) -> dict:
                               f"{issuer}/.well-known/openid-configuration")):
         status, _, meta = http("GET", url)
         notes.append(f"AS metadata {url}: {status}")
+        if status == 200:
+            hits["as_metadata"] += 1
         if status == 200 and isinstance(meta, dict):
-            return {**meta, "issuer": meta.get("issuer", issuer)}
+            return prm, {**meta, "issuer": meta.get("issuer", issuer)}
     notes.append("no AS metadata")
-    return {"issuer": issuer}
+    return prm, {"issuer": issuer}
 
 
 def start_shim(meta: dict) -> tuple[ThreadingHTTPServer, str]:
-    """An OpenID Connect Discovery document for the mock AS (see the module docstring)."""
+    """The mock AS's RFC 8414 metadata under another issuer, plus the `jwks_uri` (an empty key
+    set) the proxy needs (see the module docstring). The endpoints stay the mock AS's."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     root = urllib.parse.urlsplit(meta["issuer"])
     as_root = f"{root.scheme}://{root.netloc}"
     document = {
+        **meta,
         "issuer": base,
         # 2025-03-26 fallback: without metadata the endpoints are /authorize and /token at the root.
         "authorization_endpoint": meta.get("authorization_endpoint", f"{as_root}/authorize"),
         "token_endpoint": meta.get("token_endpoint", f"{as_root}/token"),
         "jwks_uri": f"{base}/jwks",
-        "response_types_supported": meta.get("response_types_supported", ["code"]),
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256"],
     }
-    for key in ("token_endpoint_auth_methods_supported", "code_challenge_methods_supported",
-                "scopes_supported", "grant_types_supported"):
-        if key in meta:
-            document[key] = meta[key]
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802
-            body = {"/.well-known/openid-configuration": document, "/jwks": {"keys": []}}.get(self.path)
+            body = {"/.well-known/oauth-authorization-server": document, "/jwks": {"keys": []}}.get(self.path)
             data = json.dumps(body).encode() if body is not None else b"{}"
             self.send_response(200 if body is not None else 404)
             self.send_header("Content-Type", "application/json")
@@ -185,28 +198,30 @@ def main() -> int:
     use_shim = os.environ.get("INTEROP_CONFORMANCE_SHIM") == "1"
     out = Path(os.environ["INTEROP_CONFORMANCE_OUT"]) / scenario.replace("/", "_")
     out.mkdir(parents=True, exist_ok=True)
-    result: dict = {"scenario": scenario, "server_url": server_url, "shim": use_shim, "setup": [], "steps": [], "ok": False}
+    hits = {"prm": 0, "as_metadata": 0}
+    result: dict = {"scenario": scenario, "server_url": server_url, "shim": use_shim, "setup": [],
+                    "setup_hits": hits, "steps": [], "ok": False}
     shim = None
     try:
-        meta = setup(server_url, result["setup"])
+        prm, meta = setup(server_url, result["setup"], hits)
         methods = meta.get("token_endpoint_auth_methods_supported") or []
+        grants = meta.get("grant_types_supported") or []
         client_id = context.get("client_id", DEFAULT_CLIENT_ID)
         secret = context.get("client_secret")
+        key_pem = context.get("private_key_pem")
         # Without credentials from the scenario: a confidential client where the AS takes only
         # client secrets, a public one otherwise (the mock AS's default is "none" only).
-        if secret is None and methods and "none" not in methods and {"client_secret_basic", "client_secret_post"} & set(methods):
+        if secret is None and key_pem is None and methods and "none" not in methods \
+                and {"client_secret_basic", "client_secret_post"} & set(methods):
             secret = DEFAULT_SECRET
-        issuer = meta["issuer"]
-        if use_shim:
-            shim, issuer = start_shim(meta)
-        result.update(issuer=issuer, as_issuer=meta["issuer"], client_id=client_id, confidential=secret is not None)
+        # A service account where the AS grants client_credentials and no authorization code.
+        flow = "client_credentials" if "client_credentials" in grants and "authorization_code" not in grants else None
         home = out / "home"
         home.mkdir(exist_ok=True)
         env = {
             "HOME": str(home),
             "PATH": os.environ["PATH"],
             "MCP_BACKEND_URL": server_url,
-            "OIDC_ISSUER_URL": issuer,
             "OIDC_CLIENT_ID": client_id,
             "OIDC_REDIRECT_URL": f"http://localhost:{free_port()}/auth/callback",
             "MCP_PROXY_DEBUG": "1",
@@ -214,8 +229,33 @@ def main() -> int:
             "INTEROP_BROWSER_LOG": str(out / "browser.log"),
             "INTEROP_BROWSER_DEADLINE": "20",
         }
+        if use_shim:
+            # Workaround (module docstring): an issuer the proxy can discover, and the resource
+            # indicator it would have taken from the PRM.
+            shim, env["OIDC_ISSUER_URL"] = start_shim(meta)
+            if prm is not None:
+                env["AUTHFUL_MCP_OIDC_PROFILES__DEFAULT__RESOURCE"] = "true"
+        elif prm is None:
+            # 2025-03-26: the authorization server's base URL is the MCP server's origin.
+            env["OIDC_ISSUER_URL"] = urllib.parse.urlsplit(server_url)._replace(path="", query="", fragment="").geturl()
+        # else: no issuer; the proxy reads the PRM itself (RFC 9728).
+        if flow:
+            env["OIDC_FLOW"] = flow
         if secret is not None:
             env["OIDC_CLIENT_SECRET"] = secret
+        if key_pem is not None:
+            key_file = out / "client-key.pem"
+            key_file.write_text(key_pem)
+            key_file.chmod(0o600)
+            env["AUTHFUL_MCP_OIDC_PROFILES__DEFAULT__CLIENT_ASSERTION__KEY_FILE"] = str(key_file)
+            env["AUTHFUL_MCP_OIDC_PROFILES__DEFAULT__CLIENT_ASSERTION__ALGORITHM"] = context.get("signing_algorithm", "RS256")
+            # The suite's authorization server takes only its issuer identifier as `aud`
+            # (RFC 7523bis); the proxy's default is the token endpoint (RFC 7523, OIDC Core).
+            env["AUTHFUL_MCP_OIDC_PROFILES__DEFAULT__CLIENT_ASSERTION__AUDIENCE"] = "issuer"
+        result.update(issuer=env.get("OIDC_ISSUER_URL"), as_issuer=meta["issuer"], client_id=client_id,
+                      confidential=secret is not None or key_pem is not None, flow=flow or "browser",
+                      client_auth="private_key_jwt" if key_pem is not None else "secret" if secret is not None else "none",
+                      resource_forced=env.get("AUTHFUL_MCP_OIDC_PROFILES__DEFAULT__RESOURCE") == "true")
         deadline = float(os.environ.get("INTEROP_CONFORMANCE_DEADLINE", "20"))
         anyio.run(session, env, out, result, deadline)
         result["ok"] = True
