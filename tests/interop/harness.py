@@ -367,9 +367,11 @@ async def with_proxy(
     timeout: float = CALL_TIMEOUT,
     logs: list | None = None,
     notifications: list | None = None,
+    check_exit: bool | None = None,
 ) -> Any:
     """Starts the proxy with the official MCP Python SDK's stdio_client and runs `body`; the
-    initialize result is at `session.interop_initialize`."""
+    initialize result is at `session.interop_initialize`. The exit status is checked for our
+    binary (by default) or when `check_exit` says so (a launcher that runs it: uvx, npx)."""
     cmd = command or [BIN]
     params = StdioServerParameters(command=cmd[0], args=[*cmd[1:], *(args or [])], env=env, cwd=str(sc.dir))
     errlog_path = sc.dir / f"{label}.stderr.log"
@@ -385,7 +387,7 @@ async def with_proxy(
                         session.interop_initialize = await session.initialize()
                         result = await body(session)
             check(not stream_errors, f"{label}: the client saw non-JSON-RPC output on stdout: {stream_errors[:3]}")
-            if cmd == [BIN] and spawned:
+            if (cmd == [BIN] if check_exit is None else check_exit) and spawned:
                 # README: exit code 0 after the client closed the session (stdin EOF). The SDK
                 # closes stdin, waits 2 s, then sends SIGTERM: a negative code means it had to.
                 code = spawned[-1].returncode
@@ -524,6 +526,15 @@ def auth_url_line(stderr_log: Path) -> str | None:
         if "in your browser: " in line:
             return line.split("in your browser: ", 1)[1].strip()
     return None
+
+
+def fastmcp_stack(sc: Scenario, access_ttl: int = 3600, extra_callback_ports: list[int] | None = None):
+    """An IdP and a fastmcp backend that validates its tokens: (idp, backend URL, callback port)."""
+    backend_port, cb = free_port(), free_port()
+    backend_url = f"http://127.0.0.1:{backend_port}/mcp"
+    idp = sc.start_idp(backend_url, [cb, *(extra_callback_ports or [])], access_ttl=access_ttl)
+    sc.start_backend(backend_port, idp.issuer)
+    return idp, backend_url, cb
 
 
 def login_once(sc: Scenario, idp: Idp, backend_url: str, cb: int, home: Path, **kw) -> dict:

@@ -23,14 +23,6 @@ from mcp.shared.exceptions import MCPError
 # Scenarios
 
 
-def fastmcp_stack(sc: Scenario, access_ttl: int = 3600, extra_callback_ports: list[int] | None = None):
-    backend_port, cb = free_port(), free_port()
-    backend_url = f"http://127.0.0.1:{backend_port}/mcp"
-    idp = sc.start_idp(backend_url, [cb, *(extra_callback_ports or [])], access_ttl=access_ttl)
-    sc.start_backend(backend_port, idp.issuer)
-    return idp, backend_url, cb
-
-
 def first_login_public_client(sc: Scenario) -> None:
     idp, backend_url, cb = fastmcp_stack(sc)
     home = sc.home()
@@ -701,13 +693,16 @@ SCENARIOS: list[Callable[[Scenario], str | None]] = [
 
 # Scenarios that live in modules of their own: the device and client-credentials flows, RFC 9728
 # resources and logout, a real browser, the MCP conformance suite, a desktop client as it really
-# behaves.
+# behaves, the packages users install.
 import chromium  # noqa: E402
 import conformance_suite  # noqa: E402
 import desktop  # noqa: E402
 import flows  # noqa: E402
+import packages  # noqa: E402
 
-SCENARIOS += flows.SCENARIOS + chromium.SCENARIOS + conformance_suite.SCENARIOS + desktop.SCENARIOS
+SCENARIOS += (
+    flows.SCENARIOS + chromium.SCENARIOS + conformance_suite.SCENARIOS + desktop.SCENARIOS + packages.SCENARIOS
+)
 
 
 def run_one(fn: Callable[[Scenario], str | None]) -> tuple[str, str]:

@@ -1,0 +1,86 @@
+"""Scenarios of the proxy as users install it, with no Rust toolchain: the PyPI wheel (built by
+maturin from the release build) in a fresh venv and through `uvx --from`, and the npm wrapper
+with its Linux binary package through `npx`. Each installs offline from the files `run` built,
+then goes through a real browser login at oidc-provider and tool calls on the fastmcp backend,
+started the way a desktop client starts it.
+"""
+
+from __future__ import annotations
+
+from harness import *  # noqa: F401,F403  (the scenarios' vocabulary)
+
+PACKAGES_ERROR = os.environ.get("INTEROP_PACKAGES_ERROR") or ""
+WHEEL = os.environ.get("INTEROP_WHEEL") or ""
+NPM_TARBALLS = (os.environ.get("INTEROP_NPM_TARBALLS") or "").split()
+BIN_DIR = Path(PYTHON).parent  # the suite's venv: uv and uvx come from requirements.txt
+
+
+def packages() -> None:
+    check(not PACKAGES_ERROR, f"the packages were not built: {PACKAGES_ERROR}")
+
+
+def install(sc: Scenario, label: str, argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    """Runs an installer; its output is kept as `<label>.log`."""
+    log = sc.dir / f"{label}.log"
+    with open(log, "wb") as out:
+        code = subprocess.run(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=180).returncode
+    check(code == 0, f"{' '.join(map(str, argv[:3]))} ... exited with {code}:\n{tail(log)}")
+
+
+def login_and_call(sc: Scenario, command: list[str], label: str, extra_env: dict[str, str] | None = None) -> None:
+    """The installed command as a desktop client starts it: a first browser login, then calls."""
+    idp, backend_url, cb = fastmcp_stack(sc)
+    home = sc.home(f"home-{label}")
+    env = {**sc.proxy_env(home, backend_url, idp.issuer, cb), **(extra_env or {})}
+    out: dict = {}
+
+    async def body(session: ClientSession) -> None:
+        out["whoami"] = await call_json(session, "whoami")
+        out["echo"] = await call_json(session, "echo", {"text": "installed héllo"})
+
+    asyncio.run(with_proxy(sc, env, body, command=command, label=label, check_exit=True))
+    check(browser_finished(sc), f"the browser stand-in did not complete the login:\n{tail(sc.dir / 'browser.log')}")
+    check_whoami(out["whoami"], "interop-public")
+    check(out["echo"] == "installed héllo", f"echo gave {out['echo']!r}")
+    tokens = cached_tokens(home)
+    check_no_secrets([sc.dir / f"{label}.stderr.log"], [tokens["access_token"], tokens["refresh_token"]])
+
+
+def wheel_in_a_fresh_venv(sc: Scenario) -> None:
+    packages()
+    venv = sc.dir / "venv"
+    install(sc, "venv", [PYTHON, "-m", "venv", str(venv)], sc.dir)
+    install(sc, "pip-install", [str(venv / "bin" / "pip"), "install", "--no-index", "--disable-pip-version-check", WHEEL], sc.dir)
+    command = venv / "bin" / "authful-mcp-proxy"
+    check(command.is_file() and os.access(command, os.X_OK), f"pip installed no {command}")
+    login_and_call(sc, [str(command)], "proxy-venv")
+
+
+def wheel_with_uvx_offline(sc: Scenario) -> None:
+    packages()
+    # A fresh cache: everything uvx runs comes from the wheel, nothing from an index.
+    uv_env = {
+        "UV_CACHE_DIR": str(sc.dir / "uv-cache"),
+        "UV_TOOL_DIR": str(sc.dir / "uv-tools"),
+        "UV_PYTHON_DOWNLOADS": "never",
+        "UV_NO_CONFIG": "1",
+    }
+    command = [str(BIN_DIR / "uvx"), "--offline", "--from", WHEEL, "authful-mcp-proxy"]
+    login_and_call(sc, command, "proxy-uvx", uv_env)
+
+
+def npm_tarballs_with_npx(sc: Scenario) -> None:
+    packages()
+    project = sc.dir / "npm-project"
+    project.mkdir()
+    npm_env = {**os.environ, "npm_config_cache": str(sc.dir / "npm-cache"), "npm_config_update_notifier": "false"}
+    install(sc, "npm-install", ["npm", "install", "--offline", "--no-audit", "--no-fund", "--prefix", str(project), *NPM_TARBALLS], project, npm_env)
+    launcher = project / "node_modules" / ".bin" / "authful-mcp-proxy"
+    check(launcher.exists(), f"npm linked no {launcher}")
+    # npx finds the command in the project's node_modules/.bin, as `npx <package>` would after
+    # fetching it; the wrapper starts the binary from the platform package npm picked.
+    command = ["npx", "--offline", "--prefix", str(project), "authful-mcp-proxy"]
+    login_and_call(sc, command, "proxy-npx", {"npm_config_cache": str(sc.dir / "npm-cache")})
+
+
+SCENARIOS = [wheel_in_a_fresh_venv, wheel_with_uvx_offline, npm_tarballs_with_npx]
