@@ -7,7 +7,9 @@
 //   node npm/pack.mjs wrapper --out <dir>
 //
 // Options for both: --name <npm name> (default: npm/package/package.json's, authful-mcp-proxy-rs;
-// a company publishing under its own name passes it here) and --version <v> (default: Cargo.toml's).
+// a company publishing under its own name passes it here), --version <v> (default: Cargo.toml's)
+// and --repository <url> (the source repository; npm's provenance requires it to match the
+// repository that publishes).
 // Prints the path of the tarball it wrote.
 import { execFileSync } from "node:child_process";
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -72,6 +74,7 @@ const { positionals, values } = parseArgs({
     out: { type: "string" },
     name: { type: "string" },
     version: { type: "string" },
+    repository: { type: "string" },
   },
 });
 const [kind] = positionals;
@@ -79,7 +82,11 @@ if (!values.out) fail("--out <dir> is required");
 const wrapper = JSON.parse(readFileSync(path.join(here, "package", "package.json"), "utf8"));
 const name = values.name ?? wrapper.name;
 const version = values.version ?? cargoVersion();
-const common = { license: wrapper.license, LICENSE: path.join(root, "LICENSE") };
+const common = {
+  license: wrapper.license,
+  LICENSE: path.join(root, "LICENSE"),
+  ...(values.repository ? { repository: { type: "git", url: `git+${values.repository}.git` } } : {}),
+};
 
 if (kind === "platform") {
   const platform = TARGETS[values.target];
@@ -92,6 +99,7 @@ if (kind === "platform") {
     version,
     description: `The ${values.target} binary of ${name}`,
     license: common.license,
+    ...(common.repository ? { repository: common.repository } : {}),
     os: [platform.os],
     cpu: [platform.cpu],
     ...(platform.libc ? { libc: [platform.libc] } : {}),
@@ -103,7 +111,8 @@ if (kind === "platform") {
   const optionalDependencies = Object.fromEntries(
     Object.values(TARGETS).map(({ key }) => [`${name}-${key}`, version]),
   );
-  const manifest = { ...wrapper, name, version, optionalDependencies };
+  const repository = common.repository ? { repository: common.repository } : {};
+  const manifest = { ...wrapper, name, version, ...repository, optionalDependencies };
   const files = {
     "bin/authful-mcp-proxy.js": path.join(here, "package", "bin", "authful-mcp-proxy.js"),
     "README.md": path.join(here, "package", "README.md"),
