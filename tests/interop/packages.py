@@ -13,6 +13,7 @@ PACKAGES_ERROR = os.environ.get("INTEROP_PACKAGES_ERROR") or ""
 WHEEL = os.environ.get("INTEROP_WHEEL") or ""
 NPM_TARBALLS = (os.environ.get("INTEROP_NPM_TARBALLS") or "").split()
 BIN_DIR = Path(PYTHON).parent  # the suite's venv: uv and uvx come from requirements.txt
+PYPI_NAME = "authful-mcp-proxy-rs"
 
 
 def packages() -> None:
@@ -50,7 +51,9 @@ def wheel_in_a_fresh_venv(sc: Scenario) -> None:
     packages()
     venv = sc.dir / "venv"
     install(sc, "venv", [PYTHON, "-m", "venv", str(venv)], sc.dir)
-    install(sc, "pip-install", [str(venv / "bin" / "pip"), "install", "--no-index", "--disable-pip-version-check", WHEEL], sc.dir)
+    # By the package's name, from a folder standing in for the index.
+    pip = [str(venv / "bin" / "pip"), "install", "--no-index", "--find-links", str(Path(WHEEL).parent)]
+    install(sc, "pip-install", [*pip, "--disable-pip-version-check", PYPI_NAME], sc.dir)
     command = venv / "bin" / "authful-mcp-proxy"
     check(command.is_file() and os.access(command, os.X_OK), f"pip installed no {command}")
     login_and_call(sc, [str(command)], "proxy-venv")
@@ -65,7 +68,9 @@ def wheel_with_uvx_offline(sc: Scenario) -> None:
         "UV_PYTHON_DOWNLOADS": "never",
         "UV_NO_CONFIG": "1",
     }
-    command = [str(BIN_DIR / "uvx"), "--offline", "--from", WHEEL, "authful-mcp-proxy"]
+    # The README's command, with a folder standing in for the index.
+    index = ["--offline", "--no-index", "--find-links", str(Path(WHEEL).parent)]
+    command = [str(BIN_DIR / "uvx"), *index, "--from", PYPI_NAME, "authful-mcp-proxy"]
     login_and_call(sc, command, "proxy-uvx", uv_env)
 
 
@@ -81,6 +86,20 @@ def npm_tarballs_with_npx(sc: Scenario) -> None:
     # fetching it; the wrapper starts the binary from the platform package npm picked.
     command = ["npx", "--offline", "--prefix", str(project), "authful-mcp-proxy"]
     login_and_call(sc, command, "proxy-npx", {"npm_config_cache": str(sc.dir / "npm-cache")})
+
+    # Where npm is told to leave optional dependencies out (some company setups do), the launcher
+    # finds no binary: it must say which package is missing and why, and fail.
+    bare = sc.dir / "npm-without-optional"
+    bare.mkdir()
+    install(sc, "npm-install-omit-optional", ["npm", "install", "--offline", "--no-audit", "--no-fund", "--omit=optional", "--prefix", str(bare), *NPM_TARBALLS[:1]], bare, npm_env)
+    run = subprocess.run(
+        ["npx", "--offline", "--prefix", str(bare), "authful-mcp-proxy", "--version"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, env=npm_env, timeout=60,
+    )
+    check(run.returncode == 1, f"without the platform package the launcher exited {run.returncode} (expected 1); stderr: {run.stderr[-300:]}")
+    platform_package = Path(NPM_TARBALLS[1]).name.rsplit("-", 1)[0]  # <name>-<key>-<version>.tgz
+    check(platform_package in run.stderr and "--omit=optional" in run.stderr, f"the launcher's message names neither the package nor the cause: {run.stderr[-400:]}")
+    check(run.stdout == "", f"the launcher wrote to stdout: {run.stdout[:200]!r}")
 
 
 SCENARIOS = [wheel_in_a_fresh_venv, wheel_with_uvx_offline, npm_tarballs_with_npx]
