@@ -5,6 +5,7 @@
 //
 //   node npm/pack.mjs platform --target <rust target> --binary <path> --out <dir>
 //   node npm/pack.mjs wrapper --out <dir>
+//   node npm/pack.mjs targets          (the Rust targets and their package keys, a line each)
 //
 // Options for both: --name <npm name> (default: npm/package/package.json's, authful-mcp-proxy-rs;
 // a company publishing under its own name passes it here), --version <v> (default: Cargo.toml's)
@@ -78,6 +79,10 @@ const { positionals, values } = parseArgs({
   },
 });
 const [kind] = positionals;
+if (kind === "targets") {
+  for (const [target, { key }] of Object.entries(TARGETS)) console.log(`${target} ${key}`);
+  process.exit(0);
+}
 if (!values.out) fail("--out <dir> is required");
 const wrapper = JSON.parse(readFileSync(path.join(here, "package", "package.json"), "utf8"));
 const name = values.name ?? wrapper.name;

@@ -14,6 +14,7 @@ WHEEL = os.environ.get("INTEROP_WHEEL") or ""
 NPM_TARBALLS = (os.environ.get("INTEROP_NPM_TARBALLS") or "").split()
 BIN_DIR = Path(PYTHON).parent  # the suite's venv: uv and uvx come from requirements.txt
 PYPI_NAME = "authful-mcp-proxy-rs"
+REPO = HERE.parent.parent
 
 
 def packages() -> None:
@@ -102,4 +103,37 @@ def npm_tarballs_with_npx(sc: Scenario) -> None:
     check(run.stdout == "", f"the launcher wrote to stdout: {run.stdout[:200]!r}")
 
 
-SCENARIOS = [wheel_in_a_fresh_venv, wheel_with_uvx_offline, npm_tarballs_with_npx]
+def npx_from_a_registry(sc: Scenario) -> None:
+    """`npx -y authful-mcp-proxy-rs`, the README's command, against a registry on 127.0.0.1 that
+    holds the wrapper and all seven platform packages: npm must fetch only this machine's (by
+    `os`, `cpu` and `libc`), and the binary in it must serve the session."""
+    packages()
+    registry = sc.dir / "registry"
+    registry.mkdir()
+    for tarball in NPM_TARBALLS:
+        shutil.copy(tarball, registry)
+    wrapper, host = (Path(t).name for t in NPM_TARBALLS)
+    host_package = host.rsplit("-", 1)[0]
+    # The other platforms' packages hold a stand-in file: fetching one would be the failure.
+    stand_in = sc.dir / "another-platforms-binary"
+    stand_in.write_text("not a binary for this machine\n")
+    targets = subprocess.run(["node", str(REPO / "npm" / "pack.mjs"), "targets"], capture_output=True, text=True, check=True).stdout
+    for line in targets.splitlines():
+        target, key = line.split()
+        if host_package.endswith(f"-{key}"):
+            continue
+        pack = ["node", str(REPO / "npm" / "pack.mjs"), "platform", "--target", target, "--binary", str(stand_in), "--out", str(registry)]
+        install(sc, f"pack-{key}", pack, sc.dir)
+    check(len(list(registry.glob("*.tgz"))) == 8, f"the registry holds {sorted(p.name for p in registry.glob('*.tgz'))}")
+    port = free_port()
+    proc = sc.start("npm-registry", [PYTHON, str(HERE / "npm_registry.py"), "--port", str(port), "--dir", str(registry)], dict(os.environ), "npm registry on")
+
+    npm_env = {"npm_config_cache": str(sc.dir / "npm-cache"), "npm_config_update_notifier": "false"}
+    command = ["npx", "-y", "--registry", f"http://127.0.0.1:{port}", "authful-mcp-proxy-rs"]
+    login_and_call(sc, command, "proxy-npx-registry", npm_env)
+
+    fetched = sorted(line.split()[1][3:] for line in proc.log.read_text().splitlines() if line.startswith("GET /-/"))
+    check(fetched == sorted([wrapper, host]), f"npm fetched the tarballs {fetched}; expected only {sorted([wrapper, host])}")
+
+
+SCENARIOS = [wheel_in_a_fresh_venv, wheel_with_uvx_offline, npm_tarballs_with_npx, npx_from_a_registry]
