@@ -1,8 +1,9 @@
 """Scenarios of the proxy as users install it, with no Rust toolchain: the PyPI wheel (built by
 maturin from the release build) in a fresh venv and through `uvx --from`, and the npm wrapper
-with its Linux binary package through `npx`. Each installs offline from the files `run` built,
-then goes through a real browser login at oidc-provider and tool calls on the fastmcp backend,
-started the way a desktop client starts it.
+with its Linux binary package through `npx`, from its tarballs and from a registry. Each
+installs from the files `run` built (a folder or a registry on 127.0.0.1 stands in for the
+index), then goes through a real browser login at oidc-provider and tool calls on the fastmcp
+backend, started the way a desktop client starts it.
 """
 
 from __future__ import annotations
