@@ -175,6 +175,35 @@ fn two_issuers_on_one_redirect_url_are_warned_about() {
     );
 }
 
+/// Found by `validate_is_the_start_up_judge_of_damaged_configs`: `validate` took a negative
+/// timeout in the file, which start-up then refused (and blamed on an env var).
+#[test]
+fn negative_numbers_are_refused_where_the_schema_is_unsigned() {
+    let yaml = format!(
+        "{BASE}    request_timeout: -1\ngateway:\n  startup_timeout: -5\n  request_timeout: 30\n"
+    );
+    assert_errors(
+        &yaml,
+        &[
+            "c.yaml:9:22: error: backends.tools.request_timeout: -1 must be at least 0",
+            "c.yaml:11:20: error: gateway.startup_timeout: -5 must be at least 0",
+        ],
+    );
+    assert_valid(&format!("{BASE}    request_timeout: 0\n"));
+    // Start-up refuses the file with the same words, naming the file, not an env var.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.yaml"), &yaml).unwrap();
+    let run = output(command(dir.path()).args(["--config", "c.yaml"]));
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("backends.tools.request_timeout: -1 must be at least 0")
+            && !run.stderr.contains("AUTHFUL_MCP_"),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn gateway_settings_are_bounded_and_named() {
     let yaml = format!(

@@ -150,7 +150,7 @@ impl<'a> Walker<'a> {
             return None;
         }
         let value = self.check_type(value, schema, path, from_env)?;
-        if !self.check_enum(&value, schema, path) {
+        if !self.check_enum(&value, schema, path) || !self.check_range(&value, schema, path) {
             return None;
         }
         Some(match value {
@@ -265,6 +265,30 @@ impl<'a> Walker<'a> {
         );
         self.error(path, Anchor::Value(path.clone()), message);
         None
+    }
+
+    /// `minimum` and `maximum`, which the schema has for unsigned and bounded integers (a
+    /// timeout of `-1`, a name budget of `300`); true when the value is within them. Worded as
+    /// the resolve rules word the same bounds for env vars and flags.
+    fn check_range(&mut self, value: &Yaml, schema: &Json, path: &KeyPath) -> bool {
+        let Yaml::Number(number) = value else {
+            return true;
+        };
+        let Some(x) = number.as_f64() else {
+            return true;
+        };
+        let bound = |key| schema.get(key).filter(|b| b.is_number());
+        let message = match (bound("minimum"), bound("maximum")) {
+            (Some(min), _) if min.as_f64().is_some_and(|min| x < min) => {
+                format!("{number} must be at least {min}")
+            }
+            (_, Some(max)) if max.as_f64().is_some_and(|max| x > max) => {
+                format!("{number} must be at most {max}")
+            }
+            _ => return true,
+        };
+        self.error(path, Anchor::Value(path.clone()), message);
+        false
     }
 
     /// `enum` and `const`; true when the value is allowed.
