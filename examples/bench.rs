@@ -6,6 +6,8 @@
 //! cargo run --release --example bench -- --quick  # short run, only what is installed
 //! cargo run --example bench -- --quick            # CI: debug smoke run after `cargo test`
 //! cargo run --release --example bench -- --perf   # also `perf stat` around our latency run
+//! cargo run --release --example bench -- --quick --ours target/x86_64-unknown-linux-musl/release/authful-mcp-proxy
+//!                                                  # a shipped build of ours (musl, manylinux)
 //! ```
 //!
 //! Peers, all driven by the same raw JSON-RPC client over stdio (`rpc`):
@@ -69,14 +71,17 @@ use scale::ScalePlan;
 use support::idp::{FakeIdp, IdpConfig};
 use token_path::TokenPlan;
 
-const USAGE: &str = "usage: cargo run [--release] --example bench -- [--quick] [--perf]\n\
-    \n  --quick  short run with only the peers already installed (no network, no npm or pip)\
-    \n  --perf   wrap our latency run in `perf stat` and print it";
+const USAGE: &str = "usage: cargo run [--release] --example bench -- [--quick] [--perf] [--ours PATH]\n\
+    \n  --quick        short run with only the peers already installed (no network, no npm or pip)\
+    \n  --perf         wrap our latency run in `perf stat` and print it\
+    \n  --ours PATH    measure this binary as ours instead of building one (a shipped artifact:\
+    \n                 the musl or manylinux build of a release, the binary inside a wheel)";
 
 /// Command-line options.
 struct Options {
     quick: bool,
     perf: bool,
+    ours: Option<PathBuf>,
 }
 
 impl Options {
@@ -84,11 +89,17 @@ impl Options {
         let mut options = Self {
             quick: false,
             perf: false,
+            ours: None,
         };
-        for arg in std::env::args().skip(1) {
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--quick" => options.quick = true,
                 "--perf" => options.perf = true,
+                "--ours" => {
+                    let path = args.next().ok_or(format!("--ours needs a path\n{USAGE}"))?;
+                    options.ours = Some(PathBuf::from(path));
+                }
                 "-h" | "--help" => return Err(USAGE.to_owned()),
                 other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
             }
@@ -184,7 +195,14 @@ async fn run(options: &Options) -> Result<(), String> {
         dirs.profile,
         dirs.run.join("logs").display()
     );
-    let bin = peers::ours(&dirs).await?;
+    let bin = match &options.ours {
+        Some(path) if path.is_file() => {
+            println!("measuring {} as ours", path.display());
+            path.clone()
+        }
+        Some(path) => return Err(format!("--ours {}: no such file", path.display())),
+        None => peers::ours(&dirs).await?,
+    };
     let third = ThirdParty::locate(&dirs, !options.quick).await;
 
     let idp = FakeIdp::start(IdpConfig {
