@@ -15,11 +15,16 @@ WHEEL = os.environ.get("INTEROP_WHEEL") or ""
 NPM_TARBALLS = (os.environ.get("INTEROP_NPM_TARBALLS") or "").split()
 BIN_DIR = Path(PYTHON).parent  # the suite's venv: uv and uvx come from requirements.txt
 PYPI_NAME = "authful-mcp-proxy-rs"
-REPO = HERE.parent.parent
+PACK = HERE.parent.parent / "npm" / "pack.mjs"
 
 
 def packages() -> None:
     check(not PACKAGES_ERROR, f"the packages were not built: {PACKAGES_ERROR}")
+
+
+def npm_settings(sc: Scenario) -> dict[str, str]:
+    """A fresh npm cache of the scenario's own, and no update notice."""
+    return {"npm_config_cache": str(sc.dir / "npm-cache"), "npm_config_update_notifier": "false"}
 
 
 def install(sc: Scenario, label: str, argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
@@ -80,14 +85,14 @@ def npm_tarballs_with_npx(sc: Scenario) -> None:
     packages()
     project = sc.dir / "npm-project"
     project.mkdir()
-    npm_env = {**os.environ, "npm_config_cache": str(sc.dir / "npm-cache"), "npm_config_update_notifier": "false"}
+    npm_env = {**os.environ, **npm_settings(sc)}
     install(sc, "npm-install", ["npm", "install", "--offline", "--no-audit", "--no-fund", "--prefix", str(project), *NPM_TARBALLS], project, npm_env)
     launcher = project / "node_modules" / ".bin" / "authful-mcp-proxy"
     check(launcher.exists(), f"npm linked no {launcher}")
     # npx finds the command in the project's node_modules/.bin, as `npx <package>` would after
     # fetching it; the wrapper starts the binary from the platform package npm picked.
     command = ["npx", "--offline", "--prefix", str(project), "authful-mcp-proxy"]
-    login_and_call(sc, command, "proxy-npx", {"npm_config_cache": str(sc.dir / "npm-cache")})
+    login_and_call(sc, command, "proxy-npx", npm_settings(sc))
 
     # Where npm is told to leave optional dependencies out (some company setups do), the launcher
     # finds no binary: it must say which package is missing and why, and fail.
@@ -118,20 +123,19 @@ def npx_from_a_registry(sc: Scenario) -> None:
     # The other platforms' packages hold a stand-in file: fetching one would be the failure.
     stand_in = sc.dir / "another-platforms-binary"
     stand_in.write_text("not a binary for this machine\n")
-    targets = subprocess.run(["node", str(REPO / "npm" / "pack.mjs"), "targets"], capture_output=True, text=True, check=True).stdout
+    targets = subprocess.run(["node", str(PACK), "targets"], capture_output=True, text=True, check=True).stdout
     for line in targets.splitlines():
         target, key = line.split()
         if host_package.endswith(f"-{key}"):
             continue
-        pack = ["node", str(REPO / "npm" / "pack.mjs"), "platform", "--target", target, "--binary", str(stand_in), "--out", str(registry)]
+        pack = ["node", str(PACK), "platform", "--target", target, "--binary", str(stand_in), "--out", str(registry)]
         install(sc, f"pack-{key}", pack, sc.dir)
     check(len(list(registry.glob("*.tgz"))) == 8, f"the registry holds {sorted(p.name for p in registry.glob('*.tgz'))}")
     port = free_port()
     proc = sc.start("npm-registry", [PYTHON, str(HERE / "npm_registry.py"), "--port", str(port), "--dir", str(registry)], dict(os.environ), "npm registry on")
 
-    npm_env = {"npm_config_cache": str(sc.dir / "npm-cache"), "npm_config_update_notifier": "false"}
     command = ["npx", "-y", "--registry", f"http://127.0.0.1:{port}", "authful-mcp-proxy-rs"]
-    login_and_call(sc, command, "proxy-npx-registry", npm_env)
+    login_and_call(sc, command, "proxy-npx-registry", npm_settings(sc))
 
     fetched = sorted(line.split()[1][3:] for line in proc.log.read_text().splitlines() if line.startswith("GET /-/"))
     check(fetched == sorted([wrapper, host]), f"npm fetched the tarballs {fetched}; expected only {sorted([wrapper, host])}")
