@@ -60,10 +60,30 @@ pub fn one_line(text: &str, max: usize) -> String {
     cut(flat, max)
 }
 
-/// `text` without control characters, cut at `max` characters: for text a stranger chose
-/// (an error description in a login callback, say).
+/// How much of a stranger's text a message quotes: enough for any honest error description,
+/// URL or server name.
+pub const UNTRUSTED_MAX: usize = 300;
+
+/// Whether `c` may reach a terminal or a log from text a stranger chose: no control characters
+/// (ESC starts terminal escapes that recolour, retitle or rewrite the screen; a newline forges
+/// a log line), and no Unicode bidirectional controls (which reorder what a person reads, so
+/// that `evil.example/good.example` shows as something else).
+pub fn is_safe(c: char) -> bool {
+    !c.is_control()
+        && !matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` without control characters or bidirectional controls, cut at `max` characters: for
+/// text a stranger chose (an error description in a login callback, a device code, a server's
+/// name).
 pub fn bounded(text: &str, max: usize) -> String {
-    cut(text.chars().filter(|c| !c.is_control()).collect(), max)
+    cut(text.chars().filter(|c| is_safe(*c)).collect(), max)
+}
+
+/// [`bounded`] at [`UNTRUSTED_MAX`]: what every string from a provider or a backend becomes
+/// before a person or a log sees it.
+pub fn untrusted(text: &str) -> String {
+    bounded(text, UNTRUSTED_MAX)
 }
 
 fn cut(text: String, max: usize) -> String {
@@ -98,5 +118,9 @@ mod tests {
         assert_eq!(one_line("ééééé", 3), "ééé…");
         assert_eq!(bounded("a\u{1b}[31mb", 10), "a[31mb");
         assert_eq!(bounded("abcdef", 3), "abc…");
+        assert_eq!(
+            untrusted("good\u{202e}elpmaxe.live\r\nforged line\u{9b}2J"),
+            "goodelpmaxe.liveforged line2J"
+        );
     }
 }

@@ -51,7 +51,19 @@ where
         };
         let module = meta.target().replace("::", ".");
         write!(writer, "{stamp} [{module}] [{level}] ")?;
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        // The message may quote what a backend or provider sent: one line, and no escape
+        // sequence reaches the terminal that shows the log (the last line of defence; the
+        // texts are cleaned where they come in too).
+        let mut fields = String::new();
+        ctx.field_format()
+            .format_fields(Writer::new(&mut fields), event)?;
+        for c in fields.chars() {
+            match c {
+                '\n' | '\r' | '\t' => writer.write_char(' ')?,
+                c if crate::error_text::is_safe(c) => writer.write_char(c)?,
+                _ => {}
+            }
+        }
         writeln!(writer)
     }
 }
