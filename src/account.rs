@@ -76,7 +76,7 @@ fn managers(settings: &Settings, browser: Arc<dyn Browser>, interactive: bool) -
                 Arc::clone(&browser),
                 Arc::default(),
             )
-            .for_backends(&backends)
+            .for_backends(&backends, &settings.backends)
             .non_interactive();
             (name, Arc::new(quiet))
         })

@@ -86,6 +86,18 @@ pub fn untrusted(text: &str) -> String {
     bounded(text, UNTRUSTED_MAX)
 }
 
+/// "30 seconds", "5 minutes": a duration as a person says it, never rounded up to a unit
+/// larger than itself ("1 minute" for 30 s was a lie).
+pub fn duration_words(duration: std::time::Duration) -> String {
+    let seconds = duration.as_secs();
+    match seconds {
+        1 => "1 second".to_owned(),
+        0..120 => format!("{seconds} seconds"),
+        _ if seconds.is_multiple_of(60) => format!("{} minutes", seconds / 60),
+        _ => format!("{} minutes {} seconds", seconds / 60, seconds % 60),
+    }
+}
+
 fn cut(text: String, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((at, _)) => format!("{}…", &text[..at]),
@@ -109,6 +121,18 @@ mod tests {
         assert_eq!(
             chain(&outer),
             "outer: an error occurred when formatting an argument"
+        );
+    }
+
+    #[test]
+    fn durations_are_said_as_they_are() {
+        use std::time::Duration;
+        assert_eq!(duration_words(Duration::from_secs(30)), "30 seconds");
+        assert_eq!(duration_words(Duration::from_secs(1)), "1 second");
+        assert_eq!(duration_words(Duration::from_secs(300)), "5 minutes");
+        assert_eq!(
+            duration_words(Duration::from_secs(150)),
+            "2 minutes 30 seconds"
         );
     }
 

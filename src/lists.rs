@@ -21,7 +21,10 @@ use serde::Serialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::{backend::Connection, request_error::RequestError};
+use crate::{
+    backend::{Connection, Origin},
+    request_error::RequestError,
+};
 
 /// The four lists of MCP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -307,7 +310,7 @@ pub async fn read_answer(
         cancelled: &CancellationToken,
         limits: Limits,
     ) -> Result<ServerResult, RequestError> {
-        let listing = read_all::<T>(backend, cancelled, limits).await?;
+        let listing = read_all::<T>(backend, cancelled, limits, Origin::Client).await?;
         Ok(T::answer(listing.page, listing.items))
     }
     match kind {
@@ -318,13 +321,14 @@ pub async fn read_answer(
     }
 }
 
-/// Reads every page of `T`'s list from `backend`, following its cursors, within `limits`. An
-/// error on the first page is the error; on a later one, what was read is kept and the
-/// failure is reported as the cut.
+/// Reads every page of `T`'s list from `backend`, following its cursors, within `limits`, for
+/// `origin`. An error on the first page is the error; on a later one, what was read is kept
+/// and the failure is reported as the cut.
 pub async fn read_all<T: Item>(
     backend: &Connection,
     cancelled: &CancellationToken,
     limits: Limits,
+    origin: Origin,
 ) -> Result<Listing<T>, RequestError> {
     let kind = T::KIND;
     let mut items: Vec<T> = Vec::new();
@@ -341,7 +345,7 @@ pub async fn read_all<T: Item>(
         }
         let request = kind.request(cursor.as_deref())?;
         let result = match backend
-            .request(request, RequestMetaObject::default(), cancelled)
+            .send(request, RequestMetaObject::default(), cancelled, origin)
             .await
         {
             Ok(result) => result,

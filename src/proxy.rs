@@ -80,7 +80,7 @@ pub fn token_managers(
                     Arc::clone(browser),
                     Arc::clone(&login_gate),
                 )
-                .for_backends(&backends),
+                .for_backends(&backends, &settings.backends),
             )
         });
     }

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::Access,
-    backend::{self, BackendHandler, Connection, ProgressMaps},
+    backend::{self, BackendHandler, Connection, Origin, ProgressMaps},
     config,
     lists::{self, Kind},
     protocol,
@@ -152,7 +152,9 @@ impl Relay {
             let level = link.log_level.lock().ok().and_then(|mut l| l.take());
             let state = link.state.borrow().clone();
             if let (Some(level), State::Ready(connection)) = (level, state)
-                && let Err(e) = connection.request(level, Default::default(), closing).await
+                && let Err(e) = connection
+                    .send(level, Default::default(), closing, Origin::Proxy)
+                    .await
             {
                 tracing::debug!("Backend '{}' refused the log level: {e}", backend.name);
             }

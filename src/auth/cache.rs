@@ -71,10 +71,14 @@ pub struct StoredTokens {
     /// any of these, where providers refuse others (`invalid_target`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<String>,
-    /// The scopes the last login asked for: the configured ones, and any a backend asked for
-    /// since (a step-up).
+    /// The scopes the grant's sign-in asked for: the configured ones, and those of the backend
+    /// whose step-up it was, if it was one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
+    /// The scopes backends asked for beyond the configured ones (a step-up), by the resource
+    /// their tokens are bound to (`""`: no resource): only that resource's tokens carry them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub step_up: BTreeMap<String, Vec<String>>,
     /// What each backend's protected resource metadata says its resource is (RFC 9728), by
     /// backend URL; `null` for a backend that publishes none. Read once, not at every start.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -94,6 +98,7 @@ impl StoredTokens {
             bound: BTreeMap::new(),
             resources: Vec::new(),
             scopes: Vec::new(),
+            step_up: BTreeMap::new(),
             discovered: BTreeMap::new(),
         }
     }
@@ -124,13 +129,11 @@ impl StoredTokens {
         }
     }
 
-    /// Forgets every access token, keeping the grant (a login that asked for other scopes
-    /// makes them all stale).
-    pub fn forget_access(&mut self) {
-        self.access_token = None;
-        self.expires_at = None;
-        self.scope = None;
-        self.bound.clear();
+    /// The scopes a backend bound to `resource` asked for beyond the configured ones.
+    pub fn step_up_scopes(&self, resource: Option<&str>) -> &[String] {
+        self.step_up
+            .get(resource.unwrap_or_default())
+            .map_or(&[], Vec::as_slice)
     }
 }
 
@@ -146,8 +149,9 @@ pub fn unix_now() -> u64 {
 pub struct TokenCache {
     path: PathBuf,
     /// The name earlier versions gave the file, without the hash: read once and moved.
-    legacy: PathBuf,
-    /// The issuer the tokens must come from; `None` for a profile whose backends name it.
+    legacy: Option<PathBuf>,
+    /// The issuer the tokens must come from; `None` for a profile whose backends name it (the
+    /// file then holds the server its first sign-in pinned).
     issuer: Option<String>,
     client_id: String,
 }
@@ -170,16 +174,26 @@ fn sanitize(text: &str) -> String {
 }
 
 impl TokenCache {
-    /// The cache file of `profile` inside `dir`, e.g.
-    /// `https_auth_example_com_realms_corp_my-client_1a2b3c4d_tokens.json`: the Python original's readable
-    /// name, then 8 hex digits of the SHA-256 of issuer, client id and scopes. A profile that
-    /// names no issuer (its backends do) has a file of its own name.
-    pub fn new(dir: &Path, profile: &Profile) -> Self {
+    /// The cache file of `profile`, whose backends are at `backends`, inside `dir`, e.g.
+    /// `https_auth_example_com_realms_corp_my-client_1a2b3c4d_tokens.json`: the Python
+    /// original's readable name, then 8 hex digits of the SHA-256 of issuer, client id and
+    /// scopes. A profile that names no issuer (its backends do) has a file of its own name,
+    /// whose key holds the backends' URLs: two such profiles of one client id on different
+    /// servers never read each other's tokens.
+    pub fn new(dir: &Path, profile: &Profile, backends: &[&url::Url]) -> Self {
+        let (client_id, scopes) = (&profile.client_id, &profile.scopes);
         match &profile.issuer_url {
-            Some(issuer) => Self::for_key(dir, issuer, &profile.client_id, &profile.scopes),
+            Some(issuer) => Self::for_key(dir, issuer, client_id, scopes),
             None => {
-                let key = format!("{BACKENDS_ISSUER}/{}", profile.name);
-                let mut cache = Self::for_key(dir, &key, &profile.client_id, &profile.scopes);
+                let mut urls: Vec<&str> = backends.iter().map(|u| u.as_str()).collect();
+                urls.sort_unstable();
+                urls.dedup();
+                let readable = format!("{BACKENDS_ISSUER}/{}", profile.name);
+                let key = (&readable, client_id, scopes, urls);
+                let mut cache = Self::keyed(dir, &readable, client_id, &key);
+                // No file of an earlier naming is taken: without the URLs in its key, it may
+                // hold another server's tokens.
+                cache.legacy = None;
                 cache.issuer = None;
                 cache
             }
@@ -188,16 +202,21 @@ impl TokenCache {
 
     /// The cache file for `issuer`, `client_id` and `scopes` inside `dir`.
     pub fn for_key(dir: &Path, issuer: &str, client_id: &str, scopes: &[String]) -> Self {
+        Self::keyed(dir, issuer, client_id, &(issuer, client_id, scopes))
+    }
+
+    /// The file named after `issuer` and `client_id`, and a hash of `key`.
+    fn keyed(dir: &Path, issuer: &str, client_id: &str, key: &impl Serialize) -> Self {
         let readable = format!("{}_{}", sanitize(issuer), sanitize(client_id));
         // JSON keeps the parts apart: no two different keys encode alike.
-        let key = serde_json::to_vec(&(issuer, client_id, scopes)).unwrap_or_default();
+        let key = serde_json::to_vec(key).unwrap_or_default();
         let hash: String = Sha256::digest(&key)[..4]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
         Self {
             path: dir.join(format!("{readable}_{hash}_tokens.json")),
-            legacy: dir.join(format!("{readable}_tokens.json")),
+            legacy: Some(dir.join(format!("{readable}_tokens.json"))),
             issuer: Some(issuer.to_owned()),
             client_id: client_id.to_owned(),
         }
@@ -208,7 +227,8 @@ impl TokenCache {
         &self.path
     }
 
-    fn dir(&self) -> &Path {
+    /// The directory the file lives in.
+    pub fn dir(&self) -> &Path {
         self.path.parent().unwrap_or(Path::new("."))
     }
 
@@ -275,13 +295,14 @@ impl TokenCache {
     /// A file of the naming without hash, left by an earlier version: moved to this name, so
     /// nobody logs in again for nothing.
     fn migrate(&self) -> Option<StoredTokens> {
-        let tokens = self.read(&self.legacy)?;
+        let legacy = self.legacy.as_ref()?;
+        let tokens = self.read(legacy)?;
         match self.save(&tokens) {
             Ok(()) => {
-                let _ = fs::remove_file(&self.legacy);
+                let _ = fs::remove_file(legacy);
                 tracing::info!(
                     "Moved the token cache {} to {}",
-                    self.legacy.display(),
+                    legacy.display(),
                     self.path.display()
                 );
             }

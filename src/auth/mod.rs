@@ -1,7 +1,11 @@
 //! Access tokens for the backends: from an OIDC profile's sign-in, kept, refreshed and bound
 //! to each backend's resource.
 //!
-//! - [`tokens`]: the [`TokenManager`] of one profile and each backend's [`Access`] to it;
+//! - [`tokens`]: the [`TokenManager`] of one profile and each backend's [`Access`] to it, with
+//!   [`target`] (one backend as the manager sees it) and [`step_up`] (when a backend may ask
+//!   for more scopes);
+//! - [`authority`]: which authorization server the credentials belong to (configured, or
+//!   pinned at the first sign-in — never a backend's say alone);
 //! - [`sign_in`]: how a person signs in (browser, device code), with [`browser`] opening the
 //!   URL and [`callback`] taking the code;
 //! - [`oidc`]: the exchanges with the identity provider, with [`client_auth`] (how the client
@@ -9,6 +13,7 @@
 //! - [`resource`]: the backend's side (its challenges, its RFC 9728 metadata);
 //! - [`cache`]: the token file.
 
+pub mod authority;
 pub mod browser;
 pub mod cache;
 pub mod callback;
@@ -17,6 +22,8 @@ pub mod oidc;
 mod provider_http;
 pub mod resource;
 pub mod sign_in;
+pub mod step_up;
+pub mod target;
 pub mod tokens;
 
 use std::time::Duration;
@@ -161,6 +168,84 @@ pub enum AuthError {
         profile: String,
         /// Its backends.
         backends: String,
+    },
+    /// The profile names no issuer, and a backend's metadata could not be read to learn it.
+    #[error(
+        "profile '{profile}' names no issuer_url, and backend '{backend}' could not say where to \
+         sign in: {reason}; try again, or set issuer_url (OIDC_ISSUER_URL for the drop-in)"
+    )]
+    MetadataUnavailable {
+        /// The profile.
+        profile: String,
+        /// The backend.
+        backend: String,
+        /// Why its metadata could not be read.
+        reason: String,
+    },
+    /// The backends of an issuer-less profile do not name one server they all trust.
+    #[error(
+        "profile '{profile}' names no issuer_url, and its backends do not name one \
+         authorization server they all trust ({named}): set issuer_url to the right one, or give \
+         these backends profiles of their own"
+    )]
+    IssuersDisagree {
+        /// The profile.
+        profile: String,
+        /// Each backend and the servers it names.
+        named: String,
+    },
+    /// A backend names another server than the one the profile is pinned to.
+    #[error(
+        "backend '{backend}' now names the authorization server {named}, but profile \
+         '{profile}' signed in at {pinned} (pinned in {cache}): its credentials and tokens go \
+         only there, never to a server a backend names on its own say. If the server really \
+         moved, run `authful-mcp-proxy logout {backend}` and sign in again; otherwise the \
+         backend is misconfigured or hostile"
+    )]
+    IssuerChanged {
+        /// The profile.
+        profile: String,
+        /// The backend.
+        backend: String,
+        /// The servers it names now.
+        named: String,
+        /// The server the profile signed in at.
+        pinned: String,
+        /// The token file that holds the pin.
+        cache: String,
+    },
+    /// A profile with a client secret or key names no issuer (a configuration `resolve` refuses).
+    #[error(
+        "profile '{profile}' has a client secret or key but names no issuer_url: its credentials \
+         only ever go to a configured issuer, never to a server a backend names; set issuer_url"
+    )]
+    ConfidentialWithoutIssuer {
+        /// The profile.
+        profile: String,
+    },
+    /// A backend asked for more scopes, and the proxy would not sign in again for them.
+    #[error("backend '{backend}' asks for the scopes {scopes}; no new sign-in for them: {reason}")]
+    StepUpRefused {
+        /// The backend.
+        backend: String,
+        /// The scopes it asked for.
+        scopes: String,
+        /// Why not.
+        reason: String,
+    },
+    /// A backend refuses a token that holds the scopes it asks for.
+    #[error(
+        "backend '{backend}' refuses a token of {issuer} that holds the scopes {scopes} it asks \
+         for: the backend, not the provider, is at fault (it may want another audience or \
+         check the scopes differently); ask its administrators"
+    )]
+    ScopeRefusedByBackend {
+        /// The backend.
+        backend: String,
+        /// The scopes it asked for.
+        scopes: String,
+        /// The issuer of the token.
+        issuer: String,
     },
     /// A person would have to sign in, and this command never asks one.
     #[error(

@@ -43,9 +43,18 @@ use super::{
 };
 use crate::{
     config::{Profile, endpoint_problem},
-    error_text::chain,
+    error_text::{chain, untrusted},
     secret::Secret,
 };
+
+/// The longest lifetime a token response may claim: a provider's `expires_in` beyond it is
+/// taken as this (a number near `u64::MAX` would wrap the expiry into the past, and the token
+/// would be renewed at every request).
+const MAX_TOKEN_LIFETIME_SECS: u64 = 365 * 24 * 3600;
+
+/// The longest pause between device-code polls a provider may ask for (`interval`, and after
+/// each `slow_down`): longer, and a code would expire between two polls.
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(300);
 
 /// Discovery fields beyond OpenID Connect Core that the proxy reads.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -299,6 +308,40 @@ fn default_device_interval() -> u64 {
     5
 }
 
+impl DeviceAuthorization {
+    /// The authorization as it may be shown to a person: its URLs are `https://` (or `http://`
+    /// on a loopback host) like every other endpoint of the provider — never `javascript:` or
+    /// `file:` — and its code holds no terminal escapes; its numbers are clamped to what a
+    /// sign-in can use.
+    fn checked(mut self) -> Result<Self, String> {
+        let safe = |name: &str, uri: &str| -> Result<String, String> {
+            let problem = match Url::parse(uri) {
+                // Shown as parsed: a URL's serialization holds no control characters.
+                Ok(url) => match endpoint_problem(&url) {
+                    None => return Ok(url.to_string()),
+                    Some(problem) => problem,
+                },
+                Err(e) => format!("'{uri}' is not a URL ({e})"),
+            };
+            Err(format!(
+                "its device authorization gives {name} {}; the sign-in is refused",
+                untrusted(&problem)
+            ))
+        };
+        self.verification_uri = safe("verification_uri", &self.verification_uri)?;
+        if let Some(complete) = &self.verification_uri_complete {
+            self.verification_uri_complete = Some(safe("verification_uri_complete", complete)?);
+        }
+        let code = untrusted(&self.user_code);
+        if code.trim().is_empty() {
+            return Err("its device authorization gives an empty user_code".to_owned());
+        }
+        self.user_code = code;
+        self.interval = self.interval.clamp(1, MAX_POLL_INTERVAL.as_secs());
+        Ok(self)
+    }
+}
+
 /// A token endpoint's successful answer (RFC 6749 §5.1).
 #[derive(Deserialize)]
 struct TokenResponse {
@@ -325,9 +368,10 @@ struct ErrorResponse {
 /// body, the OAuth error in it; never the body itself (it may echo secrets).
 fn oauth_error(response: &openidconnect::HttpResponse) -> TokenError {
     match serde_json::from_slice::<ErrorResponse>(response.body()) {
+        // The provider's words reach a terminal and the logs: no escapes, bounded.
         Ok(e) => TokenError::OAuth {
-            error: e.error,
-            description: e.error_description,
+            error: untrusted(&e.error),
+            description: e.error_description.as_deref().map(untrusted),
         },
         Err(_) => TokenError::Failed(format!(
             "unreadable token response: HTTP {} without an OAuth error",
@@ -648,7 +692,9 @@ impl Provider {
         let granted = Granted {
             access: AccessToken {
                 token: token.access_token,
-                expires_at: token.expires_in.map(|secs| unix_now() + secs),
+                expires_at: token
+                    .expires_in
+                    .map(|secs| unix_now().saturating_add(secs.min(MAX_TOKEN_LIFETIME_SECS))),
                 scope: token.scope,
             },
             refresh_token: token.refresh_token,
@@ -679,14 +725,19 @@ impl Provider {
         Ok(granted)
     }
 
-    /// Uses a refresh token, for an access token bound to `resource` if given; the provider
-    /// may rotate the refresh token (the new one is in the result).
+    /// Uses a refresh token, for an access token bound to `resource` if given, with `scope`
+    /// if given (narrower than the grant's, RFC 6749 §6); the provider may rotate the refresh
+    /// token (the new one is in the result).
     pub async fn refresh(
         &self,
         refresh_token: &Secret,
         resource: Option<&str>,
+        scope: Option<&[String]>,
     ) -> Result<Granted, RefreshError> {
-        let form = vec![("refresh_token".into(), refresh_token.expose().to_owned())];
+        let mut form = vec![("refresh_token".into(), refresh_token.expose().to_owned())];
+        if let Some(scope) = scope {
+            form.push(("scope".into(), scope.join(" ")));
+        }
         match self.token_request("refresh_token", form, resource).await {
             Ok((granted, _)) => Ok(granted),
             Err(e) if e.is_temporary() => Err(RefreshError::Unavailable(AuthError::TokenEndpoint(
@@ -747,9 +798,15 @@ impl Provider {
                 oauth_error(&response)
             )));
         }
-        serde_json::from_slice(response.body()).map_err(|e| {
+        let device: DeviceAuthorization = serde_json::from_slice(response.body()).map_err(|e| {
             AuthError::TokenEndpoint(format!("unreadable device authorization response: {e}"))
-        })
+        })?;
+        device
+            .checked()
+            .map_err(|reason| AuthError::UnsafeProvider {
+                issuer: self.issuer.clone(),
+                reason,
+            })
     }
 
     /// Polls the token endpoint once for a device code (RFC 8628 §3.4); the ID token, if any,
@@ -802,7 +859,9 @@ impl Provider {
 /// at each `slow_down` (RFC 8628 §3.5).
 pub fn next_poll_interval(current: Duration, error: &TokenError) -> Duration {
     match error.code() {
-        Some("slow_down") => current + Duration::from_secs(5),
+        Some("slow_down") => current
+            .saturating_add(Duration::from_secs(5))
+            .min(MAX_POLL_INTERVAL),
         _ => current,
     }
 }

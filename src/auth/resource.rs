@@ -9,11 +9,15 @@
 //!   backends that publish metadata), so that no backend ever receives a token minted for
 //!   another.
 //!
-//! Metadata is read from the URL a `401` names (`resource_metadata`), else from the well-known
-//! locations: `/.well-known/oauth-protected-resource` inserted before the backend's path, then
-//! at the root; else from where the backend's `401` to a request without a token names it. It must come over `https://` (or `http://` on a loopback host), and the
-//! `resource` it names must be the backend's own (its URL or a prefix of it, on the same
-//! origin): metadata of another server is never taken for this one's.
+//! Metadata is read from the URL a `401` names (`resource_metadata`, only on the backend's own
+//! origin), else from the well-known locations: `/.well-known/oauth-protected-resource`
+//! inserted before the backend's path, then at the root; else from where the backend's `401` to
+//! a request without a token names it. It must come over `https://` (or `http://` on a
+//! loopback host), and the `resource` it names must be the backend's own — its URL or an
+//! ancestor of it on a path-segment boundary, on the same origin — and not one another
+//! configured backend owns: metadata of another server is never taken for this one's. A
+//! backend is not an authority: what it names is a suggestion that
+//! [`authority`](super::authority) weighs, never where a credential goes on its own say.
 
 use std::time::Duration;
 
@@ -21,7 +25,10 @@ use serde::Deserialize;
 use url::Url;
 
 use super::provider_http::send;
-use crate::config::endpoint_problem;
+use crate::{
+    config::endpoint_problem,
+    error_text::{bounded, untrusted},
+};
 
 /// How long a backend may take to answer for its metadata: a probe, not a request a person
 /// waits on for long.
@@ -147,6 +154,9 @@ fn split_value(text: &str) -> (String, &str) {
 }
 
 fn set_param(challenge: &mut Challenge, name: &str, value: String) {
+    // A backend's words reach messages, logs and terminals: no escapes, and bounded (long
+    // enough for a metadata URL).
+    let value = bounded(&value, 2000);
     let slot = match name.to_ascii_lowercase().as_str() {
         "error" => &mut challenge.error,
         "error_description" => &mut challenge.error_description,
@@ -170,6 +180,56 @@ pub struct ResourceMetadata {
     pub scopes_supported: Vec<String>,
 }
 
+/// Why a backend's metadata is not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetadataError {
+    /// What the backend publishes cannot be used: it is about another server, claims the
+    /// resource of another configured backend, or sits at an unsafe URL. As good as none, and
+    /// the reason is said once.
+    Unusable(String),
+    /// It could not be read now (no answer, a server error): it is read again later, never
+    /// remembered as "none".
+    Unavailable(String),
+}
+
+impl std::fmt::Display for MetadataError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unusable(reason) | Self::Unavailable(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// The resources the other configured backends own (their URLs and configured `resource`
+/// values): a backend whose metadata claims one of them would receive tokens meant for another
+/// server, so that metadata is refused.
+#[derive(Debug, Clone, Default)]
+pub struct Owners(Vec<(String, String)>);
+
+impl Owners {
+    /// Owners from (backend name, resource) pairs.
+    pub fn new(owned: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self(owned.into_iter().collect())
+    }
+
+    /// The backend that owns `resource`, if another one does.
+    fn owner_of(&self, resource: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(_, owned)| same_resource(owned, resource))
+            .map(|(name, _)| name.as_str())
+    }
+}
+
+/// Two resource identifiers for the same thing: equal once parsed, but for a trailing `/`.
+fn same_resource(a: &str, b: &str) -> bool {
+    let normal = |text: &str| match Url::parse(text.trim()) {
+        Ok(url) => url.as_str().trim_end_matches('/').to_owned(),
+        Err(_) => text.trim().trim_end_matches('/').to_owned(),
+    };
+    normal(a) == normal(b)
+}
+
 /// Where a backend's metadata may be: `hint` (from a `401`) first, then the well-known URL
 /// with the backend's path, then the well-known URL at the root.
 fn metadata_urls(backend: &Url, hint: Option<&str>) -> Vec<String> {
@@ -187,32 +247,59 @@ fn metadata_urls(backend: &Url, hint: Option<&str>) -> Vec<String> {
 }
 
 /// Whether `resource` names the backend at `url`: the same origin, and a path that is the
-/// backend's or a prefix of it.
+/// backend's, or one of its ancestors on a `/` boundary (`/api` names `/api/mcp`; `/mcp`
+/// does not name `/mcp2`).
 fn names_backend(resource: &str, url: &Url) -> bool {
     let Ok(resource) = Url::parse(resource) else {
         return false;
     };
+    let theirs = resource.path().trim_end_matches('/');
+    let ours = url.path().trim_end_matches('/');
     resource.origin() == url.origin()
-        && url
-            .path()
-            .trim_end_matches('/')
-            .starts_with(resource.path().trim_end_matches('/'))
+        && (ours == theirs
+            || ours
+                .strip_prefix(theirs)
+                .is_some_and(|rest| rest.starts_with('/')))
+}
+
+/// A `resource_metadata` URL the backend named, if it is on the backend's own origin: a
+/// backend may say where its own metadata is, not make the proxy fetch another server's
+/// (RFC 9728 §3.3's impersonation).
+fn own_hint<'a>(hint: &'a str, backend: &Url) -> Option<&'a str> {
+    let same = Url::parse(hint).is_ok_and(|url| url.origin() == backend.origin());
+    if !same {
+        tracing::warn!(
+            "Backend {backend} names its protected resource metadata at {}, on another origin; \
+             not read",
+            untrusted(hint)
+        );
+    }
+    same.then_some(hint)
 }
 
 /// Reads the backend's metadata: `Ok(None)` when it publishes none, an error when what it
-/// publishes cannot be used (and why). Where `hint` says, else at the well-known URLs, else
-/// where the backend's challenge to a request without a token names it (RFC 9728 §5).
+/// publishes cannot be used or cannot be read now. Where `hint` says (if on the backend's
+/// origin), else at the well-known URLs, else where the backend's challenge to a request
+/// without a token names it (RFC 9728 §5). `owners` are the resources of the other configured
+/// backends, which this one may not claim.
 pub async fn discover(
     http: &reqwest::Client,
     backend: &Url,
     hint: Option<&str>,
-) -> Result<Option<ResourceMetadata>, String> {
-    if let Some(metadata) = first_metadata(http, backend, metadata_urls(backend, hint)).await? {
+    owners: &Owners,
+) -> Result<Option<ResourceMetadata>, MetadataError> {
+    let hint = hint.and_then(|h| own_hint(h, backend));
+    let urls = metadata_urls(backend, hint);
+    if let Some(metadata) = first_metadata(http, backend, urls, owners).await? {
         return Ok(Some(metadata));
     }
-    match (hint, challenge_hint(http, backend).await) {
-        (None, Some(named)) => first_metadata(http, backend, vec![named]).await,
-        _ => Ok(None),
+    let named = match hint {
+        Some(_) => None,
+        None => challenge_hint(http, backend).await,
+    };
+    match named.as_deref().and_then(|n| own_hint(n, backend)) {
+        Some(named) => first_metadata(http, backend, vec![named.to_owned()], owners).await,
+        None => Ok(None),
     }
 }
 
@@ -233,25 +320,33 @@ async fn challenge_hint(http: &reqwest::Client, backend: &Url) -> Option<String>
         .ok()?;
     let named = Challenge::parse(header)?.resource_metadata?;
     tracing::debug!(
-        "Backend {backend} names its protected resource metadata in its challenge: {named}"
+        "Backend {backend} names its protected resource metadata in its challenge: {}",
+        untrusted(&named)
     );
     Some(named)
 }
 
-/// The first usable metadata at `urls`.
+/// The first usable metadata at `urls`; an error when one is unusable, or when none was found
+/// and some could not be read (so that "none" is never concluded from a failure).
 async fn first_metadata(
     http: &reqwest::Client,
     backend: &Url,
     urls: Vec<String>,
-) -> Result<Option<ResourceMetadata>, String> {
+    owners: &Owners,
+) -> Result<Option<ResourceMetadata>, MetadataError> {
+    let mut unavailable = None;
     for url in urls {
-        let parsed = Url::parse(&url).map_err(|e| format!("'{url}' is not a URL ({e})"))?;
+        let parsed = Url::parse(&url).map_err(|e| {
+            MetadataError::Unusable(format!("'{}' is not a URL ({e})", untrusted(&url)))
+        })?;
         if let Some(problem) = endpoint_problem(&parsed) {
-            return Err(format!(
-                "its protected resource metadata {url} {problem}; not read"
-            ));
+            return Err(MetadataError::Unusable(format!(
+                "its protected resource metadata {} {}; not read",
+                parsed,
+                untrusted(&problem)
+            )));
         }
-        let Ok(request) = http::Request::get(url.as_str())
+        let Ok(request) = http::Request::get(parsed.as_str())
             .header(http::header::ACCEPT, "application/json")
             .body(Vec::new())
         else {
@@ -261,44 +356,70 @@ async fn first_metadata(
             match tokio::time::timeout(METADATA_TIMEOUT, send(http.clone(), request)).await {
                 Ok(Ok(response)) => response,
                 Ok(Err(e)) => {
-                    tracing::debug!("No protected resource metadata at {url}: {e}");
+                    tracing::debug!("No protected resource metadata at {parsed}: {e}");
+                    unavailable.get_or_insert_with(|| format!("{parsed}: {e}"));
                     continue;
                 }
                 Err(_) => {
-                    tracing::debug!("No answer for protected resource metadata at {url}");
+                    tracing::debug!("No answer for protected resource metadata at {parsed}");
+                    unavailable.get_or_insert_with(|| {
+                        format!(
+                            "{parsed}: no answer within {} s",
+                            METADATA_TIMEOUT.as_secs()
+                        )
+                    });
                     continue;
                 }
             };
-        if !response.status().is_success() {
-            tracing::debug!(
-                "No protected resource metadata at {url} (HTTP {})",
-                response.status()
-            );
+        let status = response.status();
+        if !status.is_success() {
+            tracing::debug!("No protected resource metadata at {parsed} (HTTP {status})");
+            // A server that is down says nothing about what it would publish.
+            if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
+                unavailable.get_or_insert_with(|| format!("{parsed}: HTTP {status}"));
+            }
             continue;
         }
         let metadata: ResourceMetadata = match serde_json::from_slice(response.body()) {
             Ok(metadata) => metadata,
             Err(e) => {
-                tracing::debug!("Unusable protected resource metadata at {url}: {e}");
+                tracing::debug!("Unusable protected resource metadata at {parsed}: {e}");
                 continue;
             }
         };
         if !names_backend(&metadata.resource, backend) {
-            return Err(format!(
-                "its protected resource metadata at {url} is about {}, not about {backend}; \
+            return Err(MetadataError::Unusable(format!(
+                "its protected resource metadata at {parsed} is about {}, not about {backend}; \
                  not used",
-                metadata.resource
-            ));
+                untrusted(&metadata.resource)
+            )));
+        }
+        if let Some(owner) = owners.owner_of(&metadata.resource) {
+            return Err(MetadataError::Unusable(format!(
+                "its protected resource metadata at {parsed} claims the resource {} of backend \
+                 '{owner}'; not used (its tokens would be valid at '{owner}')",
+                untrusted(&metadata.resource)
+            )));
         }
         tracing::debug!(
-            "Backend {backend} publishes protected resource metadata at {url}: resource {}, \
+            "Backend {backend} publishes protected resource metadata at {parsed}: resource {}, \
              authorization servers {:?}",
-            metadata.resource,
-            metadata.authorization_servers
+            untrusted(&metadata.resource),
+            metadata
+                .authorization_servers
+                .iter()
+                .map(|s| untrusted(s))
+                .collect::<Vec<_>>()
         );
         return Ok(Some(metadata));
     }
-    Ok(None)
+    match unavailable {
+        Some(reason) => Err(MetadataError::Unavailable(format!(
+            "its protected resource metadata could not be read ({reason}); it is read again \
+             later"
+        ))),
+        None => Ok(None),
+    }
 }
 
 #[cfg(test)]
@@ -378,5 +499,29 @@ mod tests {
         assert!(!names_backend("https://evil.example/api/mcp", &url));
         assert!(!names_backend("http://m.example/api/mcp", &url));
         assert!(!names_backend("not a url", &url));
+        // Path segments, not string prefixes: `/api/mc` is not an ancestor of `/api/mcp`.
+        assert!(!names_backend("https://m.example/api/mc", &url));
+        let mcp2 = Url::parse("https://m.example/mcp2").unwrap();
+        assert!(!names_backend("https://m.example/mcp", &mcp2));
+        assert!(names_backend("https://m.example/mcp2", &mcp2));
+    }
+
+    #[test]
+    fn a_resource_of_another_backend_has_an_owner() {
+        let owners = Owners::new([("b".to_owned(), "https://m.example/b/".to_owned())]);
+        assert_eq!(owners.owner_of("https://m.example/b"), Some("b"));
+        assert_eq!(owners.owner_of("https://M.example/b/"), Some("b"));
+        assert_eq!(owners.owner_of("https://m.example/b/c"), None);
+        assert_eq!(owners.owner_of("https://m.example/"), None);
+    }
+
+    #[test]
+    fn a_metadata_hint_must_be_on_the_backends_origin() {
+        let url = Url::parse("https://m.example/mcp").unwrap();
+        assert!(own_hint("https://m.example/prm", &url).is_some());
+        assert!(own_hint("https://evil.example/prm", &url).is_none());
+        assert!(own_hint("http://m.example/prm", &url).is_none());
+        assert!(own_hint("https://m.example:8443/prm", &url).is_none());
+        assert!(own_hint("not a url", &url).is_none());
     }
 }

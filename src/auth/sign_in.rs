@@ -22,7 +22,10 @@ use super::{
     callback,
     oidc::{Granted, Provider, next_poll_interval},
 };
-use crate::config::Profile;
+use crate::{
+    config::Profile,
+    error_text::{duration_words, is_safe},
+};
 
 /// The longest wait between two polls when the provider cannot be reached.
 const MAX_POLL_BACKOFF: Duration = Duration::from_secs(60);
@@ -41,6 +44,8 @@ impl Default for Notices {
 impl Notices {
     /// Tells `text` to the person.
     pub fn say(&self, text: String) {
+        // What a provider put into it (a device code, a URL) must not drive the terminal.
+        let text: String = text.chars().filter(|c| is_safe(*c)).collect();
         eprintln!("authful-mcp-proxy: {text}");
         // Nobody listening (no client session yet, or the `login` command) is fine.
         let _ = self.0.send(text);
@@ -64,9 +69,19 @@ pub(super) struct SignIn<'a> {
     pub resources: &'a [String],
     /// The resource the access token returned is bound to.
     pub resource: Option<&'a str>,
+    /// Where the server comes from, when the configuration did not name it: the person
+    /// signing in decides whether to trust it.
+    pub provenance: Option<&'a str>,
 }
 
 impl SignIn<'_> {
+    /// ", the server that backend 'a' names ..." for the prompt, or nothing.
+    fn provenance(&self) -> String {
+        self.provenance
+            .map(|p| format!("; {p}"))
+            .unwrap_or_default()
+    }
+
     /// A login in the browser: authorization code with PKCE, `state`, `nonce` and RFC 9207's
     /// `iss`.
     pub async fn browser(&self) -> Result<Granted, AuthError> {
@@ -81,9 +96,10 @@ impl SignIn<'_> {
         let url = login.url.to_string();
         if self.profile.open_browser {
             eprintln!(
-                "authful-mcp-proxy: log in to {} (profile '{}') in your browser: {url}",
+                "authful-mcp-proxy: log in to {} (profile '{}'{}) in your browser: {url}",
                 self.provider.issuer(),
-                self.profile.name
+                self.profile.name,
+                self.provenance()
             );
             let browser = Arc::clone(self.browser);
             let opened_url = url.clone();
@@ -96,10 +112,11 @@ impl SignIn<'_> {
             }
         } else {
             self.notices.say(format!(
-                "to log in to {} (profile '{}'), open this URL in a browser on this machine \
+                "to log in to {} (profile '{}'{}), open this URL in a browser on this machine \
                  (it returns to {}): {url}",
                 self.provider.issuer(),
                 self.profile.name,
+                self.provenance(),
                 self.profile.redirect_url
             ));
         }
@@ -120,23 +137,27 @@ impl SignIn<'_> {
             .map(|complete| format!(" (or open {complete}, which has the code filled in)"))
             .unwrap_or_default();
         self.notices.say(format!(
-            "to sign in to {} (profile '{}'), open {} on any device and enter the code {}{direct}; \
-             waiting {} for it",
+            "to sign in to {} (profile '{}'{}), open {} on any device and enter the code \
+             {}{direct}; waiting {} for it",
             self.provider.issuer(),
             self.profile.name,
+            self.provenance(),
             device.verification_uri,
             device.user_code,
-            match lifetime.as_secs().div_ceil(60) {
-                1 => "1 minute".to_owned(),
-                minutes => format!("{minutes} minutes"),
-            }
+            duration_words(lifetime)
         ));
-        let deadline = tokio::time::Instant::now() + lifetime;
+        let now = tokio::time::Instant::now();
+        // Checked: the lifetime is bounded by `login_timeout`, but no number a provider sends
+        // may panic the process.
+        let deadline = now.checked_add(lifetime).unwrap_or(now);
         let mut interval = Duration::from_secs(device.interval.max(1));
         let mut wait = interval;
         let mut failures = 0u32;
         loop {
-            if tokio::time::Instant::now() + wait >= deadline {
+            if tokio::time::Instant::now()
+                .checked_add(wait)
+                .is_none_or(|at| at >= deadline)
+            {
                 tokio::time::sleep_until(deadline).await;
                 return Err(AuthError::DeviceExpired {
                     seconds: lifetime.as_secs(),
@@ -182,7 +203,9 @@ impl SignIn<'_> {
                 }
                 None => {
                     // RFC 8628 §3.5: back off while the provider cannot be reached.
-                    wait = (interval * 2u32.pow(failures.min(6))).min(MAX_POLL_BACKOFF);
+                    wait = interval
+                        .saturating_mul(2u32.pow(failures.min(6)))
+                        .min(MAX_POLL_BACKOFF);
                     tracing::warn!(
                         "Polling {} for the device code failed ({error}); trying again in {} s",
                         self.provider.issuer(),

@@ -10,6 +10,11 @@
 //! refresh, else from a new grant: a sign-in ([`sign_in`](super::sign_in)) or, for a service
 //! account, the client-credentials grant. One renewal runs at a time, across processes too,
 //! and requests that waited for one share its outcome.
+//!
+//! Every credential goes to the profile's [`authority`](super::authority) — configured, or
+//! pinned at the first sign-in — and nowhere else: refreshes, revocation and later sign-ins
+//! use the server stored with the tokens, never one a backend names now. A backend may ask
+//! for more scopes ([`step_up`](super::step_up)) on its own terms only.
 
 use std::{
     path::Path,
@@ -21,54 +26,24 @@ use std::{
 };
 
 use tokio::sync::{Mutex, OnceCell};
-use url::Url;
 
 use super::{
     AuthError, REFRESH_MARGIN_SECS, REFRESH_RETRIES,
+    authority::{self, Authority, Source, Suggestion, same_issuer},
     browser::Browser,
     cache::{AccessToken, StoredTokens, TokenCache, unix_now},
     oidc::{Granted, Provider, RefreshError},
-    resource::{self, Challenge, ResourceMetadata},
+    resource::{self, Challenge, MetadataError, Owners, ResourceMetadata},
     sign_in::{Notices, SignIn},
+    step_up::{self, Ask},
 };
 use crate::{
     config::{Backend, Flow, Profile, Resource},
+    error_text::untrusted,
     secret::Secret,
 };
 
-/// A backend whose tokens the profile provides, and the resource indicator they are bound to.
-#[derive(Debug)]
-pub struct Target {
-    /// The backend's name, for messages.
-    pub backend: String,
-    /// Its URL.
-    pub url: Option<Url>,
-    /// Its `resource` setting.
-    pub setting: Resource,
-    /// Its metadata, once read: `Some(None)` when it publishes none (or none usable).
-    metadata: std::sync::Mutex<Option<Option<ResourceMetadata>>>,
-}
-
-impl Target {
-    fn new(backend: &str, url: Option<Url>, setting: Resource) -> Self {
-        Self {
-            backend: backend.to_owned(),
-            url,
-            setting,
-            metadata: std::sync::Mutex::new(None),
-        }
-    }
-
-    fn known(&self) -> Option<Option<ResourceMetadata>> {
-        self.metadata.lock().ok()?.clone()
-    }
-
-    fn remember(&self, metadata: Option<ResourceMetadata>) {
-        if let Ok(mut known) = self.metadata.lock() {
-            *known = Some(metadata);
-        }
-    }
-}
+pub use super::target::Target;
 
 /// One backend's way to its tokens: its profile's manager, and which target it is.
 #[derive(Clone)]
@@ -116,10 +91,24 @@ impl Access {
             .await
     }
 
-    /// The backend wants `scopes` that `rejected` lacks (RFC 6750 `insufficient_scope`): a
-    /// token from a new grant that asks for them too.
-    pub async fn step_up(&self, rejected: &Secret, scopes: &[String]) -> Result<Secret, AuthError> {
-        self.manager.step_up(self.target, rejected, scopes).await
+    /// The backend wants `scopes` that `rejected` lacks (RFC 6750 `insufficient_scope`) for a
+    /// request the client made (`from_client`) or the proxy's own: a token that has them, if
+    /// the backend may have one (see [`step_up`](super::step_up)).
+    pub async fn step_up(
+        &self,
+        rejected: &Secret,
+        scopes: &[String],
+        from_client: bool,
+    ) -> Result<Secret, AuthError> {
+        self.manager
+            .step_up(self.target, rejected, scopes, from_client)
+            .await
+    }
+
+    /// Why the backend still refuses `token` for want of `scopes`, after a step-up: the
+    /// provider did not grant them, or the backend refuses a token that has them.
+    pub async fn scope_refusal(&self, token: &Secret, scopes: &[String]) -> AuthError {
+        self.manager.scope_refusal(self.target, token, scopes).await
     }
 }
 
@@ -134,8 +123,8 @@ pub struct TokenManager {
     notices: Notices,
     /// Whether a person may be asked to sign in (not by `status`).
     interactive: bool,
-    /// The issuer: configured, or named by the backends.
-    issuer: OnceCell<String>,
+    /// The server the credentials belong to: configured, pinned, or agreed by the backends.
+    authority: OnceCell<Authority>,
     provider: OnceCell<Provider>,
     /// Held across a renewal, so concurrent requests wait for one refresh or sign-in.
     current: Mutex<Option<StoredTokens>>,
@@ -146,9 +135,6 @@ pub struct TokenManager {
     /// When the last sign-in finished: a backend that rejects the tokens of so fresh a
     /// sign-in gets no new one before `login_timeout` has passed (no tab after tab).
     last_login: std::sync::Mutex<Option<Instant>>,
-    /// The scopes of the last step-up and when it was: the same scopes asked again so soon
-    /// mean the provider will not grant them, and another sign-in would not help.
-    last_step_up: std::sync::Mutex<Option<(Vec<String>, Instant)>>,
     /// The provider issued no refresh token, and the user has been told.
     told_no_refresh: AtomicBool,
 }
@@ -174,17 +160,6 @@ fn newer(
         .map(|a| a.token)
 }
 
-/// `scopes` with `more` added, each once, in order.
-fn union(scopes: &[String], more: &[String]) -> Vec<String> {
-    let mut all = scopes.to_vec();
-    for scope in more {
-        if !all.contains(scope) {
-            all.push(scope.clone());
-        }
-    }
-    all
-}
-
 impl TokenManager {
     /// A manager for `profile` whose cache file lives in `cache_dir`, handing out tokens bound
     /// to no resource (see [`TokenManager::for_backends`]). `login_gate` is shared by every
@@ -196,35 +171,56 @@ impl TokenManager {
         browser: Arc<dyn Browser>,
         login_gate: Arc<Mutex<()>>,
     ) -> Self {
-        let cache = TokenCache::new(cache_dir, &profile);
+        let cache = TokenCache::new(cache_dir, &profile, &[]);
         Self {
             profile,
-            targets: vec![Target::new("", None, Resource::Off)],
+            targets: vec![Target::new("", None, Resource::Off, Owners::default())],
             cache,
             http,
             browser,
             login_gate,
             notices: Notices::default(),
             interactive: true,
-            issuer: OnceCell::new(),
+            authority: OnceCell::new(),
             provider: OnceCell::new(),
             current: Mutex::new(None),
             renewals: AtomicU64::new(0),
             last_failure: std::sync::Mutex::new(None),
             last_login: std::sync::Mutex::new(None),
-            last_step_up: std::sync::Mutex::new(None),
             told_no_refresh: AtomicBool::new(false),
         }
     }
 
-    /// The same, for `backends` (those of the profile), each with its resource indicator.
-    pub fn for_backends(mut self, backends: &[&Backend]) -> Self {
-        if !backends.is_empty() {
-            self.targets = backends
-                .iter()
-                .map(|b| Target::new(&b.name, Some(b.url.clone()), b.resource.clone()))
-                .collect();
+    /// The same, for `backends` (those of the profile), each with its resource indicator;
+    /// `all` are every configured backend, whose resources the profile's backends may not
+    /// claim as their own.
+    pub fn for_backends(mut self, backends: &[&Backend], all: &[Backend]) -> Self {
+        if backends.is_empty() {
+            return self;
         }
+        self.targets = backends
+            .iter()
+            .map(|b| {
+                let others = all
+                    .iter()
+                    .filter(|o| o.name != b.name && o.url != b.url)
+                    .flat_map(|o| {
+                        let configured = match &o.resource {
+                            Resource::Url(resource) => Some((o.name.clone(), resource.clone())),
+                            _ => None,
+                        };
+                        std::iter::once((o.name.clone(), o.url.to_string())).chain(configured)
+                    });
+                Target::new(
+                    &b.name,
+                    Some(b.url.clone()),
+                    b.resource.clone(),
+                    Owners::new(others),
+                )
+            })
+            .collect();
+        let urls: Vec<&url::Url> = backends.iter().map(|b| &b.url).collect();
+        self.cache = TokenCache::new(self.cache.dir(), &self.profile, &urls);
         self
     }
 
@@ -283,7 +279,7 @@ impl TokenManager {
             self.cache.check().map_err(AuthError::Cache)?;
             *current = self.cache.load();
         }
-        let resource = self.resource(target, current.as_mut()).await;
+        let resource = self.resource(target, current.as_mut()).await?;
         if let Some(tokens) = current.as_ref()
             && let Some(access) = tokens.access(resource.as_deref())
             && self.usable(&access, tokens)
@@ -318,8 +314,9 @@ impl TokenManager {
     }
 
     /// The backend of `target` refused `rejected`: returns a newer token, renewing unless
-    /// another request already did. A `challenge` naming the backend's metadata may say that
-    /// its tokens must be bound to a resource the proxy did not know of.
+    /// another request already did. Its metadata is read again first (where its challenge
+    /// says, if on its own origin): it may name a resource the tokens must be bound to — or,
+    /// for a profile pinned to a server, another server, which is an error.
     pub async fn renew_rejected(
         &self,
         target: usize,
@@ -328,10 +325,9 @@ impl TokenManager {
     ) -> Result<Secret, AuthError> {
         let seen = self.renewals.load(Ordering::SeqCst);
         let mut current = self.current.lock().await;
-        if let Some(hint) = challenge.and_then(|c| c.resource_metadata.as_deref()) {
-            self.learn_from_hint(target, hint, current.as_mut()).await;
-        }
-        let resource = self.resource(target, current.as_mut()).await;
+        let hint = challenge.and_then(|c| c.resource_metadata.as_deref());
+        self.relearn(target, hint, current.as_mut()).await?;
+        let resource = self.resource(target, current.as_mut()).await?;
         if let Some(newer) = newer(current.as_ref(), resource.as_deref(), rejected) {
             return Ok(newer);
         }
@@ -341,59 +337,162 @@ impl TokenManager {
             self.profile.name,
             challenge
                 .and_then(Challenge::describe)
-                .map(|d| format!(" ({d})"))
+                .map(|d| format!(" ({})", untrusted(&d)))
                 .unwrap_or_default()
         );
         self.renew_once(&mut current, target, Some(rejected), seen)
             .await
     }
 
-    /// The backend of `target` needs `scopes` that `rejected` lacks: a new grant asks for the
-    /// configured scopes and these. Never twice in a row for the same scopes: a provider that
-    /// did not grant them once will not the second time.
+    /// The backend of `target` needs `scopes` that `rejected` lacks. If it may have them (see
+    /// [`step_up`](super::step_up)): a token of its resource that asks for them too — by a
+    /// refresh when the grant holds them, else by a new sign-in.
     pub async fn step_up(
         &self,
         target: usize,
         rejected: &Secret,
         scopes: &[String],
+        from_client: bool,
     ) -> Result<Secret, AuthError> {
+        let t = &self.targets[target];
         let mut current = self.current.lock().await;
-        let asked = self.asked_scopes(current.as_ref());
-        let wanted = union(&asked, scopes);
-        let resource = self.resource(target, current.as_mut()).await;
+        let resource = self.resource(target, current.as_mut()).await?;
         if let Some(newer) = newer(current.as_ref(), resource.as_deref(), rejected) {
             // Another request stepped up meanwhile.
             return Ok(newer);
         }
-        let backend = &self.targets[target].backend;
-        let recent = self.last_step_up.lock().ok().and_then(|last| {
-            last.as_ref()
-                .filter(|(s, at)| *s == wanted && at.elapsed() < self.profile.login_timeout)
-                .map(|(_, at)| at.elapsed())
-        });
-        if recent.is_some() || (wanted == asked && current.is_some()) {
-            return Err(AuthError::ScopeNotGranted {
-                backend: backend.clone(),
+        let needed = self.scopes_for(current.as_ref(), resource.as_deref());
+        let grant = current
+            .as_ref()
+            .map(|t| t.scopes.clone())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| self.profile.scopes.clone());
+        if scopes
+            .iter()
+            .all(|s| needed.contains(s) && grant.contains(s))
+        {
+            // The token was asked for with them: another sign-in would ask the same.
+            let granted = current
+                .as_ref()
+                .and_then(|t| t.access(resource.as_deref()))
+                .and_then(|a| a.scope);
+            return Err(step_up::still_refused(
+                &t.backend,
+                scopes,
+                granted.as_deref(),
+                &self.issuer_label(),
+            ));
+        }
+        let published = self.published_scopes(target, current.as_mut()).await?;
+        let ask = Ask {
+            scopes,
+            from_client,
+            published: &published,
+            since_last: t.since_step_up(),
+            login_timeout: self.profile.login_timeout,
+        };
+        if let Some(reason) = ask.refusal() {
+            tracing::warn!(
+                "Backend '{}' asks for the scopes {}; no new sign-in: {reason}",
+                t.backend,
+                scopes.join(" ")
+            );
+            return Err(AuthError::StepUpRefused {
+                backend: t.backend.clone(),
                 scopes: scopes.join(" "),
-                issuer: self.issuer_label(),
+                reason,
             });
         }
+        t.stepped_up();
+        let wanted = step_up::union(&needed, scopes);
         tracing::info!(
-            "Backend '{backend}' needs the scopes {}; signing in again for profile '{}' with \
-             scopes {}",
+            "Backend '{}' needs the scopes {}; asking profile '{}' for a token of its resource \
+             with {}",
+            t.backend,
             scopes.join(" "),
             self.profile.name,
             wanted.join(" ")
         );
-        if let Ok(mut last) = self.last_step_up.lock() {
-            *last = Some((wanted.clone(), Instant::now()));
-        }
         let _renewing = self.cache.lock(self.lock_wait()).await;
         let provider = self.provider(current.as_mut()).await?;
-        let granted = self
-            .new_grant(provider, &mut current, target, &wanted)
-            .await?;
-        Ok(self.keep(&mut current, target, resource.as_deref(), granted, &wanted))
+        let refreshed = match wanted.iter().all(|s| grant.contains(s)) {
+            true => {
+                self.refresh(provider, current.as_ref(), resource.as_deref(), &wanted)
+                    .await?
+            }
+            false => None,
+        };
+        let (granted, grant_scopes) = match refreshed {
+            Some(granted) => (granted, grant),
+            None => {
+                let granted = self
+                    .new_grant(provider, &mut current, target, &wanted)
+                    .await?;
+                (granted, wanted.clone())
+            }
+        };
+        let extra: Vec<String> = wanted
+            .iter()
+            .filter(|s| !self.profile.scopes.contains(s))
+            .cloned()
+            .collect();
+        let token = self.keep(
+            &mut current,
+            target,
+            resource.as_deref(),
+            granted,
+            &grant_scopes,
+            provider.issuer(),
+        );
+        if let Some(tokens) = current.as_mut() {
+            tokens
+                .step_up
+                .insert(resource.clone().unwrap_or_default(), extra);
+            self.save(tokens);
+        }
+        Ok(token)
+    }
+
+    /// Why the backend of `target` still refuses `token` for want of `scopes`.
+    pub async fn scope_refusal(
+        &self,
+        target: usize,
+        token: &Secret,
+        scopes: &[String],
+    ) -> AuthError {
+        let current = self.current.lock().await;
+        let resource = self.known_resource(target, current.as_ref());
+        let granted = current
+            .as_ref()
+            .and_then(|t| t.access(resource.as_deref()))
+            .filter(|a| a.token == *token)
+            .and_then(|a| a.scope);
+        step_up::still_refused(
+            &self.targets[target].backend,
+            scopes,
+            granted.as_deref(),
+            &self.issuer_label(),
+        )
+    }
+
+    /// The scopes the backend publishes (RFC 9728 `scopes_supported`), read afresh: a step-up
+    /// is rare, and what it publishes now is what it stands by. Empty when it publishes none.
+    async fn published_scopes(
+        &self,
+        target: usize,
+        tokens: Option<&mut StoredTokens>,
+    ) -> Result<Vec<String>, AuthError> {
+        if self.targets[target].url.is_none() {
+            return Ok(Vec::new());
+        }
+        let _ = self.fetch(target, None).await;
+        let pin = self.pin(tokens.as_deref());
+        let metadata = self.judge(
+            target,
+            self.targets[target].known().flatten(),
+            pin.as_deref(),
+        )?;
+        Ok(metadata.map(|m| m.scopes_supported).unwrap_or_default())
     }
 
     /// Renews unless a renewal that finished while this caller waited has failed: then that
@@ -419,18 +518,36 @@ impl TokenManager {
         result
     }
 
-    /// The scopes a new grant asks for: those of the last one (a step-up may have added to
-    /// them), else the configured ones.
-    fn asked_scopes(&self, tokens: Option<&StoredTokens>) -> Vec<String> {
-        tokens
-            .map(|t| t.scopes.clone())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| self.profile.scopes.clone())
+    /// The scopes a token for `resource` asks for: the configured ones, and those its
+    /// backend asked for since (a step-up), which no other resource's tokens carry.
+    fn scopes_for(&self, tokens: Option<&StoredTokens>, resource: Option<&str>) -> Vec<String> {
+        let extra = tokens.map_or(&[][..], |t| t.step_up_scopes(resource));
+        step_up::union(&self.profile.scopes, extra)
     }
 
     fn lock_wait(&self) -> Duration {
         // The wait covers a sign-in in another process.
         self.profile.login_timeout + Duration::from_secs(30)
+    }
+
+    /// Whether tokens on disk come from another server than the one this process signs in
+    /// at (another process of an issuer-less profile pinned a different one): they are never
+    /// sent anywhere by this one.
+    fn foreign(&self, tokens: &StoredTokens) -> bool {
+        let foreign = self
+            .authority
+            .get()
+            .is_some_and(|a| !same_issuer(&a.issuer, &tokens.issuer));
+        if foreign {
+            tracing::warn!(
+                "Ignoring the tokens of {} in {}: profile '{}' signs in at {} in this process",
+                tokens.issuer,
+                self.cache.path().display(),
+                self.profile.name,
+                self.issuer_label()
+            );
+        }
+        foreign
     }
 
     async fn renew(
@@ -442,10 +559,11 @@ impl TokenManager {
         // One renewal at a time across processes too: the others wait, then find its result
         // on disk.
         let _renewing = self.cache.lock(self.lock_wait()).await;
-        let resource = self.resource(target, current.as_mut()).await;
+        let resource = self.resource(target, current.as_mut()).await?;
         // Another process sharing the cache may have refreshed (and rotated) meanwhile.
         if let Some(on_disk) = self.cache.load()
             && current.as_ref() != Some(&on_disk)
+            && !self.foreign(&on_disk)
         {
             let usable = on_disk
                 .access(resource.as_deref())
@@ -460,15 +578,24 @@ impl TokenManager {
             }
         }
         let provider = self.provider(current.as_mut()).await?;
+        let needed = self.scopes_for(current.as_ref(), resource.as_deref());
         if let Some(granted) = self
-            .refresh(provider, current.as_ref(), resource.as_deref())
+            .refresh(provider, current.as_ref(), resource.as_deref(), &needed)
             .await?
         {
-            let scopes = current
+            let grant = current
                 .as_ref()
                 .map(|t| t.scopes.clone())
                 .unwrap_or_default();
-            return Ok(self.keep(current, target, resource.as_deref(), granted, &scopes));
+            let issuer = provider.issuer();
+            return Ok(self.keep(
+                current,
+                target,
+                resource.as_deref(),
+                granted,
+                &grant,
+                issuer,
+            ));
         }
         if rejected.is_some()
             && let Some(ago) = self
@@ -484,18 +611,27 @@ impl TokenManager {
                 wait: (self.profile.login_timeout - ago).as_secs(),
             });
         }
-        let scopes = self.asked_scopes(current.as_ref());
-        let granted = self.new_grant(provider, current, target, &scopes).await?;
-        Ok(self.keep(current, target, resource.as_deref(), granted, &scopes))
+        let granted = self.new_grant(provider, current, target, &needed).await?;
+        let issuer = provider.issuer();
+        Ok(self.keep(
+            current,
+            target,
+            resource.as_deref(),
+            granted,
+            &needed,
+            issuer,
+        ))
     }
 
-    /// A refresh for `resource`, if the grant has a refresh token that may ask for it;
-    /// `Ok(None)` when a new grant is needed.
+    /// A refresh for `resource` with the scopes it `needs` (narrowed from a wider grant), if
+    /// the grant has a refresh token that may ask for it; `Ok(None)` when a new grant is
+    /// needed.
     async fn refresh(
         &self,
         provider: &Provider,
         tokens: Option<&StoredTokens>,
         resource: Option<&str>,
+        needs: &[String],
     ) -> Result<Option<Granted>, AuthError> {
         let Some(tokens) = tokens else {
             return Ok(None);
@@ -515,9 +651,13 @@ impl TokenManager {
             );
             return Ok(None);
         }
+        let scope = step_up::narrowed(&tokens.scopes, needs);
         let mut attempt = 0;
         loop {
-            match provider.refresh(&refresh_token, resource).await {
+            match provider
+                .refresh(&refresh_token, resource, scope.as_deref())
+                .await
+            {
                 Ok(mut granted) => {
                     if granted.refresh_token.is_none() {
                         granted.refresh_token = Some(refresh_token);
@@ -563,7 +703,7 @@ impl TokenManager {
         target: usize,
         scopes: &[String],
     ) -> Result<Granted, AuthError> {
-        let resource = self.resource(target, current.as_mut()).await;
+        let resource = self.resource(target, current.as_mut()).await?;
         if self.profile.flow == Flow::ClientCredentials {
             let granted = provider
                 .client_credentials(scopes, resource.as_deref())
@@ -582,12 +722,13 @@ impl TokenManager {
         }
         let mut resources = Vec::new();
         for index in 0..self.targets.len() {
-            if let Some(r) = self.resource(index, current.as_mut()).await
+            if let Some(r) = self.resource(index, current.as_mut()).await?
                 && !resources.contains(&r)
             {
                 resources.push(r);
             }
         }
+        let provenance = self.authority.get().and_then(Authority::provenance);
         let _one_sign_in_at_a_time = self.login_gate.lock().await;
         let sign_in = SignIn {
             profile: &self.profile,
@@ -597,6 +738,7 @@ impl TokenManager {
             scopes,
             resources: &resources,
             resource: resource.as_deref(),
+            provenance: provenance.as_deref(),
         };
         let granted = match self.profile.flow {
             Flow::Device => sign_in.device().await?,
@@ -638,49 +780,39 @@ impl TokenManager {
         Ok(granted)
     }
 
-    /// Persists before the new access token is handed out, so a rotated refresh token is never
-    /// lost to a crash.
+    /// Keeps what `issuer` granted as the token of `target` (bound to `resource`), from a
+    /// grant that asked for `grant_scopes`; persists before the new access token is handed
+    /// out, so a rotated refresh token is never lost to a crash.
     fn keep(
         &self,
         current: &mut Option<StoredTokens>,
         target: usize,
         resource: Option<&str>,
         granted: Granted,
-        scopes: &[String],
+        grant_scopes: &[String],
+        issuer: &str,
     ) -> Secret {
-        let issuer = self
-            .issuer
-            .get()
-            .cloned()
-            .unwrap_or_else(|| self.issuer_label());
         let tokens =
-            current.get_or_insert_with(|| StoredTokens::new(&issuer, &self.profile.client_id));
+            current.get_or_insert_with(|| StoredTokens::new(issuer, &self.profile.client_id));
         if granted.refresh_token.is_some() {
             tokens.refresh_token = granted.refresh_token;
         }
-        if !scopes.is_empty() && tokens.scopes != scopes {
-            if !tokens.scopes.is_empty() {
-                // Tokens of the old scopes may lack the new ones.
-                tokens.forget_access();
-            }
-            tokens.scopes = scopes.to_vec();
+        if !grant_scopes.is_empty() {
+            tokens.scopes = grant_scopes.to_vec();
         }
         let token = granted.access.token.clone();
         tokens.set_access(resource, granted.access);
         // What the backends' metadata said, so that later runs need not ask again.
-        for t in &self.targets {
-            if let (Some(url), Some(known)) = (&t.url, t.known()) {
+        for (index, t) in self.targets.iter().enumerate() {
+            if let (Some(url), Some(known)) = (&t.url, t.known())
+                && let Ok(usable) = self.judge(index, known, Some(issuer))
+            {
                 tokens
                     .discovered
-                    .insert(url.to_string(), known.map(|m| m.resource));
+                    .insert(url.to_string(), usable.map(|m| m.resource));
             }
         }
-        if let Err(e) = self.cache.save(tokens) {
-            tracing::warn!(
-                "Could not save tokens to {}: {e}; the next start will need a new sign-in",
-                self.cache.path().display()
-            );
-        }
+        self.save(tokens);
         tracing::debug!(
             "Access token of '{}' for backend '{}' ready",
             self.profile.name,
@@ -689,174 +821,272 @@ impl TokenManager {
         token
     }
 
+    fn save(&self, tokens: &StoredTokens) {
+        if let Err(e) = self.cache.save(tokens) {
+            tracing::warn!(
+                "Could not save tokens to {}: {e}; the next start will need a new sign-in",
+                self.cache.path().display()
+            );
+        }
+    }
+
     fn issuer_label(&self) -> String {
-        self.issuer
+        self.authority
             .get()
-            .cloned()
+            .map(|a| a.issuer.clone())
             .unwrap_or_else(|| self.profile.issuer_label().to_owned())
     }
 
-    /// The provider, discovered once; its issuer is the configured one, or the one the cache
-    /// or the backends' metadata name.
-    async fn provider(&self, tokens: Option<&mut StoredTokens>) -> Result<&Provider, AuthError> {
-        let issuer = match &self.profile.issuer_url {
-            Some(issuer) => issuer.clone(),
-            None => match tokens.as_deref().map(|t| t.issuer.clone()) {
-                Some(issuer) => issuer,
-                None => self.issuer_from_backends(tokens).await?,
+    /// The server the profile is bound to, if known yet: configured, chosen in this process,
+    /// or pinned in the tokens on disk.
+    fn pin(&self, tokens: Option<&StoredTokens>) -> Option<String> {
+        self.profile
+            .issuer_url
+            .clone()
+            .or_else(|| self.authority.get().map(|a| a.issuer.clone()))
+            .or_else(|| tokens.map(|t| t.issuer.clone()))
+    }
+
+    /// The server the profile's credentials belong to (see [`authority`](super::authority)).
+    async fn authority(&self, tokens: Option<&mut StoredTokens>) -> Result<&Authority, AuthError> {
+        if let Some(authority) = self.authority.get() {
+            return Ok(authority);
+        }
+        let profile = &self.profile;
+        let chosen = match (&profile.issuer_url, tokens.as_deref()) {
+            (Some(issuer), _) => Authority {
+                issuer: issuer.clone(),
+                source: Source::Configured,
             },
+            // Defence in depth: `resolve` refuses such a profile.
+            (None, _) if profile.client_secret.is_some() || profile.client_assertion.is_some() => {
+                return Err(AuthError::ConfidentialWithoutIssuer {
+                    profile: profile.name.clone(),
+                });
+            }
+            (None, Some(stored)) => Authority {
+                issuer: stored.issuer.clone(),
+                source: Source::Pinned,
+            },
+            (None, None) => {
+                let agreed = self.agree().await?;
+                tracing::info!(
+                    "Profile '{}' signs in at {}, {}",
+                    profile.name,
+                    agreed.issuer,
+                    agreed.provenance().unwrap_or_default()
+                );
+                agreed
+            }
         };
-        let issuer = self.issuer.get_or_init(|| async { issuer }).await;
+        Ok(self.authority.get_or_init(|| async { chosen }).await)
+    }
+
+    /// The server every backend of an issuer-less profile names (their metadata read side
+    /// by side).
+    async fn agree(&self) -> Result<Authority, AuthError> {
+        let reads = self
+            .targets
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.url.is_some())
+            .map(|(index, t)| async move {
+                let servers = match t.known() {
+                    Some(known) => Ok(known),
+                    None if t.due() => self.fetch(index, None).await,
+                    None => Err(MetadataError::Unavailable(
+                        "its metadata could not be read a moment ago".to_owned(),
+                    )),
+                }
+                .map(|m| m.map(|m| m.authorization_servers).unwrap_or_default());
+                (t.backend.as_str(), servers)
+            });
+        let suggestions: Vec<Suggestion<'_>> = futures::future::join_all(reads)
+            .await
+            .into_iter()
+            .map(|(backend, servers)| Suggestion { backend, servers })
+            .collect();
+        authority::agree(&self.profile.name, &suggestions)
+    }
+
+    /// The provider, discovered once, at the profile's [`authority`](Self::authority).
+    async fn provider(&self, tokens: Option<&mut StoredTokens>) -> Result<&Provider, AuthError> {
+        let issuer = self.authority(tokens).await?.issuer.clone();
         self.provider
             .get_or_try_init(|| {
-                Provider::discover(Arc::clone(&self.profile), issuer, self.http.clone())
+                Provider::discover(Arc::clone(&self.profile), &issuer, self.http.clone())
             })
             .await
     }
 
-    /// The first authorization server a backend of the profile names in its metadata.
-    async fn issuer_from_backends(
-        &self,
-        mut tokens: Option<&mut StoredTokens>,
-    ) -> Result<String, AuthError> {
-        for index in 0..self.targets.len() {
-            if let Some(metadata) = self.metadata(index, tokens.as_deref_mut()).await
-                && let Some(issuer) = metadata.authorization_servers.first()
-            {
-                tracing::info!(
-                    "Profile '{}' signs in at {issuer}, which backend '{}' names",
-                    self.profile.name,
-                    self.targets[index].backend
-                );
-                return Ok(issuer.clone());
-            }
-        }
-        Err(AuthError::NoIssuer {
-            profile: self.profile.name.clone(),
-            backends: self
-                .targets
-                .iter()
-                .map(|t| t.backend.clone())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
-    }
-
     /// The resource indicator of `target` as far as known without asking the backend.
     fn known_resource(&self, target: usize, tokens: Option<&StoredTokens>) -> Option<String> {
-        let target = &self.targets[target];
-        let discovered = || -> Option<Option<String>> {
-            if let Some(known) = target.known() {
-                return Some(known.map(|m| m.resource));
-            }
-            let url = target.url.as_ref()?.as_str();
-            tokens?.discovered.get(url).cloned()
+        let t = &self.targets[target];
+        let discovered = match t.known() {
+            // An error (a pinned server another one replaced) surfaces on the token path.
+            Some(known) => Some(
+                self.judge(target, known, self.pin(tokens).as_deref())
+                    .ok()
+                    .flatten()
+                    .map(|m| m.resource),
+            ),
+            None => t
+                .url
+                .as_ref()
+                .and_then(|url| tokens?.discovered.get(url.as_str()).cloned()),
         };
-        match &target.setting {
-            Resource::Off => None,
-            Resource::Url(resource) => Some(resource.clone()),
-            Resource::Auto => discovered().flatten(),
-            Resource::Own => discovered()
-                .flatten()
-                .or_else(|| target.url.as_ref().map(Url::to_string)),
-        }
+        t.resource(discovered)
     }
 
     /// The resource indicator of `target`, reading its metadata first if nothing says yet
     /// whether it has any (once: the answer is kept in the cache file).
-    async fn resource(&self, target: usize, tokens: Option<&mut StoredTokens>) -> Option<String> {
-        if matches!(self.targets[target].setting, Resource::Auto | Resource::Own) {
-            // Remembered in the target, where `known_resource` finds it.
-            let _ = self.metadata(target, tokens).await;
+    async fn resource(
+        &self,
+        target: usize,
+        mut tokens: Option<&mut StoredTokens>,
+    ) -> Result<Option<String>, AuthError> {
+        if self.targets[target].binds_to_metadata() {
+            self.metadata(target, tokens.as_deref_mut()).await?;
         }
-        self.known_resource(target, None)
+        Ok(self.known_resource(target, tokens.as_deref()))
     }
 
-    /// `target`'s metadata, read from the backend unless known (in memory, or its resource in
-    /// the cache file).
+    /// `target`'s metadata as the profile may use it, read from the backend unless known (in
+    /// memory, or its resource in the cache file).
     async fn metadata(
         &self,
         target: usize,
         tokens: Option<&mut StoredTokens>,
-    ) -> Option<ResourceMetadata> {
+    ) -> Result<Option<ResourceMetadata>, AuthError> {
         let t = &self.targets[target];
-        if let Some(known) = t.known() {
-            return known;
-        }
-        let url = t.url.as_ref()?;
-        if let Some(tokens) = tokens.as_deref()
-            && let Some(resource) = tokens.discovered.get(url.as_str())
+        if t.known().is_none()
+            && let Some(url) = &t.url
         {
-            // Known from an earlier run; the authorization servers are not needed then.
-            let metadata = resource.clone().map(|resource| ResourceMetadata {
-                resource,
-                authorization_servers: Vec::new(),
-                scopes_supported: Vec::new(),
-            });
-            t.remember(metadata.clone());
-            return metadata;
+            let cached = tokens
+                .as_deref()
+                .and_then(|s| s.discovered.get(url.as_str()));
+            match cached {
+                // Known from an earlier run, judged then; the servers are not needed now.
+                Some(resource) => {
+                    t.remember(&Ok(resource.clone().map(|resource| ResourceMetadata {
+                        resource,
+                        authorization_servers: Vec::new(),
+                        scopes_supported: Vec::new(),
+                    })))
+                }
+                None if t.due() => {
+                    let _ = self.fetch(target, None).await;
+                }
+                None => {}
+            }
         }
-        let metadata = self.read_metadata(target, None).await;
-        if let Some(tokens) = tokens {
-            tokens.discovered.insert(
-                url.to_string(),
-                metadata.as_ref().map(|m| m.resource.clone()),
-            );
+        let pin = self.pin(tokens.as_deref());
+        let usable = self.judge(target, t.known().flatten(), pin.as_deref())?;
+        if let (Some(tokens), Some(url), Some(_)) = (tokens, &t.url, t.known()) {
+            tokens
+                .discovered
+                .insert(url.to_string(), usable.as_ref().map(|m| m.resource.clone()));
         }
-        metadata
+        Ok(usable)
     }
 
-    /// Reads `target`'s metadata from the backend (at `hint` first, if given) and keeps it;
-    /// metadata naming authorization servers other than the profile's issuer is not used.
-    async fn read_metadata(&self, target: usize, hint: Option<&str>) -> Option<ResourceMetadata> {
+    /// Reads `target`'s metadata from the backend (at `hint` first, if on its origin) and
+    /// keeps the outcome: an answer, or a failure to try again later.
+    async fn fetch(
+        &self,
+        target: usize,
+        hint: Option<&str>,
+    ) -> Result<Option<ResourceMetadata>, MetadataError> {
         let t = &self.targets[target];
-        let url = t.url.as_ref()?;
-        let metadata = match resource::discover(&self.http, url, hint).await {
-            Ok(metadata) => metadata,
-            Err(problem) => {
-                tracing::warn!("Backend '{}': {problem}", t.backend);
-                None
-            }
+        let Some(url) = t.url.as_ref() else {
+            return Ok(None);
         };
-        let issuer = self
-            .profile
-            .issuer_url
-            .clone()
-            .or_else(|| self.issuer.get().cloned());
-        let metadata = metadata.filter(|m| {
-            let trusted = |issuer: &str| {
-                m.authorization_servers.is_empty()
-                    || m.authorization_servers
+        let outcome = resource::discover(&self.http, url, hint, &t.owners).await;
+        match &outcome {
+            Err(problem) => tracing::warn!("Backend '{}': {problem}", t.backend),
+            Ok(Some(m)) => {
+                if let Some(issuer) = &self.profile.issuer_url
+                    && !m.authorization_servers.is_empty()
+                    && !m
+                        .authorization_servers
                         .iter()
-                        .any(|a| a.trim_end_matches('/') == issuer.trim_end_matches('/'))
-            };
-            let usable = issuer.as_deref().is_none_or(trusted);
-            if !usable {
-                tracing::warn!(
-                    "Backend '{}' trusts the authorization servers {:?}, not {} of profile '{}': \
-                     its metadata is not used",
-                    t.backend,
-                    m.authorization_servers,
-                    issuer.as_deref().unwrap_or_default(),
-                    self.profile.name
-                );
+                        .any(|a| same_issuer(a, issuer))
+                {
+                    tracing::warn!(
+                        "Backend '{}' trusts the authorization servers {:?}, not {issuer} of \
+                         profile '{}': its metadata is not used",
+                        t.backend,
+                        m.authorization_servers
+                            .iter()
+                            .map(|s| untrusted(s))
+                            .collect::<Vec<_>>(),
+                        self.profile.name
+                    );
+                }
             }
-            usable
-        });
-        t.remember(metadata.clone());
-        metadata
+            Ok(None) => {}
+        }
+        t.remember(&outcome);
+        outcome
     }
 
-    /// A `401` named the backend's metadata: read it there, in case it says more than what was
-    /// known (a resource the tokens must be bound to).
-    async fn learn_from_hint(&self, target: usize, hint: &str, tokens: Option<&mut StoredTokens>) {
-        let t = &self.targets[target];
-        if !matches!(t.setting, Resource::Auto | Resource::Own) {
-            return;
+    /// `metadata` of `target` as the profile may use it: metadata that trusts other servers
+    /// than a configured issuer is not used; for a profile pinned to `pin`, a backend naming
+    /// only other servers is an error naming both.
+    fn judge(
+        &self,
+        target: usize,
+        metadata: Option<ResourceMetadata>,
+        pin: Option<&str>,
+    ) -> Result<Option<ResourceMetadata>, AuthError> {
+        let Some(metadata) = metadata else {
+            return Ok(None);
+        };
+        let servers = &metadata.authorization_servers;
+        match (&self.profile.issuer_url, pin) {
+            (Some(issuer), _) => {
+                let trusted = servers.is_empty() || servers.iter().any(|s| same_issuer(s, issuer));
+                Ok(trusted.then_some(metadata))
+            }
+            (None, Some(pin)) => {
+                authority::check_pin(
+                    &self.profile.name,
+                    &self.targets[target].backend,
+                    &servers.iter().map(|s| untrusted(s)).collect::<Vec<_>>(),
+                    pin,
+                    self.cache.path(),
+                )?;
+                Ok(Some(metadata))
+            }
+            (None, None) => Ok(Some(metadata)),
         }
-        let before = t.known().flatten().map(|m| m.resource);
-        let metadata = self.read_metadata(target, Some(hint)).await;
-        let after = metadata.map(|m| m.resource);
+    }
+
+    /// A backend refused a token: read its metadata again (at `hint`, if on its origin), in
+    /// case it now names a resource the tokens must be bound to, or — for an issuer-less
+    /// profile — another server than the pinned one.
+    async fn relearn(
+        &self,
+        target: usize,
+        hint: Option<&str>,
+        mut tokens: Option<&mut StoredTokens>,
+    ) -> Result<(), AuthError> {
+        let t = &self.targets[target];
+        if !t.binds_to_metadata() && self.profile.issuer_url.is_some() {
+            return Ok(());
+        }
+        let before = self.known_resource(target, tokens.as_deref());
+        if let Err(MetadataError::Unavailable(_)) = self.fetch(target, hint).await {
+            return Ok(());
+        }
+        let pin = self.pin(tokens.as_deref());
+        let usable = self.judge(target, t.known().flatten(), pin.as_deref())?;
+        if let (Some(tokens), Some(url)) = (tokens.as_deref_mut(), t.url.as_ref()) {
+            tokens
+                .discovered
+                .insert(url.to_string(), usable.map(|m| m.resource));
+        }
+        let after = self.known_resource(target, tokens.as_deref());
         if after != before {
             tracing::info!(
                 "Backend '{}' names its resource {}: its tokens are bound to it from now on",
@@ -864,13 +1094,12 @@ impl TokenManager {
                 after.as_deref().unwrap_or("(none)")
             );
         }
-        if let (Some(tokens), Some(url)) = (tokens, t.url.as_ref()) {
-            tokens.discovered.insert(url.to_string(), after);
-        }
+        Ok(())
     }
 
-    /// Forgets the profile's tokens: revokes the refresh token at the provider when it offers
-    /// revocation (RFC 7009), then deletes the cache file. Says what it did.
+    /// Forgets the profile's tokens: revokes the refresh token at the server that issued it
+    /// (the one stored with it; never one a backend names now) when it offers revocation (RFC
+    /// 7009), then deletes the cache file. Says what it did.
     pub async fn log_out(&self) -> Result<LoggedOut, AuthError> {
         let mut current = self.current.lock().await;
         let _renewing = self.cache.lock(Duration::from_secs(10)).await;
@@ -880,17 +1109,11 @@ impl TokenManager {
         };
         let revoked = match &stored.refresh_token {
             None => Revocation::NoRefreshToken,
-            Some(refresh_token) => {
-                let provider = self.provider(None).await;
-                match provider {
-                    Err(e) => Revocation::Failed(e.to_string()),
-                    Ok(provider) => match provider.revoke(refresh_token).await {
-                        Ok(true) => Revocation::Revoked,
-                        Ok(false) => Revocation::Unsupported,
-                        Err(e) => Revocation::Failed(e.to_string()),
-                    },
-                }
-            }
+            Some(refresh_token) => match self.revoke_at(&stored.issuer, refresh_token).await {
+                Ok(true) => Revocation::Revoked,
+                Ok(false) => Revocation::Unsupported,
+                Err(e) => Revocation::Failed(e.to_string()),
+            },
         };
         *current = None;
         self.cache.remove().map_err(|e| {
@@ -900,6 +1123,18 @@ impl TokenManager {
             ))
         })?;
         Ok(LoggedOut::Forgotten(revoked))
+    }
+
+    /// Revokes `refresh_token` at `issuer`, which issued it.
+    async fn revoke_at(&self, issuer: &str, refresh_token: &Secret) -> Result<bool, AuthError> {
+        if let Some(provider) = self.provider.get()
+            && same_issuer(provider.issuer(), issuer)
+        {
+            return provider.revoke(refresh_token).await;
+        }
+        let provider =
+            Provider::discover(Arc::clone(&self.profile), issuer, self.http.clone()).await?;
+        provider.revoke(refresh_token).await
     }
 }
 

@@ -1,13 +1,19 @@
 //! The HTTP layer under rmcp's Streamable HTTP client: a fresh bearer token on every request,
 //! static headers, one renewal-and-retry when the backend answers 401, and one step-up when it
-//! answers 403 `insufficient_scope`.
+//! answers 403 `insufficient_scope` to a request the client made.
+//!
+//! Which requests the client made is marked on the request itself, in its `_meta`
+//! ([`CLIENT_REQUEST`]): rmcp sends from a task of its own, so nothing else would reach this
+//! layer. The mark is taken off before the request leaves; a request without it (the lists
+//! the gateway reads on its own, the log level it sets) never makes the proxy sign in for
+//! more scopes.
 
 use std::{collections::HashMap, sync::Arc};
 
 use futures::stream::BoxStream;
 use http::{HeaderName, HeaderValue};
 use rmcp::{
-    model::ClientJsonRpcMessage,
+    model::{ClientJsonRpcMessage, GetMeta},
     transport::streamable_http_client::{
         SseError, StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
         StreamableHttpResponseLimits,
@@ -18,6 +24,22 @@ use sse_stream::Sse;
 use crate::auth::{Access, AuthError, resource::Challenge};
 
 type HttpError = StreamableHttpError<reqwest::Error>;
+
+/// The `_meta` key that marks a request the client made (see the [module](self)); never sent.
+pub const CLIENT_REQUEST: &str = "authful-mcp-proxy/client-request";
+
+/// `message` without the client's mark, and whether it had one.
+fn take_client_mark(mut message: ClientJsonRpcMessage) -> (ClientJsonRpcMessage, bool) {
+    let marked = match &mut message {
+        ClientJsonRpcMessage::Request(request) => request
+            .request
+            .get_meta_mut()
+            .remove(CLIENT_REQUEST)
+            .is_some(),
+        _ => false,
+    };
+    (message, marked)
+}
 
 /// A reqwest client that authorizes each request with the backend's current token.
 #[derive(Clone)]
@@ -38,23 +60,18 @@ fn refusal(error: &HttpError) -> Option<Option<Challenge>> {
     }
 }
 
-/// The scopes a 403 `insufficient_scope` asks for (RFC 6750 §3.1), if it names any.
+/// The scopes a 403 asks for, if its challenge says `error="insufficient_scope"` (RFC 6750
+/// §3.1) and names any. rmcp reports every 403 with a `WWW-Authenticate` header as
+/// insufficient scope; any other 403 is an answer, not a reason to sign in.
 fn wanted_scopes(error: &HttpError) -> Option<Vec<String>> {
     let StreamableHttpError::InsufficientScope(e) = error else {
         return None;
     };
-    let from_header = Challenge::parse(&e.www_authenticate_header)
-        .map(|c| c.scopes())
-        .unwrap_or_default();
-    let scopes = if from_header.is_empty() {
-        e.required_scope
-            .as_deref()
-            .map(|s| s.split_whitespace().map(str::to_owned).collect())
-            .unwrap_or_default()
-    } else {
-        from_header
-    };
-    Some(scopes).filter(|s: &Vec<String>| !s.is_empty())
+    let challenge = Challenge::parse(&e.www_authenticate_header)?;
+    if challenge.error.as_deref() != Some("insufficient_scope") {
+        return None;
+    }
+    Some(challenge.scopes()).filter(|s| !s.is_empty())
 }
 
 /// Token failures travel through rmcp as I/O errors; the relay finds the `AuthError` again in
@@ -70,10 +87,11 @@ impl AuthorizedHttp {
     }
 
     /// Sends with the backend's token. A `401` renews the token once (shared with concurrent
-    /// requests) and sends again; a `403 insufficient_scope` naming scopes gets one new grant
-    /// that asks for them too, and one more try. Never a loop: a second refusal is the answer,
-    /// in words that say what is likely wrong.
-    async fn with_retry<T, F, Fut>(&self, send: F) -> Result<T, HttpError>
+    /// requests) and sends again; a `403 insufficient_scope` naming scopes, to a request the
+    /// client made (`from_client`), gets one token that has them too, if the backend may have
+    /// one, and one more try. Never a loop: a second refusal is the answer, in words that say
+    /// what is likely wrong.
+    async fn with_retry<T, F, Fut>(&self, from_client: bool, send: F) -> Result<T, HttpError>
     where
         F: Fn(Option<String>) -> Fut,
         Fut: Future<Output = Result<T, HttpError>>,
@@ -109,16 +127,15 @@ impl AuthorizedHttp {
             };
         }
         if let Some(scopes) = wanted_scopes(error) {
-            let stepped_up = access.step_up(&token, &scopes).await.map_err(auth_failed)?;
+            let stepped_up = access
+                .step_up(&token, &scopes, from_client)
+                .await
+                .map_err(auth_failed)?;
             let second = send(Some(stepped_up.expose().to_owned())).await;
             return match &second {
-                Err(e) if wanted_scopes(e).is_some() => {
-                    Err(auth_failed(AuthError::ScopeNotGranted {
-                        backend: access.backend().to_owned(),
-                        scopes: scopes.join(" "),
-                        issuer: access.manager().profile().issuer_label().to_owned(),
-                    }))
-                }
+                Err(e) if wanted_scopes(e).is_some() => Err(auth_failed(
+                    access.scope_refusal(&stepped_up, &scopes).await,
+                )),
                 _ => second,
             };
         }
@@ -179,7 +196,8 @@ impl StreamableHttpClient for AuthorizedHttp {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         limits: StreamableHttpResponseLimits,
     ) -> Result<StreamableHttpPostResponse, HttpError> {
-        self.with_retry(|token| {
+        let (message, from_client) = take_client_mark(message);
+        self.with_retry(from_client, |token| {
             self.http.post_message_with_response_limits(
                 uri.clone(),
                 message.clone(),
@@ -239,7 +257,8 @@ impl StreamableHttpClient for AuthorizedHttp {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> Result<BoxStream<'static, Result<Sse, SseError>>, HttpError> {
-        self.with_retry(|token| {
+        // The stream the proxy keeps open on its own: never a reason to sign in for scopes.
+        self.with_retry(false, |token| {
             self.http.get_stream_with_max_sse_event_size(
                 uri.clone(),
                 session_id.clone(),

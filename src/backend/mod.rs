@@ -199,6 +199,15 @@ fn stream_resumption() -> ExponentialBackoff {
 /// A connected backend's session; dropping or closing it ends the session.
 pub type BackendLink = RunningService<RoleClient, BackendHandler>;
 
+/// Who a request to a backend is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The client asked for it (or for what it is part of).
+    Client,
+    /// The proxy sends it on its own: lists read in the background, a log level restored.
+    Proxy,
+}
+
 /// A connected backend as the rest of the proxy uses it. Every request to it goes through
 /// [`Connection::request`], which applies the backend's `request_timeout` (restarted by each
 /// progress notification), passes the caller's cancellation on, and maps progress tokens: calls,
@@ -222,14 +231,36 @@ impl Connection {
         self.peer.peer_info()
     }
 
-    /// Sends `request` with the caller's `_meta` and returns the answer, or the error the
-    /// client should see (naming the backend). `cancelled` stands for the caller giving up.
+    /// Sends `request` for the client, with its `_meta`, and returns the answer, or the error
+    /// the client should see (naming the backend). `cancelled` stands for the caller giving
+    /// up. A backend that wants more scopes for it may make the proxy sign in for them.
     pub async fn request(
         &self,
         request: ClientRequest,
         meta: RequestMetaObject,
         cancelled: &CancellationToken,
     ) -> Result<ServerResult, RequestError> {
+        self.send(request, meta, cancelled, Origin::Client).await
+    }
+
+    /// Sends `request` for `origin`: [`Connection::request`] for the client's requests, or the
+    /// proxy's own, which never make it sign in.
+    pub async fn send(
+        &self,
+        request: ClientRequest,
+        mut meta: RequestMetaObject,
+        cancelled: &CancellationToken,
+        origin: Origin,
+    ) -> Result<ServerResult, RequestError> {
+        match origin {
+            Origin::Client => {
+                meta.insert(http::CLIENT_REQUEST.to_owned(), true.into());
+            }
+            // Whatever the caller's `_meta` held, the proxy's own requests carry no mark.
+            Origin::Proxy => {
+                meta.remove(http::CLIENT_REQUEST);
+            }
+        }
         forward(
             &self.peer,
             request,

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::Access,
-    backend::{self, BackendHandler, Connection, ProgressMaps},
+    backend::{self, BackendHandler, Connection, Origin, ProgressMaps},
     config,
     lists::{self, Item, Kind, Lists},
     naming::Naming,
@@ -204,7 +204,7 @@ impl Slot {
         let items = if !served {
             Vec::new()
         } else {
-            match lists::read_all::<T>(connection, cancelled, lists::LIMITS).await {
+            match lists::read_all::<T>(connection, cancelled, lists::LIMITS, Origin::Proxy).await {
                 Ok(listing) => listing.items,
                 Err(e) => {
                     if !cancelled.is_cancelled() {
@@ -257,7 +257,12 @@ impl Slot {
                     let level = shared.log_level.lock().ok().and_then(|l| l.clone());
                     if let Some(level) = level
                         && let Err(e) = connection
-                            .request(level, RequestMetaObject::default(), &shutdown)
+                            .send(
+                                level,
+                                RequestMetaObject::default(),
+                                &shutdown,
+                                Origin::Proxy,
+                            )
                             .await
                     {
                         tracing::debug!(

@@ -80,7 +80,7 @@ async fn a_token_endpoint_that_stays_down_fails_the_request_but_keeps_the_tokens
         .await
         .unwrap();
     h.call("whoami", json!({})).await.unwrap();
-    let cache = TokenCache::new(dir.path(), &support::profile(&idp, None));
+    let cache = TokenCache::new(dir.path(), &support::profile(&idp, None), &[]);
     let before = cache.load().unwrap();
 
     idp.fail_token_requests(&[TokenFault::HtmlServerError; 3]);
@@ -134,7 +134,7 @@ async fn a_provider_clock_minutes_off_changes_nothing() {
         );
         h.stop().await.unwrap();
         // The cached expiry follows `expires_in`, not the provider's clock: no early refresh.
-        let tokens = TokenCache::new(dir.path(), &support::profile(&idp, None))
+        let tokens = TokenCache::new(dir.path(), &support::profile(&idp, None), &[])
             .load()
             .unwrap();
         let left = tokens.expires_at.unwrap() - authful_mcp_proxy::auth::cache::unix_now();
@@ -199,7 +199,7 @@ async fn an_id_token_that_does_not_validate_fails_the_login() {
         .err()
         .unwrap_or_else(|| panic!("{fault:?}: the login must fail"));
         assert!(error.contains("ID token rejected"), "{fault:?}: {error}");
-        let cache = TokenCache::new(dir.path(), &support::profile(&idp, None));
+        let cache = TokenCache::new(dir.path(), &support::profile(&idp, None), &[]);
         assert!(
             cache.load().is_none(),
             "{fault:?}: tokens of a bad login were stored"

@@ -17,7 +17,7 @@ use crate::support::{
 const V: &str = "2025-11-25";
 
 fn cached(dir: &std::path::Path, idp: &FakeIdp) -> Option<StoredTokens> {
-    TokenCache::new(dir, &support::profile(idp, None)).load()
+    TokenCache::new(dir, &support::profile(idp, None), &[]).load()
 }
 
 #[tokio::test]

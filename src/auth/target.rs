@@ -1,0 +1,123 @@
+//! One backend as its profile's [`TokenManager`](super::TokenManager) sees it: where it is,
+//! which resource indicator (RFC 8707) its tokens are bound to, what its protected resource
+//! metadata (RFC 9728) said, and when it last made the proxy sign in again for more scopes.
+//!
+//! Metadata is read once and kept: in memory, and its resource in the cache file, so that
+//! later runs need not ask. A read that failed (no answer, a server error) is not an answer:
+//! it is tried again after [`RETRY_FAILED_READ`], and until then the backend counts as having
+//! told nothing.
+
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use url::Url;
+
+use super::resource::{MetadataError, Owners, ResourceMetadata};
+use crate::config::Resource;
+
+/// How long after a failed metadata read the next one is tried: not at every request (each
+/// read may wait seconds for a backend that is down), and not never.
+pub const RETRY_FAILED_READ: Duration = Duration::from_secs(30);
+
+/// What is known of a backend's metadata.
+#[derive(Debug, Clone)]
+enum Read {
+    /// Not read yet.
+    Unknown,
+    /// Read: what it publishes (`None`: nothing usable).
+    Known(Option<ResourceMetadata>),
+    /// The last read failed; not tried again before this.
+    Failed(Instant),
+}
+
+/// A backend whose tokens a profile provides.
+#[derive(Debug)]
+pub struct Target {
+    /// The backend's name, for messages.
+    pub backend: String,
+    /// Its URL; `None` for a manager that serves no particular backend.
+    pub url: Option<Url>,
+    /// Its `resource` setting.
+    pub setting: Resource,
+    /// The resources the other configured backends own, which its metadata may not claim.
+    pub owners: Owners,
+    read: Mutex<Read>,
+    /// When it last made the proxy sign in for more scopes.
+    last_step_up: Mutex<Option<Instant>>,
+}
+
+impl Target {
+    /// A target for `backend` at `url`.
+    pub fn new(backend: &str, url: Option<Url>, setting: Resource, owners: Owners) -> Self {
+        Self {
+            backend: backend.to_owned(),
+            url,
+            setting,
+            owners,
+            read: Mutex::new(Read::Unknown),
+            last_step_up: Mutex::new(None),
+        }
+    }
+
+    /// Whether its tokens may be bound to what its metadata names.
+    pub fn binds_to_metadata(&self) -> bool {
+        matches!(self.setting, Resource::Auto | Resource::Own)
+    }
+
+    /// What its metadata said, if it has been read: `Some(None)` when it publishes nothing
+    /// usable. `None` while unread, or while a failed read waits to be tried again.
+    pub fn known(&self) -> Option<Option<ResourceMetadata>> {
+        match &*self.read.lock().ok()? {
+            Read::Known(metadata) => Some(metadata.clone()),
+            Read::Unknown | Read::Failed(_) => None,
+        }
+    }
+
+    /// Whether its metadata should be read now: never read, or a failed read is due again.
+    pub fn due(&self) -> bool {
+        match self.read.lock().as_deref() {
+            Ok(Read::Unknown) => true,
+            Ok(Read::Failed(at)) => at.elapsed() >= RETRY_FAILED_READ,
+            Ok(Read::Known(_)) | Err(_) => false,
+        }
+    }
+
+    /// Keeps the outcome of a read: an answer is kept, a failure is tried again later.
+    pub fn remember(&self, outcome: &Result<Option<ResourceMetadata>, MetadataError>) {
+        let read = match outcome {
+            Ok(metadata) => Read::Known(metadata.clone()),
+            Err(MetadataError::Unusable(_)) => Read::Known(None),
+            Err(MetadataError::Unavailable(_)) => Read::Failed(Instant::now()),
+        };
+        if let Ok(mut slot) = self.read.lock() {
+            *slot = read;
+        }
+    }
+
+    /// The resource indicator its tokens are bound to, given what its metadata said
+    /// (`discovered`: `None` when unknown, `Some(None)` when it publishes none).
+    pub fn resource(&self, discovered: Option<Option<String>>) -> Option<String> {
+        match &self.setting {
+            Resource::Off => None,
+            Resource::Url(resource) => Some(resource.clone()),
+            Resource::Auto => discovered.flatten(),
+            Resource::Own => discovered
+                .flatten()
+                .or_else(|| self.url.as_ref().map(Url::to_string)),
+        }
+    }
+
+    /// How long ago it last made the proxy sign in for more scopes.
+    pub fn since_step_up(&self) -> Option<Duration> {
+        self.last_step_up.lock().ok()?.map(|at| at.elapsed())
+    }
+
+    /// Notes a sign-in for more scopes now.
+    pub fn stepped_up(&self) {
+        if let Ok(mut at) = self.last_step_up.lock() {
+            *at = Some(Instant::now());
+        }
+    }
+}
