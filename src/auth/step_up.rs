@@ -40,8 +40,9 @@ impl Ask<'_> {
     pub fn refusal(&self) -> Option<String> {
         if !self.from_client {
             return Some(
-                "the request was the proxy's own (a list read again in the background), and a \
-                 sign-in only ever starts for a request you make"
+                "the request was the proxy's own (its handshake, or a list read again in the \
+                 background), and a sign-in only ever starts for a request you make; if the \
+                 backend needs them for everything, add them to the profile's `scopes`"
                     .to_owned(),
             );
         }

@@ -891,12 +891,11 @@ impl TokenManager {
             .enumerate()
             .filter(|(_, t)| t.url.is_some())
             .map(|(index, t)| async move {
+                // Read again after a failure, whatever its pause: a sign-in about to start
+                // is worth one more try, and a person is waiting on it.
                 let servers = match t.known() {
                     Some(known) => Ok(known),
-                    None if t.due() => self.fetch(index, None).await,
-                    None => Err(MetadataError::Unavailable(
-                        "its metadata could not be read a moment ago".to_owned(),
-                    )),
+                    None => self.fetch(index, None).await,
                 }
                 .map(|m| m.map(|m| m.authorization_servers).unwrap_or_default());
                 (t.backend.as_str(), servers)

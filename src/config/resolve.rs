@@ -122,6 +122,26 @@ impl Rules {
             .push(Finding::error(path.clone(), Anchor::Key(path), message));
     }
 
+    /// A client secret or key with no issuer to send it to: a backend's metadata would choose
+    /// where the secret (or an assertion valid at the real provider) goes.
+    fn confidential_without_issuer(&mut self, path: KeyPath, secret: bool) {
+        let credential = if secret {
+            "client_secret"
+        } else {
+            "client_assertion"
+        };
+        let how = drop_in::how_to_set(&path)
+            .map(|how| format!(" ({how})"))
+            .unwrap_or_default();
+        let message = format!(
+            "missing issuer_url: a profile with {credential} must name its issuer{how}, so \
+             that its credentials only ever go there; without one, a backend's metadata would \
+             choose the server that receives them"
+        );
+        self.findings
+            .push(Finding::error(path.clone(), Anchor::Key(path), message));
+    }
+
     /// A URL, trimmed and parsed.
     fn url(&mut self, path: &KeyPath, text: &str) -> Option<Url> {
         match Url::parse(text.trim()) {
@@ -180,6 +200,9 @@ impl Rules {
         let flow = p.flow.unwrap_or_default();
         let client_secret = p.client_secret.clone().filter(|s| !s.expose().is_empty());
         let client_assertion = self.client_assertion(&path, p, client_secret.is_some());
+        if p.issuer_url.is_none() && (client_secret.is_some() || p.client_assertion.is_some()) {
+            self.confidential_without_issuer(issuer_path, client_secret.is_some());
+        }
         if flow == Flow::ClientCredentials
             && client_secret.is_none()
             && p.client_assertion.is_none()
@@ -315,10 +338,14 @@ impl Rules {
 
     /// Profiles of different issuers on one redirect URL: one login's callback could be
     /// taken for the other's (a mix-up the `state` check alone does not rule out when both
-    /// logins run in different processes).
+    /// logins run in different processes). Profiles that sign in without a browser (device
+    /// code, client credentials) never use theirs.
     fn shared_redirects(&mut self, profiles: &BTreeMap<String, OidcProfileConfig>) {
         let mut seen: Vec<(String, &str, &str)> = Vec::new(); // redirect URL, issuer, profile
         for (name, profile) in profiles {
+            if profile.flow.unwrap_or_default() != Flow::Browser {
+                continue;
+            }
             let path = entry("oidc_profiles", name);
             let redirect_path = path.key("redirect_url");
             let Some(issuer) = profile.issuer_url.as_deref() else {

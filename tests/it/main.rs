@@ -35,6 +35,7 @@ mod callback_input;
 mod cli;
 mod desktop_clients;
 mod gateway;
+mod hostile_backend;
 mod hostile_input;
 mod hostile_provider;
 mod idp_faults;

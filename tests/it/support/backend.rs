@@ -403,6 +403,25 @@ impl TestBackend {
         self.shared.state().required_scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
     }
 
+    /// Replaces the authorization servers its metadata names (a backend that changes its mind,
+    /// or was taken over, between two runs).
+    pub fn set_authorization_servers(&self, servers: &[&str]) {
+        self.shared.state().authorization_servers =
+            Some(servers.iter().map(|s| (*s).to_owned()).collect());
+    }
+
+    /// Makes its metadata document answer `status` (a server error, say) instead of itself;
+    /// `None` serves it again.
+    pub fn set_metadata_status(&self, status: Option<StatusCode>) {
+        self.shared.state().metadata_status = status;
+    }
+
+    /// Refuses every token for want of the required scopes, even one that holds them (a
+    /// backend that checks scopes wrongly).
+    pub fn refuse_scopes_anyway(&self) {
+        self.shared.state().refuse_scopes = true;
+    }
+
     /// Every `Mcp-Session-Id` handed out and not expired, sorted.
     pub fn sessions(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.shared.state().known_sessions.iter().cloned().collect();
@@ -465,6 +484,12 @@ struct Inner {
     dynamic_tools: Vec<String>,
     /// [`BackendConfig::required_scopes`], as changed since.
     required_scopes: Vec<String>,
+    /// [`ResourceMetadata::authorization_servers`], as changed since.
+    authorization_servers: Option<Vec<String>>,
+    /// What the metadata document answers instead of itself, if set.
+    metadata_status: Option<StatusCode>,
+    /// Refuse tokens for want of the required scopes even when they hold them.
+    refuse_scopes: bool,
 }
 
 type KeySet = Vec<(Option<String>, DecodingKey)>;
@@ -493,6 +518,10 @@ impl Shared {
     fn new(config: BackendConfig, addr: SocketAddr) -> Self {
         let state = Inner {
             required_scopes: config.required_scopes.clone(),
+            authorization_servers: config
+                .resource_metadata
+                .as_ref()
+                .and_then(|m| m.authorization_servers.clone()),
             ..Inner::default()
         };
         Self {
@@ -627,7 +656,14 @@ impl Shared {
 
     /// The first required scope the token lacks, with all the required ones.
     fn missing_scope(&self, claims: &TokenClaims) -> Option<(String, Vec<String>)> {
-        let required = self.state().required_scopes.clone();
+        let (required, refuse) = {
+            let state = self.state();
+            (state.required_scopes.clone(), state.refuse_scopes)
+        };
+        if refuse && let Some(first) = required.first() {
+            // A backend misconfigured to want the scope in another form: it never sees it.
+            return Some((first.clone(), required));
+        }
         let granted: HashSet<&str> = claims
             .scope
             .as_deref()
@@ -726,15 +762,19 @@ async fn protected_resource_metadata(shared: Arc<Shared>) -> Response {
     let Some(metadata) = &shared.config.resource_metadata else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let required = {
+    let (required, servers, status) = {
         let mut state = shared.state();
         state.stats.resource_metadata_fetches += 1;
-        state.required_scopes.clone()
+        (
+            state.required_scopes.clone(),
+            state.authorization_servers.clone(),
+            state.metadata_status,
+        )
     };
-    let servers = metadata
-        .authorization_servers
-        .clone()
-        .unwrap_or_else(|| vec![shared.config.issuer.clone()]);
+    if let Some(status) = status {
+        return status.into_response();
+    }
+    let servers = servers.unwrap_or_else(|| vec![shared.config.issuer.clone()]);
     let mut document = json!({
         "resource": shared.resource(),
         "authorization_servers": servers,
@@ -953,8 +993,18 @@ fn static_tools() -> Vec<Tool> {
         ),
         tool(
             "add_tool",
-            "Adds an echo tool with the given name",
-            string_props(&["name"]),
+            "Adds an echo tool with the given name (with `later_ms`: answers at once, and adds \
+             it and says so that much later, on the backend's own initiative)",
+            json!({
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "later_ms": {"type": "number", "minimum": 0},
+                    "times": {"type": "number", "minimum": 1},
+                    "new_scope_each_time": {"type": "boolean"}
+                },
+                "required": ["name"]
+            }),
         ),
         tool(
             "log",
@@ -1283,12 +1333,55 @@ impl BackendHandler {
         }
     }
 
+    /// `list_changed` that no request of the client's is waiting on: the client may sit idle
+    /// when it comes.
+    /// With `times`, it does so that many times, `ms` apart (tools `name-1`, `name-2`, ...);
+    /// with `new_scope_each_time`, it first demands a scope never asked for before
+    /// (`scope-1`, `scope-2`, ...): a backend that tries to make its client sign in again and
+    /// again.
+    fn add_tool_later(
+        &self,
+        args: &JsonObject,
+        name: String,
+        ms: u64,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let times = args.get("times").and_then(Value::as_u64).unwrap_or(1);
+        let rescope = args
+            .get("new_scope_each_time")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let (shared, peer) = (self.shared.clone(), context.peer.clone());
+        tokio::spawn(async move {
+            for i in 1..=times {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                {
+                    let mut state = shared.state();
+                    if rescope {
+                        state.required_scopes = vec![format!("scope-{i}")];
+                    }
+                    let tool = if times == 1 {
+                        name.clone()
+                    } else {
+                        format!("{name}-{i}")
+                    };
+                    state.dynamic_tools.push(tool);
+                }
+                let _ = peer.notify_tool_list_changed().await;
+            }
+        });
+        Ok(text("later"))
+    }
+
     async fn add_tool(
         &self,
         args: &JsonObject,
         context: &RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let name = str_arg(args, "name")?;
+        if let Some(ms) = args.get("later_ms").and_then(Value::as_u64) {
+            return self.add_tool_later(args, name, ms, context);
+        }
         if self.all_tools().iter().any(|tool| tool.name == name) {
             return Ok(tool_error(format!("tool {name:?} already exists")));
         }
