@@ -8,6 +8,8 @@ backend, started the way a desktop client starts it.
 
 from __future__ import annotations
 
+import tarfile
+
 from harness import *  # noqa: F401,F403  (the scenarios' vocabulary)
 
 PACKAGES_ERROR = os.environ.get("INTEROP_PACKAGES_ERROR") or ""
@@ -99,12 +101,23 @@ def npm_tarballs_with_npx(sc: Scenario) -> None:
     bare = sc.dir / "npm-without-optional"
     bare.mkdir()
     install(sc, "npm-install-omit-optional", ["npm", "install", "--offline", "--no-audit", "--no-fund", "--omit=optional", "--prefix", str(bare), *NPM_TARBALLS[:1]], bare, npm_env)
+    # Nor may a copy in a node_modules further up stand in for it (stale, or planted by someone
+    # else): Node's require.resolve would find this one, of the right name and version, and run
+    # its "binary". The launcher looks only beside the wrapper and in the wrapper's node_modules.
+    platform_package = Path(NPM_TARBALLS[1]).name.rsplit("-", 1)[0]  # <name>-<key>-<version>.tgz
+    planted = sc.dir / "node_modules" / platform_package
+    (planted / "bin").mkdir(parents=True)
+    with tarfile.open(NPM_TARBALLS[1]) as tar:
+        (planted / "package.json").write_bytes(tar.extractfile("package/package.json").read())
+    planted_ran = sc.dir / "planted-binary-ran"
+    (planted / "bin" / "authful-mcp-proxy").write_text(f"#!/bin/sh\necho ran > '{planted_ran}'\necho planted\n")
+    (planted / "bin" / "authful-mcp-proxy").chmod(0o755)
     run = subprocess.run(
         ["npx", "--offline", "--prefix", str(bare), "authful-mcp-proxy", "--version"],
         stdin=subprocess.DEVNULL, capture_output=True, text=True, env=npm_env, timeout=60,
     )
+    check(not planted_ran.exists(), f"the launcher ran the binary of {planted}, a node_modules above the project's")
     check(run.returncode == 1, f"without the platform package the launcher exited {run.returncode} (expected 1); stderr: {run.stderr[-300:]}")
-    platform_package = Path(NPM_TARBALLS[1]).name.rsplit("-", 1)[0]  # <name>-<key>-<version>.tgz
     check(platform_package in run.stderr and "--omit=optional" in run.stderr, f"the launcher's message names neither the package nor the cause: {run.stderr[-400:]}")
     check(run.stdout == "", f"the launcher wrote to stdout: {run.stdout[:200]!r}")
 
