@@ -109,3 +109,58 @@ pub fn init(verbosity: Verbosity, log_file: Option<&Path>) -> io::Result<()> {
     let _ = result;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A writer into shared memory, for one test's subscriber.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            if let Ok(mut lines) = self.0.lock() {
+                lines.extend_from_slice(bytes);
+            }
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What a backend or provider put into a message can neither forge a second log line nor
+    /// send the terminal that shows the log an escape sequence.
+    #[test]
+    fn a_log_line_is_one_line_without_escapes() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .event_format(OriginalFormat)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let hostile =
+                "evil\u{1b}]0;pwned\u{7}\n2026-01-01T00:00:00.000Z [x] [info] forged\u{202e}";
+            tracing::warn!("Backend 'b': {hostile}");
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text:?}");
+        assert!(
+            !text
+                .trim_end()
+                .chars()
+                .any(|c| c.is_control() || c == '\u{202e}'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("pwned") && text.contains(" 2026-01-01"),
+            "{text:?}"
+        );
+    }
+}

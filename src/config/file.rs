@@ -137,9 +137,10 @@ pub struct ToolFilterConfig {
 #[schemars(extend("required" = ["client_id"]))]
 pub struct OidcProfileConfig {
     /// Issuer URL; discovery reads `{issuer_url}/.well-known/openid-configuration` (or RFC
-    /// 8414's `oauth-authorization-server`). Optional when the profile's backends name their
-    /// authorization server (RFC 9728 protected resource metadata); when both are there, the
-    /// backends must name this one.
+    /// 8414's `oauth-authorization-server`). Required with `client_secret` or
+    /// `client_assertion`. Otherwise optional when every backend of the profile names the same
+    /// authorization server (RFC 9728 protected resource metadata): the first sign-in there
+    /// pins it. When both are there, metadata naming other servers is not used.
     #[serde(
         default,
         deserialize_with = "text",

@@ -1,16 +1,23 @@
 //! An identity provider that is hostile, compromised or simply broken: endpoints that are not
 //! `https://` (or loopback), an authorization response from another issuer (RFC 9207), keys
-//! rotated between two logins, an answer too large, a token endpoint that never answers. The
-//! login is refused before any browser opens where it should be, and goes on where it can.
+//! rotated between two logins, an answer too large, a token endpoint that never answers, a
+//! device code full of terminal escapes or a script for a URL, numbers near `u64::MAX`. The
+//! login is refused before any browser opens where it should be, and goes on where it can;
+//! nothing it says drives the terminal, and no number it sends panics the process.
 
 use std::{sync::Arc, time::Duration};
 
-use authful_mcp_proxy::{auth::TokenManager, clients, config::Profile};
+use authful_mcp_proxy::{
+    auth::TokenManager,
+    clients,
+    config::{Flow, Profile},
+};
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 use crate::support::{
     self, BrowserMode, TestBrowser,
-    idp::{FakeIdp, IdpConfig, TokenFault},
+    idp::{DeviceFlowConfig, FakeIdp, IdpConfig, TokenFault},
 };
 
 fn manager(
@@ -197,4 +204,158 @@ async fn a_stalled_token_endpoint_fails_within_thirty_seconds_and_frees_its_lock
         "{:?}",
         started.elapsed()
     );
+}
+
+/// Serves `answer` at `/` on loopback (an endpoint a provider's discovery document names).
+async fn answering(answer: Value, stop: &CancellationToken) -> String {
+    let router = axum::Router::new().fallback(move || {
+        let answer = answer.clone();
+        async move { axum::Json(answer) }
+    });
+    format!("http://{}/", support::serve_http(router, stop).await)
+}
+
+/// A device-flow profile of `idp`, whose sign-in may take `login_timeout`.
+fn device_profile(idp: &FakeIdp, login_timeout: Duration) -> Arc<Profile> {
+    let mut profile = (*support::profile(idp, None)).clone();
+    profile.flow = Flow::Device;
+    profile.login_timeout = login_timeout;
+    Arc::new(profile)
+}
+
+/// A device authorization whose code carries terminal escapes and bidirectional controls
+/// reaches the person without them; one whose "complete" URL is a script is refused before
+/// anyone is told anything.
+#[tokio::test]
+async fn a_device_authorization_cannot_drive_the_terminal_or_offer_a_script() {
+    let idp = FakeIdp::start(IdpConfig {
+        device_flow: Some(DeviceFlowConfig::default()),
+        ..IdpConfig::default()
+    })
+    .await;
+    let stop = CancellationToken::new();
+    let device = |complete: Value| {
+        json!({
+            "device_code": "dc",
+            "user_code": "AB\u{1b}]0;pwned\u{7}CD\u{1b}[2J\u{202e}",
+            "verification_uri": format!("{}/device", idp.issuer()),
+            "verification_uri_complete": complete,
+            "expires_in": 600,
+            "interval": 1,
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+
+    let endpoint = answering(device(json!("javascript:alert(document.cookie)")), &stop).await;
+    idp.set_discovery("device_authorization_endpoint", json!(endpoint));
+    let tokens = manager(
+        device_profile(&idp, Duration::from_secs(5)),
+        dir.path(),
+        TestBrowser::new(BrowserMode::Ignore),
+    );
+    let mut notices = tokens.notices().subscribe();
+    let error = tokens.access_token().await.unwrap_err().to_string();
+    assert!(
+        error.contains("verification_uri_complete") && error.contains("refused"),
+        "{error}"
+    );
+    assert!(notices.try_recv().is_err(), "nobody was told to open it");
+
+    let endpoint = answering(device(Value::Null), &stop).await;
+    idp.set_discovery("device_authorization_endpoint", json!(endpoint));
+    let tokens = manager(
+        device_profile(&idp, Duration::from_secs(5)),
+        dir.path(),
+        TestBrowser::new(BrowserMode::Ignore),
+    );
+    let mut notices = tokens.notices().subscribe();
+    let _ = tokens.access_token().await;
+    let notice = notices.try_recv().expect("the person was told the code");
+    assert!(
+        !notice.chars().any(|c| c.is_control() || c == '\u{202e}'),
+        "{notice:?}"
+    );
+    assert!(notice.contains("AB]0;pwnedCD[2J"), "{notice:?}");
+    stop.cancel();
+}
+
+/// A provider's numbers are clamped, with checked arithmetic: a device `interval` of
+/// `u64::MAX` (which used to panic the process) waits for the code's lifetime and ends there.
+#[tokio::test]
+async fn a_device_interval_of_u64_max_does_not_panic() {
+    let idp = FakeIdp::start(IdpConfig {
+        device_flow: Some(DeviceFlowConfig::default()),
+        ..IdpConfig::default()
+    })
+    .await;
+    let stop = CancellationToken::new();
+    let endpoint = answering(
+        json!({
+            "device_code": "dc",
+            "user_code": "ABCD",
+            "verification_uri": format!("{}/device", idp.issuer()),
+            "expires_in": u64::MAX,
+            "interval": u64::MAX,
+        }),
+        &stop,
+    )
+    .await;
+    idp.set_discovery("device_authorization_endpoint", json!(endpoint));
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = manager(
+        device_profile(&idp, Duration::from_secs(2)),
+        dir.path(),
+        TestBrowser::new(BrowserMode::Ignore),
+    );
+    let mut notices = tokens.notices().subscribe();
+    let error = tokens.access_token().await.unwrap_err().to_string();
+    assert!(error.contains("sign-in timed out after 2 s"), "{error}");
+    let notice = notices.try_recv().unwrap();
+    assert!(notice.contains("waiting 2 seconds"), "{notice}");
+    stop.cancel();
+}
+
+/// A token response that claims to last `u64::MAX` seconds is kept as long-lived, not wrapped
+/// into the past (which would renew it at every request, or panic).
+#[tokio::test]
+async fn an_endless_token_lifetime_is_clamped() {
+    let idp = FakeIdp::start(IdpConfig {
+        client_credentials: true,
+        client_secret: Some("s3cret".into()),
+        ..IdpConfig::default()
+    })
+    .await;
+    let stop = CancellationToken::new();
+    let hits = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = hits.clone();
+    let token_endpoint = axum::Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            axum::Json(json!({
+                "access_token": "endless",
+                "token_type": "Bearer",
+                "expires_in": u64::MAX,
+            }))
+        }
+    });
+    let endpoint = format!(
+        "http://{}/token",
+        support::serve_http(token_endpoint, &stop).await
+    );
+    idp.set_discovery("token_endpoint", json!(endpoint));
+    let mut profile = (*support::profile(&idp, Some("s3cret"))).clone();
+    profile.flow = Flow::ClientCredentials;
+    profile.scopes = Vec::new();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = manager(
+        Arc::new(profile),
+        dir.path(),
+        TestBrowser::new(BrowserMode::Ignore),
+    );
+    for _ in 0..3 {
+        assert_eq!(tokens.access_token().await.unwrap().expose(), "endless");
+    }
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    stop.cancel();
 }

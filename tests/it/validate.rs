@@ -175,6 +175,50 @@ fn two_issuers_on_one_redirect_url_are_warned_about() {
     );
 }
 
+/// Profiles that never open a browser (a service account, the device flow) share a redirect
+/// URL they never listen on: nothing to warn about.
+#[test]
+fn profiles_without_a_browser_share_no_redirect_url() {
+    let yaml = BASE.replace(
+        "backends:",
+        "  robot:\n    issuer_url: https://login.partner.example\n    client_id: r\n    \
+         client_secret: s\n    flow: client_credentials\n  tv:\n    issuer_url: \
+         https://other.example\n    client_id: t\n    flow: device\nbackends:",
+    );
+    assert_valid(&yaml);
+}
+
+/// Finding 1 of the hostile-backend review: a secret (or key) and no issuer would let a
+/// backend's metadata choose who receives it.
+#[test]
+fn a_secret_without_an_issuer_is_refused() {
+    let yaml = BASE.replace(
+        "    issuer_url: https://auth.company.com\n    client_id: cid\n",
+        "    client_id: cid\n    client_secret: s3cret\n    flow: client_credentials\n",
+    );
+    assert_errors(
+        &yaml,
+        &[
+            "c.yaml:2:3: error: oidc_profiles.corp.issuer_url: missing issuer_url: a profile with \
+           client_secret must name its issuer, so that its credentials only ever go there; \
+           without one, a backend's metadata would choose the server that receives them",
+        ],
+    );
+    let yaml = BASE.replace(
+        "    issuer_url: https://auth.company.com\n",
+        "    client_assertion:\n      key_file: key.pem\n",
+    );
+    let run = validate(&yaml);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stdout.contains(
+            "oidc_profiles.corp.issuer_url: missing issuer_url: a profile with client_assertion"
+        ),
+        "{}",
+        run.stdout
+    );
+}
+
 /// Found by `validate_is_the_start_up_judge_of_damaged_configs`: `validate` took a negative
 /// timeout in the file, which start-up then refused (and blamed on an env var).
 #[test]
