@@ -13,7 +13,8 @@
 //!   `relay` (one backend, transparent), `gateway` (many backends), `desktop_clients` (clients
 //!   as Claude Desktop uses them), `list_bounds` (endless or huge lists), `redirects`,
 //!   `backend_faults`, `idp_faults`, `hostile_input` (broken stdin lines), `hostile_provider`
-//!   (an identity provider gone hostile) and `callback_input` (the login callback over HTTP).
+//!   (an identity provider gone hostile), `callback_input` (the login callback over HTTP) and
+//!   `client_key` (a service account's private key file that others can read).
 //! - The real binary as child processes: `cli` (flags, env vars, exit codes, logs), `validate`
 //!   (the `validate` subcommand and start-up diagnostics), `schema` (the committed JSON Schema),
 //!   `processes` (several gateways sharing one token cache), `shutdown` (SIGTERM, SIGINT and
@@ -33,6 +34,7 @@ mod account;
 mod backend_faults;
 mod callback_input;
 mod cli;
+mod client_key;
 mod desktop_clients;
 mod gateway;
 mod hostile_input;
