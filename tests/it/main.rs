@@ -18,7 +18,8 @@
 //! - The real binary as child processes: `cli` (flags, env vars, exit codes, logs), `validate`
 //!   (the `validate` subcommand and start-up diagnostics), `schema` (the committed JSON Schema),
 //!   `processes` (several gateways sharing one token cache), `shutdown` (SIGTERM, SIGINT and
-//!   stdin EOF), `secrets` (no token or secret in any output, at any log level).
+//!   stdin EOF), `secrets` (no token or secret in any output, at any log level),
+//!   `status_check` (`status` against hostile backends: endless answers, terminal escapes).
 //! - `properties/`: property tests (proptest), one module per subject.
 //!
 //! Sharing one process: nothing here sets environment variables, the working directory or a
@@ -51,4 +52,5 @@ mod schema;
 mod secrets;
 mod shutdown;
 mod sign_in;
+mod status_check;
 mod validate;
