@@ -1,5 +1,7 @@
 //! The loopback server that receives the browser's redirect after login. It lives only for the
-//! duration of one login, on the redirect URL's own host, port and path.
+//! duration of one login, on the redirect URL's own port and path, and on every loopback
+//! address its host may stand for: a login whose port another program holds on any of them
+//! does not start, since the browser could hand that program the code.
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
@@ -52,21 +54,147 @@ struct CallbackQuery {
     iss: Option<String>,
 }
 
-/// Addresses to listen on for a loopback redirect host: `localhost` may resolve to either
-/// family, so both loopback addresses are tried for it.
-fn listen_addresses(url: &Url) -> Vec<IpAddr> {
+/// How long resolving the redirect host may take: `localhost` comes from the hosts file or
+/// the resolver's own answer; a resolver that does not answer at once is not waited for, the
+/// usual loopback addresses are enough then.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where a browser may connect for the redirect URL, hence where the callback server must
+/// listen: a process holding any of these addresses on the port could receive the code.
+///
+/// An IP host is the only address the browser uses. A name (`localhost`, the only one the
+/// configuration allows) is not: Chrome and Firefox resolve `localhost` to loopback
+/// themselves, whatever the hosts file says, and may try `::1` before `127.0.0.1` (falling back
+/// only when `::1` refuses the connection); Safari and other programs ask the system resolver,
+/// which may answer either, or another loopback address. So: both usual loopback addresses,
+/// and every loopback address the resolver gives — never one off loopback, whatever the
+/// resolver says.
+async fn listen_addresses(url: &Url, port: u16) -> Vec<IpAddr> {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => vec![IpAddr::V4(ip)],
         Some(url::Host::Ipv6(ip)) => vec![IpAddr::V6(ip)],
-        _ => vec![
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ],
+        Some(url::Host::Domain(name)) => {
+            let resolved =
+                match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name, port)))
+                    .await
+                {
+                    Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect(),
+                    Ok(Err(e)) => {
+                        tracing::debug!(
+                            "Cannot resolve {name} ({e}); listening on 127.0.0.1 and ::1"
+                        );
+                        Vec::new()
+                    }
+                    Err(_) => {
+                        tracing::debug!(
+                            "Resolving {name} took over {} s; listening on 127.0.0.1 and ::1",
+                            RESOLVE_TIMEOUT.as_secs()
+                        );
+                        Vec::new()
+                    }
+                };
+            loopback_candidates(&resolved)
+        }
+        None => loopback_candidates(&[]),
     }
 }
 
+/// 127.0.0.1 and ::1, then the loopback addresses among `resolved` (an IPv4-mapped one counts
+/// as its IPv4 address), each once.
+fn loopback_candidates(resolved: &[IpAddr]) -> Vec<IpAddr> {
+    let mut addresses = vec![
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ];
+    for ip in resolved.iter().map(IpAddr::to_canonical) {
+        if !ip.is_loopback() {
+            tracing::debug!("Not listening on {ip}, which is not a loopback address");
+        } else if !addresses.contains(&ip) {
+            addresses.push(ip);
+        }
+    }
+    addresses
+}
+
+/// Whether binding failed because the machine lacks the address or its whole family (no IPv6
+/// loopback: `EADDRNOTAVAIL`, or IPv6 disabled: `EAFNOSUPPORT`). Nobody can listen there, and
+/// no browser can connect there, so no code can go astray through it.
+fn address_missing(error: &std::io::Error) -> bool {
+    if error.kind() == std::io::ErrorKind::AddrNotAvailable {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        error.raw_os_error() == Some(libc::EAFNOSUPPORT)
+    }
+    #[cfg(windows)]
+    {
+        // WSAEAFNOSUPPORT
+        error.raw_os_error() == Some(10047)
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        false
+    }
+}
+
+/// Binds the port on every address of `addresses` the machine has. Another program on any
+/// of them fails the login before it starts: the browser could take its code there.
+async fn bind_all(
+    redirect_url: &Url,
+    port: u16,
+    addresses: &[IpAddr],
+) -> Result<Vec<tokio::net::TcpListener>, AuthError> {
+    let mut listeners = Vec::new();
+    let mut missing = Vec::new();
+    for &ip in addresses {
+        let addr = SocketAddr::new(ip, port);
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => listeners.push(listener),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                // `PortInUse` carries the URL only; the address held goes with it, since for
+                // `localhost` the one in the way may be the address nobody thinks of.
+                let held = if addresses.len() > 1 {
+                    format!(
+                        "{redirect_url}; another program listens on {addr}, an address a \
+                         browser may use for {}",
+                        redirect_url.host_str().unwrap_or("the host")
+                    )
+                } else {
+                    format!("{redirect_url}; another program listens on {addr}")
+                };
+                return Err(AuthError::PortInUse {
+                    port,
+                    redirect_url: held,
+                });
+            }
+            Err(e) if address_missing(&e) => {
+                tracing::debug!("Not listening on {addr} for the login callback: {e}");
+                missing.push(format!("{addr} ({e})"));
+            }
+            Err(e) => {
+                return Err(AuthError::Callback(format!(
+                    "cannot listen on {addr} for {redirect_url}: {e}; the login needs every \
+                     loopback address the redirect URL's host may stand for"
+                )));
+            }
+        }
+    }
+    if listeners.is_empty() {
+        return Err(AuthError::Callback(format!(
+            "cannot listen for {redirect_url}: this machine has none of its addresses: {}; set \
+             OIDC_REDIRECT_URL / redirect_url to a loopback address the machine has (and that \
+             is registered with your identity provider), e.g. http://127.0.0.1:{port}{}",
+            missing.join(", "),
+            redirect_url.path()
+        )));
+    }
+    Ok(listeners)
+}
+
 impl CallbackServer {
-    /// Binds the redirect URL's port on loopback and starts serving its path. The response
+    /// Binds the redirect URL's port on each loopback address of its host (see
+    /// [`listen_addresses`]) and starts serving its path. The response
     /// must carry `state`; an `iss` in it must be `issuer`, and `iss_required` makes it
     /// mandatory (RFC 9207: a response from another provider must not complete this login).
     pub async fn start(
@@ -97,25 +225,17 @@ impl CallbackServer {
                 )
             })
             .with_state(shared);
+        // Every listener bound before any serves: a login that cannot have them all does not
+        // start, and leaves nothing listening.
+        let addresses = listen_addresses(redirect_url, port).await;
+        let listeners = bind_all(redirect_url, port, &addresses).await?;
+        let bound: Vec<String> = listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .map(|a| a.to_string())
+            .collect();
         let mut stops = Vec::new();
-        for (i, ip) in listen_addresses(redirect_url).into_iter().enumerate() {
-            let addr = SocketAddr::new(ip, port);
-            let listener = match tokio::net::TcpListener::bind(addr).await {
-                Ok(listener) => listener,
-                // The first address is the one that must work; the other family is a bonus.
-                Err(_) if i > 0 => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                    return Err(AuthError::PortInUse {
-                        port,
-                        redirect_url: redirect_url.to_string(),
-                    });
-                }
-                Err(e) => {
-                    return Err(AuthError::Callback(format!(
-                        "cannot listen on {addr} for {redirect_url}: {e}"
-                    )));
-                }
-            };
+        for listener in listeners {
             let (stop_tx, stop_rx) = oneshot::channel::<()>();
             stops.push(stop_tx);
             let app = app.clone();
@@ -131,7 +251,10 @@ impl CallbackServer {
                     .await;
             });
         }
-        tracing::debug!("Login callback server listening on {redirect_url}");
+        tracing::debug!(
+            "Login callback server for {redirect_url} listening on {}",
+            bound.join(", ")
+        );
         Ok(Self {
             outcome: rx,
             _stop: stops,
@@ -282,5 +405,63 @@ mod tests {
         let html = page("Login failed", "<script>alert('x')</script> & more");
         assert!(!html.contains("<script>"));
         assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more"));
+    }
+
+    #[test]
+    fn localhost_stands_for_both_loopbacks_and_any_other_loopback_it_resolves_to() {
+        let resolved: Vec<IpAddr> = [
+            "127.0.0.1",
+            "::ffff:127.0.0.1",
+            "127.0.1.1",
+            "192.168.1.20",
+            "fe80::1",
+            "::",
+            "::1",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        let expected: Vec<IpAddr> = ["127.0.0.1", "::1", "127.0.1.1"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(loopback_candidates(&resolved), expected);
+        assert_eq!(loopback_candidates(&[]), expected[..2]);
+    }
+
+    #[tokio::test]
+    async fn an_ip_host_stands_for_itself_only() {
+        for (url, address) in [
+            ("http://127.0.0.1:8080/cb", "127.0.0.1"),
+            ("http://[::1]:8080/cb", "::1"),
+        ] {
+            let url = Url::parse(url).unwrap();
+            let expected: IpAddr = address.parse().unwrap();
+            assert_eq!(listen_addresses(&url, 8080).await, vec![expected]);
+        }
+        let localhost = Url::parse("http://localhost:8080/cb").unwrap();
+        let addresses = listen_addresses(&localhost, 8080).await;
+        assert!(addresses.starts_with(&[
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        ]));
+        assert!(addresses.iter().all(IpAddr::is_loopback), "{addresses:?}");
+    }
+
+    #[test]
+    fn only_a_missing_address_or_family_may_be_skipped() {
+        use std::io::{Error, ErrorKind};
+        assert!(address_missing(&Error::from(ErrorKind::AddrNotAvailable)));
+        #[cfg(unix)]
+        assert!(address_missing(&Error::from_raw_os_error(
+            libc::EAFNOSUPPORT
+        )));
+        for kind in [
+            ErrorKind::AddrInUse,
+            ErrorKind::PermissionDenied,
+            ErrorKind::Other,
+        ] {
+            assert!(!address_missing(&Error::from(kind)), "{kind:?}");
+        }
     }
 }

@@ -7,7 +7,11 @@
 //! - A client with a key pair sends a JWT signed with its private key (RFC 7523,
 //!   `private_key_jwt`): no shared secret to leak, the form service accounts in CI favour. The
 //!   assertion is made fresh for every request — providers refuse a replayed `jti` — and the
-//!   key file is read each time, so a rotated key is picked up without a restart.
+//!   key file is read each time, so a rotated key is picked up without a restart. On Unix, a
+//!   key file that is not its user's alone (another owner, or any access for group or others)
+//!   is refused before anything is sent, as OpenSSH refuses such private keys.
+
+use std::{io::Read, path::Path};
 
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -128,7 +132,7 @@ fn assertion(key: &ClientAssertion, client_id: &str, audience: &str) -> Result<S
             key.key_file.display()
         ))
     };
-    let pem = std::fs::read(&key.key_file).map_err(|e| unusable(e.to_string()))?;
+    let pem = read_key(&key.key_file, unusable)?;
     let algorithm = algorithm(key.algorithm);
     let encoding = match key.algorithm {
         AssertionAlgorithm::ES256 | AssertionAlgorithm::ES384 => EncodingKey::from_ec_pem(&pem),
@@ -148,6 +152,71 @@ fn assertion(key: &ClientAssertion, client_id: &str, audience: &str) -> Result<S
     let mut header = Header::new(algorithm);
     header.kid = key.key_id.clone();
     jsonwebtoken::encode(&header, &claims, &encoding).map_err(|e| unusable(e.to_string()))
+}
+
+/// The key file's bytes, or why they cannot be had: `unusable` says why the file cannot be
+/// read; a key that is not the user's alone is refused in words of its own.
+///
+/// The ownership and mode checked are those of the file opened, after any symbolic link: the
+/// key's path comes from the configuration's author, who chose where it points; what matters is
+/// who else can read the key itself. Checking the open file, not the path, also leaves no gap
+/// between the check and the read.
+fn read_key(path: &Path, unusable: impl Fn(String) -> AuthError) -> Result<Vec<u8>, AuthError> {
+    let mut file = std::fs::File::open(path).map_err(|e| unusable(e.to_string()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = file.metadata().map_err(|e| unusable(e.to_string()))?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if let Some(problem) = key_file_problem(path, meta.uid(), meta.mode(), me) {
+            return Err(AuthError::ClientKey(problem));
+        }
+    }
+    let mut pem = Vec::new();
+    file.read_to_end(&mut pem)
+        .map_err(|e| unusable(e.to_string()))?;
+    Ok(pem)
+}
+
+/// Why a key file owned by `owner` with `mode` is not the private key of user `me`, if it is
+/// not.
+///
+/// Any permission for group or others refuses it (`mode & 0o077`), not only the read bits
+/// (`0o044`) that leak the key: a key others may rewrite is not the client's own either (they
+/// choose what the proxy signs with, and can read it back through a looser mode they set), the
+/// execute bits mean nothing on a key and only come with a careless `chmod`, and OpenSSH
+/// refuses private keys by the same rule — one rule people know, with one fix, `chmod 600`.
+#[cfg(unix)]
+fn key_file_problem(path: &Path, owner: u32, mode: u32, me: u32) -> Option<String> {
+    let shown = path.display();
+    if owner != me {
+        return Some(format!(
+            "the client assertion key {shown} belongs to another user (uid {owner}, you are uid \
+             {me}); use a key file of your own, readable by you only (`chmod 600`)"
+        ));
+    }
+    let mode = mode & 0o777;
+    if mode & 0o077 != 0 {
+        return Some(format!(
+            "the client assertion key {shown} is open to other users (mode {mode:04o}); a \
+             private key must be its owner's alone: run `chmod 600 {}`",
+            shell_word(path)
+        ));
+    }
+    None
+}
+
+/// `path` as one word of a shell command line, quoted only when it needs it.
+#[cfg(unix)]
+fn shell_word(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+,:@%~=".contains(c);
+    if !text.is_empty() && text.chars().all(plain) && !text.starts_with('~') {
+        text.into_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
 }
 
 fn algorithm(algorithm: AssertionAlgorithm) -> Algorithm {
@@ -197,5 +266,90 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("/nonexistent/key.pem"), "{error}");
+    }
+
+    /// What signing with `key_file` (RS256) says, or `None` when it signs.
+    #[cfg(unix)]
+    fn sign_with(key_file: &Path) -> Option<String> {
+        let key = ClientAssertion {
+            key_file: key_file.to_path_buf(),
+            algorithm: AssertionAlgorithm::RS256,
+            key_id: None,
+            audience: AssertionAudience::TokenEndpoint,
+        };
+        ClientAuth::PrivateKeyJwt(key)
+            .apply("c", "https://i", "https://i/token", &mut Vec::new())
+            .err()
+            .map(|e| e.to_string())
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_open_to_other_users_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("key.pem");
+        // Not a key: the modes that pass get as far as parsing it, and fail there.
+        std::fs::write(&key_file, "not a key").unwrap();
+        let set = |mode| {
+            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        for mode in [
+            0o644, 0o640, 0o604, 0o660, 0o620, 0o602, 0o610, 0o601, 0o777,
+        ] {
+            set(mode);
+            let error = sign_with(&key_file).expect("refused");
+            assert!(
+                error.contains(&format!("mode {mode:04o}"))
+                    && error.contains(&format!("chmod 600 {}", key_file.display())),
+                "{mode:o}: {error}"
+            );
+        }
+        for mode in [0o600, 0o400] {
+            set(mode);
+            let error = sign_with(&key_file).expect("not a key");
+            assert!(
+                error.contains("not a RS256 private key"),
+                "{mode:o}: {error}"
+            );
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_of_another_user_is_refused() {
+        let path = Path::new("/keys/ci.pem");
+        let problem = key_file_problem(path, 1001, 0o100600, 1000).expect("refused");
+        assert!(
+            problem.contains("/keys/ci.pem") && problem.contains("another user (uid 1001"),
+            "{problem}"
+        );
+        assert_eq!(key_file_problem(path, 1000, 0o100600, 1000), None);
+        assert_eq!(key_file_problem(path, 1000, 0o100400, 1000), None);
+
+        // A real file given away, where the test may do that (as root, in a container).
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            let dir = tempfile::tempdir().unwrap();
+            let key_file = dir.path().join("key.pem");
+            std::fs::write(&key_file, "not a key").unwrap();
+            std::os::unix::fs::chown(&key_file, Some(65534), None).unwrap();
+            let error = sign_with(&key_file).expect("refused");
+            assert!(
+                error.contains("belongs to another user (uid 65534, you are uid 0)"),
+                "{error}"
+            );
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_chmod_command_is_one_shell_word() {
+        assert_eq!(shell_word(Path::new("/home/a/key.pem")), "/home/a/key.pem");
+        assert_eq!(
+            shell_word(Path::new("/home/a/my key's.pem")),
+            r"'/home/a/my key'\''s.pem'"
+        );
+        assert_eq!(shell_word(Path::new("~/k.pem")), "'~/k.pem'");
     }
 }

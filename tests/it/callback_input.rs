@@ -124,3 +124,93 @@ async fn it_listens_on_loopback_only() {
         assert!(outside.is_err(), "the callback answers on {}", local.ip());
     }
 }
+
+/// Whether this machine has an IPv6 loopback address to listen on.
+fn has_ipv6_loopback() -> bool {
+    std::net::TcpListener::bind("[::1]:0").is_ok()
+}
+
+/// A browser may take `localhost` to `::1` before `127.0.0.1` (Chrome and Firefox do, whatever
+/// the hosts file says): another program on `[::1]` with the port would receive the code. So
+/// the login does not start, and the error names the address in the way.
+#[tokio::test]
+async fn localhost_is_refused_while_another_program_holds_the_port_on_ipv6_loopback() {
+    if !has_ipv6_loopback() {
+        eprintln!("skipped: this machine has no IPv6 loopback address");
+        return;
+    }
+    for _ in 0..10 {
+        let holder = std::net::TcpListener::bind("[::1]:0").unwrap();
+        let port = holder.local_addr().unwrap().port();
+        let url = Url::parse(&format!("http://localhost:{port}/auth/callback")).unwrap();
+        match CallbackServer::start(&url, STATE, "https://issuer.example", false).await {
+            Err(e @ AuthError::PortInUse { port: p, .. }) => {
+                let message = e.to_string();
+                if message.contains(&format!("127.0.0.1:{port}")) {
+                    // Another test took the port on IPv4 in between: take another.
+                    continue;
+                }
+                assert_eq!(p, port);
+                assert!(
+                    message.contains(&format!("port {port} is already in use"))
+                        && message.contains(&format!("[::1]:{port}")),
+                    "{message}"
+                );
+                // Nothing of the login is left listening on the other address either.
+                assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+                return;
+            }
+            Ok(_) => panic!(
+                "the login's callback server started while another program holds [::1]:{port}: \
+                 a browser trying ::1 first would hand it the code"
+            ),
+            Err(e) => panic!("expected the port in use, got: {e}"),
+        }
+    }
+    panic!("no port free on 127.0.0.1 to test with");
+}
+
+/// The same the other way round: another program on `127.0.0.1` with the port, `[::1]` free.
+#[tokio::test]
+async fn localhost_is_refused_while_another_program_holds_the_port_on_ipv4_loopback() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let url = Url::parse(&format!("http://localhost:{port}/auth/callback")).unwrap();
+    let message = match CallbackServer::start(&url, STATE, "https://issuer.example", false).await {
+        Err(e @ AuthError::PortInUse { .. }) => e.to_string(),
+        Ok(_) => panic!("the login's callback server started while 127.0.0.1:{port} is held"),
+        Err(e) => panic!("expected the port in use, got: {e}"),
+    };
+    assert!(
+        message.contains(&format!("port {port} is already in use"))
+            && message.contains(&format!("127.0.0.1:{port}")),
+        "{message}"
+    );
+    assert!(message.contains("OIDC_REDIRECT_URL"), "{message}");
+    if has_ipv6_loopback() {
+        assert!(
+            std::net::TcpStream::connect(("::1", port)).is_err(),
+            "nothing of the login is left listening on [::1]"
+        );
+    }
+}
+
+/// With both addresses free, a `localhost` login listens on both: the code arrives whichever
+/// the browser picks.
+#[tokio::test]
+async fn localhost_callbacks_arrive_over_either_loopback_address() {
+    let (server, base) = start().await;
+    let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    if !has_ipv6_loopback() {
+        eprintln!("IPv6 part skipped: this machine has no IPv6 loopback address");
+        return;
+    }
+    let (status, page) = get(&format!(
+        "http://[::1]:{port}/auth/callback?state={STATE}&code=over-ipv6"
+    ))
+    .await;
+    assert_eq!(status, 200, "{page}");
+    let code = server.wait(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(code.expose(), "over-ipv6");
+}

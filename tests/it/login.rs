@@ -282,6 +282,51 @@ async fn callback_port_in_use_is_reported_with_the_fix() {
     );
 }
 
+/// A `localhost` redirect URL whose port another program holds on `[::1]` only: a browser
+/// trying `::1` first would give that program the code. The login stops before a browser
+/// opens, and no authorization request reaches the provider, so no code exists to go astray.
+#[tokio::test]
+async fn a_localhost_login_does_not_start_while_the_port_is_held_on_ipv6_loopback() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: this machine has no IPv6 loopback address");
+        return;
+    }
+    let (idp, backend, dir) = oidc_backend(IdpConfig::default()).await;
+    // A port held on [::1] and free on 127.0.0.1 (the proxy's own IPv4 bind must succeed, so
+    // that it is the IPv6 holder that stops the login).
+    let (_holder, port) = (0..20)
+        .find_map(|_| {
+            let holder = std::net::TcpListener::bind("[::1]:0").unwrap();
+            let port = holder.local_addr().unwrap().port();
+            let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+            free.then_some((holder, port))
+        })
+        .expect("a port held on [::1] and free on 127.0.0.1");
+    let mut profile = (*support::profile(&idp, None)).clone();
+    profile.redirect_url =
+        url::Url::parse(&format!("http://localhost:{port}/auth/callback")).unwrap();
+    let browser = TestBrowser::new(BrowserMode::Complete);
+    let err = support::try_start(
+        support::settings(&backend.url(), Some(Arc::new(profile)), dir.path()),
+        browser.clone(),
+        V,
+    )
+    .await
+    .err()
+    .expect("initialize fails");
+    assert!(
+        err.contains(&format!("port {port} is already in use"))
+            && err.contains(&format!("[::1]:{port}")),
+        "{err}"
+    );
+    assert_eq!(
+        browser.opened(),
+        0,
+        "no browser for a login that cannot complete"
+    );
+    assert_eq!(idp.stats().authorize_requests, 0, "no code was issued");
+}
+
 #[tokio::test]
 async fn processes_sharing_a_cache_never_reuse_a_rotated_refresh_token() {
     use authful_mcp_proxy::{auth::TokenManager, clients};

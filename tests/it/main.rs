@@ -13,11 +13,13 @@
 //!   `relay` (one backend, transparent), `gateway` (many backends), `desktop_clients` (clients
 //!   as Claude Desktop uses them), `list_bounds` (endless or huge lists), `redirects`,
 //!   `backend_faults`, `idp_faults`, `hostile_input` (broken stdin lines), `hostile_provider`
-//!   (an identity provider gone hostile) and `callback_input` (the login callback over HTTP).
+//!   (an identity provider gone hostile), `callback_input` (the login callback over HTTP) and
+//!   `client_key` (a service account's private key file that others can read).
 //! - The real binary as child processes: `cli` (flags, env vars, exit codes, logs), `validate`
 //!   (the `validate` subcommand and start-up diagnostics), `schema` (the committed JSON Schema),
 //!   `processes` (several gateways sharing one token cache), `shutdown` (SIGTERM, SIGINT and
-//!   stdin EOF), `secrets` (no token or secret in any output, at any log level).
+//!   stdin EOF), `secrets` (no token or secret in any output, at any log level),
+//!   `status_check` (`status` against hostile backends: endless answers, terminal escapes).
 //! - `properties/`: property tests (proptest), one module per subject.
 //!
 //! Sharing one process: nothing here sets environment variables, the working directory or a
@@ -33,6 +35,7 @@ mod account;
 mod backend_faults;
 mod callback_input;
 mod cli;
+mod client_key;
 mod desktop_clients;
 mod gateway;
 mod hostile_backend;
@@ -50,4 +53,5 @@ mod schema;
 mod secrets;
 mod shutdown;
 mod sign_in;
+mod status_check;
 mod validate;
