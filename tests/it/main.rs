@@ -51,6 +51,7 @@ mod relay;
 mod resources;
 mod schema;
 mod secrets;
+mod security_doc;
 mod shutdown;
 mod sign_in;
 mod status_check;

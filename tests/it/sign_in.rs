@@ -277,6 +277,12 @@ async fn client_credentials_with_a_signed_assertion() {
         idp.set_access_token_ttl(Duration::from_secs(30));
         let key_file = dir.path().join("client-key.pem");
         std::fs::write(&key_file, CLIENT_RSA_PEM).unwrap();
+        // A private key is the user's alone (the proxy refuses one others can read).
+        std::fs::set_permissions(
+            &key_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
         let profile = with(support::profile(&idp, None), |p| {
             p.flow = Flow::ClientCredentials;
             p.scopes = Vec::new();
