@@ -32,7 +32,7 @@ use crate::{
     },
     clients,
     config::{Backend, Settings},
-    error_text::{chain, untrusted},
+    error_text::{chain, printable, untrusted},
     proxy,
 };
 
@@ -166,6 +166,8 @@ pub async fn login(settings: Settings, names: &[String]) -> ExitCode {
             }
             Err(e) => {
                 failed += 1;
+                // The error may quote the provider or the backend.
+                let e = printable(&e.to_string());
                 eprintln!("backend '{}': sign-in failed: {e}", backend.name);
             }
         }
@@ -220,7 +222,7 @@ pub async fn logout(settings: Settings, names: &[String], all: bool) -> ExitCode
                 format!("failed: {e}")
             }
         };
-        eprintln!("profile '{}': {outcome}", profile.name);
+        eprintln!("profile '{}': {}", profile.name, printable(&outcome));
     }
     if all {
         match remove_other_token_files(&settings.cache_dir, &kept_files) {
@@ -323,6 +325,9 @@ pub async fn status(settings: Settings, json: bool) -> ExitCode {
             let resource = access.resource();
             line.resource = resource.clone();
             let held = stored.as_ref().and_then(|t| t.access(resource.as_deref()));
+            // What the provider said it granted, and what a backend named as its resource,
+            // are a stranger's words on the terminal.
+            line.resource = line.resource.as_deref().map(printable);
             line.token = match (
                 &held,
                 stored.as_ref().and_then(|t| t.refresh_token.as_ref()),
@@ -334,11 +339,11 @@ pub async fn status(settings: Settings, json: bool) -> ExitCode {
             };
             if let Some(held) = &held {
                 line.expires_at = held.expires_at;
-                line.scopes = held.scope.clone();
+                line.scopes = held.scope.as_deref().map(printable);
             }
             match access.token().await {
                 Ok(t) => token = Some(t),
-                Err(e) => line.check = format!("not checked: {e}"),
+                Err(e) => line.check = format!("not checked: {}", printable(&e.to_string())),
             }
         }
         if backend.profile.is_none() || token.is_some() {

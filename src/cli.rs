@@ -22,6 +22,7 @@ use crate::{
         drop_in::{self, Kind},
         json_schema_text, validate,
     },
+    error_text::printable,
     logging::{self, Verbosity},
     proxy, standard_streams,
 };
@@ -401,7 +402,8 @@ fn run_proxy(cli: &Cli) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
-            eprintln!("authful-mcp-proxy: {e}");
+            // The error may quote a backend or a provider.
+            eprintln!("authful-mcp-proxy: {}", printable(&e.to_string()));
             ExitCode::from(1)
         }
     }

@@ -80,6 +80,12 @@ pub fn bounded(text: &str, max: usize) -> String {
     cut(text.chars().filter(|c| is_safe(*c)).collect(), max)
 }
 
+/// `text` without control characters or bidirectional controls, whole: for a message bound for
+/// a terminal that may quote a stranger (an error chain, a scope list, a URL).
+pub fn printable(text: &str) -> String {
+    text.chars().filter(|c| is_safe(*c)).collect()
+}
+
 /// [`bounded`] at [`UNTRUSTED_MAX`]: what every string from a provider or a backend becomes
 /// before a person or a log sees it.
 pub fn untrusted(text: &str) -> String {

@@ -10,7 +10,8 @@
 //!   URL and [`callback`] taking the code;
 //! - [`oidc`]: the exchanges with the identity provider, with [`client_auth`] (how the client
 //!   proves itself) over `provider_http`;
-//! - [`resource`]: the backend's side (its challenges, its RFC 9728 metadata);
+//! - [`resource`]: the backend's side (its challenges, its RFC 9728 metadata), and
+//!   `discovery`: what the manager makes of it;
 //! - [`cache`]: the token file.
 
 pub mod authority;
@@ -18,6 +19,7 @@ pub mod browser;
 pub mod cache;
 pub mod callback;
 pub mod client_auth;
+mod discovery;
 pub mod oidc;
 mod provider_http;
 pub mod resource;

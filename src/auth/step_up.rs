@@ -18,8 +18,12 @@
 
 use std::time::Duration;
 
-use super::AuthError;
-use crate::error_text::duration_words;
+use super::{
+    AuthError,
+    cache::StoredTokens,
+    tokens::{TokenManager, newer},
+};
+use crate::{error_text::duration_words, secret::Secret};
 
 /// What a backend's `insufficient_scope` asks for, and what the proxy knows around it.
 pub struct Ask<'a> {
@@ -74,6 +78,159 @@ impl Ask<'_> {
             ));
         }
         None
+    }
+}
+
+impl TokenManager {
+    /// The backend of `target` needs `scopes` that `rejected` lacks. If it may have them (see
+    /// [`step_up`](super::step_up)): a token of its resource that asks for them too — by a
+    /// refresh when the grant holds them, else by a new sign-in.
+    pub async fn step_up(
+        &self,
+        target: usize,
+        rejected: &Secret,
+        scopes: &[String],
+        from_client: bool,
+    ) -> Result<Secret, AuthError> {
+        let t = &self.targets[target];
+        let mut current = self.current.lock().await;
+        let resource = self.resource(target, current.as_mut()).await?;
+        if let Some(newer) = newer(current.as_ref(), resource.as_deref(), rejected) {
+            // Another request stepped up meanwhile.
+            return Ok(newer);
+        }
+        let needed = self.scopes_for(current.as_ref(), resource.as_deref());
+        let grant = current
+            .as_ref()
+            .map(|t| t.scopes.clone())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| self.profile.scopes.clone());
+        if scopes
+            .iter()
+            .all(|s| needed.contains(s) && grant.contains(s))
+        {
+            // The token was asked for with them: another sign-in would ask the same.
+            let granted = current
+                .as_ref()
+                .and_then(|t| t.access(resource.as_deref()))
+                .and_then(|a| a.scope);
+            return Err(still_refused(
+                &t.backend,
+                scopes,
+                granted.as_deref(),
+                &self.issuer_label(),
+            ));
+        }
+        let published = self.published_scopes(target, current.as_mut()).await?;
+        let ask = Ask {
+            scopes,
+            from_client,
+            published: &published,
+            since_last: t.since_step_up(),
+            login_timeout: self.profile.login_timeout,
+        };
+        if let Some(reason) = ask.refusal() {
+            tracing::warn!(
+                "Backend '{}' asks for the scopes {}; no new sign-in: {reason}",
+                t.backend,
+                scopes.join(" ")
+            );
+            return Err(AuthError::StepUpRefused {
+                backend: t.backend.clone(),
+                scopes: scopes.join(" "),
+                reason,
+            });
+        }
+        t.stepped_up();
+        let wanted = union(&needed, scopes);
+        tracing::info!(
+            "Backend '{}' needs the scopes {}; asking profile '{}' for a token of its resource \
+             with {}",
+            t.backend,
+            scopes.join(" "),
+            self.profile.name,
+            wanted.join(" ")
+        );
+        let _renewing = self.cache.lock(self.lock_wait()).await;
+        let provider = self.provider(current.as_mut()).await?;
+        let refreshed = match wanted.iter().all(|s| grant.contains(s)) {
+            true => {
+                self.refresh(provider, current.as_ref(), resource.as_deref(), &wanted)
+                    .await?
+            }
+            false => None,
+        };
+        let (granted, grant_scopes) = match refreshed {
+            Some(granted) => (granted, grant),
+            None => {
+                let granted = self
+                    .new_grant(provider, &mut current, target, &wanted)
+                    .await?;
+                (granted, wanted.clone())
+            }
+        };
+        let extra: Vec<String> = wanted
+            .iter()
+            .filter(|s| !self.profile.scopes.contains(s))
+            .cloned()
+            .collect();
+        let token = self.keep(
+            &mut current,
+            target,
+            resource.as_deref(),
+            granted,
+            &grant_scopes,
+            provider.issuer(),
+        );
+        if let Some(tokens) = current.as_mut() {
+            tokens
+                .step_up
+                .insert(resource.clone().unwrap_or_default(), extra);
+            self.save(tokens);
+        }
+        Ok(token)
+    }
+
+    /// Why the backend of `target` still refuses `token` for want of `scopes`.
+    pub async fn scope_refusal(
+        &self,
+        target: usize,
+        token: &Secret,
+        scopes: &[String],
+    ) -> AuthError {
+        let current = self.current.lock().await;
+        let resource = self.known_resource(target, current.as_ref());
+        let granted = current
+            .as_ref()
+            .and_then(|t| t.access(resource.as_deref()))
+            .filter(|a| a.token == *token)
+            .and_then(|a| a.scope);
+        still_refused(
+            &self.targets[target].backend,
+            scopes,
+            granted.as_deref(),
+            &self.issuer_label(),
+        )
+    }
+
+    /// The scopes the backend publishes (RFC 9728 `scopes_supported`), read afresh: a step-up
+    /// is rare, and what it publishes now is what it stands by. Empty when it publishes none.
+    pub(super) async fn published_scopes(
+        &self,
+        target: usize,
+        tokens: Option<&mut StoredTokens>,
+    ) -> Result<Vec<String>, AuthError> {
+        if self.targets[target].url.is_none() {
+            return Ok(Vec::new());
+        }
+        let _ = self.fetch(target, None).await;
+        let pin = self.pin(tokens.as_deref());
+        let metadata = self.judge(
+            target,
+            self.targets[target].known().flatten(),
+            pin.as_deref(),
+        )?;
+        Ok(metadata.map(|m| m.scopes_supported).unwrap_or_default())
     }
 }
 

@@ -29,13 +29,13 @@ use tokio::sync::{Mutex, OnceCell};
 
 use super::{
     AuthError, REFRESH_MARGIN_SECS, REFRESH_RETRIES,
-    authority::{self, Authority, Source, Suggestion, same_issuer},
+    authority::{Authority, Source, same_issuer},
     browser::Browser,
     cache::{AccessToken, StoredTokens, TokenCache, unix_now},
     oidc::{Granted, Provider, RefreshError},
-    resource::{self, Challenge, MetadataError, Owners, ResourceMetadata},
+    resource::{Challenge, Owners},
     sign_in::{Notices, SignIn},
-    step_up::{self, Ask},
+    step_up,
 };
 use crate::{
     config::{Backend, Flow, Profile, Resource},
@@ -114,29 +114,29 @@ impl Access {
 
 /// Hands out access tokens for one profile, renewing them at most once at a time.
 pub struct TokenManager {
-    profile: Arc<Profile>,
-    targets: Vec<Target>,
-    cache: TokenCache,
-    http: reqwest::Client,
-    browser: Arc<dyn Browser>,
-    login_gate: Arc<Mutex<()>>,
-    notices: Notices,
+    pub(super) profile: Arc<Profile>,
+    pub(super) targets: Vec<Target>,
+    pub(super) cache: TokenCache,
+    pub(super) http: reqwest::Client,
+    pub(super) browser: Arc<dyn Browser>,
+    pub(super) login_gate: Arc<Mutex<()>>,
+    pub(super) notices: Notices,
     /// Whether a person may be asked to sign in (not by `status`).
-    interactive: bool,
+    pub(super) interactive: bool,
     /// The server the credentials belong to: configured, pinned, or agreed by the backends.
-    authority: OnceCell<Authority>,
-    provider: OnceCell<Provider>,
+    pub(super) authority: OnceCell<Authority>,
+    pub(super) provider: OnceCell<Provider>,
     /// Held across a renewal, so concurrent requests wait for one refresh or sign-in.
-    current: Mutex<Option<StoredTokens>>,
+    pub(super) current: Mutex<Option<StoredTokens>>,
     /// Renewals finished so far, and the last one that failed: requests that waited for a
     /// renewal share its outcome, so one refused login never opens a second browser tab.
-    renewals: AtomicU64,
-    last_failure: std::sync::Mutex<Option<(u64, AuthError)>>,
+    pub(super) renewals: AtomicU64,
+    pub(super) last_failure: std::sync::Mutex<Option<(u64, AuthError)>>,
     /// When the last sign-in finished: a backend that rejects the tokens of so fresh a
     /// sign-in gets no new one before `login_timeout` has passed (no tab after tab).
-    last_login: std::sync::Mutex<Option<Instant>>,
+    pub(super) last_login: std::sync::Mutex<Option<Instant>>,
     /// The provider issued no refresh token, and the user has been told.
-    told_no_refresh: AtomicBool,
+    pub(super) told_no_refresh: AtomicBool,
 }
 
 /// A token this close to its expiry is not sent: it could expire on the way.
@@ -149,7 +149,7 @@ fn is_fresh(access: &AccessToken) -> bool {
 }
 
 /// A fresh token for `resource` other than `rejected`: another request renewed meanwhile.
-fn newer(
+pub(super) fn newer(
     tokens: Option<&StoredTokens>,
     resource: Option<&str>,
     rejected: &Secret,
@@ -344,160 +344,9 @@ impl TokenManager {
             .await
     }
 
-    /// The backend of `target` needs `scopes` that `rejected` lacks. If it may have them (see
-    /// [`step_up`](super::step_up)): a token of its resource that asks for them too — by a
-    /// refresh when the grant holds them, else by a new sign-in.
-    pub async fn step_up(
-        &self,
-        target: usize,
-        rejected: &Secret,
-        scopes: &[String],
-        from_client: bool,
-    ) -> Result<Secret, AuthError> {
-        let t = &self.targets[target];
-        let mut current = self.current.lock().await;
-        let resource = self.resource(target, current.as_mut()).await?;
-        if let Some(newer) = newer(current.as_ref(), resource.as_deref(), rejected) {
-            // Another request stepped up meanwhile.
-            return Ok(newer);
-        }
-        let needed = self.scopes_for(current.as_ref(), resource.as_deref());
-        let grant = current
-            .as_ref()
-            .map(|t| t.scopes.clone())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| self.profile.scopes.clone());
-        if scopes
-            .iter()
-            .all(|s| needed.contains(s) && grant.contains(s))
-        {
-            // The token was asked for with them: another sign-in would ask the same.
-            let granted = current
-                .as_ref()
-                .and_then(|t| t.access(resource.as_deref()))
-                .and_then(|a| a.scope);
-            return Err(step_up::still_refused(
-                &t.backend,
-                scopes,
-                granted.as_deref(),
-                &self.issuer_label(),
-            ));
-        }
-        let published = self.published_scopes(target, current.as_mut()).await?;
-        let ask = Ask {
-            scopes,
-            from_client,
-            published: &published,
-            since_last: t.since_step_up(),
-            login_timeout: self.profile.login_timeout,
-        };
-        if let Some(reason) = ask.refusal() {
-            tracing::warn!(
-                "Backend '{}' asks for the scopes {}; no new sign-in: {reason}",
-                t.backend,
-                scopes.join(" ")
-            );
-            return Err(AuthError::StepUpRefused {
-                backend: t.backend.clone(),
-                scopes: scopes.join(" "),
-                reason,
-            });
-        }
-        t.stepped_up();
-        let wanted = step_up::union(&needed, scopes);
-        tracing::info!(
-            "Backend '{}' needs the scopes {}; asking profile '{}' for a token of its resource \
-             with {}",
-            t.backend,
-            scopes.join(" "),
-            self.profile.name,
-            wanted.join(" ")
-        );
-        let _renewing = self.cache.lock(self.lock_wait()).await;
-        let provider = self.provider(current.as_mut()).await?;
-        let refreshed = match wanted.iter().all(|s| grant.contains(s)) {
-            true => {
-                self.refresh(provider, current.as_ref(), resource.as_deref(), &wanted)
-                    .await?
-            }
-            false => None,
-        };
-        let (granted, grant_scopes) = match refreshed {
-            Some(granted) => (granted, grant),
-            None => {
-                let granted = self
-                    .new_grant(provider, &mut current, target, &wanted)
-                    .await?;
-                (granted, wanted.clone())
-            }
-        };
-        let extra: Vec<String> = wanted
-            .iter()
-            .filter(|s| !self.profile.scopes.contains(s))
-            .cloned()
-            .collect();
-        let token = self.keep(
-            &mut current,
-            target,
-            resource.as_deref(),
-            granted,
-            &grant_scopes,
-            provider.issuer(),
-        );
-        if let Some(tokens) = current.as_mut() {
-            tokens
-                .step_up
-                .insert(resource.clone().unwrap_or_default(), extra);
-            self.save(tokens);
-        }
-        Ok(token)
-    }
-
-    /// Why the backend of `target` still refuses `token` for want of `scopes`.
-    pub async fn scope_refusal(
-        &self,
-        target: usize,
-        token: &Secret,
-        scopes: &[String],
-    ) -> AuthError {
-        let current = self.current.lock().await;
-        let resource = self.known_resource(target, current.as_ref());
-        let granted = current
-            .as_ref()
-            .and_then(|t| t.access(resource.as_deref()))
-            .filter(|a| a.token == *token)
-            .and_then(|a| a.scope);
-        step_up::still_refused(
-            &self.targets[target].backend,
-            scopes,
-            granted.as_deref(),
-            &self.issuer_label(),
-        )
-    }
-
-    /// The scopes the backend publishes (RFC 9728 `scopes_supported`), read afresh: a step-up
-    /// is rare, and what it publishes now is what it stands by. Empty when it publishes none.
-    async fn published_scopes(
-        &self,
-        target: usize,
-        tokens: Option<&mut StoredTokens>,
-    ) -> Result<Vec<String>, AuthError> {
-        if self.targets[target].url.is_none() {
-            return Ok(Vec::new());
-        }
-        let _ = self.fetch(target, None).await;
-        let pin = self.pin(tokens.as_deref());
-        let metadata = self.judge(
-            target,
-            self.targets[target].known().flatten(),
-            pin.as_deref(),
-        )?;
-        Ok(metadata.map(|m| m.scopes_supported).unwrap_or_default())
-    }
-
     /// Renews unless a renewal that finished while this caller waited has failed: then that
     /// failure is the answer.
-    async fn renew_once(
+    pub(super) async fn renew_once(
         &self,
         current: &mut Option<StoredTokens>,
         target: usize,
@@ -520,12 +369,16 @@ impl TokenManager {
 
     /// The scopes a token for `resource` asks for: the configured ones, and those its
     /// backend asked for since (a step-up), which no other resource's tokens carry.
-    fn scopes_for(&self, tokens: Option<&StoredTokens>, resource: Option<&str>) -> Vec<String> {
+    pub(super) fn scopes_for(
+        &self,
+        tokens: Option<&StoredTokens>,
+        resource: Option<&str>,
+    ) -> Vec<String> {
         let extra = tokens.map_or(&[][..], |t| t.step_up_scopes(resource));
         step_up::union(&self.profile.scopes, extra)
     }
 
-    fn lock_wait(&self) -> Duration {
+    pub(super) fn lock_wait(&self) -> Duration {
         // The wait covers a sign-in in another process.
         self.profile.login_timeout + Duration::from_secs(30)
     }
@@ -626,7 +479,7 @@ impl TokenManager {
     /// A refresh for `resource` with the scopes it `needs` (narrowed from a wider grant), if
     /// the grant has a refresh token that may ask for it; `Ok(None)` when a new grant is
     /// needed.
-    async fn refresh(
+    pub(super) async fn refresh(
         &self,
         provider: &Provider,
         tokens: Option<&StoredTokens>,
@@ -696,7 +549,7 @@ impl TokenManager {
 
     /// A new grant by the profile's flow, for `scopes`, covering the resources of every
     /// target, with an access token for `target`'s.
-    async fn new_grant(
+    pub(super) async fn new_grant(
         &self,
         provider: &Provider,
         current: &mut Option<StoredTokens>,
@@ -783,7 +636,7 @@ impl TokenManager {
     /// Keeps what `issuer` granted as the token of `target` (bound to `resource`), from a
     /// grant that asked for `grant_scopes`; persists before the new access token is handed
     /// out, so a rotated refresh token is never lost to a crash.
-    fn keep(
+    pub(super) fn keep(
         &self,
         current: &mut Option<StoredTokens>,
         target: usize,
@@ -821,7 +674,7 @@ impl TokenManager {
         token
     }
 
-    fn save(&self, tokens: &StoredTokens) {
+    pub(super) fn save(&self, tokens: &StoredTokens) {
         if let Err(e) = self.cache.save(tokens) {
             tracing::warn!(
                 "Could not save tokens to {}: {e}; the next start will need a new sign-in",
@@ -830,25 +683,18 @@ impl TokenManager {
         }
     }
 
-    fn issuer_label(&self) -> String {
+    pub(super) fn issuer_label(&self) -> String {
         self.authority
             .get()
             .map(|a| a.issuer.clone())
             .unwrap_or_else(|| self.profile.issuer_label().to_owned())
     }
 
-    /// The server the profile is bound to, if known yet: configured, chosen in this process,
-    /// or pinned in the tokens on disk.
-    fn pin(&self, tokens: Option<&StoredTokens>) -> Option<String> {
-        self.profile
-            .issuer_url
-            .clone()
-            .or_else(|| self.authority.get().map(|a| a.issuer.clone()))
-            .or_else(|| tokens.map(|t| t.issuer.clone()))
-    }
-
     /// The server the profile's credentials belong to (see [`authority`](super::authority)).
-    async fn authority(&self, tokens: Option<&mut StoredTokens>) -> Result<&Authority, AuthError> {
+    pub(super) async fn authority(
+        &self,
+        tokens: Option<&mut StoredTokens>,
+    ) -> Result<&Authority, AuthError> {
         if let Some(authority) = self.authority.get() {
             return Ok(authority);
         }
@@ -882,218 +728,17 @@ impl TokenManager {
         Ok(self.authority.get_or_init(|| async { chosen }).await)
     }
 
-    /// The server every backend of an issuer-less profile names (their metadata read side
-    /// by side).
-    async fn agree(&self) -> Result<Authority, AuthError> {
-        let reads = self
-            .targets
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.url.is_some())
-            .map(|(index, t)| async move {
-                // Read again after a failure, whatever its pause: a sign-in about to start
-                // is worth one more try, and a person is waiting on it.
-                let servers = match t.known() {
-                    Some(known) => Ok(known),
-                    None => self.fetch(index, None).await,
-                }
-                .map(|m| m.map(|m| m.authorization_servers).unwrap_or_default());
-                (t.backend.as_str(), servers)
-            });
-        let suggestions: Vec<Suggestion<'_>> = futures::future::join_all(reads)
-            .await
-            .into_iter()
-            .map(|(backend, servers)| Suggestion { backend, servers })
-            .collect();
-        authority::agree(&self.profile.name, &suggestions)
-    }
-
     /// The provider, discovered once, at the profile's [`authority`](Self::authority).
-    async fn provider(&self, tokens: Option<&mut StoredTokens>) -> Result<&Provider, AuthError> {
+    pub(super) async fn provider(
+        &self,
+        tokens: Option<&mut StoredTokens>,
+    ) -> Result<&Provider, AuthError> {
         let issuer = self.authority(tokens).await?.issuer.clone();
         self.provider
             .get_or_try_init(|| {
                 Provider::discover(Arc::clone(&self.profile), &issuer, self.http.clone())
             })
             .await
-    }
-
-    /// The resource indicator of `target` as far as known without asking the backend.
-    fn known_resource(&self, target: usize, tokens: Option<&StoredTokens>) -> Option<String> {
-        let t = &self.targets[target];
-        let discovered = match t.known() {
-            // An error (a pinned server another one replaced) surfaces on the token path.
-            Some(known) => Some(
-                self.judge(target, known, self.pin(tokens).as_deref())
-                    .ok()
-                    .flatten()
-                    .map(|m| m.resource),
-            ),
-            None => t
-                .url
-                .as_ref()
-                .and_then(|url| tokens?.discovered.get(url.as_str()).cloned()),
-        };
-        t.resource(discovered)
-    }
-
-    /// The resource indicator of `target`, reading its metadata first if nothing says yet
-    /// whether it has any (once: the answer is kept in the cache file).
-    async fn resource(
-        &self,
-        target: usize,
-        mut tokens: Option<&mut StoredTokens>,
-    ) -> Result<Option<String>, AuthError> {
-        if self.targets[target].binds_to_metadata() {
-            self.metadata(target, tokens.as_deref_mut()).await?;
-        }
-        Ok(self.known_resource(target, tokens.as_deref()))
-    }
-
-    /// `target`'s metadata as the profile may use it, read from the backend unless known (in
-    /// memory, or its resource in the cache file).
-    async fn metadata(
-        &self,
-        target: usize,
-        tokens: Option<&mut StoredTokens>,
-    ) -> Result<Option<ResourceMetadata>, AuthError> {
-        let t = &self.targets[target];
-        if t.known().is_none()
-            && let Some(url) = &t.url
-        {
-            let cached = tokens
-                .as_deref()
-                .and_then(|s| s.discovered.get(url.as_str()));
-            match cached {
-                // Known from an earlier run, judged then; the servers are not needed now.
-                Some(resource) => {
-                    t.remember(&Ok(resource.clone().map(|resource| ResourceMetadata {
-                        resource,
-                        authorization_servers: Vec::new(),
-                        scopes_supported: Vec::new(),
-                    })))
-                }
-                None if t.due() => {
-                    let _ = self.fetch(target, None).await;
-                }
-                None => {}
-            }
-        }
-        let pin = self.pin(tokens.as_deref());
-        let usable = self.judge(target, t.known().flatten(), pin.as_deref())?;
-        if let (Some(tokens), Some(url), Some(_)) = (tokens, &t.url, t.known()) {
-            tokens
-                .discovered
-                .insert(url.to_string(), usable.as_ref().map(|m| m.resource.clone()));
-        }
-        Ok(usable)
-    }
-
-    /// Reads `target`'s metadata from the backend (at `hint` first, if on its origin) and
-    /// keeps the outcome: an answer, or a failure to try again later.
-    async fn fetch(
-        &self,
-        target: usize,
-        hint: Option<&str>,
-    ) -> Result<Option<ResourceMetadata>, MetadataError> {
-        let t = &self.targets[target];
-        let Some(url) = t.url.as_ref() else {
-            return Ok(None);
-        };
-        let outcome = resource::discover(&self.http, url, hint, &t.owners).await;
-        match &outcome {
-            Err(problem) => tracing::warn!("Backend '{}': {problem}", t.backend),
-            Ok(Some(m)) => {
-                if let Some(issuer) = &self.profile.issuer_url
-                    && !m.authorization_servers.is_empty()
-                    && !m
-                        .authorization_servers
-                        .iter()
-                        .any(|a| same_issuer(a, issuer))
-                {
-                    tracing::warn!(
-                        "Backend '{}' trusts the authorization servers {:?}, not {issuer} of \
-                         profile '{}': its metadata is not used",
-                        t.backend,
-                        m.authorization_servers
-                            .iter()
-                            .map(|s| untrusted(s))
-                            .collect::<Vec<_>>(),
-                        self.profile.name
-                    );
-                }
-            }
-            Ok(None) => {}
-        }
-        t.remember(&outcome);
-        outcome
-    }
-
-    /// `metadata` of `target` as the profile may use it: metadata that trusts other servers
-    /// than a configured issuer is not used; for a profile pinned to `pin`, a backend naming
-    /// only other servers is an error naming both.
-    fn judge(
-        &self,
-        target: usize,
-        metadata: Option<ResourceMetadata>,
-        pin: Option<&str>,
-    ) -> Result<Option<ResourceMetadata>, AuthError> {
-        let Some(metadata) = metadata else {
-            return Ok(None);
-        };
-        let servers = &metadata.authorization_servers;
-        match (&self.profile.issuer_url, pin) {
-            (Some(issuer), _) => {
-                let trusted = servers.is_empty() || servers.iter().any(|s| same_issuer(s, issuer));
-                Ok(trusted.then_some(metadata))
-            }
-            (None, Some(pin)) => {
-                authority::check_pin(
-                    &self.profile.name,
-                    &self.targets[target].backend,
-                    &servers.iter().map(|s| untrusted(s)).collect::<Vec<_>>(),
-                    pin,
-                    self.cache.path(),
-                )?;
-                Ok(Some(metadata))
-            }
-            (None, None) => Ok(Some(metadata)),
-        }
-    }
-
-    /// A backend refused a token: read its metadata again (at `hint`, if on its origin), in
-    /// case it now names a resource the tokens must be bound to, or — for an issuer-less
-    /// profile — another server than the pinned one.
-    async fn relearn(
-        &self,
-        target: usize,
-        hint: Option<&str>,
-        mut tokens: Option<&mut StoredTokens>,
-    ) -> Result<(), AuthError> {
-        let t = &self.targets[target];
-        if !t.binds_to_metadata() && self.profile.issuer_url.is_some() {
-            return Ok(());
-        }
-        let before = self.known_resource(target, tokens.as_deref());
-        if let Err(MetadataError::Unavailable(_)) = self.fetch(target, hint).await {
-            return Ok(());
-        }
-        let pin = self.pin(tokens.as_deref());
-        let usable = self.judge(target, t.known().flatten(), pin.as_deref())?;
-        if let (Some(tokens), Some(url)) = (tokens.as_deref_mut(), t.url.as_ref()) {
-            tokens
-                .discovered
-                .insert(url.to_string(), usable.map(|m| m.resource));
-        }
-        let after = self.known_resource(target, tokens.as_deref());
-        if after != before {
-            tracing::info!(
-                "Backend '{}' names its resource {}: its tokens are bound to it from now on",
-                t.backend,
-                after.as_deref().unwrap_or("(none)")
-            );
-        }
-        Ok(())
     }
 
     /// Forgets the profile's tokens: revokes the refresh token at the server that issued it
