@@ -152,20 +152,12 @@ async fn bind_all(
         match tokio::net::TcpListener::bind(addr).await {
             Ok(listener) => listeners.push(listener),
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                // `PortInUse` carries the URL only; the address held goes with it, since for
-                // `localhost` the one in the way may be the address nobody thinks of.
-                let held = if addresses.len() > 1 {
-                    format!(
-                        "{redirect_url}; another program listens on {addr}, an address a \
-                         browser may use for {}",
-                        redirect_url.host_str().unwrap_or("the host")
-                    )
-                } else {
-                    format!("{redirect_url}; another program listens on {addr}")
-                };
+                // For `localhost` the address in the way may be the one nobody thinks of.
                 return Err(AuthError::PortInUse {
                     port,
-                    redirect_url: held,
+                    redirect_url: redirect_url.to_string(),
+                    address: addr.to_string(),
+                    also_meant: addresses.len() > 1,
                 });
             }
             Err(e) if address_missing(&e) => {

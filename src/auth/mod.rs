@@ -84,14 +84,21 @@ pub enum AuthError {
     /// The redirect URL's port is taken by another program.
     #[error(
         "cannot receive the login callback: port {port} is already in use (redirect URL \
-         {redirect_url}); stop the program using it, or set OIDC_REDIRECT_URL / redirect_url to \
-         another port that is registered with your identity provider"
+         {redirect_url}; another program listens on {address}{}); stop the program using it, or \
+         set OIDC_REDIRECT_URL / redirect_url to another port that is registered with your \
+         identity provider",
+        if *also_meant { ", an address a browser may use for the redirect URL's host" } else { "" }
     )]
     PortInUse {
         /// The port.
         port: u16,
         /// The configured redirect URL.
         redirect_url: String,
+        /// The address another program holds.
+        address: String,
+        /// Whether it is one of several the host stands for (`localhost`: 127.0.0.1 and ::1),
+        /// so perhaps not the one the user thinks of.
+        also_meant: bool,
     },
     /// The callback server failed otherwise.
     #[error("login callback failed: {0}")]
