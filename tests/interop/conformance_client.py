@@ -20,9 +20,11 @@ request as well.
 Then it starts the proxy as a desktop client would (stdio, the drop-in's environment variables,
 $BROWSER = browser.py, which follows the AS's immediate redirect to the proxy's loopback
 callback), initializes, lists the tools and calls the first one. As a user would write it:
-- no OIDC_ISSUER_URL when the server publishes PRM: the proxy finds the AS there (RFC 9728) and
-  binds its tokens to the server's resource (RFC 8707); for a 2025-03-26 server without PRM, the
-  server's origin, which that revision makes the AS;
+- no OIDC_ISSUER_URL for a public client when the server publishes PRM: the proxy finds the AS
+  there (RFC 9728) and binds its tokens to the server's resource (RFC 8707); a confidential
+  client (a secret or a key) names the AS the PRM names as its OIDC_ISSUER_URL, as the proxy
+  requires (its credentials never go to a server a backend names); for a 2025-03-26 server
+  without PRM, the server's origin, which that revision makes the AS;
 - a service account: OIDC_FLOW=client_credentials with the secret, or with the scenario's key as
   `client_assertion` (private_key_jwt; AUTHFUL_MCP_OIDC_PROFILES__DEFAULT__CLIENT_ASSERTION__*).
 
@@ -238,6 +240,10 @@ def main() -> int:
         elif prm is None:
             # 2025-03-26: the authorization server's base URL is the MCP server's origin.
             env["OIDC_ISSUER_URL"] = urllib.parse.urlsplit(server_url)._replace(path="", query="", fragment="").geturl()
+        elif secret is not None or key_pem is not None:
+            # A confidential client names its issuer: the administrator who registered it knows
+            # the AS, and the proxy sends a secret or key nowhere a backend alone names.
+            env["OIDC_ISSUER_URL"] = meta["issuer"]
         # else: no issuer; the proxy reads the PRM itself (RFC 9728).
         if flow:
             env["OIDC_FLOW"] = flow

@@ -215,15 +215,17 @@ _SCOPES = ("scope selection from the server's challenge/metadata: the proxy's fi
            "configured scopes (OIDC_SCOPES, default `openid profile email`)")
 
 # Each auth scenario with the proxy configured as a user would (conformance_client.py: no issuer
-# where the server publishes PRM, the service-account flow where the AS grants only that), its
+# for a public client where the server publishes PRM, the AS it names for a confidential one, the
+# service-account flow where the AS grants only that), its
 # expected verdict and why. A scenario expected to pass that fails is a regression.
 AUTH_EXPECTED: dict[str, tuple[str, str, str]] = {
     "auth/resource-mismatch": (PASS, APPLICABLE,
         "the PRM names another resource: the proxy does not use it (warning) and, with no issuer "
         "configured, does not authorize"),
     "auth/pre-registration": (PASS, APPLICABLE,
-        "pre-registered confidential client; the AS found through the PRM and its RFC 8414 metadata "
-        "(no key set): code flow with PKCE S256, client_secret_basic, bearer token on every request"),
+        "pre-registered confidential client, its issuer configured (the AS the PRM names), RFC 8414 "
+        "metadata without a key set: code flow with PKCE S256, client_secret_basic, bearer token on "
+        "every request"),
     "auth/token-endpoint-auth-basic": (PASS, APPLICABLE,
         "confidential client, AS takes only client_secret_basic: the proxy uses it; RFC 8707 `resource` "
         "in the authorization and token requests"),
