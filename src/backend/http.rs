@@ -271,3 +271,36 @@ impl StreamableHttpClient for AuthorizedHttp {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rmcp::model::{CallToolRequestParams, ClientRequest, JsonRpcRequest, RequestId};
+
+    use super::*;
+
+    fn call(meta: serde_json::Value) -> ClientJsonRpcMessage {
+        let mut request = ClientRequest::CallToolRequest(rmcp::model::Request::new(
+            CallToolRequestParams::new("t"),
+        ));
+        if let serde_json::Value::Object(meta) = meta {
+            request.get_meta_mut().0.0.extend(meta);
+        }
+        ClientJsonRpcMessage::Request(JsonRpcRequest::new(RequestId::Number(1), request))
+    }
+
+    #[test]
+    fn the_clients_mark_is_taken_off_before_a_request_leaves() {
+        let (message, marked) = take_client_mark(call(serde_json::json!({
+            CLIENT_REQUEST: true,
+            "progressToken": 7,
+        })));
+        assert!(marked);
+        let sent = serde_json::to_value(&message).unwrap();
+        assert_eq!(
+            sent["params"]["_meta"],
+            serde_json::json!({"progressToken": 7})
+        );
+        let (_, marked) = take_client_mark(call(serde_json::json!({"progressToken": 7})));
+        assert!(!marked, "the proxy's own requests carry no mark");
+    }
+}

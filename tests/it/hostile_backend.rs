@@ -213,6 +213,13 @@ async fn ever_new_scopes_get_one_sign_in_per_login_timeout() {
         );
     }
     assert_eq!(browser.opened(), 2, "no sign-in per call");
+    // What marks the client's requests for the proxy never reaches the backend (which sees
+    // the rest of `_meta`).
+    let keys = backend.stats().meta_keys;
+    assert!(
+        keys.iter().any(|k| k == "progressToken") && keys.iter().all(|k| !k.contains("authful")),
+        "{keys:?}"
+    );
     h.stop().await.unwrap();
 }
 

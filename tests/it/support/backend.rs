@@ -269,6 +269,9 @@ pub struct BackendStats {
     pub presented_audiences: Vec<Value>,
     /// Number of protected resource metadata requests served.
     pub resource_metadata_fetches: u32,
+    /// Every `_meta` key a tool call carried, in order of first appearance: what of the
+    /// proxy's own bookkeeping would leak to a server.
+    pub meta_keys: Vec<String>,
 }
 
 /// Claims of an accepted access token. The auth layer stores them in the HTTP
@@ -1472,6 +1475,14 @@ impl ServerHandler for BackendHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let args = args(&request);
+        {
+            let mut state = self.shared.state();
+            for key in context.meta.keys() {
+                if !state.stats.meta_keys.contains(key) {
+                    state.stats.meta_keys.push(key.clone());
+                }
+            }
+        }
         match request.name.as_ref() {
             "whoami" => Ok(Self::whoami(&context)),
             "echo" => Ok(text(str_arg(&args, "text")?)),
