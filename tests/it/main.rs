@@ -17,7 +17,8 @@
 //! - The real binary as child processes: `cli` (flags, env vars, exit codes, logs), `validate`
 //!   (the `validate` subcommand and start-up diagnostics), `schema` (the committed JSON Schema),
 //!   `processes` (several gateways sharing one token cache), `shutdown` (SIGTERM, SIGINT and
-//!   stdin EOF), `secrets` (no token or secret in any output, at any log level).
+//!   stdin EOF), `secrets` (no token or secret in any output, at any log level), `debug_log` (what
+//!   `--debug` and `--log-content` log of the messages relayed).
 //! - `properties/`: property tests (proptest), one module per subject.
 //!
 //! Sharing one process: nothing here sets environment variables, the working directory or a
@@ -33,6 +34,7 @@ mod account;
 mod backend_faults;
 mod callback_input;
 mod cli;
+mod debug_log;
 mod desktop_clients;
 mod gateway;
 mod hostile_input;
