@@ -56,11 +56,17 @@ pub struct Cli {
     #[arg(long)]
     pub no_banner: bool,
     /// Log errors only
-    #[arg(long, conflicts_with = "debug")]
+    #[arg(long, conflicts_with_all = ["debug", "log_content"])]
     pub silent: bool,
-    /// Log debug details (never tokens or secrets) [env: MCP_PROXY_DEBUG]
+    /// Log debug details: each step, and of each MCP message what it is and its size, never
+    /// what it says, nor tokens or secrets [env: MCP_PROXY_DEBUG]
     #[arg(long)]
     pub debug: bool,
+    /// Log debug details and whole MCP messages, which may be confidential: arguments,
+    /// results, notifications, error messages (implies --debug; never tokens or secrets)
+    /// [env: MCP_PROXY_LOG_CONTENT]
+    #[arg(long)]
+    pub log_content: bool,
 }
 
 /// The subcommands.
@@ -188,9 +194,14 @@ fn truthy(value: Option<String>) -> bool {
 }
 
 impl Cli {
+    /// `--silent` wins over the env vars; content logging implies debug logging, so that
+    /// setting only `MCP_PROXY_LOG_CONTENT` (in a client's configuration, say) is not silently
+    /// without effect.
     fn verbosity(&self) -> Verbosity {
         if self.silent {
             Verbosity::Silent
+        } else if self.log_content || truthy(std::env::var("MCP_PROXY_LOG_CONTENT").ok()) {
+            Verbosity::Content
         } else if self.debug || truthy(std::env::var("MCP_PROXY_DEBUG").ok()) {
             Verbosity::Debug
         } else {

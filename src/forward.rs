@@ -1,10 +1,11 @@
 //! Carrying one request across the proxy, in either direction: its `_meta`, its progress
-//! notifications and its cancellation.
+//! notifications and its cancellation; and its debug line.
 
 use std::{
     collections::HashMap,
+    fmt,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use rmcp::{
@@ -15,12 +16,14 @@ use rmcp::{
     },
     service::{PeerRequestOptions, ServiceRole},
 };
+use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Level;
 
 use rmcp::transport::streamable_http_client::StreamableHttpError;
 
-use crate::{auth::AuthError, error_text, request_error::RequestError};
+use crate::{auth::AuthError, error_text, request_error::RequestError, shape};
 
 /// rmcp gives every outgoing request a progress token of its own; this maps those tokens back
 /// to the ones the original sender chose, for as long as the request runs. Every progress
@@ -97,22 +100,68 @@ impl ProgressMap {
     }
 }
 
+/// Which way a request crosses the proxy, as its debug line says it.
+#[derive(Debug, Clone, Copy)]
+pub enum Hop<'a> {
+    /// From the client (or the proxy itself) to the backend of this name.
+    ToBackend(&'a str),
+    /// From the backend of this name to the client.
+    ToClient(&'a str),
+}
+
+impl fmt::Display for Hop<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Hop::ToBackend(backend) => write!(f, "to backend '{backend}'"),
+            Hop::ToClient(backend) => write!(f, "from backend '{backend}' to the client"),
+        }
+    }
+}
+
 /// Sends `request` to `peer` with the original `_meta`, relays progress through `progress`, and
 /// cancels it at `peer` when `cancelled` fires (the original sender gave up) or when `timeout`
 /// passes without an answer or a progress notification.
+///
+/// At debug level it logs one line per request: what it was, its id on this `hop`, how long
+/// the answer took and its [`shape`] — never what the messages say.
 pub async fn forward<R: ServiceRole>(
+    peer: &Peer<R>,
+    request: R::Req,
+    meta: RequestMetaObject,
+    cancelled: &CancellationToken,
+    progress: &ProgressMap,
+    timeout: Option<Duration>,
+    hop: Hop<'_>,
+) -> Result<R::PeerResp, ServiceError> {
+    // Every relayed request passes here: without debug logging, the line costs one check of
+    // the log level — no clock reading, nothing serialized.
+    let traced =
+        tracing::enabled!(Level::DEBUG).then(|| (shape::Request::of(&request), Instant::now()));
+    let (id, outcome) = exchange(peer, request, meta, cancelled, progress, timeout).await;
+    if let Some((request, started)) = traced {
+        log_exchange(&request, id.as_ref(), hop, started.elapsed(), &outcome);
+    }
+    outcome
+}
+
+/// [`forward`]'s work; the id is the request's on this hop, `None` when it could not be sent.
+async fn exchange<R: ServiceRole>(
     peer: &Peer<R>,
     mut request: R::Req,
     meta: RequestMetaObject,
     cancelled: &CancellationToken,
     progress: &ProgressMap,
     timeout: Option<Duration>,
-) -> Result<R::PeerResp, ServiceError> {
+) -> (Option<RequestId>, Result<R::PeerResp, ServiceError>) {
     let wanted = meta.get_progress_token();
     *request.get_meta_mut() = meta;
-    let handle = peer
+    let handle = match peer
         .send_cancellable_request(request, PeerRequestOptions::no_options())
-        .await?;
+        .await
+    {
+        Ok(handle) => handle,
+        Err(e) => return (None, Err(e)),
+    };
     let alive = Arc::new(Notify::new());
     let id = handle.id.clone();
     let _progress = progress.register(
@@ -131,22 +180,56 @@ pub async fn forward<R: ServiceRole>(
             }
         };
         tokio::select! {
-            response = &mut response => return response,
+            response = &mut response => return (Some(id), response),
             () = alive.notified() => continue,
             () = cancelled.cancelled() => break "cancelled by the client",
             () = quiet => break "timed out",
         }
     };
     let notice = CancelledNotification::new(CancelledNotificationParam::new(
-        Some(id),
+        Some(id.clone()),
         Some(reason.into()),
     ));
     let _ = peer.send_notification(notice.into()).await;
-    match (reason, timeout) {
-        ("timed out", Some(timeout)) => Err(ServiceError::Timeout { timeout }),
-        _ => Err(ServiceError::Cancelled {
+    let error = match (reason, timeout) {
+        ("timed out", Some(timeout)) => ServiceError::Timeout { timeout },
+        _ => ServiceError::Cancelled {
             reason: Some(reason.into()),
-        }),
+        },
+    };
+    (Some(id), Err(error))
+}
+
+/// The debug line of one request: `tools/call 'search' #7 to backend 'docs': answered in
+/// 12.3 ms: 1 content item (text 1.2 kB), isError false`.
+fn log_exchange(
+    request: &shape::Request,
+    id: Option<&RequestId>,
+    hop: Hop<'_>,
+    elapsed: Duration,
+    outcome: &Result<impl Serialize, ServiceError>,
+) {
+    let took = shape::duration(elapsed);
+    let what = match outcome {
+        Ok(result) => format!("answered in {took}: {}", shape::result(result)),
+        Err(ServiceError::McpError(error)) => {
+            format!("answered in {took}: {}", shape::error(error))
+        }
+        Err(ServiceError::Timeout { .. }) => {
+            format!("no answer in {took} (request_timeout): cancelled there")
+        }
+        // The reasons are the proxy's own ("cancelled by the client") or rmcp's.
+        Err(ServiceError::Cancelled { reason }) => format!(
+            "cancelled after {took}: {}",
+            error_text::untrusted(reason.as_deref().unwrap_or("no reason given"))
+        ),
+        // The HTTP layer's words (connection refused, HTTP 503, a login problem): the proxy's
+        // diagnosis, where `describe` leaves out the only text rmcp quotes from an answer.
+        Err(other) => format!("failed after {took}: {}", describe(other)),
+    };
+    match id {
+        Some(id) => tracing::debug!("{request} #{id} {hop}: {what}"),
+        None => tracing::debug!("{request} {hop}: not sent: {what}"),
     }
 }
 

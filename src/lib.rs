@@ -14,8 +14,8 @@
 //! - [`relay`]: the drop-in (one backend, passed through as it is). [`gateway`]: many
 //!   backends behind prefixes ([`naming`], [`glob`] filters), lists merged and kept in memory.
 //! - [`backend`]: one remote server — its connection and the one path of every request to it.
-//!   [`forward`] carries a request across a hop (`_meta`, progress, cancellation, timeout);
-//!   [`lists`] reads a backend's lists whole.
+//!   [`forward`] carries a request across a hop (`_meta`, progress, cancellation, timeout)
+//!   and logs its [`shape`] at debug level; [`lists`] reads a backend's lists whole.
 //! - [`auth`]: tokens for one OIDC profile (cache, refresh, browser login, callback server).
 //!   [`clients`]: the two HTTP clients (identity providers, backends) and their redirect rules.
 //! - [`request_error`]: why a client's request got no answer, and its JSON-RPC error;
@@ -59,6 +59,7 @@ pub mod proxy;
 pub mod relay;
 pub mod request_error;
 pub mod secret;
+pub mod shape;
 pub mod shutdown;
 pub mod standard_streams;
 pub mod stdio;

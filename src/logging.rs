@@ -18,8 +18,12 @@ pub enum Verbosity {
     Silent,
     /// Info and above (the default).
     Normal,
-    /// Everything of ours at debug (`--debug`, `MCP_PROXY_DEBUG`).
+    /// Everything of ours at debug, and of each message only its shape: method, id, timing,
+    /// counts and sizes (`--debug`, `MCP_PROXY_DEBUG`).
     Debug,
+    /// [`Verbosity::Debug`] and whole messages: arguments, results, notifications, error
+    /// messages (`--log-content`, `MCP_PROXY_LOG_CONTENT`).
+    Content,
 }
 
 const TIMESTAMP: &[BorrowedFormatItem<'static>] =
@@ -68,18 +72,47 @@ where
     }
 }
 
-fn filter(verbosity: Verbosity) -> EnvFilter {
-    let directives = match verbosity {
+/// The `tracing` directives of each verbosity.
+///
+/// MCP messages may be confidential (a tool's arguments and results are the user's and the
+/// backend's data), and debug logs end up in bug reports; so only [`Verbosity::Content`] lets
+/// through the rmcp lines that print a whole message. Those are (rmcp 3.11):
+/// - `rmcp::service`: `received request` (`?request`) and `response message` (`?result`) at
+///   debug; `received notification` (`?notification`), `Service initialized` (`?peer_info`:
+///   the peer's capabilities and instructions) and `cancelled` (the peer's reason) at info;
+///   `response error` (`?error`: the message and data of every error the proxy answers, which
+///   often repeat the arguments) at warn; `received id-less peer error` at debug;
+/// - `rmcp::service::client`: `Received unexpected message` (`?message`, `?notification`) at
+///   warn, during the handshake;
+/// - `rmcp::transport::streamable_http_client`: `received message before initialize response`
+///   (`?message`) at debug.
+///
+/// So `rmcp::service` is kept at error, as it is without `--debug`, and the Streamable HTTP
+/// client at info; our own lines (`forward`) say what each request was and what came back, in
+/// counts and sizes. The rest of rmcp stays at debug: its transport lines tell of connections,
+/// SSE streams, retries and redirects; of what a backend sent, at most a parser's error or the
+/// start of an HTTP error page that came instead of an answer. `rmcp::service::server` logs
+/// protocol versions only. Reviewing these lines is part of upgrading rmcp; the `debug_log`
+/// integration tests catch a message that reaches the log.
+fn directives(verbosity: Verbosity) -> &'static str {
+    match verbosity {
         Verbosity::Silent => "error,rmcp::transport::worker=off",
         // rmcp's transport worker repeats, less readably, the connection errors we report, and
         // its service logs every error response we send as a warning of its own.
         Verbosity::Normal => {
             "warn,rmcp::transport::worker=off,rmcp::service=error,authful_mcp_proxy=info"
         }
-        // rmcp's debug lines carry whole JSON-RPC messages, never our HTTP headers.
-        Verbosity::Debug => "warn,authful_mcp_proxy=debug,rmcp=debug",
-    };
-    EnvFilter::new(directives)
+        Verbosity::Debug => {
+            "warn,authful_mcp_proxy=debug,rmcp=debug,rmcp::service=error,\
+             rmcp::service::server=debug,rmcp::transport::streamable_http_client=info"
+        }
+        // rmcp's lines carry whole JSON-RPC messages, never our HTTP headers (the token).
+        Verbosity::Content => "warn,authful_mcp_proxy=debug,rmcp=debug",
+    }
+}
+
+fn filter(verbosity: Verbosity) -> EnvFilter {
+    EnvFilter::new(directives(verbosity))
 }
 
 /// Installs the global subscriber. With `log_file`, lines are appended there instead of stderr
@@ -162,5 +195,26 @@ mod tests {
             text.contains("pwned") && text.contains(" 2026-01-01"),
             "{text:?}"
         );
+    }
+
+    /// `EnvFilter::new` drops a directive it cannot read without a word, which would open or
+    /// close a whole crate's logging unnoticed.
+    #[test]
+    fn every_directive_is_read() {
+        for verbosity in [
+            Verbosity::Silent,
+            Verbosity::Normal,
+            Verbosity::Debug,
+            Verbosity::Content,
+        ] {
+            let text = directives(verbosity);
+            let filter = EnvFilter::try_new(text);
+            assert!(filter.is_ok(), "{verbosity:?}: {text}");
+            assert_eq!(
+                filter.map(|f| f.to_string().split(',').count()).ok(),
+                Some(text.split(',').count()),
+                "{verbosity:?}: {text}"
+            );
+        }
     }
 }

@@ -24,14 +24,16 @@ use rmcp::{
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Level;
 
 use crate::{
     auth::{Access, AuthError},
     config,
-    forward::{ProgressMap, client_error, describe, find_auth_error, forward},
+    forward::{Hop, ProgressMap, client_error, describe, find_auth_error, forward},
     lists::Kind,
     naming::Naming,
     request_error::RequestError,
+    shape,
 };
 
 /// Progress tokens for both directions of one backend link.
@@ -124,6 +126,7 @@ impl Service<RoleClient> for BackendHandler {
             &self.progress.to_backend,
             // Sampling and elicitation wait for a person: no limit but the backend's own.
             None,
+            Hop::ToClient(&self.name),
         )
         .await
         .map_err(|e| client_error("client", e).into())
@@ -150,8 +153,15 @@ impl Service<RoleClient> for BackendHandler {
                 other
             }
         };
-        if let Err(e) = self.downstream.send_notification(notification).await {
-            tracing::debug!("Dropped a notification from backend '{}': {e}", self.name);
+        // rmcp's own line of each notification holds its data: off unless `--log-content`.
+        let method = tracing::enabled!(Level::DEBUG).then(|| shape::method(&notification));
+        match self.downstream.send_notification(notification).await {
+            Ok(()) => {
+                if let Some(method) = method {
+                    tracing::debug!("{method} from backend '{}' to the client", self.name);
+                }
+            }
+            Err(e) => tracing::debug!("Dropped a notification from backend '{}': {e}", self.name),
         }
         Ok(())
     }
@@ -268,6 +278,7 @@ impl Connection {
             cancelled,
             &self.progress,
             self.timeout,
+            Hop::ToBackend(&self.name),
         )
         .await
         .map_err(|e| client_error(&self.name, e))
@@ -275,8 +286,14 @@ impl Connection {
 
     /// Passes a notification on; a backend that is gone simply does not get it.
     pub async fn notify(&self, notification: ClientNotification) {
-        if let Err(e) = self.peer.send_notification(notification).await {
-            tracing::debug!("Dropped a notification for backend '{}': {e}", self.name);
+        let method = tracing::enabled!(Level::DEBUG).then(|| shape::method(&notification));
+        match self.peer.send_notification(notification).await {
+            Ok(()) => {
+                if let Some(method) = method {
+                    tracing::debug!("{method} to backend '{}'", self.name);
+                }
+            }
+            Err(e) => tracing::debug!("Dropped a notification for backend '{}': {e}", self.name),
         }
     }
 

@@ -13,13 +13,16 @@
 //!   `relay` (one backend, transparent), `gateway` (many backends), `desktop_clients` (clients
 //!   as Claude Desktop uses them), `list_bounds` (endless or huge lists), `redirects`,
 //!   `backend_faults`, `idp_faults`, `hostile_input` (broken stdin lines), `hostile_provider`
-//!   (an identity provider gone hostile), `callback_input` (the login callback over HTTP) and
+//!   (an identity provider gone hostile), `hostile_backend` (backends that try to choose where
+//!   credentials go, or make a person sign in again and again), `callback_input` (the login callback over HTTP) and
 //!   `client_key` (a service account's private key file that others can read).
 //! - The real binary as child processes: `cli` (flags, env vars, exit codes, logs), `validate`
 //!   (the `validate` subcommand and start-up diagnostics), `schema` (the committed JSON Schema),
 //!   `processes` (several gateways sharing one token cache), `shutdown` (SIGTERM, SIGINT and
-//!   stdin EOF), `secrets` (no token or secret in any output, at any log level),
-//!   `status_check` (`status` against hostile backends: endless answers, terminal escapes).
+//!   stdin EOF), `secrets` (no token or secret in any output, at any log level), `debug_log` (what
+//!   `--debug` and `--log-content` log of the messages relayed), `status_check` (`status`
+//!   against hostile backends: endless answers, terminal escapes), `security_doc` (every test
+//!   SECURITY.md names exists).
 //! - `properties/`: property tests (proptest), one module per subject.
 //!
 //! Sharing one process: nothing here sets environment variables, the working directory or a
@@ -36,6 +39,7 @@ mod backend_faults;
 mod callback_input;
 mod cli;
 mod client_key;
+mod debug_log;
 mod desktop_clients;
 mod gateway;
 mod hostile_backend;

@@ -20,7 +20,8 @@ async fn call(client: &Client, tool: &str) -> Result<Value, String> {
     support::call_within(client, Duration::from_secs(30), tool, json!({})).await
 }
 
-fn cached_tokens(home: &Path) -> Vec<String> {
+/// The access and refresh tokens in the token cache under `home`.
+pub(crate) fn cached_tokens(home: &Path) -> Vec<String> {
     let dir = home.join(".fastmcp/oauth-mcp-client-cache");
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
