@@ -235,7 +235,7 @@ AUTH_EXPECTED: dict[str, tuple[str, str, str]] = {
         "public client: no client authentication; `resource` sent"),
     "auth/scope-retry-limit": (PASS, APPLICABLE,
         "403 insufficient_scope forever: one step-up sign-in with the scopes asked for, then the call "
-        "fails saying so, no retry loop"),
+        "fails saying the server refuses a token that holds them, no retry loop"),
     "auth/offline-access-scope": (PASS, APPLICABLE + " (draft)",
         "only INFO whether offline_access is requested: the proxy asks for its configured scopes"),
     "auth/offline-access-not-supported": (PASS, APPLICABLE + " (draft)",
@@ -246,12 +246,13 @@ AUTH_EXPECTED: dict[str, tuple[str, str, str]] = {
         "service account with private_key_jwt (the scenario's ES256 key), the assertion's `aud` the "
         "issuer identifier (client_assertion.audience: issuer, as RFC 7523bis asks)"),
     "auth/scope-step-up": (FAIL, MISSING,
-        "step-up itself works: each 403 insufficient_scope brings one new sign-in with the union of "
-        "the scopes (mcp:basic, then mcp:basic mcp:write) and one retry. But the first login asks for "
-        "the configured scopes, not the 401's `mcp:basic` (WARNING scope-step-up-initial), so the "
-        "sign-in the suite judges as the escalation is the one that catches up on mcp:basic"),
+        "the first login asks for the configured scopes, not the 401's `mcp:basic` (WARNING "
+        "scope-step-up-initial); the 403 that follows asks for mcp:write, which the server's "
+        "metadata does not publish (scopes_supported: mcp:basic), so the proxy refuses to ask the "
+        "provider for it (a backend may not widen its tokens beyond what it publishes)"),
     "auth/scope-from-www-authenticate": (FAIL, MISSING,
-        _SCOPES + " (WARNING); the 403 that follows gets the scope by step-up, and the call works"),
+        _SCOPES + " (WARNING); the 403 comes at the handshake, the proxy's own request, which never "
+        "starts a sign-in: the error says to add the scope to OIDC_SCOPES"),
     "auth/scope-from-scopes-supported": (FAIL, MISSING, _SCOPES + " (WARNING)"),
     "auth/scope-omitted-when-undefined": (FAIL, MISSING, _SCOPES + "; `openid` is always sent (WARNING)"),
     "auth/basic-cimd": (FAIL, BY_DESIGN,
