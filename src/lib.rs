@@ -35,8 +35,9 @@
 //!
 //! [`auth::TokenManager`] (one per OIDC profile, shared by all its backends) answers
 //! [`backend::http`]'s request for a token: from memory, else from the cache file
-//! ([`auth::cache`]), else by refreshing at the identity provider ([`auth::oidc`]), else by a
-//! browser login — the system browser opens the authorization URL ([`auth::browser`]) and the
+//! ([`auth::cache`]), else by refreshing at the identity provider ([`auth::oidc`]) — the one
+//! the configuration or the first sign-in chose ([`auth::authority`]), never one a backend
+//! names on its own say — else by a browser login — the system browser opens the authorization URL ([`auth::browser`]) and the
 //! loopback [`auth::callback`] server takes the code, which [`auth::oidc`] exchanges (PKCE).
 //! New tokens are written back to the cache atomically, mode 0600. A backend that answers `401`
 //! makes the manager renew once and the request is retried.

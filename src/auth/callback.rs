@@ -186,7 +186,7 @@ async fn bind_all(
 
 impl CallbackServer {
     /// Binds the redirect URL's port on each loopback address of its host (see
-    /// [`listen_addresses`]) and starts serving its path. The response
+    /// `listen_addresses`) and starts serving its path. The response
     /// must carry `state`; an `iss` in it must be `issuer`, and `iss_required` makes it
     /// mandatory (RFC 9207: a response from another provider must not complete this login).
     pub async fn start(

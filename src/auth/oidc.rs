@@ -4,7 +4,7 @@
 //! 8628), revocation (RFC 7009) and ID-token validation. HTTP goes through our own reqwest
 //! client (one HTTP stack, see [`crate::clients::identity_provider`]); token requests are
 //! plain form POSTs, so that one function adds the client's credentials
-//! ([`ClientAuth`](super::client_auth::ClientAuth)) and the resource indicator to each.
+//! ([`super::client_auth::ClientAuth`]) and the resource indicator to each.
 //!
 //! A provider is trusted with the user's login, so what it says is checked before it is used:
 //! - every request goes to `https://` (or `http://` on a loopback host), follows no redirect,

@@ -2,7 +2,7 @@
 //!
 //! - **browser** (the default): the authorization URL opens in the system browser — or is only
 //!   printed, with `open_browser: false`, for a remote shell — and the loopback
-//!   [`callback`](super::callback) server takes the code, which is exchanged with PKCE;
+//!   [`super::callback`] server takes the code, which is exchanged with PKCE;
 //! - **device** (RFC 8628), for machines without a browser: the person is told a URL and a
 //!   code, on stderr and as a log message to the MCP client, and enters the code on any other
 //!   device while the proxy polls the provider — as often as it allows (`interval`, five

@@ -14,7 +14,7 @@
 //! Every credential goes to the profile's [`authority`](super::authority) — configured, or
 //! pinned at the first sign-in — and nowhere else: refreshes, revocation and later sign-ins
 //! use the server stored with the tokens, never one a backend names now. A backend may ask
-//! for more scopes ([`step_up`](super::step_up)) on its own terms only.
+//! for more scopes ([`step_up`]) on its own terms only.
 
 use std::{
     path::Path,
@@ -93,7 +93,7 @@ impl Access {
 
     /// The backend wants `scopes` that `rejected` lacks (RFC 6750 `insufficient_scope`) for a
     /// request the client made (`from_client`) or the proxy's own: a token that has them, if
-    /// the backend may have one (see [`step_up`](super::step_up)).
+    /// the backend may have one (see the [`super::step_up`] module).
     pub async fn step_up(
         &self,
         rejected: &Secret,
