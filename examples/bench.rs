@@ -2,11 +2,11 @@
 //! against the tools it replaces.
 //!
 //! ```text
-//! cargo run --release --example bench             # full run, by hand (installs peers)
-//! cargo run --release --example bench -- --quick  # short run, only what is installed
-//! cargo run --example bench -- --quick            # CI: debug smoke run after `cargo test`
-//! cargo run --release --example bench -- --perf   # also `perf stat` around our latency run
-//! cargo run --release --example bench -- --quick --ours target/x86_64-unknown-linux-musl/release/authful-mcp-proxy
+//! cargo run --release --features bench --example bench             # full run, by hand (installs peers)
+//! cargo run --release --features bench --example bench -- --quick  # short run, only what is installed
+//! cargo run --features bench --example bench -- --quick            # CI: debug smoke run after `cargo test`
+//! cargo run --release --features bench --example bench -- --perf   # also `perf stat` around our latency run
+//! cargo run --release --features bench --example bench -- --quick --ours target/x86_64-unknown-linux-musl/release/authful-mcp-proxy
 //!                                                  # a shipped build of ours (musl, manylinux)
 //! ```
 //!
