@@ -78,6 +78,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let settings = Settings {
         cache_dir: cache.path().to_path_buf(),
+        mode: authful_mcp_proxy::config::Mode::Gateway,
         backends: vec![
             backend("docs", docs.url())?,
             backend("tickets", tickets.url())?,

@@ -224,7 +224,7 @@ fn banner(settings: &Settings) {
         env!("CARGO_PKG_VERSION")
     );
     if let [backend] = settings.backends.as_slice()
-        && settings.is_drop_in()
+        && settings.mode == crate::config::Mode::DropIn
     {
         eprintln!("  backend  {}", backend.url);
         if let Some(profile) = &backend.profile {

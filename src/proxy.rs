@@ -1,4 +1,4 @@
-//! Running the proxy: token managers per profile, the relay or the gateway, and the stdio
+//! Running the proxy: token managers per profile, the [`Server`] in its mode, and the stdio
 //! session from its start to its end.
 //!
 //! Shutdown takes one path in both modes. [`serve`] serves the client until the first of:
@@ -27,9 +27,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::{
     auth::{Access, TokenManager, browser::Browser},
     clients,
-    config::{Backend, Settings},
-    gateway::Gateway,
-    relay::Relay,
+    config::{Backend, Mode, Settings},
+    server::Server,
     shutdown::{CLOSE_DEADLINE, Closer},
     stdio::StdioTransport,
 };
@@ -114,45 +113,32 @@ where
     let notices: Vec<_> = managers.values().map(|m| m.notices().subscribe()).collect();
     let http = clients::backend();
     let transport = StdioTransport::new(reader, writer);
-    if !settings.is_drop_in() {
-        let gateway = Gateway::new(
-            settings.gateway.clone(),
-            &settings.backends,
-            |b| access(&managers, b),
-            http,
-        );
-        let closer = gateway.closer();
-        return session(gateway.serve(transport), closer, shutdown, notices).await;
-    }
-    let [backend] = settings.backends.as_slice() else {
+    if settings.backends.is_empty() {
         return Err(RunError::NoBackend);
-    };
-    let relay = Relay::new(
-        backend.clone(),
-        http,
-        access(&managers, backend),
-        settings.gateway.clone(),
-    );
-    let closer = relay.closer();
-    // Log in while the client starts up: `initialize` then finds the token ready (or joins
-    // the same login) instead of starting it only then. (The gateway starts its backends,
-    // logins included, as soon as the client initializes.)
-    for tokens in managers.values() {
-        let (tokens, closing) = (Arc::clone(tokens), closer.token().clone());
-        closer.spawn(async move {
-            tokio::select! {
-                login = tokens.access_token() => {
-                    if let Err(e) = login {
-                        let profile = &tokens.profile().name;
-                        tracing::error!("Login for profile '{profile}' failed: {e}");
-                    }
-                }
-                // Abandoning the login closes its callback server.
-                () = closing.cancelled() => {}
-            }
-        });
     }
-    session(relay.serve(transport), closer, shutdown, notices).await
+    let server = Server::new(&settings, |b| access(&managers, b), http);
+    let closer = server.closer();
+    if settings.mode == Mode::DropIn {
+        // Log in while the client starts up: `initialize` then finds the token ready (or joins
+        // the same login) instead of starting it only then. (The gateway starts its backends,
+        // logins included, as soon as the client initializes.)
+        for tokens in managers.values() {
+            let (tokens, closing) = (Arc::clone(tokens), closer.token().clone());
+            closer.spawn(async move {
+                tokio::select! {
+                    login = tokens.access_token() => {
+                        if let Err(e) = login {
+                            let profile = &tokens.profile().name;
+                            tracing::error!("Login for profile '{profile}' failed: {e}");
+                        }
+                    }
+                    // Abandoning the login closes its callback server.
+                    () = closing.cancelled() => {}
+                }
+            });
+        }
+    }
+    session(server.serve(transport), closer, shutdown, notices).await
 }
 
 /// Runs the stdio session from its handshake to its end, then closes the backends.

@@ -40,7 +40,7 @@ pub use schema::{json_schema, json_schema_text};
 pub use settings::{
     AssertionAudience, Backend, ClientAssertion, DEFAULT_FIRST_LIST_TIMEOUT_SECS,
     DEFAULT_LOGIN_TIMEOUT_SECS, DEFAULT_REDIRECT_URL, DEFAULT_REQUEST_TIMEOUT_SECS, DEFAULT_SCOPES,
-    DEFAULT_STARTUP_TIMEOUT_SECS, Gateway, Profile, Resource, Settings, default_cache_dir,
+    DEFAULT_STARTUP_TIMEOUT_SECS, Gateway, Mode, Profile, Resource, Settings, default_cache_dir,
 };
 
 impl Config {

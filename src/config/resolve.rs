@@ -21,7 +21,7 @@ use super::{
     finding::{Anchor, Finding},
     locate::KeyPath,
     settings::{
-        AssertionAudience, ClientAssertion, Gateway, Profile, Resource, Settings,
+        AssertionAudience, ClientAssertion, Gateway, Mode, Profile, Resource, Settings,
         default_cache_dir, expand_home,
     },
 };
@@ -75,6 +75,7 @@ pub fn resolve(config: &Config, with_file: bool) -> Resolved {
     let has_errors = rules.findings.iter().any(Finding::is_error);
     let settings = match gateway {
         Some(gateway) if !has_errors => Some(Settings {
+            mode: Mode::of(&backends),
             cache_dir: config
                 .cache_dir
                 .as_deref()

@@ -215,6 +215,27 @@ impl Default for Gateway {
     }
 }
 
+/// How the proxy serves its backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The drop-in: one backend, unprefixed, served as it is — its identity, capabilities,
+    /// instructions, names and lists — as the Python original serves it.
+    DropIn,
+    /// The gateway: backends behind their prefixes, their lists merged and kept in memory.
+    Gateway,
+}
+
+impl Mode {
+    /// The rule: one backend without a prefix is the drop-in (the drop-in's settings make
+    /// one, named `default`; a file may too, with `prefix: ""`); anything else, the gateway.
+    pub fn of(backends: &[Backend]) -> Self {
+        match backends {
+            [only] if only.prefix.is_none() => Mode::DropIn,
+            _ => Mode::Gateway,
+        }
+    }
+}
+
 /// The configuration, resolved and checked, ready to run.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -222,16 +243,10 @@ pub struct Settings {
     pub cache_dir: PathBuf,
     /// Enabled backends in name order.
     pub backends: Vec<Backend>,
+    /// How they are served ([`Mode::of`] them).
+    pub mode: Mode,
     /// Aggregation settings.
     pub gateway: Gateway,
-}
-
-impl Settings {
-    /// Whether the drop-in relay serves this configuration: one backend, unprefixed, passed
-    /// through as it is.
-    pub fn is_drop_in(&self) -> bool {
-        matches!(self.backends.as_slice(), [b] if b.prefix.is_none())
-    }
 }
 
 /// The Python original's token cache location, `~/.fastmcp/oauth-mcp-client-cache`.

@@ -39,6 +39,10 @@ fn settings(mode: Mode, url: &str, timeout: Option<Duration>, cache: &std::path:
     backend.request_timeout = timeout;
     let mut settings = Settings {
         cache_dir: cache.to_path_buf(),
+        mode: match mode {
+            Mode::Relay => authful_mcp_proxy::config::Mode::DropIn,
+            Mode::Gateway => authful_mcp_proxy::config::Mode::Gateway,
+        },
         backends: vec![backend],
         gateway: Default::default(),
     };

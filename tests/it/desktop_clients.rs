@@ -27,6 +27,7 @@ use crate::support::{
 fn gateway(backends: Vec<Backend>, dir: &std::path::Path) -> Settings {
     Settings {
         cache_dir: dir.to_path_buf(),
+        mode: authful_mcp_proxy::config::Mode::of(&backends),
         backends,
         gateway: Gateway {
             name: "desk".into(),

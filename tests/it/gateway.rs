@@ -24,6 +24,7 @@ const V: &str = "2025-11-25";
 fn settings(backends: Vec<Backend>, dir: &std::path::Path) -> Settings {
     Settings {
         cache_dir: dir.to_path_buf(),
+        mode: authful_mcp_proxy::config::Mode::of(&backends),
         backends,
         gateway: Gateway {
             name: "company-tools".into(),

@@ -224,6 +224,11 @@ fn settings(backend: &TestBackend, prefix: Option<&str>) -> (Settings, tempfile:
     let cache = tempfile::tempdir().unwrap();
     let settings = Settings {
         cache_dir: cache.path().to_path_buf(),
+        mode: if prefix.is_some() {
+            authful_mcp_proxy::config::Mode::Gateway
+        } else {
+            authful_mcp_proxy::config::Mode::DropIn
+        },
         backends: vec![Backend::new(
             "open",
             Url::parse(&backend.url()).unwrap(),
@@ -247,7 +252,7 @@ async fn gateway_answers_every_bad_line_and_keeps_serving() {
 async fn single_backend_mode_answers_every_bad_line_and_keeps_serving() {
     let backend = TestBackend::start(BackendConfig::open("open")).await;
     let (settings, _cache) = settings(&backend, None);
-    assert!(settings.is_drop_in());
+    assert_eq!(settings.mode, authful_mcp_proxy::config::Mode::DropIn);
     hostile_session(settings, "echo").await;
     backend.shutdown();
 }

@@ -155,6 +155,7 @@ async fn an_unreachable_issuer_is_named_and_the_gateway_keeps_serving() {
     let profile = std::sync::Arc::new(profile);
     let mut settings = Settings {
         cache_dir: dir.path().to_path_buf(),
+        mode: authful_mcp_proxy::config::Mode::Gateway,
         backends: vec![
             prefixed("open", &open.url(), None),
             prefixed("secured", &secured.url(), Some(&profile)),
@@ -216,6 +217,7 @@ async fn a_login_abandoned_in_the_browser_times_out_and_the_next_request_starts_
     profile.login_timeout = Duration::from_secs(1);
     let mut settings = Settings {
         cache_dir: dir.path().to_path_buf(),
+        mode: authful_mcp_proxy::config::Mode::Gateway,
         backends: vec![Backend::new(
             "secured",
             Url::parse(&secured.url()).unwrap(),

@@ -87,6 +87,7 @@ async fn the_gateway_bounds_the_walk_too_and_serves_the_other_backends() {
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings {
         cache_dir: dir.path().to_path_buf(),
+        mode: authful_mcp_proxy::config::Mode::Gateway,
         backends: vec![
             prefixed("endless", &endless.url(), None),
             prefixed("fine", &fine.url(), None),

@@ -391,6 +391,7 @@ async fn a_backend_that_rejects_fresh_tokens_opens_no_browser_storm() {
     let profile = support::profile(&idp, None);
     let settings = Settings {
         cache_dir: dir.path().to_path_buf(),
+        mode: authful_mcp_proxy::config::Mode::Gateway,
         backends: vec![
             prefixed("open", &open.url(), None),
             prefixed("picky", &picky.url(), Some(&profile)),

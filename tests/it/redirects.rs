@@ -73,6 +73,7 @@ async fn a_same_origin_307_is_followed_and_other_redirects_are_refused_in_the_ga
     let moved_url = moved.url().replace("/mcp", "/moved");
     let settings = Settings {
         cache_dir: dir.path().to_path_buf(),
+        mode: authful_mcp_proxy::config::Mode::Gateway,
         backends: vec![
             with_key("away", &redirector.url("/mcp"), Some("away")),
             with_key("moved", &moved_url, Some("moved")),

@@ -426,6 +426,7 @@ pub fn gateway_settings(
 ) -> authful_mcp_proxy::config::Settings {
     authful_mcp_proxy::config::Settings {
         cache_dir: dir.to_path_buf(),
+        mode: authful_mcp_proxy::config::Mode::of(&backends),
         backends,
         gateway: authful_mcp_proxy::config::Gateway {
             startup_timeout: Duration::from_secs(5),

@@ -10,8 +10,8 @@ use std::{
 use authful_mcp_proxy::{
     clients,
     config::{self, Backend, Separator},
-    gateway::Gateway,
     naming::{MAX_TOOL_NAME, Naming},
+    server::Server,
 };
 use proptest::prelude::*;
 use rmcp::{
@@ -298,9 +298,9 @@ fn text_of(value: &Value, pointer: &str) -> String {
         .to_owned()
 }
 
-/// Runs the real gateway over an in-memory pipe in front of `backends` (also a single
-/// unprefixed one, which the proxy would serve with the transparent relay instead), lists
-/// every kind and uses every listed item once.
+/// Runs the real server in gateway mode over an in-memory pipe in front of `backends` (also a
+/// single unprefixed one, which the proxy would serve as the drop-in instead), lists every
+/// kind and uses every listed item once.
 async fn observe(separator: Separator, backends: &[GenGatewayBackend]) -> Seen {
     let stop = CancellationToken::new();
     let mut configured = Vec::new();
@@ -323,7 +323,13 @@ async fn observe(separator: Separator, backends: &[GenGatewayBackend]) -> Seen {
     };
     // No logins here; one HTTP client for every case (building one reads the system's
     // certificates, which costs more than the rest of a case).
-    let gateway = Gateway::new(settings, &configured, |_| None, GATEWAY_HTTP.clone());
+    let settings = config::Settings {
+        cache_dir: std::env::temp_dir(),
+        backends: configured,
+        mode: config::Mode::Gateway,
+        gateway: settings,
+    };
+    let gateway = Server::new(&settings, |_| None, GATEWAY_HTTP.clone());
     let (client_side, gateway_side) = tokio::io::duplex(1 << 16);
     let server = tokio::spawn(async move {
         let closer = gateway.closer();

@@ -209,6 +209,7 @@ pub fn profile(idp: &idp::FakeIdp, secret: Option<&str>) -> Arc<Profile> {
 pub fn settings(backend_url: &str, profile: Option<Arc<Profile>>, cache_dir: &Path) -> Settings {
     Settings {
         cache_dir: cache_dir.to_path_buf(),
+        mode: authful_mcp_proxy::config::Mode::DropIn,
         backends: vec![Backend::new(
             "default",
             Url::parse(backend_url).unwrap(),

@@ -1,7 +1,7 @@
 //! The merged catalog: every backend's lists merged into one complete list per kind, and the
 //! routes from exposed tool and prompt names back to their backend.
 //!
-//! The lists themselves live in the slots, read whole from each backend (see [`Slot`]); a
+//! The lists themselves live in the keepers, read whole from each backend (see [`Keeper`]); a
 //! merge happens only when one of them, or a backend's status, changed since the last one.
 
 use std::{
@@ -14,20 +14,20 @@ use std::{
 
 use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
 
-use super::slots::Slot;
+use super::keeper::Keeper;
 use crate::{
     lists::{Item, Kind, Lists},
     naming::Naming,
 };
 
-/// The slot index of the gateway's own tools in [`Route::slot`].
+/// The keeper index of the gateway's own tools in [`Route::keeper`].
 pub const GATEWAY: usize = usize::MAX;
 
 /// Where an exposed tool or prompt lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    /// Index of the backend's slot.
-    pub slot: usize,
+    /// Index of the backend's keeper.
+    pub keeper: usize,
     /// The backend's own name for it.
     pub original: String,
 }
@@ -70,34 +70,39 @@ impl Routes {
     }
 }
 
-/// The slot that serves an exposed resource URI, with the backend's own URI: the prefixed
+/// The keeper that serves an exposed resource URI, with the backend's own URI: the prefixed
 /// backend whose `{prefix}+` starts it, otherwise the first unprefixed backend. URIs are
 /// routed by their shape (templates cannot be looked up in a table), so a prefixed backend
 /// wins over an unprefixed one whose URI happens to start with its `{prefix}+`.
-pub fn uri_owner<'a>(slots: &[Arc<Slot>], exposed: &'a str) -> Option<(usize, &'a str)> {
-    slots
+pub fn uri_owner<'a>(keepers: &[Arc<Keeper>], exposed: &'a str) -> Option<(usize, &'a str)> {
+    keepers
         .iter()
         .enumerate()
         .filter(|(_, s)| s.backend.prefix.is_some())
         .find_map(|(i, s)| s.naming.original_uri(exposed).map(|o| (i, o)))
         .or_else(|| {
-            slots
+            keepers
                 .iter()
                 .position(|s| s.backend.prefix.is_none())
                 .map(|i| (i, exposed))
         })
 }
 
-/// Exposes one item of the backend in `slots[index]` under the gateway's names; `None` hides
+/// Exposes one item of the backend in `keepers[index]` under the gateway's names; `None` hides
 /// it.
-fn expose<T: Exposed>(index: usize, slots: &[Arc<Slot>], routes: &Routes, item: &T) -> Option<T> {
+fn expose<T: Exposed>(
+    index: usize,
+    keepers: &[Arc<Keeper>],
+    routes: &Routes,
+    item: &T,
+) -> Option<T> {
     let kind = T::KIND;
-    let slot = slots.get(index)?;
-    let naming = &slot.naming;
+    let keeper = keepers.get(index)?;
+    let naming = &keeper.naming;
     let original = item.key();
     let exposed = match kind {
         Kind::Tools => {
-            if !slot.backend.tools.allows(original) {
+            if !keeper.backend.tools.allows(original) {
                 return None;
             }
             match naming.tool(original) {
@@ -113,12 +118,12 @@ fn expose<T: Exposed>(index: usize, slots: &[Arc<Slot>], routes: &Routes, item: 
             let exposed = naming.uri(original);
             // Listed only if reading it reaches this backend: an unprefixed backend's
             // `tools+x` is read from backend `tools`, so listing it here would mislead.
-            if uri_owner(slots, &exposed).map(|(i, _)| i) != Some(index) {
+            if uri_owner(keepers, &exposed).map(|(i, _)| i) != Some(index) {
                 tracing::warn!(
                     "Skipping {} '{original}' of backend '{}': '{exposed}' belongs to another \
                      backend's URIs",
                     kind.items(),
-                    slot.backend.name
+                    keeper.backend.name
                 );
                 return None;
             }
@@ -130,12 +135,12 @@ fn expose<T: Exposed>(index: usize, slots: &[Arc<Slot>], routes: &Routes, item: 
             "Skipping {} '{original}' of unprefixed backend '{}': its name poses as one of the \
              backend with prefix '{other}'",
             kind.items(),
-            slot.backend.name
+            keeper.backend.name
         );
         return None;
     }
     let route = Route {
-        slot: index,
+        keeper: index,
         original: original.to_owned(),
     };
     if !routes.claim(kind, &exposed, route) {
@@ -143,7 +148,7 @@ fn expose<T: Exposed>(index: usize, slots: &[Arc<Slot>], routes: &Routes, item: 
             "Skipping {} '{original}' of backend '{}': '{exposed}' is already taken by another \
              {} (the first one listed keeps a name)",
             kind.items(),
-            slot.backend.name,
+            keeper.backend.name,
             match kind {
                 Kind::Prompts => "prompt",
                 _ => "tool",
@@ -180,14 +185,14 @@ impl Exposed for ResourceTemplate {}
 #[derive(Default)]
 pub struct Catalog {
     routes: Routes,
-    /// Bumped by every slot on any change of its lists or status.
+    /// Bumped by every keeper on any change of its lists or status.
     version: Arc<AtomicU64>,
     /// Each kind's last merge, with the version it was made at.
     merged: Mutex<(Lists, [Option<u64>; 4])>,
 }
 
 impl Catalog {
-    /// The change counter the slots bump.
+    /// The change counter the keepers bump.
     pub fn version(&self) -> Arc<AtomicU64> {
         Arc::clone(&self.version)
     }
@@ -196,7 +201,7 @@ impl Catalog {
     pub fn reserve(&self, names: &[&str]) {
         for name in names {
             let route = Route {
-                slot: GATEWAY,
+                keeper: GATEWAY,
                 original: (*name).to_owned(),
             };
             self.routes.claim(Kind::Tools, name, route);
@@ -205,7 +210,7 @@ impl Catalog {
 
     /// Every connected backend's items of `T`'s list, in backend order, each under its
     /// exposed name; items whose name is taken are left out. Merged again only after a change.
-    pub fn list<T: Exposed>(&self, slots: &[Arc<Slot>]) -> Arc<Vec<T>> {
+    pub fn list<T: Exposed>(&self, keepers: &[Arc<Keeper>]) -> Arc<Vec<T>> {
         // Read the version first: a change during the merge leaves the result out of date.
         let version = self.version.load(Ordering::SeqCst);
         if let Ok(merged) = self.merged.lock()
@@ -215,12 +220,12 @@ impl Catalog {
             return Arc::clone(list);
         }
         let mut items = Vec::new();
-        for (index, slot) in slots.iter().enumerate() {
-            if let Some(listed) = slot.listed::<T>() {
+        for (index, keeper) in keepers.iter().enumerate() {
+            if let Some(listed) = keeper.listed::<T>() {
                 items.extend(
                     listed
                         .iter()
-                        .filter_map(|item| expose(index, slots, &self.routes, item)),
+                        .filter_map(|item| expose(index, keepers, &self.routes, item)),
                 );
             }
         }
@@ -233,14 +238,14 @@ impl Catalog {
     }
 
     /// Where an exposed tool or prompt lives, as the current lists say.
-    pub fn route(&self, kind: Kind, slots: &[Arc<Slot>], exposed: &str) -> Option<Route> {
+    pub fn route(&self, kind: Kind, keepers: &[Arc<Keeper>], exposed: &str) -> Option<Route> {
         if let Some(route) = self.routes.get(kind, exposed) {
             return Some(route);
         }
         // A name from a list not merged yet (a client that calls without listing again).
         match kind {
-            Kind::Tools => drop(self.list::<Tool>(slots)),
-            Kind::Prompts => drop(self.list::<Prompt>(slots)),
+            Kind::Tools => drop(self.list::<Tool>(keepers)),
+            Kind::Prompts => drop(self.list::<Prompt>(keepers)),
             Kind::Resources | Kind::Templates => return None,
         }
         self.routes.get(kind, exposed)
@@ -254,8 +259,8 @@ mod tests {
     #[test]
     fn a_name_belongs_to_the_first_backend_that_lists_it() {
         let routes = Routes::default();
-        let route = |slot| Route {
-            slot,
+        let route = |keeper| Route {
+            keeper,
             original: "x".into(),
         };
         assert!(routes.claim(Kind::Tools, "x", route(0)));
@@ -264,32 +269,38 @@ mod tests {
         assert_eq!(routes.get(Kind::Tools, "x"), Some(route(0)));
     }
 
-    fn slot(name: &str, prefix: Option<&str>) -> Arc<Slot> {
+    fn keeper(name: &str, prefix: Option<&str>) -> Arc<Keeper> {
         let url = url::Url::parse("http://127.0.0.1:1/mcp").unwrap();
         let backend = crate::config::Backend::new(name, url, None, prefix);
         let naming = crate::naming::Naming::new(name, prefix, "_");
-        Arc::new(Slot::new(backend, naming, None, Arc::default()))
+        Arc::new(Keeper::new(
+            backend,
+            crate::config::Mode::Gateway,
+            naming,
+            None,
+            Arc::default(),
+        ))
     }
 
     /// Found by `tests/it/properties/catalog.rs`: an unprefixed backend's resource
     /// `tools+mem://x` was listed, but reading it went to backend `tools` (as `mem://x`).
     #[test]
     fn a_resource_is_listed_only_where_reading_it_leads() {
-        let slots = [slot("tools", Some("tools")), slot("plain", None)];
-        assert_eq!(uri_owner(&slots, "tools+mem://x"), Some((0, "mem://x")));
-        assert_eq!(uri_owner(&slots, "mem://y"), Some((1, "mem://y")));
+        let keepers = [keeper("tools", Some("tools")), keeper("plain", None)];
+        assert_eq!(uri_owner(&keepers, "tools+mem://x"), Some((0, "mem://x")));
+        assert_eq!(uri_owner(&keepers, "mem://y"), Some((1, "mem://y")));
         let routes = Routes::default();
         let listed = |index, uri: &str| {
-            expose(index, &slots, &routes, &Resource::new(uri, "r")).map(|item| item.uri)
+            expose(index, &keepers, &routes, &Resource::new(uri, "r")).map(|item| item.uri)
         };
         assert_eq!(listed(0, "mem://x").as_deref(), Some("tools+mem://x"));
         assert_eq!(listed(1, "mem://y").as_deref(), Some("mem://y"));
         assert_eq!(listed(1, "tools+mem://x"), None);
         // A second unprefixed backend's URIs would all be read from the first one.
-        let slots = [slot("a", None), slot("b", None)];
-        assert_eq!(uri_owner(&slots, "mem://y"), Some((0, "mem://y")));
+        let keepers = [keeper("a", None), keeper("b", None)];
+        assert_eq!(uri_owner(&keepers, "mem://y"), Some((0, "mem://y")));
         let template = ResourceTemplate::new("mem://{id}", "t");
-        assert!(expose(1, &slots, &routes, &template).is_none());
+        assert!(expose(1, &keepers, &routes, &template).is_none());
     }
 
     /// Found by `tests/it/properties/catalog.rs`: a backend listing a tool with a name longer
@@ -303,7 +314,7 @@ mod tests {
         assert_eq!(naming.tool(&shortened).unwrap(), shortened);
         let routes = Routes::default();
         let route = |original: &str| Route {
-            slot: 0,
+            keeper: 0,
             original: original.into(),
         };
         assert!(routes.claim(Kind::Tools, &shortened, route(&long)));

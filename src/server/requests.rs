@@ -13,32 +13,33 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{Gateway, catalog, convert, late, slots::Slot, to_json, unavailable};
+use super::{Server, catalog, convert, keeper::Keeper, late, to_json, unavailable};
 use crate::{lists::Kind, request_error::RequestError};
 
-impl Gateway {
+impl Server {
     /// The backend and original name of an exposed tool or prompt.
     async fn route(
         &self,
         kind: Kind,
         exposed: &str,
         cancelled: &CancellationToken,
-    ) -> Result<(Arc<Slot>, String), RequestError> {
-        if self.catalog.route(kind, &self.slots, exposed).is_none() {
+    ) -> Result<(Arc<Keeper>, String), RequestError> {
+        if self.catalog.route(kind, &self.keepers, exposed).is_none() {
             // A backend may add a tool without saying so: read the lists again, once.
             self.read_again(kind, cancelled).await;
         }
-        if let Some(route) = self.catalog.route(kind, &self.slots, exposed)
-            && let Some(slot) = self.slots.get(route.slot)
+        if let Some(route) = self.catalog.route(kind, &self.keepers, exposed)
+            && let Some(keeper) = self.keepers.get(route.keeper)
         {
-            return Ok((Arc::clone(slot), route.original));
+            return Ok((Arc::clone(keeper), route.original));
         }
         // Not listed: if it looks like a backend that is down, say so rather than "unknown".
-        for slot in &self.slots {
-            if let (Some(_), Err(reason)) = (slot.naming.original_name(exposed), slot.connection())
-                && slot.backend.prefix.is_some()
+        for keeper in &self.keepers {
+            if let (Some(_), Err(reason)) =
+                (keeper.naming.original_name(exposed), keeper.connection())
+                && keeper.backend.prefix.is_some()
             {
-                return Err(unavailable(slot, &reason));
+                return Err(unavailable(keeper, &reason));
             }
         }
         Err(RequestError::UnknownName {
@@ -53,42 +54,42 @@ impl Gateway {
 
     /// Reads the `kind` lists of every connected backend again, concurrently.
     async fn read_again(&self, kind: Kind, cancelled: &CancellationToken) {
-        let reads = self.slots.iter().filter_map(|slot| {
-            let connection = slot.connection().ok()?;
-            Some(async move { slot.read_lists(&connection, &[kind], cancelled).await })
+        let reads = self.keepers.iter().filter_map(|keeper| {
+            let connection = keeper.connection().ok()?;
+            Some(async move { keeper.read_lists(&connection, &[kind], cancelled).await })
         });
         futures::future::join_all(reads).await;
     }
 
     /// The backend and original URI of an exposed resource URI.
-    fn route_uri(&self, exposed: &str) -> Result<(Arc<Slot>, String), RequestError> {
-        let owner = catalog::uri_owner(&self.slots, exposed)
-            .and_then(|(i, original)| Some((self.slots.get(i)?, original)));
+    fn route_uri(&self, exposed: &str) -> Result<(Arc<Keeper>, String), RequestError> {
+        let owner = catalog::uri_owner(&self.keepers, exposed)
+            .and_then(|(i, original)| Some((self.keepers.get(i)?, original)));
         match owner {
-            Some((slot, original)) => Ok((Arc::clone(slot), original.to_owned())),
+            Some((keeper, original)) => Ok((Arc::clone(keeper), original.to_owned())),
             None => Err(RequestError::NoSuchResource {
                 uri: exposed.to_owned(),
             }),
         }
     }
 
-    /// Sends `request` (JSON, with names already mapped back) to `slot` and rewrites the URIs
+    /// Sends `request` (JSON, with names already mapped back) to `keeper` and rewrites the URIs
     /// in its answer.
     async fn send<T: DeserializeOwned>(
         &self,
-        slot: &Slot,
+        keeper: &Keeper,
         request: Value,
         context: RequestContext<RoleServer>,
     ) -> Result<T, RequestError> {
-        let connection = slot
+        let connection = keeper
             .connection()
-            .map_err(|reason| unavailable(slot, &reason))?;
+            .map_err(|reason| unavailable(keeper, &reason))?;
         let request: ClientRequest = convert(request)?;
         let result = connection
             .request(request, context.meta, &context.ct)
             .await?;
         let mut value = to_json(&result)?;
-        slot.naming.rewrite_uris(&mut value);
+        keeper.naming.rewrite_uris(&mut value);
         convert(value)
     }
 
@@ -102,9 +103,9 @@ impl Gateway {
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        let (slot, original) = self.route(kind, &exposed, &context.ct).await?;
+        let (keeper, original) = self.route(kind, &exposed, &context.ct).await?;
         request["params"]["name"] = Value::String(original);
-        self.send(&slot, request, context).await
+        self.send(&keeper, request, context).await
     }
 
     pub(super) async fn by_uri<T: DeserializeOwned>(
@@ -116,9 +117,9 @@ impl Gateway {
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        let (slot, original) = self.route_uri(&exposed)?;
+        let (keeper, original) = self.route_uri(&exposed)?;
         request["params"]["uri"] = Value::String(original);
-        self.send(&slot, request, context).await
+        self.send(&keeper, request, context).await
     }
 
     pub(super) async fn call_tool(
@@ -146,17 +147,17 @@ impl Gateway {
         context: RequestContext<RoleServer>,
     ) -> Result<ServerResult, RequestError> {
         let reference = &request["params"]["ref"];
-        let (slot, field, original) = if let Some(name) = reference["name"].as_str() {
-            let (slot, original) = self.route(Kind::Prompts, name, &context.ct).await?;
-            (slot, "name", original)
+        let (keeper, field, original) = if let Some(name) = reference["name"].as_str() {
+            let (keeper, original) = self.route(Kind::Prompts, name, &context.ct).await?;
+            (keeper, "name", original)
         } else {
             let uri = reference["uri"].as_str().unwrap_or_default().to_owned();
-            let (slot, original) = self.route_uri(&uri)?;
-            (slot, "uri", original)
+            let (keeper, original) = self.route_uri(&uri)?;
+            (keeper, "uri", original)
         };
         request["params"]["ref"][field] = Value::String(original);
         Ok(ServerResult::CompleteResult(
-            self.send(&slot, request, context).await?,
+            self.send(&keeper, request, context).await?,
         ))
     }
 
@@ -170,14 +171,14 @@ impl Gateway {
         {
             *level = Some(request.clone());
         }
-        let sends = self.slots.iter().filter_map(|slot| {
-            let connection = slot.connection().ok()?;
+        let sends = self.keepers.iter().filter_map(|keeper| {
+            let connection = keeper.connection().ok()?;
             let (request, meta, cancelled) = (request.clone(), context.meta.clone(), &context.ct);
             Some(async move {
                 if let Err(e) = connection.request(request, meta, cancelled).await {
                     tracing::debug!(
                         "Backend '{}' refused logging/setLevel: {e}",
-                        slot.backend.name
+                        keeper.backend.name
                     );
                 }
             })

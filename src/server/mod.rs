@@ -1,20 +1,32 @@
-//! The aggregating gateway: one stdio server in front of several backends, their tools,
-//! prompts and resources exposed under each backend's prefix.
+//! The one MCP server the proxy runs on stdio, for one backend or many. Each backend has a
+//! [`Keeper`] that connects it (logins included), keeps it connected and replays the client's
+//! log level to it. The [`Mode`], decided when the configuration is resolved, says how the
+//! backends are served:
+//!
+//! - **the drop-in** (one backend, no prefix; see `drop_in.rs`): the backend as it is — its own
+//!   identity, capabilities and instructions in `initialize`, every request and notification
+//!   passed through, lists read whole from the backend at each request;
+//! - **the gateway**: every backend behind its prefix, as one server of the gateway's name.
 //!
 //! Built for clients as they are. Claude Desktop and Claude Code read one page of a list and
-//! Claude Desktop never reads it again, so:
-//! - every list is answered whole, merged from each backend's lists, which the gateway reads
-//!   whole when a backend connects and again when it sends `list_changed` (then tells the
+//! Claude Desktop never reads it again, so in the gateway:
+//! - every list is answered whole, merged from each backend's lists, which the keepers read
+//!   whole when a backend connects and again when it sends `list_changed` (then tell the
 //!   client); lists are served from memory;
 //! - the first answer to each kind of list waits until every backend is ready or has failed,
 //!   logins included, up to `gateway.first_list_timeout`, while `initialize` stays fast;
 //! - a backend that joins after the first tool list stays reachable through two tools of the
 //!   gateway's own (see `late.rs`).
+//!
+//! A first login takes a person longer (10-40 s with MFA) than clients wait for `initialize`:
+//! both modes answer it after `gateway.startup_timeout` with what they have, and tell the
+//! client with `list_changed` when the rest is there.
 
 mod catalog;
+mod drop_in;
+mod keeper;
 mod late;
 mod requests;
-mod slots;
 
 use std::{
     borrow::Cow,
@@ -28,9 +40,9 @@ use std::{
 use rmcp::{
     RoleServer,
     model::{
-        ClientNotification, ClientRequest, ErrorData, Implementation, InitializeRequestParams,
-        InitializeResult, ProgressNotification, Prompt, ProtocolVersion, Resource,
-        ResourceTemplate, ServerCapabilities, ServerResult, Tool,
+        ClientNotification, ClientRequest, ErrorData, GetMeta, Implementation,
+        InitializeRequestParams, InitializeResult, ProgressNotification, Prompt, ProtocolVersion,
+        Resource, ResourceTemplate, ServerCapabilities, ServerResult, Tool,
     },
     service::{NotificationContext, RequestContext, Service},
 };
@@ -40,7 +52,7 @@ use tokio::sync::OnceCell;
 
 use crate::{
     auth::Access,
-    config::{self, FallbackTools},
+    config::{self, FallbackTools, Mode},
     lists::{self, Kind},
     naming::Naming,
     protocol,
@@ -48,12 +60,13 @@ use crate::{
     shutdown::Closer,
 };
 use catalog::{Catalog, Exposed};
-use slots::{Shared, Slot};
+use keeper::{Keeper, Shared};
 
-/// Serves the tools, prompts and resources of every backend as one MCP server.
-pub struct Gateway {
+/// Serves the tools, prompts and resources of its backends as one MCP server.
+pub struct Server {
+    mode: Mode,
     settings: config::Gateway,
-    slots: Vec<Arc<Slot>>,
+    keepers: Vec<Arc<Keeper>>,
     http: reqwest::Client,
     catalog: Catalog,
     shared: OnceCell<Arc<Shared>>,
@@ -63,6 +76,8 @@ pub struct Gateway {
     first_tools: Mutex<Option<Vec<String>>>,
     /// The gateway's own tools for late backends are listed (see [`late`]).
     late_tools: AtomicBool,
+    /// The drop-in: per kind, its first list has been answered.
+    first_answered: [AtomicBool; 4],
 }
 
 fn convert<T: DeserializeOwned>(value: Value) -> Result<T, RequestError> {
@@ -73,26 +88,28 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, RequestError> {
     serde_json::to_value(value).map_err(RequestError::internal)
 }
 
-/// The backend of `slot` cannot be reached; it is tried again at once.
-fn unavailable(slot: &Slot, reason: &str) -> RequestError {
-    slot.wake();
+/// The backend of `keeper` cannot be reached; it is tried again at once.
+fn unavailable(keeper: &Keeper, reason: &str) -> RequestError {
+    keeper.wake();
     RequestError::Unavailable {
-        backend: slot.backend.name.clone(),
+        backend: keeper.backend.name.clone(),
         reason: reason.to_owned(),
     }
 }
 
-impl Gateway {
-    /// A gateway over `backends`, with each backend's token manager looked up by profile.
+impl Server {
+    /// A server of `settings`' backends in its mode, with each backend's token manager
+    /// looked up by profile.
     pub fn new(
-        settings: config::Gateway,
-        backends: &[config::Backend],
+        settings: &config::Settings,
         access: impl Fn(&config::Backend) -> Option<Access>,
         http: reqwest::Client,
     ) -> Self {
+        let (mode, backends) = (settings.mode, &settings.backends);
+        let settings = settings.gateway.clone();
         let catalog = Catalog::default();
         let separator = settings.separator.as_str();
-        let slots = backends
+        let keepers = backends
             .iter()
             .map(|b| {
                 let mut naming = Naming::new(&b.name, b.prefix.as_deref(), separator);
@@ -100,7 +117,14 @@ impl Gateway {
                 if b.prefix.is_none() {
                     naming.others = backends.iter().filter_map(|o| o.prefix.clone()).collect();
                 }
-                Arc::new(Slot::new(b.clone(), naming, access(b), catalog.version()))
+                let access = access(b);
+                Arc::new(Keeper::new(
+                    b.clone(),
+                    mode,
+                    naming,
+                    access,
+                    catalog.version(),
+                ))
             })
             .collect();
         if settings.fallback_tools != FallbackTools::Never {
@@ -108,18 +132,20 @@ impl Gateway {
         }
         let late_tools = settings.fallback_tools == FallbackTools::Always;
         Self {
+            mode,
             settings,
-            slots,
+            keepers,
             http,
             catalog,
             shared: OnceCell::new(),
             tasks: Closer::new(),
             first_tools: Mutex::new(None),
             late_tools: late_tools.into(),
+            first_answered: Default::default(),
         }
     }
 
-    /// Owns the gateway's background work; closing it ends every backend session (an HTTP
+    /// Owns the server's background work; closing it ends every backend session (an HTTP
     /// `DELETE` each, concurrently) and stops reconnecting.
     pub fn closer(&self) -> Closer {
         self.tasks.clone()
@@ -137,19 +163,24 @@ impl Gateway {
             log_level: Mutex::new(None),
             announce: false.into(),
             listed: Default::default(),
+            publishing: Mutex::new(()),
         });
         if self.shared.set(Arc::clone(&shared)).is_err() {
             return Err(RequestError::AlreadyInitialized);
         }
-        for slot in &self.slots {
-            self.tasks.spawn(Arc::clone(slot).keep(
+        for keeper in &self.keepers {
+            self.tasks.spawn(Arc::clone(keeper).keep(
                 self.http.clone(),
                 Arc::clone(&shared),
                 self.tasks.token().clone(),
             ));
         }
+        if self.mode == Mode::DropIn {
+            return self.drop_in_initialize(&shared, negotiated).await;
+        }
+
         // Only their introductions: the first lists wait for the backends' lists.
-        let startup = futures::future::join_all(self.slots.iter().map(|s| s.introduced()));
+        let startup = futures::future::join_all(self.keepers.iter().map(|s| s.introduced()));
         if tokio::time::timeout(self.settings.startup_timeout, startup)
             .await
             .is_err()
@@ -178,8 +209,8 @@ impl Gateway {
     fn capabilities(&self) -> Result<ServerCapabilities, RequestError> {
         let mut union = serde_json::Map::new();
         let mut all_ready = true;
-        for slot in &self.slots {
-            let Ok(connection) = slot.connection() else {
+        for keeper in &self.keepers {
+            let Ok(connection) = keeper.connection() else {
                 all_ready = false;
                 continue;
             };
@@ -212,12 +243,12 @@ impl Gateway {
     /// Each ready backend's instructions under its own heading.
     fn instructions(&self) -> Option<String> {
         let sections: Vec<String> = self
-            .slots
+            .keepers
             .iter()
-            .filter_map(|slot| {
-                let info = slot.connection().ok()?.info()?;
+            .filter_map(|keeper| {
+                let info = keeper.connection().ok()?.info()?;
                 let text = info.instructions.as_deref()?.trim();
-                (!text.is_empty()).then(|| format!("## {}\n\n{text}", slot.backend.name))
+                (!text.is_empty()).then(|| format!("## {}\n\n{text}", keeper.backend.name))
             })
             .collect();
         (!sections.is_empty()).then(|| sections.join("\n\n"))
@@ -248,7 +279,7 @@ impl Gateway {
         Ok(match kind {
             Kind::Tools => {
                 let lead = if self.late_tools.load(Ordering::SeqCst) {
-                    late::definitions(&self.slots)
+                    late::definitions(&self.keepers)
                 } else {
                     Vec::new()
                 };
@@ -262,7 +293,7 @@ impl Gateway {
 
     /// `lead`, then every backend's items of `T`'s list.
     fn whole<T: Exposed>(&self, mut lead: Vec<T>) -> ServerResult {
-        let merged = self.catalog.list::<T>(&self.slots);
+        let merged = self.catalog.list::<T>(&self.keepers);
         lead.extend(merged.iter().cloned());
         T::answer(T::fresh_page(), lead)
     }
@@ -271,11 +302,11 @@ impl Gateway {
     /// `gateway.first_list_timeout`.
     async fn wait_for_backends(&self, kind: Kind) {
         let limit = self.settings.first_list_timeout;
-        if limit.is_zero() || self.slots.iter().all(|s| s.is_settled()) {
+        if limit.is_zero() || self.keepers.iter().all(|s| s.is_settled()) {
             return;
         }
         let started = Instant::now();
-        let all = futures::future::join_all(self.slots.iter().map(|s| s.settled()));
+        let all = futures::future::join_all(self.keepers.iter().map(|s| s.settled()));
         if tokio::time::timeout(limit, all).await.is_ok() {
             tracing::info!(
                 "Answering the first {} after {:.1} s, once every backend was ready or had failed",
@@ -285,7 +316,7 @@ impl Gateway {
             return;
         }
         let missing: Vec<String> = self
-            .slots
+            .keepers
             .iter()
             .filter(|s| !s.is_settled())
             .map(|s| match s.connection() {
@@ -305,8 +336,8 @@ impl Gateway {
     /// Notes which backends the first tool list has, and offers the gateway's own tools if
     /// some backend is missing from it.
     fn first_tool_list(&self) {
-        let (present, missing): (Vec<&Arc<Slot>>, Vec<&Arc<Slot>>) = self
-            .slots
+        let (present, missing): (Vec<&Arc<Keeper>>, Vec<&Arc<Keeper>>) = self
+            .keepers
             .iter()
             .partition(|s| s.listed::<Tool>().is_some());
         if let Ok(mut first) = self.first_tools.lock() {
@@ -346,12 +377,15 @@ fn merge(into: &mut Value, value: Value) {
     }
 }
 
-impl Gateway {
+impl Server {
     async fn answer(
         &self,
         request: ClientRequest,
         context: RequestContext<RoleServer>,
     ) -> Result<ServerResult, RequestError> {
+        if self.mode == Mode::DropIn {
+            return self.drop_in_answer(request, context).await;
+        }
         let request = match request {
             ClientRequest::InitializeRequest(init) => {
                 return self.initialize(init.params, context).await;
@@ -384,7 +418,7 @@ impl Gateway {
     }
 }
 
-impl Service<RoleServer> for Gateway {
+impl Service<RoleServer> for Server {
     async fn handle_request(
         &self,
         request: ClientRequest,
@@ -396,17 +430,19 @@ impl Service<RoleServer> for Gateway {
     async fn handle_notification(
         &self,
         notification: ClientNotification,
-        _context: NotificationContext<RoleServer>,
+        context: NotificationContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         match notification {
             ClientNotification::CancelledNotification(_)
             | ClientNotification::InitializedNotification(_) => {}
             ClientNotification::ProgressNotification(progress) => {
                 // Progress for a request a backend sent: find the backend that owns the token.
-                for slot in &self.slots {
-                    if let Some(params) =
-                        slot.progress.to_backend.translate(progress.params.clone())
-                        && let Ok(connection) = slot.connection()
+                for keeper in &self.keepers {
+                    if let Some(params) = keeper
+                        .progress
+                        .to_backend
+                        .translate(progress.params.clone())
+                        && let Ok(connection) = keeper.connection()
                     {
                         let relayed = ClientNotification::ProgressNotification(
                             ProgressNotification::new(params),
@@ -416,9 +452,10 @@ impl Service<RoleServer> for Gateway {
                     }
                 }
             }
-            other => {
-                for slot in &self.slots {
-                    if let Ok(connection) = slot.connection() {
+            mut other => {
+                *other.get_meta_mut() = context.meta;
+                for keeper in &self.keepers {
+                    if let Ok(connection) = keeper.connection() {
                         connection.notify(other.clone()).await;
                     }
                 }

@@ -1,6 +1,12 @@
-//! One slot per backend: its connection kept alive in the background — connected
-//! concurrently with the others, retried with backoff while down, watched while up — and its
-//! lists, read whole when it connects and again when it says they changed.
+//! One keeper per backend, in either mode: its connection made in the background (concurrently
+//! with the others, logins included), watched while up, made again when it is lost or failed;
+//! the client's log level replayed to it; and — in the gateway — its lists, read whole when it
+//! connects and again when it says they changed, then announced to the client.
+//!
+//! What differs by [`Mode`]: the gateway retries a failed backend in the background with
+//! backoff (a login that failed waits for a request, so no browser tab opens on a timer), reads
+//! the lists itself and shows the backend under its names; the drop-in retries only when a
+//! request wants the backend, and passes its lists and notifications through as they are.
 
 use std::{
     sync::{
@@ -22,14 +28,16 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     auth::Access,
     backend::{self, BackendHandler, Connection, Origin, ProgressMaps},
-    config,
+    config::{self, Mode},
+    error_text::untrusted,
     lists::{self, Item, Kind, Lists},
     naming::Naming,
+    request_error::RequestError,
 };
 
 /// Where a backend stands.
 #[derive(Clone)]
-pub enum Status {
+pub(super) enum Status {
     /// Not tried yet, connecting, or waiting for its user to log in.
     Connecting,
     /// Connected.
@@ -39,9 +47,11 @@ pub enum Status {
 }
 
 /// A backend and its live state.
-pub struct Slot {
+pub struct Keeper {
     /// The configured backend.
     pub backend: config::Backend,
+    /// How the server serves it.
+    mode: Mode,
     /// How its names are exposed.
     pub naming: Naming,
     /// Its progress-token maps, both directions.
@@ -51,17 +61,18 @@ pub struct Slot {
     /// Its first connection attempt is over: it failed, or the backend is connected and its
     /// lists are read. The first list a client asks for waits for this.
     settled: watch::Sender<bool>,
-    /// Wakes a keeper that stopped retrying after a failed browser login.
+    /// Wakes a keeper that waits for a request before it tries again (after a failed login,
+    /// and in the drop-in after any failure).
     retry_login: tokio::sync::Notify,
     lists: Mutex<Lists>,
     /// One read of the lists at a time, so that an older read never overwrites a newer one.
     reading: tokio::sync::Mutex<()>,
-    /// Shared by all slots: counts every change of any slot's lists or status, so the merged
+    /// Shared by all keepers: counts every change of any keeper's lists or status, so the merged
     /// lists know when to merge again.
     version: Arc<AtomicU64>,
 }
 
-/// What every slot's keeper shares with the gateway.
+/// What every keeper's keeper shares with the gateway.
 pub struct Shared {
     /// The stdio client.
     pub downstream: Peer<RoleServer>,
@@ -77,22 +88,28 @@ pub struct Shared {
     /// them all, and a gateway of many backends that starts would otherwise send a burst of
     /// `list_changed` right after `initialize`.
     pub listed: [std::sync::atomic::AtomicBool; 4],
+    /// Held while a keeper publishes a new connection, and while `initialize` decides whether
+    /// to answer before it: the two never miss each other (an `initialize` answered before the
+    /// backend was there always hears of it).
+    pub publishing: std::sync::Mutex<()>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
-impl Slot {
-    /// A slot for `backend`, named by `naming`, authorized through `access` when it has an OIDC profile;
-    /// `version` counts changes across all slots.
+impl Keeper {
+    /// A keeper for `backend`, named by `naming`, authorized through `access` when it has an OIDC profile;
+    /// `version` counts changes across all keepers.
     pub fn new(
         backend: config::Backend,
+        mode: Mode,
         naming: Naming,
         access: Option<Access>,
         version: Arc<AtomicU64>,
     ) -> Self {
         Self {
             backend,
+            mode,
             naming,
             progress: ProgressMaps::default(),
             access,
@@ -109,6 +126,48 @@ impl Slot {
     /// login, try again now (the user is evidently there to log in).
     pub fn wake(&self) {
         self.retry_login.notify_one();
+    }
+
+    /// The drop-in's way to its backend: a failed connection is tried again first (a person
+    /// may be back to log in), then the connection, waiting up to `limit` while it is being
+    /// made.
+    pub async fn connection_within(
+        &self,
+        limit: Option<Duration>,
+    ) -> Result<Connection, RequestError> {
+        let retry = self.status.send_if_modified(|status| {
+            let down = matches!(status, Status::Down(_));
+            if down {
+                *status = Status::Connecting;
+            }
+            down
+        });
+        if retry {
+            self.wake();
+        }
+        let mut status = self.status.subscribe();
+        let settled = status.wait_for(|s| !matches!(s, Status::Connecting));
+        let _ = match limit {
+            Some(limit) => tokio::time::timeout(limit, settled).await.ok(),
+            None => Some(settled.await),
+        };
+        let outcome = status.borrow().clone();
+        match outcome {
+            Status::Ready(connection) => Ok(connection),
+            Status::Down(reason) => Err(RequestError::NotConnected(reason)),
+            Status::Connecting => Err(RequestError::Unavailable {
+                backend: self.backend.name.clone(),
+                reason: match &self.backend.profile {
+                    Some(p) => format!("still {}", p.waiting_for()),
+                    None => "still connecting".into(),
+                },
+            }),
+        }
+    }
+
+    /// Where the backend stands now.
+    pub(super) fn status(&self) -> Status {
+        self.status.borrow().clone()
     }
 
     /// The connection, or why there is none.
@@ -134,7 +193,7 @@ impl Slot {
         }
     }
 
-    /// Waits until the first connection attempt is over (see [`Slot::is_settled`]).
+    /// Waits until the first connection attempt is over (see [`Keeper::is_settled`]).
     pub async fn settled(&self) {
         let mut settled = self.settled.subscribe();
         let _ = settled.wait_for(|done| *done).await;
@@ -238,14 +297,18 @@ impl Slot {
         let mut last_failure = String::new();
         loop {
             let (changes, mut changed) = mpsc::unbounded_channel();
-            let handler = BackendHandler::new(
+            let mut handler = BackendHandler::new(
                 &self.backend.name,
                 shared.info.clone(),
                 shared.downstream.clone(),
                 self.progress.clone(),
-            )
-            .with_naming(self.naming.clone())
-            .with_list_changes(changes);
+            );
+            // The drop-in passes the backend's names and `list_changed` through as they are.
+            if self.mode == Mode::Gateway {
+                handler = handler
+                    .with_naming(self.naming.clone())
+                    .with_list_changes(changes);
+            }
             let attempt = tokio::select! {
                 attempt = backend::connect(&self.backend, http.clone(), self.access.clone(), handler) => attempt,
                 () = shutdown.cancelled() => return,
@@ -271,16 +334,34 @@ impl Slot {
                             e
                         );
                     }
-                    self.set(Status::Ready(connection.clone()));
-                    self.read_lists(&connection, &Kind::ALL, &shutdown).await;
+                    {
+                        let _publishing = shared.publishing.lock();
+                        self.set(Status::Ready(connection.clone()));
+                    }
+                    if self.mode == Mode::Gateway {
+                        self.read_lists(&connection, &Kind::ALL, &shutdown).await;
+                    }
                     // The first list answers wait for these lists: they have them.
                     let first = !self.is_settled();
                     self.settle();
-                    tracing::info!(
-                        "Backend '{}' is ready: {}",
-                        self.backend.name,
-                        self.counts()
-                    );
+                    match self.mode {
+                        Mode::Gateway => tracing::info!(
+                            "Backend '{}' is ready: {}",
+                            self.backend.name,
+                            self.counts()
+                        ),
+                        Mode::DropIn => tracing::info!(
+                            "Connected to backend '{}' ({})",
+                            self.backend.name,
+                            connection
+                                .info()
+                                .and_then(|info| info
+                                    .server_info
+                                    .as_ref()
+                                    .map(|s| untrusted(&s.name)))
+                                .unwrap_or_else(|| "unnamed server".into())
+                        ),
+                    }
                     announce(&shared, &Kind::ALL, first).await;
                     loop {
                         tokio::select! {
@@ -323,6 +404,27 @@ impl Slot {
                         "the connection to the backend was lost".into(),
                     ));
                     announce(&shared, &Kind::ALL, false).await;
+                    if self.mode == Mode::DropIn {
+                        // Connected again when a request wants it.
+                        tokio::select! {
+                            () = self.retry_login.notified() => {}
+                            () = shutdown.cancelled() => return,
+                        }
+                        self.set(Status::Connecting);
+                        continue;
+                    }
+                }
+                Err(e) if self.mode == Mode::DropIn => {
+                    // The drop-in tries again when a request wants the backend, as at first.
+                    tracing::error!("{e}");
+                    self.set(Status::Down(e.to_string()));
+                    self.settle();
+                    tokio::select! {
+                        () = self.retry_login.notified() => {}
+                        () = shutdown.cancelled() => return,
+                    }
+                    self.set(Status::Connecting);
+                    continue;
                 }
                 Err(e) if e.login_failed() => {
                     // No browser tabs on a timer: the next request for this backend retries.

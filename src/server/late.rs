@@ -18,7 +18,7 @@ use std::sync::Arc;
 use rmcp::model::{CallToolResult, Tool};
 use serde_json::{Value, json};
 
-use super::{Gateway, convert, slots::Slot};
+use super::{Server, convert, keeper::Keeper};
 use crate::{lists::Kind, request_error::RequestError};
 
 /// Lists the backends and their tools.
@@ -29,8 +29,8 @@ pub const CALL_TOOL: &str = "gateway_call_tool";
 pub const NAMES: [&str; 2] = [LIST_TOOLS, CALL_TOOL];
 
 /// The two tools as `tools/list` shows them.
-pub fn definitions(slots: &[Arc<Slot>]) -> Vec<Tool> {
-    let backends: Vec<&str> = slots.iter().map(|s| s.backend.name.as_str()).collect();
+pub fn definitions(keepers: &[Arc<Keeper>]) -> Vec<Tool> {
+    let backends: Vec<&str> = keepers.iter().map(|s| s.backend.name.as_str()).collect();
     let tools = [
         json!({
             "name": LIST_TOOLS,
@@ -126,7 +126,7 @@ fn json_result(value: Value) -> Result<CallToolResult, RequestError> {
     }))
 }
 
-impl Gateway {
+impl Server {
     /// `gateway_list_tools`: every backend, or one backend's tools.
     pub(super) fn late_list_tools(
         &self,
@@ -138,14 +138,14 @@ impl Gateway {
             .ok()
             .and_then(|first| first.clone())
             .unwrap_or_default();
-        let tools = self.catalog.list::<Tool>(&self.slots);
+        let tools = self.catalog.list::<Tool>(&self.keepers);
         let tools_of = |index: usize| -> Vec<Value> {
             tools
                 .iter()
                 .filter(|tool| {
                     self.catalog
-                        .route(Kind::Tools, &self.slots, &tool.name)
-                        .is_some_and(|route| route.slot == index)
+                        .route(Kind::Tools, &self.keepers, &tool.name)
+                        .is_some_and(|route| route.keeper == index)
                 })
                 .map(|tool| {
                     let tool = serde_json::to_value(tool).unwrap_or_default();
@@ -160,25 +160,25 @@ impl Gateway {
                 .collect()
         };
         // Ready means its tools can be called: connected, and its tool list read.
-        let status = |slot: &Slot| match slot.connection() {
-            Ok(_) if slot.listed::<Tool>().is_some() => json!({"ready": true}),
+        let status = |keeper: &Keeper| match keeper.connection() {
+            Ok(_) if keeper.listed::<Tool>().is_some() => json!({"ready": true}),
             Ok(_) => json!({"ready": false, "status": "connected; reading its lists"}),
             Err(reason) => json!({"ready": false, "status": reason}),
         };
         match &arguments["backend"] {
             Value::Null => {
                 let backends: Vec<Value> = self
-                    .slots
+                    .keepers
                     .iter()
                     .enumerate()
-                    .map(|(index, slot)| {
+                    .map(|(index, keeper)| {
                         let mut entry = json!({
-                            "backend": slot.backend.name,
+                            "backend": keeper.backend.name,
                             "tools": tools_of(index).len(),
-                            "in_first_tool_list": first.contains(&slot.backend.name),
+                            "in_first_tool_list": first.contains(&keeper.backend.name),
                         });
                         if let (Value::Object(entry), Value::Object(status)) =
-                            (&mut entry, status(slot))
+                            (&mut entry, status(keeper))
                         {
                             entry.extend(status);
                         }
@@ -188,21 +188,24 @@ impl Gateway {
                 json_result(json!({ "backends": backends }))
             }
             Value::String(name) => {
-                let Some(index) = self.slots.iter().position(|s| s.backend.name == *name) else {
-                    let known: Vec<&str> =
-                        self.slots.iter().map(|s| s.backend.name.as_str()).collect();
+                let Some(index) = self.keepers.iter().position(|s| s.backend.name == *name) else {
+                    let known: Vec<&str> = self
+                        .keepers
+                        .iter()
+                        .map(|s| s.backend.name.as_str())
+                        .collect();
                     return Err(RequestError::InvalidParams(format!(
                         "{LIST_TOOLS}: no backend named '{name}' (backends: {})",
                         known.join(", ")
                     )));
                 };
-                let slot = &self.slots[index];
+                let keeper = &self.keepers[index];
                 let mut listing = json!({
-                    "backend": slot.backend.name,
+                    "backend": keeper.backend.name,
                     "tools": tools_of(index),
                 });
                 if let (Value::Object(listing), Value::Object(status)) =
-                    (&mut listing, status(slot))
+                    (&mut listing, status(keeper))
                 {
                     listing.extend(status);
                 }

@@ -1,0 +1,190 @@
+//! The drop-in: one backend, served as it is — except that lists come whole: every page of a
+//! list is read from the backend and answered at once, since desktop clients read only the
+//! first page (see [`crate::lists`]).
+//!
+//! `initialize` is answered with the backend's own identity, capabilities and instructions
+//! when the backend is connected within `gateway.startup_timeout` (5 s) — at once with cached
+//! tokens. A first login takes a person longer (10-40 s with MFA), longer than Claude Code
+//! waits for `initialize` (30 s): then the answer is a provisional identity of the proxy's own
+//! with every list and feature, the keeper goes on connecting, and requests wait for the
+//! connection (the first list of each kind up to `gateway.first_list_timeout`, others up to the
+//! backend's `request_timeout`); once connected, every list is announced with `list_changed`.
+//! A failed connection is tried again when a request wants it (a person may be back to log
+//! in).
+
+use std::sync::{Arc, atomic::Ordering};
+
+use rmcp::{
+    RoleServer,
+    model::{
+        ClientRequest, Implementation, InitializeResult, ProtocolVersion, ServerCapabilities,
+        ServerResult,
+    },
+    service::RequestContext,
+};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Server,
+    keeper::{Keeper, Shared, Status},
+};
+use crate::{
+    backend::Connection,
+    lists::{self, Kind},
+    request_error::RequestError,
+};
+
+impl Server {
+    /// The one backend.
+    fn only(&self) -> Result<&Arc<Keeper>, RequestError> {
+        self.keepers
+            .first()
+            .ok_or_else(|| RequestError::internal("the drop-in serves no backend"))
+    }
+
+    /// The rest of `initialize`, its keeper started: the backend's own answer if it is
+    /// connected within `gateway.startup_timeout`, else a provisional one.
+    pub(super) async fn drop_in_initialize(
+        &self,
+        shared: &Shared,
+        negotiated: ProtocolVersion,
+    ) -> Result<ServerResult, RequestError> {
+        let keeper = self.only()?;
+        let _ = tokio::time::timeout(self.settings.startup_timeout, keeper.introduced()).await;
+        let status = {
+            // The keeper publishes its connection under the same lock: an answer given before
+            // the backend is there is always followed by the announcement that it is.
+            let _publishing = shared
+                .publishing
+                .lock()
+                .map_err(|_| RequestError::internal("server state poisoned"))?;
+            let status = keeper.status();
+            if matches!(status, Status::Connecting) {
+                for listed in &shared.listed {
+                    listed.store(true, Ordering::SeqCst);
+                }
+            }
+            shared.announce.store(true, Ordering::SeqCst);
+            status
+        };
+        match status {
+            Status::Ready(connection) => backends_own(keeper, &connection, negotiated),
+            Status::Down(reason) => Err(RequestError::NotConnected(reason)),
+            Status::Connecting => {
+                tracing::info!(
+                    "Answering initialize after {} s, before backend '{}' is connected (a login \
+                     in progress?); requests wait for it, the first lists up to {} s",
+                    self.settings.startup_timeout.as_secs(),
+                    keeper.backend.name,
+                    self.settings.first_list_timeout.as_secs()
+                );
+                Ok(ServerResult::InitializeResult(provisional(negotiated)))
+            }
+        }
+    }
+
+    /// Answers a request of the client: lists whole, the rest passed through.
+    pub(super) async fn drop_in_answer(
+        &self,
+        request: ClientRequest,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ServerResult, RequestError> {
+        if let ClientRequest::InitializeRequest(init) = request {
+            return self.initialize(init.params, context).await;
+        }
+        let Some(shared) = self.shared.get() else {
+            return Err(RequestError::NotInitialized);
+        };
+        let keeper = self.only()?;
+        if let Some((kind, cursor)) = lists::asked_for(&request) {
+            return self.drop_in_list(keeper, kind, cursor, &context.ct).await;
+        }
+        if let ClientRequest::SetLevelRequest(_) = &request
+            && let Ok(mut level) = shared.log_level.lock()
+        {
+            // Sent to the backend now if it is there, and at every connection from now on.
+            *level = Some(request.clone());
+        }
+        if !matches!(keeper.status(), Status::Ready(_)) {
+            // While a person logs in, the session must stay alive: answer what needs no backend.
+            match &request {
+                ClientRequest::PingRequest(_) | ClientRequest::SetLevelRequest(_) => {
+                    return Ok(ServerResult::empty(()));
+                }
+                _ => {}
+            }
+        }
+        let connection = keeper
+            .connection_within(keeper.backend.request_timeout)
+            .await?;
+        connection.request(request, context.meta, &context.ct).await
+    }
+
+    /// Answers a list request with the backend's whole list. A cursor can only be a stale or
+    /// foreign one (the drop-in hands out none): it gets the end of the list, an empty page.
+    async fn drop_in_list(
+        &self,
+        keeper: &Keeper,
+        kind: Kind,
+        cursor: Option<String>,
+        cancelled: &CancellationToken,
+    ) -> Result<ServerResult, RequestError> {
+        if cursor.is_some() {
+            tracing::debug!(
+                "Answered {} with a cursor with an empty page",
+                kind.method()
+            );
+            return Ok(kind.empty());
+        }
+        let first = !self.first_answered[kind.index()].swap(true, Ordering::SeqCst);
+        let limit = if first {
+            Some(self.settings.first_list_timeout)
+        } else {
+            keeper.backend.request_timeout
+        };
+        let connection = keeper.connection_within(limit).await?;
+        lists::read_answer(&connection, kind, cancelled, lists::LIMITS).await
+    }
+}
+
+/// The backend's own `initialize` answer, at the negotiated version.
+fn backends_own(
+    keeper: &Keeper,
+    connection: &Connection,
+    negotiated: ProtocolVersion,
+) -> Result<ServerResult, RequestError> {
+    let Some(server) = connection.info() else {
+        return Err(RequestError::Internal(format!(
+            "backend '{}' sent no initialize result",
+            keeper.backend.name
+        )));
+    };
+    let mut result =
+        InitializeResult::new(server.capabilities.clone()).with_protocol_version(negotiated);
+    if let Some(server_info) = &server.server_info {
+        result = result.with_server_info(server_info.clone());
+    }
+    result.instructions = server.instructions.clone();
+    result.meta = server.meta.clone();
+    Ok(ServerResult::InitializeResult(result))
+}
+
+/// What `initialize` says before the backend is connected: every list (changes announced) and
+/// feature, under the proxy's own name.
+fn provisional(negotiated: ProtocolVersion) -> InitializeResult {
+    let capabilities: ServerCapabilities = serde_json::from_value(json!({
+        "tools": {"listChanged": true},
+        "prompts": {"listChanged": true},
+        "resources": {"listChanged": true, "subscribe": true},
+        "logging": {},
+        "completions": {},
+    }))
+    .unwrap_or_default();
+    InitializeResult::new(capabilities)
+        .with_protocol_version(negotiated)
+        .with_server_info(Implementation::new(
+            "authful-mcp-proxy",
+            env!("CARGO_PKG_VERSION"),
+        ))
+}
