@@ -3,6 +3,7 @@
 //! under the backend's name. Tool and prompt names longer than the name budget
 //! (`gateway.max_name_length`) are shortened, deterministically.
 
+use rmcp::model::{ContentBlock, ResourceContents, ServerResult};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -219,71 +220,78 @@ impl Naming {
         }
     }
 
-    /// Rewrites every resource URI inside a result (resource contents, resource links and
-    /// embedded resources in tool results and prompt messages).
-    pub fn rewrite_uris(&self, value: &mut Value) {
-        if self.prefix.is_none() {
-            self.drop_foreign_links(value);
-            return;
-        }
-        match value {
-            Value::Object(map) => {
-                let is_resource_link =
-                    map.get("type").and_then(Value::as_str) == Some("resource_link");
-                let is_contents = map.contains_key("uri")
-                    && (map.contains_key("text") || map.contains_key("blob"));
-                if (is_resource_link || is_contents)
-                    && let Some(Value::String(uri)) = map.get_mut("uri")
-                {
-                    *uri = self.uri(uri);
-                }
-                for (key, child) in map.iter_mut() {
-                    // Tool output is the backend's own data, not MCP structure.
-                    if key != "structuredContent" && key != "_meta" {
-                        self.rewrite_uris(child);
-                    }
+    /// A backend's answer as the client sees it: every resource URI it carries — in resource
+    /// contents, and in the resource links and embedded resources of tool results and prompt
+    /// messages — under its exposed form. Tool output (`structuredContent`) and `_meta` are
+    /// the backend's own data and stay as they are. An unprefixed backend keeps its URIs, but a
+    /// link of its that points into another backend's namespace becomes a note.
+    pub fn expose_result(&self, result: &mut ServerResult) {
+        match result {
+            ServerResult::CallToolResult(result) => {
+                result
+                    .content
+                    .iter_mut()
+                    .for_each(|block| self.expose_block(block));
+            }
+            ServerResult::GetPromptResult(result) => {
+                for message in &mut result.messages {
+                    self.expose_block(&mut message.content);
                 }
             }
-            Value::Array(items) => items.iter_mut().for_each(|v| self.rewrite_uris(v)),
+            ServerResult::ReadResourceResult(result) if self.prefix.is_some() => {
+                for contents in &mut result.contents {
+                    self.expose_contents(contents);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn expose_block(&self, block: &mut ContentBlock) {
+        let linked = match &*block {
+            ContentBlock::ResourceLink(link) => link.uri.as_str(),
+            ContentBlock::Resource(embedded) => match contents_uri(&embedded.resource) {
+                Some(uri) => uri,
+                None => return,
+            },
+            _ => return,
+        };
+        if self.prefix.is_none() {
+            if let Some(other) = self.poses_as(linked) {
+                tracing::warn!(
+                    "Removed a link to {linked} from an answer of backend '{}': it points into \
+                     the URIs of the backend with prefix '{other}'",
+                    self.backend
+                );
+                let note = format!(
+                    "(a link to {linked} was removed: it points into another server's resources)"
+                );
+                *block = ContentBlock::text(note);
+            }
+            return;
+        }
+        match block {
+            ContentBlock::ResourceLink(link) => link.uri = self.uri(&link.uri),
+            ContentBlock::Resource(embedded) => self.expose_contents(&mut embedded.resource),
+            _ => {}
+        }
+    }
+
+    fn expose_contents(&self, contents: &mut ResourceContents) {
+        match contents {
+            ResourceContents::TextResourceContents { uri, .. }
+            | ResourceContents::BlobResourceContents { uri, .. } => *uri = self.uri(uri),
+            // A kind of contents of a later revision: no URI the proxy knows of.
             _ => {}
         }
     }
 }
 
-impl Naming {
-    /// An unprefixed backend's resource links and embedded resources whose URIs lie in another
-    /// backend's namespace (`github+...`) become a note: reading them would reach that backend.
-    fn drop_foreign_links(&self, value: &mut Value) {
-        match value {
-            Value::Object(map) => {
-                let linked = match map.get("type").and_then(Value::as_str) {
-                    Some("resource_link") => map.get("uri"),
-                    Some("resource") => map.get("resource").and_then(|r| r.get("uri")),
-                    _ => None,
-                };
-                if let Some(uri) = linked.and_then(Value::as_str)
-                    && let Some(other) = self.poses_as(uri)
-                {
-                    tracing::warn!(
-                        "Removed a link to {uri} from an answer of backend '{}': it points into \
-                         the URIs of the backend with prefix '{other}'",
-                        self.backend
-                    );
-                    let note = format!(
-                        "(a link to {uri} was removed: it points into another server's resources)"
-                    );
-                    *value = serde_json::json!({"type": "text", "text": note});
-                    return;
-                }
-                for (key, child) in map.iter_mut() {
-                    if key != "structuredContent" && key != "_meta" {
-                        self.drop_foreign_links(child);
-                    }
-                }
-            }
-            Value::Array(items) => items.iter_mut().for_each(|v| self.drop_foreign_links(v)),
-            _ => {}
-        }
+fn contents_uri(contents: &ResourceContents) -> Option<&str> {
+    match contents {
+        ResourceContents::TextResourceContents { uri, .. }
+        | ResourceContents::BlobResourceContents { uri, .. } => Some(uri),
+        _ => None,
     }
 }
 
@@ -369,20 +377,55 @@ mod tests {
         assert_eq!(n.original_name("other_search"), None);
     }
 
+    fn tool_result(value: serde_json::Value) -> ServerResult {
+        ServerResult::CallToolResult(serde_json::from_value(value).unwrap())
+    }
+
     #[test]
     fn result_uris_are_rewritten_but_tool_data_is_not() {
         let n = naming(Some("tools"));
-        let mut result = json!({
+        let mut result = tool_result(json!({
             "content": [
                 {"type": "resource_link", "uri": "mem://a", "name": "a"},
                 {"type": "resource", "resource": {"uri": "mem://b", "text": "b"}},
                 {"type": "text", "text": "uri"}
             ],
             "structuredContent": {"uri": "mem://c", "text": "kept"}
-        });
-        n.rewrite_uris(&mut result);
+        }));
+        n.expose_result(&mut result);
+        let result = serde_json::to_value(&result).unwrap();
         assert_eq!(result["content"][0]["uri"], "tools+mem://a");
         assert_eq!(result["content"][1]["resource"]["uri"], "tools+mem://b");
+        assert_eq!(result["content"][2]["text"], "uri");
         assert_eq!(result["structuredContent"]["uri"], "mem://c");
+        let mut read = ServerResult::ReadResourceResult(
+            serde_json::from_value(json!({"contents": [{"uri": "mem://d", "blob": "AA=="}]}))
+                .unwrap(),
+        );
+        n.expose_result(&mut read);
+        let read = serde_json::to_value(&read).unwrap();
+        assert_eq!(read["contents"][0]["uri"], "tools+mem://d");
+    }
+
+    #[test]
+    fn an_unprefixed_backends_link_into_another_namespace_becomes_a_note() {
+        let mut n = naming(None);
+        n.others = vec!["github".into()];
+        let mut result = tool_result(json!({
+            "content": [
+                {"type": "resource_link", "uri": "github+repo://x", "name": "x"},
+                {"type": "resource", "resource": {"uri": "mem://mine", "text": "b"}}
+            ]
+        }));
+        n.expose_result(&mut result);
+        let result = serde_json::to_value(&result).unwrap();
+        assert_eq!(result["content"][0]["type"], "text");
+        assert!(
+            result["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("github+repo://x was removed")
+        );
+        assert_eq!(result["content"][1]["resource"]["uri"], "mem://mine");
     }
 }

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use rmcp::model::{CallToolResult, Tool};
+use rmcp::model::{CallToolRequest, CallToolResult, JsonObject, Tool};
 use serde_json::{Value, json};
 
 use super::{Server, convert, keeper::Keeper};
@@ -85,35 +85,29 @@ pub fn definitions(keepers: &[Arc<Keeper>]) -> Vec<Tool> {
 
 /// The `tools/call` request that a `gateway_call_tool` request stands for, with the original
 /// request's `_meta` (its progress token).
-pub fn inner_call(request: &Value) -> Result<Value, RequestError> {
-    let params = &request["params"];
-    let arguments = &params["arguments"];
-    let Some(name) = arguments["name"].as_str() else {
+pub fn inner_call(mut call: CallToolRequest) -> Result<CallToolRequest, RequestError> {
+    let mut arguments = call.params.arguments.take().unwrap_or_default();
+    let Some(Value::String(name)) = arguments.remove("name") else {
         return Err(RequestError::InvalidParams(format!(
             "{CALL_TOOL}: `name` must be the name of a tool (see {LIST_TOOLS})"
         )));
     };
-    if NAMES.contains(&name) {
+    if NAMES.contains(&name.as_str()) {
         return Err(RequestError::InvalidParams(format!(
             "{CALL_TOOL} calls backend tools, not {name}"
         )));
     }
-    let inner_arguments = match &arguments["arguments"] {
-        Value::Null => json!({}),
-        object @ Value::Object(_) => object.clone(),
-        _ => {
+    let inner_arguments = match arguments.remove("arguments") {
+        None | Some(Value::Null) => JsonObject::new(),
+        Some(Value::Object(object)) => object,
+        Some(_) => {
             return Err(RequestError::InvalidParams(format!(
                 "{CALL_TOOL}: `arguments` must be an object"
             )));
         }
     };
-    let mut call = json!({
-        "method": "tools/call",
-        "params": {"name": name, "arguments": inner_arguments}
-    });
-    if let Some(meta) = params.get("_meta") {
-        call["params"]["_meta"] = meta.clone();
-    }
+    call.params.name = name.into();
+    call.params.arguments = Some(inner_arguments);
     Ok(call)
 }
 
@@ -130,7 +124,7 @@ impl Server {
     /// `gateway_list_tools`: every backend, or one backend's tools.
     pub(super) fn late_list_tools(
         &self,
-        arguments: &Value,
+        arguments: &JsonObject,
     ) -> Result<CallToolResult, RequestError> {
         let first = self
             .first_tools
@@ -165,7 +159,7 @@ impl Server {
             Ok(_) => json!({"ready": false, "status": "connected; reading its lists"}),
             Err(reason) => json!({"ready": false, "status": reason}),
         };
-        match &arguments["backend"] {
+        match arguments.get("backend").unwrap_or(&Value::Null) {
             Value::Null => {
                 let backends: Vec<Value> = self
                     .keepers

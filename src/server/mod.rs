@@ -397,23 +397,9 @@ impl Server {
         if let Some((kind, cursor)) = lists::asked_for(&request) {
             return self.list(kind, cursor).await;
         }
-        let json = to_json(&request)?;
         match request {
-            ClientRequest::CallToolRequest(_) => self.call_tool(json, context).await,
-            ClientRequest::GetPromptRequest(_) => Ok(ServerResult::GetPromptResult(
-                self.by_name(Kind::Prompts, json, context).await?,
-            )),
-            ClientRequest::ReadResourceRequest(_) => Ok(ServerResult::ReadResourceResult(
-                self.by_uri(json, context).await?,
-            )),
-            ClientRequest::SubscribeRequest(_) | ClientRequest::UnsubscribeRequest(_) => {
-                self.by_uri::<Value>(json, context).await?;
-                Ok(ServerResult::empty(()))
-            }
-            ClientRequest::CompleteRequest(_) => self.complete(json, context).await,
-            _ => Err(RequestError::Unsupported {
-                method: json["method"].as_str().unwrap_or("this method").to_owned(),
-            }),
+            ClientRequest::CallToolRequest(call) => self.call_tool(call, context).await,
+            other => self.routed(other, context).await,
         }
     }
 }

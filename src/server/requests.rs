@@ -1,19 +1,18 @@
-//! How a client's request reaches its backend: the exposed name or URI mapped back to the
-//! backend and its own name, the request sent through the backend's connection, and URIs in
-//! the answer mapped to their exposed form again.
+//! How a client's request reaches its backend in the gateway: the exposed name or URI mapped
+//! back to the backend and its own name, the request sent through the backend's connection,
+//! and URIs in the answer mapped to their exposed form again — all on rmcp's typed requests
+//! and results, so a call crosses the gateway without being turned into JSON and back.
 
 use std::sync::{Arc, atomic::Ordering};
 
 use rmcp::{
     RoleServer,
-    model::{ClientRequest, ServerResult},
+    model::{CallToolRequest, ClientRequest, Reference, ServerResult},
     service::RequestContext,
 };
-use serde::de::DeserializeOwned;
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{Server, catalog, convert, keeper::Keeper, late, to_json, unavailable};
+use super::{Server, catalog, keeper::Keeper, late, unavailable};
 use crate::{lists::Kind, request_error::RequestError};
 
 impl Server {
@@ -73,92 +72,114 @@ impl Server {
         }
     }
 
-    /// Sends `request` (JSON, with names already mapped back) to `keeper` and rewrites the URIs
-    /// in its answer.
-    async fn send<T: DeserializeOwned>(
+    /// Sends `request` (its names already mapped back) to `keeper`'s backend and maps the
+    /// URIs in its answer to their exposed form.
+    async fn send(
         &self,
         keeper: &Keeper,
-        request: Value,
+        request: ClientRequest,
         context: RequestContext<RoleServer>,
-    ) -> Result<T, RequestError> {
+    ) -> Result<ServerResult, RequestError> {
         let connection = keeper
             .connection()
             .map_err(|reason| unavailable(keeper, &reason))?;
-        let request: ClientRequest = convert(request)?;
-        let result = connection
+        let mut result = connection
             .request(request, context.meta, &context.ct)
             .await?;
-        let mut value = to_json(&result)?;
-        keeper.naming.rewrite_uris(&mut value);
-        convert(value)
+        keeper.naming.expose_result(&mut result);
+        Ok(result)
     }
 
-    pub(super) async fn by_name<T: DeserializeOwned>(
-        &self,
-        kind: Kind,
-        mut request: Value,
-        context: RequestContext<RoleServer>,
-    ) -> Result<T, RequestError> {
-        let exposed = request["params"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let (keeper, original) = self.route(kind, &exposed, &context.ct).await?;
-        request["params"]["name"] = Value::String(original);
-        self.send(&keeper, request, context).await
-    }
-
-    pub(super) async fn by_uri<T: DeserializeOwned>(
-        &self,
-        mut request: Value,
-        context: RequestContext<RoleServer>,
-    ) -> Result<T, RequestError> {
-        let exposed = request["params"]["uri"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let (keeper, original) = self.route_uri(&exposed)?;
-        request["params"]["uri"] = Value::String(original);
-        self.send(&keeper, request, context).await
-    }
-
+    /// A tool call: to a backend's tool, or to one of the gateway's own (see [`late`]).
     pub(super) async fn call_tool(
         &self,
-        request: Value,
+        mut call: CallToolRequest,
         context: RequestContext<RoleServer>,
     ) -> Result<ServerResult, RequestError> {
-        let name = request["params"]["name"].as_str().unwrap_or_default();
-        let result = match name {
-            late::LIST_TOOLS if self.late_tools.load(Ordering::SeqCst) => {
-                self.late_list_tools(&request["params"]["arguments"])?
+        let late_tools = self.late_tools.load(Ordering::SeqCst);
+        match call.params.name.as_ref() {
+            late::LIST_TOOLS if late_tools => {
+                let arguments = call.params.arguments.unwrap_or_default();
+                return Ok(ServerResult::CallToolResult(
+                    self.late_list_tools(&arguments)?,
+                ));
             }
-            late::CALL_TOOL if self.late_tools.load(Ordering::SeqCst) => {
-                let inner = late::inner_call(&request)?;
-                self.by_name(Kind::Tools, inner, context).await?
-            }
-            _ => self.by_name(Kind::Tools, request, context).await?,
-        };
-        Ok(ServerResult::CallToolResult(result))
+            late::CALL_TOOL if late_tools => call = late::inner_call(call)?,
+            _ => {}
+        }
+        let (keeper, original) = self
+            .route(Kind::Tools, &call.params.name, &context.ct)
+            .await?;
+        call.params.name = original.into();
+        self.send(&keeper, ClientRequest::CallToolRequest(call), context)
+            .await
     }
 
-    pub(super) async fn complete(
+    /// A request about one prompt or resource: routed by its exposed name or URI.
+    pub(super) async fn routed(
         &self,
-        mut request: Value,
+        mut request: ClientRequest,
         context: RequestContext<RoleServer>,
     ) -> Result<ServerResult, RequestError> {
-        let reference = &request["params"]["ref"];
-        let (keeper, field, original) = if let Some(name) = reference["name"].as_str() {
-            let (keeper, original) = self.route(Kind::Prompts, name, &context.ct).await?;
-            (keeper, "name", original)
-        } else {
-            let uri = reference["uri"].as_str().unwrap_or_default().to_owned();
-            let (keeper, original) = self.route_uri(&uri)?;
-            (keeper, "uri", original)
+        let keeper = match &mut request {
+            ClientRequest::GetPromptRequest(r) => {
+                let (keeper, original) = self
+                    .route(Kind::Prompts, &r.params.name, &context.ct)
+                    .await?;
+                r.params.name = original;
+                keeper
+            }
+            ClientRequest::ReadResourceRequest(r) => {
+                let (keeper, original) = self.route_uri(&r.params.uri)?;
+                r.params.uri = original;
+                keeper
+            }
+            ClientRequest::SubscribeRequest(r) => {
+                let (keeper, original) = self.route_uri(&r.params.uri)?;
+                r.params.uri = original;
+                keeper
+            }
+            ClientRequest::UnsubscribeRequest(r) => {
+                let (keeper, original) = self.route_uri(&r.params.uri)?;
+                r.params.uri = original;
+                keeper
+            }
+            ClientRequest::CompleteRequest(r) => match &mut r.params.r#ref {
+                Reference::Prompt(prompt) => {
+                    let (keeper, original) =
+                        self.route(Kind::Prompts, &prompt.name, &context.ct).await?;
+                    prompt.name = original;
+                    keeper
+                }
+                Reference::Resource(resource) => {
+                    let (keeper, original) = self.route_uri(&resource.uri)?;
+                    resource.uri = original;
+                    keeper
+                }
+                _ => {
+                    return Err(RequestError::InvalidParams(
+                        "completion/complete: a reference to neither a prompt nor a resource"
+                            .to_owned(),
+                    ));
+                }
+            },
+            other => {
+                return Err(RequestError::Unsupported {
+                    method: other.method().to_owned(),
+                });
+            }
         };
-        request["params"]["ref"][field] = Value::String(original);
-        Ok(ServerResult::CompleteResult(
-            self.send(&keeper, request, context).await?,
-        ))
+        let subscription = matches!(
+            request,
+            ClientRequest::SubscribeRequest(_) | ClientRequest::UnsubscribeRequest(_)
+        );
+        let result = self.send(&keeper, request, context).await?;
+        // What the client gets for a subscription is an empty result, whatever the backend's.
+        Ok(if subscription {
+            ServerResult::empty(())
+        } else {
+            result
+        })
     }
 
     pub(super) async fn set_level(
