@@ -2,8 +2,8 @@
 //! to each backend's resource.
 //!
 //! - [`tokens`]: the [`TokenManager`] of one profile and each backend's [`Access`] to it, with
-//!   [`target`] (one backend as the manager sees it) and [`step_up`] (when a backend may ask
-//!   for more scopes);
+//!   [`target`] (one backend as the manager sees it), [`step_up`] (when a backend may ask
+//!   for more scopes) and [`scopes`] (the scope lists a token asks for);
 //! - [`authority`]: which authorization server the credentials belong to (configured, or
 //!   pinned at the first sign-in — never a backend's say alone);
 //! - [`sign_in`]: how a person signs in (browser, device code), with [`browser`] opening the
@@ -23,6 +23,7 @@ mod discovery;
 pub mod oidc;
 mod provider_http;
 pub mod resource;
+pub mod scopes;
 pub mod sign_in;
 pub mod step_up;
 pub mod target;

@@ -21,6 +21,7 @@ use std::time::Duration;
 use super::{
     AuthError,
     cache::StoredTokens,
+    scopes::union,
     tokens::{TokenManager, newer},
 };
 use crate::{error_text::duration_words, secret::Secret};
@@ -234,30 +235,6 @@ impl TokenManager {
     }
 }
 
-/// `scopes` with `more` added, each once, in order.
-pub fn union(scopes: &[String], more: &[String]) -> Vec<String> {
-    let mut all = scopes.to_vec();
-    for scope in more {
-        if !all.contains(scope) {
-            all.push(scope.clone());
-        }
-    }
-    all
-}
-
-/// The `scope` a refresh asks for, when the grant holds more than a backend needs: `needed`,
-/// within the grant. `None` asks for the grant's own scopes, which is what it needs then.
-pub fn narrowed(grant: &[String], needed: &[String]) -> Option<Vec<String>> {
-    let wider = grant.iter().any(|s| !needed.contains(s));
-    wider.then(|| {
-        needed
-            .iter()
-            .filter(|s| grant.contains(s))
-            .cloned()
-            .collect()
-    })
-}
-
 /// Why a backend still refuses a token for want of `scopes`, whose sign-in asked for them: the
 /// provider did not grant them (its `granted` scope lacks one), or the backend refuses a token
 /// that has them. A token response without `scope` was granted what it asked (RFC 6749 §5.1).
@@ -332,21 +309,6 @@ mod tests {
             ..ask(&scopes, &published)
         };
         assert_eq!(later.refusal(), None);
-    }
-
-    #[test]
-    fn a_refresh_narrows_a_wider_grant_to_what_the_backend_needs() {
-        let grant = words("openid profile mcp:admin");
-        assert_eq!(
-            narrowed(&grant, &words("openid profile")),
-            Some(words("openid profile"))
-        );
-        assert_eq!(narrowed(&grant, &grant), None);
-        assert_eq!(
-            narrowed(&words("openid"), &words("openid mcp:admin")),
-            None,
-            "never more than the grant"
-        );
     }
 
     #[test]

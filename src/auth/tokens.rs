@@ -14,7 +14,7 @@
 //! Every credential goes to the profile's [`authority`](super::authority) — configured, or
 //! pinned at the first sign-in — and nowhere else: refreshes, revocation and later sign-ins
 //! use the server stored with the tokens, never one a backend names now. A backend may ask
-//! for more scopes ([`step_up`]) on its own terms only.
+//! for more scopes ([`step_up`](super::step_up)) on its own terms only.
 
 use std::{
     path::Path,
@@ -34,8 +34,8 @@ use super::{
     cache::{AccessToken, StoredTokens, TokenCache, unix_now},
     oidc::{Granted, Provider, RefreshError},
     resource::{Challenge, Owners},
+    scopes,
     sign_in::{Notices, SignIn},
-    step_up,
 };
 use crate::{
     config::{Backend, Flow, Profile, Resource},
@@ -375,7 +375,7 @@ impl TokenManager {
         resource: Option<&str>,
     ) -> Vec<String> {
         let extra = tokens.map_or(&[][..], |t| t.step_up_scopes(resource));
-        step_up::union(&self.profile.scopes, extra)
+        scopes::union(&self.profile.scopes, extra)
     }
 
     pub(super) fn lock_wait(&self) -> Duration {
@@ -504,7 +504,7 @@ impl TokenManager {
             );
             return Ok(None);
         }
-        let scope = step_up::narrowed(&tokens.scopes, needs);
+        let scope = scopes::narrowed(&tokens.scopes, needs);
         let mut attempt = 0;
         loop {
             match provider
