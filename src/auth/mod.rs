@@ -2,8 +2,9 @@
 //! to each backend's resource.
 //!
 //! - [`tokens`]: the [`TokenManager`] of one profile and each backend's [`Access`] to it, with
-//!   [`target`] (one backend as the manager sees it), [`step_up`] (when a backend may ask
-//!   for more scopes) and [`scopes`] (the scope lists a token asks for);
+//!   [`target`] (one backend as the manager sees it), `renewal` (one renewal at a time, its
+//!   outcome shared), [`step_up`] (when a backend may ask for more scopes) and [`scopes`] (the
+//!   scope lists a token asks for);
 //! - [`authority`]: which authorization server the credentials belong to (configured, or
 //!   pinned at the first sign-in — never a backend's say alone);
 //! - [`sign_in`]: how a person signs in (browser, device code), with [`browser`] opening the
@@ -22,6 +23,7 @@ pub mod client_auth;
 mod discovery;
 pub mod oidc;
 mod provider_http;
+mod renewal;
 pub mod resource;
 pub mod scopes;
 pub mod sign_in;

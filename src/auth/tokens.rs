@@ -142,7 +142,8 @@ pub struct TokenManager {
 /// A token this close to its expiry is not sent: it could expire on the way.
 const LAST_SECONDS: i64 = 10;
 
-fn is_fresh(access: &AccessToken) -> bool {
+/// Whether `access` has more than [`REFRESH_MARGIN_SECS`] left (or no expiry said).
+pub(super) fn is_fresh(access: &AccessToken) -> bool {
     access
         .seconds_left(unix_now())
         .is_none_or(|left| left > REFRESH_MARGIN_SECS)
@@ -344,29 +345,6 @@ impl TokenManager {
             .await
     }
 
-    /// Renews unless a renewal that finished while this caller waited has failed: then that
-    /// failure is the answer.
-    pub(super) async fn renew_once(
-        &self,
-        current: &mut Option<StoredTokens>,
-        target: usize,
-        rejected: Option<&Secret>,
-        seen: u64,
-    ) -> Result<Secret, AuthError> {
-        if let Ok(failure) = self.last_failure.lock()
-            && let Some((at, error)) = failure.as_ref()
-            && *at > seen
-        {
-            return Err(error.clone());
-        }
-        let result = self.renew(current, target, rejected).await;
-        let done = self.renewals.fetch_add(1, Ordering::SeqCst) + 1;
-        if let (Err(error), Ok(mut failure)) = (&result, self.last_failure.lock()) {
-            *failure = Some((done, error.clone()));
-        }
-        result
-    }
-
     /// The scopes a token for `resource` asks for: the configured ones, and those its
     /// backend asked for since (a step-up), which no other resource's tokens carry.
     pub(super) fn scopes_for(
@@ -376,104 +354,6 @@ impl TokenManager {
     ) -> Vec<String> {
         let extra = tokens.map_or(&[][..], |t| t.step_up_scopes(resource));
         scopes::union(&self.profile.scopes, extra)
-    }
-
-    pub(super) fn lock_wait(&self) -> Duration {
-        // The wait covers a sign-in in another process.
-        self.profile.login_timeout + Duration::from_secs(30)
-    }
-
-    /// Whether tokens on disk come from another server than the one this process signs in
-    /// at (another process of an issuer-less profile pinned a different one): they are never
-    /// sent anywhere by this one.
-    fn foreign(&self, tokens: &StoredTokens) -> bool {
-        let foreign = self
-            .authority
-            .get()
-            .is_some_and(|a| !same_issuer(&a.issuer, &tokens.issuer));
-        if foreign {
-            tracing::warn!(
-                "Ignoring the tokens of {} in {}: profile '{}' signs in at {} in this process",
-                tokens.issuer,
-                self.cache.path().display(),
-                self.profile.name,
-                self.issuer_label()
-            );
-        }
-        foreign
-    }
-
-    async fn renew(
-        &self,
-        current: &mut Option<StoredTokens>,
-        target: usize,
-        rejected: Option<&Secret>,
-    ) -> Result<Secret, AuthError> {
-        // One renewal at a time across processes too: the others wait, then find its result
-        // on disk.
-        let _renewing = self.cache.lock(self.lock_wait()).await;
-        let resource = self.resource(target, current.as_mut()).await?;
-        // Another process sharing the cache may have refreshed (and rotated) meanwhile.
-        if let Some(on_disk) = self.cache.load()
-            && current.as_ref() != Some(&on_disk)
-            && !self.foreign(&on_disk)
-        {
-            let usable = on_disk
-                .access(resource.as_deref())
-                .filter(|a| is_fresh(a) && rejected != Some(&a.token));
-            *current = Some(on_disk);
-            if let Some(access) = usable {
-                tracing::debug!(
-                    "Using tokens another process stored for '{}'",
-                    self.profile.name
-                );
-                return Ok(access.token);
-            }
-        }
-        let provider = self.provider(current.as_mut()).await?;
-        let needed = self.scopes_for(current.as_ref(), resource.as_deref());
-        if let Some(granted) = self
-            .refresh(provider, current.as_ref(), resource.as_deref(), &needed)
-            .await?
-        {
-            let grant = current
-                .as_ref()
-                .map(|t| t.scopes.clone())
-                .unwrap_or_default();
-            let issuer = provider.issuer();
-            return Ok(self.keep(
-                current,
-                target,
-                resource.as_deref(),
-                granted,
-                &grant,
-                issuer,
-            ));
-        }
-        if rejected.is_some()
-            && let Some(ago) = self
-                .last_login
-                .lock()
-                .ok()
-                .and_then(|at| at.map(|at| at.elapsed()))
-            && ago < self.profile.login_timeout
-        {
-            return Err(AuthError::TokensRejected {
-                issuer: provider.issuer().to_owned(),
-                seconds_ago: ago.as_secs(),
-                wait: (self.profile.login_timeout - ago).as_secs(),
-            });
-        }
-        let granted = self.new_grant(provider, current, target, &needed).await?;
-        let issuer = provider.issuer();
-        Ok(self.keep(
-            current,
-            target,
-            resource.as_deref(),
-            granted,
-            &needed,
-            issuer,
-        ))
     }
 
     /// A refresh for `resource` with the scopes it `needs` (narrowed from a wider grant), if
