@@ -3,8 +3,9 @@
 //!
 //! - [`tokens`]: the [`TokenManager`] of one profile and each backend's [`Access`] to it, with
 //!   [`target`] (one backend as the manager sees it), `renewal` (one renewal at a time, its
-//!   outcome shared), [`step_up`] (when a backend may ask for more scopes) and [`scopes`] (the
-//!   scope lists a token asks for);
+//!   outcome shared), `grants` (a refresh or a new grant, and keeping what it gave),
+//!   [`step_up`] (when a backend may ask for more scopes) and [`scopes`] (the scope lists a
+//!   token asks for);
 //! - [`authority`]: which authorization server the credentials belong to (configured, or
 //!   pinned at the first sign-in — never a backend's say alone);
 //! - [`sign_in`]: how a person signs in (browser, device code), with [`browser`] opening the
@@ -21,6 +22,7 @@ pub mod cache;
 pub mod callback;
 pub mod client_auth;
 mod discovery;
+mod grants;
 pub mod oidc;
 mod provider_http;
 mod renewal;
@@ -31,15 +33,10 @@ pub mod step_up;
 pub mod target;
 pub mod tokens;
 
-use std::time::Duration;
-
 pub use tokens::{Access, LoggedOut, Revocation, Target, TokenManager};
 
 /// A cached access token is used while it has more than this many seconds left.
 pub const REFRESH_MARGIN_SECS: i64 = 60;
-
-/// Pauses before retrying a refresh the provider could not serve.
-const REFRESH_RETRIES: [Duration; 2] = [Duration::from_millis(500), Duration::from_millis(1500)];
 
 /// Why no token could be had. Messages never contain a token, code or secret.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -7,7 +7,7 @@
 //!
 //! 1. tokens another process stored meanwhile are used, if fresh — and if they come from the
 //!    server this process signs in at: those of another are never sent anywhere;
-//! 2. else a refresh, else a new grant;
+//! 2. else a refresh, else a new grant ([`grants`](super::grants));
 //! 3. but when a backend rejects the tokens of a sign-in that finished less than
 //!    `login_timeout` ago, another sign-in would most likely get the same tokens: the answer
 //!    is [`TokensRejected`](super::AuthError::TokensRejected), not browser tab after tab.
