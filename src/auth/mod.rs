@@ -4,8 +4,8 @@
 //! - [`tokens`]: the [`TokenManager`] of one profile and each backend's [`Access`] to it, with
 //!   [`target`] (one backend as the manager sees it), `renewal` (one renewal at a time, its
 //!   outcome shared), `grants` (a refresh or a new grant, and keeping what it gave),
-//!   [`step_up`] (when a backend may ask for more scopes) and [`scopes`] (the scope lists a
-//!   token asks for);
+//!   [`step_up`] (when a backend may ask for more scopes), [`scopes`] (the scope lists a
+//!   token asks for) and `logout` (tokens forgotten, and revoked where they were issued);
 //! - [`authority`]: which authorization server the credentials belong to (configured, or
 //!   pinned at the first sign-in — never a backend's say alone);
 //! - [`sign_in`]: how a person signs in (browser, device code), with [`browser`] opening the
@@ -23,6 +23,7 @@ pub mod callback;
 pub mod client_auth;
 mod discovery;
 mod grants;
+mod logout;
 pub mod oidc;
 mod provider_http;
 mod renewal;
@@ -33,7 +34,8 @@ pub mod step_up;
 pub mod target;
 pub mod tokens;
 
-pub use tokens::{Access, LoggedOut, Revocation, Target, TokenManager};
+pub use logout::{LoggedOut, Revocation};
+pub use tokens::{Access, Target, TokenManager};
 
 /// A cached access token is used while it has more than this many seconds left.
 pub const REFRESH_MARGIN_SECS: i64 = 60;
