@@ -1,18 +1,22 @@
-//! What the backends say about themselves, as a profile may use it: each backend's protected
-//! resource metadata (RFC 9728) read, kept and judged — which resource its tokens are bound
-//! to, and which server the backends of an issuer-less profile agree on.
+//! Where a profile's tokens come from and go to, as far as the backends have a say: each
+//! backend's protected resource metadata (RFC 9728) read, kept and judged — which resource its
+//! tokens are bound to, and which server the backends of an issuer-less profile agree on — and
+//! the profile's authority chosen once (configured, pinned in the tokens on disk, or agreed),
+//! with its provider discovered there (OIDC discovery, once per process).
 //!
 //! Judging is where a backend's say ends. For a profile with `issuer_url`, metadata that
 //! trusts other servers is not used. For one pinned to the server of its first sign-in, a
-//! backend that names only others is an error naming both ([`authority`](super::authority)).
-//! Metadata is read again when a backend refuses a token, so that a change is noticed where
-//! it matters; a read that fails is tried again rather than taken for "none"
-//! ([`target`](super::target)).
+//! backend that names only others is an error naming both ([`authority`]). Metadata is read
+//! again when a backend refuses a token, so that a change is noticed where it matters; a read
+//! that fails is tried again rather than taken for "none" ([`target`](super::target)).
+
+use std::sync::Arc;
 
 use super::{
     AuthError,
-    authority::{self, Authority, Suggestion, same_issuer},
+    authority::{self, Authority, Source, Suggestion, same_issuer},
     cache::StoredTokens,
+    oidc::Provider,
     resource::{self, MetadataError, ResourceMetadata},
     tokens::TokenManager,
 };
@@ -235,5 +239,65 @@ impl TokenManager {
             );
         }
         Ok(())
+    }
+
+    /// The server the profile signs in at, for messages: its authority once chosen, else
+    /// what the configuration says.
+    pub(super) fn issuer_label(&self) -> String {
+        self.authority
+            .get()
+            .map(|a| a.issuer.clone())
+            .unwrap_or_else(|| self.profile.issuer_label().to_owned())
+    }
+
+    /// The server the profile's credentials belong to (see [`authority`]).
+    pub(super) async fn authority(
+        &self,
+        tokens: Option<&mut StoredTokens>,
+    ) -> Result<&Authority, AuthError> {
+        if let Some(authority) = self.authority.get() {
+            return Ok(authority);
+        }
+        let profile = &self.profile;
+        let chosen = match (&profile.issuer_url, tokens.as_deref()) {
+            (Some(issuer), _) => Authority {
+                issuer: issuer.clone(),
+                source: Source::Configured,
+            },
+            // Defence in depth: `resolve` refuses such a profile.
+            (None, _) if profile.client_secret.is_some() || profile.client_assertion.is_some() => {
+                return Err(AuthError::ConfidentialWithoutIssuer {
+                    profile: profile.name.clone(),
+                });
+            }
+            (None, Some(stored)) => Authority {
+                issuer: stored.issuer.clone(),
+                source: Source::Pinned,
+            },
+            (None, None) => {
+                let agreed = self.agree().await?;
+                tracing::info!(
+                    "Profile '{}' signs in at {}, {}",
+                    profile.name,
+                    agreed.issuer,
+                    agreed.provenance().unwrap_or_default()
+                );
+                agreed
+            }
+        };
+        Ok(self.authority.get_or_init(|| async { chosen }).await)
+    }
+
+    /// The provider, discovered once, at the profile's [`authority`](Self::authority).
+    pub(super) async fn provider(
+        &self,
+        tokens: Option<&mut StoredTokens>,
+    ) -> Result<&Provider, AuthError> {
+        let issuer = self.authority(tokens).await?.issuer.clone();
+        self.provider
+            .get_or_try_init(|| {
+                Provider::discover(Arc::clone(&self.profile), &issuer, self.http.clone())
+            })
+            .await
     }
 }

@@ -13,7 +13,7 @@
 //! - [`oidc`]: the exchanges with the identity provider, with [`client_auth`] (how the client
 //!   proves itself) over `provider_http`;
 //! - [`resource`]: the backend's side (its challenges, its RFC 9728 metadata), and
-//!   `discovery`: what the manager makes of it;
+//!   `discovery`: what the manager makes of it, and the server it signs in at;
 //! - [`cache`]: the token file.
 
 pub mod authority;

@@ -29,7 +29,7 @@ use tokio::sync::{Mutex, OnceCell};
 
 use super::{
     AuthError, REFRESH_MARGIN_SECS,
-    authority::{Authority, Source},
+    authority::Authority,
     browser::Browser,
     cache::{AccessToken, StoredTokens, TokenCache, unix_now},
     oidc::Provider,
@@ -341,64 +341,6 @@ impl TokenManager {
                 .unwrap_or_default()
         );
         self.renew_once(&mut current, target, Some(rejected), seen)
-            .await
-    }
-
-    pub(super) fn issuer_label(&self) -> String {
-        self.authority
-            .get()
-            .map(|a| a.issuer.clone())
-            .unwrap_or_else(|| self.profile.issuer_label().to_owned())
-    }
-
-    /// The server the profile's credentials belong to (see [`authority`](super::authority)).
-    pub(super) async fn authority(
-        &self,
-        tokens: Option<&mut StoredTokens>,
-    ) -> Result<&Authority, AuthError> {
-        if let Some(authority) = self.authority.get() {
-            return Ok(authority);
-        }
-        let profile = &self.profile;
-        let chosen = match (&profile.issuer_url, tokens.as_deref()) {
-            (Some(issuer), _) => Authority {
-                issuer: issuer.clone(),
-                source: Source::Configured,
-            },
-            // Defence in depth: `resolve` refuses such a profile.
-            (None, _) if profile.client_secret.is_some() || profile.client_assertion.is_some() => {
-                return Err(AuthError::ConfidentialWithoutIssuer {
-                    profile: profile.name.clone(),
-                });
-            }
-            (None, Some(stored)) => Authority {
-                issuer: stored.issuer.clone(),
-                source: Source::Pinned,
-            },
-            (None, None) => {
-                let agreed = self.agree().await?;
-                tracing::info!(
-                    "Profile '{}' signs in at {}, {}",
-                    profile.name,
-                    agreed.issuer,
-                    agreed.provenance().unwrap_or_default()
-                );
-                agreed
-            }
-        };
-        Ok(self.authority.get_or_init(|| async { chosen }).await)
-    }
-
-    /// The provider, discovered once, at the profile's [`authority`](Self::authority).
-    pub(super) async fn provider(
-        &self,
-        tokens: Option<&mut StoredTokens>,
-    ) -> Result<&Provider, AuthError> {
-        let issuer = self.authority(tokens).await?.issuer.clone();
-        self.provider
-            .get_or_try_init(|| {
-                Provider::discover(Arc::clone(&self.profile), &issuer, self.http.clone())
-            })
             .await
     }
 }
