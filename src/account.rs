@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use crate::{
     auth::{
-        LoggedOut, Revocation, TokenManager,
+        Access, LoggedOut, Revocation, TokenManager,
         browser::{Browser, SystemBrowser},
         cache::{AccessToken, unix_now},
         resource::Challenge,
@@ -149,7 +149,11 @@ pub async fn login(settings: Settings, names: &[String]) -> ExitCode {
         let Some(manager) = managers.get(&profile.name) else {
             continue;
         };
-        match manager.access(&backend.name).token().await {
+        let signed_in = match manager.access(&backend.name) {
+            Ok(access) => access.token().await,
+            Err(e) => Err(e),
+        };
+        match signed_in {
             Ok(_) => {
                 let state = manager
                     .stored()
@@ -322,7 +326,7 @@ pub async fn status(settings: Settings, json: bool) -> ExitCode {
                 .map(|t| t.issuer.clone())
                 .or_else(|| profile.issuer_url.clone());
             let access = manager.access(&backend.name);
-            let resource = access.resource();
+            let resource = access.as_ref().ok().and_then(Access::resource);
             line.resource = resource.clone();
             let held = stored.as_ref().and_then(|t| t.access(resource.as_deref()));
             // What the provider said it granted, and what a backend named as its resource,
@@ -341,7 +345,11 @@ pub async fn status(settings: Settings, json: bool) -> ExitCode {
                 line.expires_at = held.expires_at;
                 line.scopes = held.scope.as_deref().map(printable);
             }
-            match access.token().await {
+            let checked = match &access {
+                Ok(access) => access.token().await,
+                Err(e) => Err(e.clone()),
+            };
+            match checked {
                 Ok(t) => token = Some(t),
                 Err(e) => line.check = format!("not checked: {}", printable(&e.to_string())),
             }

@@ -90,7 +90,8 @@ pub fn token_managers(
 /// Each backend's access to the tokens of its profile.
 fn access(managers: &BTreeMap<String, Arc<TokenManager>>, backend: &Backend) -> Option<Access> {
     let profile = backend.profile.as_ref()?;
-    Some(managers.get(&profile.name)?.access(&backend.name))
+    // The managers are built from these backends: each knows the backends of its profile.
+    managers.get(&profile.name)?.access(&backend.name).ok()
 }
 
 /// Serves MCP on `reader`/`writer` (stdin/stdout in production) until the client closes its

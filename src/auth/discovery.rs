@@ -18,6 +18,7 @@ use super::{
     cache::StoredTokens,
     oidc::Provider,
     resource::{self, MetadataError, ResourceMetadata},
+    target::TargetId,
     tokens::TokenManager,
 };
 use crate::error_text::untrusted;
@@ -36,21 +37,20 @@ impl TokenManager {
     /// The server every backend of an issuer-less profile names (their metadata read side
     /// by side).
     pub(super) async fn agree(&self) -> Result<Authority, AuthError> {
-        let reads = self
-            .targets
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.url.is_some())
-            .map(|(index, t)| async move {
-                // Read again after a failure, whatever its pause: a sign-in about to start
-                // is worth one more try, and a person is waiting on it.
-                let servers = match t.known() {
-                    Some(known) => Ok(known),
-                    None => self.fetch(index, None).await,
-                }
-                .map(|m| m.map(|m| m.authorization_servers).unwrap_or_default());
-                (t.backend.as_str(), servers)
-            });
+        let reads =
+            self.targets
+                .iter()
+                .filter(|(_, t)| t.url.is_some())
+                .map(|(id, t)| async move {
+                    // Read again after a failure, whatever its pause: a sign-in about to start
+                    // is worth one more try, and a person is waiting on it.
+                    let servers = match t.known() {
+                        Some(known) => Ok(known),
+                        None => self.fetch(id, None).await,
+                    }
+                    .map(|m| m.map(|m| m.authorization_servers).unwrap_or_default());
+                    (t.backend.as_str(), servers)
+                });
         let suggestions: Vec<Suggestion<'_>> = futures::future::join_all(reads)
             .await
             .into_iter()
@@ -62,7 +62,7 @@ impl TokenManager {
     /// The resource indicator of `target` as far as known without asking the backend.
     pub(super) fn known_resource(
         &self,
-        target: usize,
+        target: TargetId,
         tokens: Option<&StoredTokens>,
     ) -> Option<String> {
         let t = &self.targets[target];
@@ -86,7 +86,7 @@ impl TokenManager {
     /// whether it has any (once: the answer is kept in the cache file).
     pub(super) async fn resource(
         &self,
-        target: usize,
+        target: TargetId,
         mut tokens: Option<&mut StoredTokens>,
     ) -> Result<Option<String>, AuthError> {
         if self.targets[target].binds_to_metadata() {
@@ -99,7 +99,7 @@ impl TokenManager {
     /// memory, or its resource in the cache file).
     pub(super) async fn metadata(
         &self,
-        target: usize,
+        target: TargetId,
         tokens: Option<&mut StoredTokens>,
     ) -> Result<Option<ResourceMetadata>, AuthError> {
         let t = &self.targets[target];
@@ -138,7 +138,7 @@ impl TokenManager {
     /// keeps the outcome: an answer, or a failure to try again later.
     pub(super) async fn fetch(
         &self,
-        target: usize,
+        target: TargetId,
         hint: Option<&str>,
     ) -> Result<Option<ResourceMetadata>, MetadataError> {
         let t = &self.targets[target];
@@ -179,7 +179,7 @@ impl TokenManager {
     /// only other servers is an error naming both.
     pub(super) fn judge(
         &self,
-        target: usize,
+        target: TargetId,
         metadata: Option<ResourceMetadata>,
         pin: Option<&str>,
     ) -> Result<Option<ResourceMetadata>, AuthError> {
@@ -211,7 +211,7 @@ impl TokenManager {
     /// profile — another server than the pinned one.
     pub(super) async fn relearn(
         &self,
-        target: usize,
+        target: TargetId,
         hint: Option<&str>,
         mut tokens: Option<&mut StoredTokens>,
     ) -> Result<(), AuthError> {

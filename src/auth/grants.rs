@@ -28,6 +28,7 @@ use super::{
     oidc::{Granted, Provider, RefreshError},
     scopes::{narrowed, union},
     sign_in::SignIn,
+    target::TargetId,
     tokens::TokenManager,
 };
 use crate::{config::Flow, secret::Secret};
@@ -124,7 +125,7 @@ impl TokenManager {
         &self,
         provider: &Provider,
         current: &mut Option<StoredTokens>,
-        target: usize,
+        target: TargetId,
         scopes: &[String],
     ) -> Result<Granted, AuthError> {
         let resource = self.resource(target, current.as_mut()).await?;
@@ -145,8 +146,8 @@ impl TokenManager {
             });
         }
         let mut resources = Vec::new();
-        for index in 0..self.targets.len() {
-            if let Some(r) = self.resource(index, current.as_mut()).await?
+        for (id, _) in self.targets.iter() {
+            if let Some(r) = self.resource(id, current.as_mut()).await?
                 && !resources.contains(&r)
             {
                 resources.push(r);
@@ -210,7 +211,7 @@ impl TokenManager {
     pub(super) fn keep(
         &self,
         current: &mut Option<StoredTokens>,
-        target: usize,
+        target: TargetId,
         resource: Option<&str>,
         granted: Granted,
         grant_scopes: &[String],
@@ -227,9 +228,9 @@ impl TokenManager {
         let token = granted.access.token.clone();
         tokens.set_access(resource, granted.access);
         // What the backends' metadata said, so that later runs need not ask again.
-        for (index, t) in self.targets.iter().enumerate() {
+        for (id, t) in self.targets.iter() {
             if let (Some(url), Some(known)) = (&t.url, t.known())
-                && let Ok(usable) = self.judge(index, known, Some(issuer))
+                && let Ok(usable) = self.judge(id, known, Some(issuer))
             {
                 tokens
                     .discovered

@@ -35,7 +35,8 @@ pub mod target;
 pub mod tokens;
 
 pub use logout::{LoggedOut, Revocation};
-pub use tokens::{Access, Target, TokenManager};
+pub use target::Target;
+pub use tokens::{Access, TokenManager};
 
 /// A cached access token is used while it has more than this many seconds left.
 pub const REFRESH_MARGIN_SECS: i64 = 60;
@@ -257,6 +258,19 @@ pub enum AuthError {
         scopes: String,
         /// The issuer of the token.
         issuer: String,
+    },
+    /// A backend was named that the profile's manager does not provide tokens for.
+    #[error(
+        "profile '{profile}' provides no tokens for a backend named '{backend}' (its backends: \
+         {backends})"
+    )]
+    UnknownBackend {
+        /// The profile.
+        profile: String,
+        /// The name asked for.
+        backend: String,
+        /// The backends it does provide tokens for.
+        backends: String,
     },
     /// A person would have to sign in, and this command never asks one.
     #[error(

@@ -21,6 +21,7 @@ use super::{
     AuthError,
     authority::same_issuer,
     cache::StoredTokens,
+    target::TargetId,
     tokens::{TokenManager, is_fresh},
 };
 use crate::secret::Secret;
@@ -31,7 +32,7 @@ impl TokenManager {
     pub(super) async fn renew_once(
         &self,
         current: &mut Option<StoredTokens>,
-        target: usize,
+        target: TargetId,
         rejected: Option<&Secret>,
         seen: u64,
     ) -> Result<Secret, AuthError> {
@@ -81,7 +82,7 @@ impl TokenManager {
     async fn renew(
         &self,
         current: &mut Option<StoredTokens>,
-        target: usize,
+        target: TargetId,
         rejected: Option<&Secret>,
     ) -> Result<Secret, AuthError> {
         // One renewal at a time across processes too: the others wait, then find its result

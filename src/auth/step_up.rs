@@ -22,6 +22,7 @@ use super::{
     AuthError,
     cache::StoredTokens,
     scopes::union,
+    target::TargetId,
     tokens::{TokenManager, newer},
 };
 use crate::{error_text::duration_words, secret::Secret};
@@ -86,9 +87,9 @@ impl TokenManager {
     /// The backend of `target` needs `scopes` that `rejected` lacks. If it may have them (see
     /// [`step_up`](super::step_up)): a token of its resource that asks for them too — by a
     /// refresh when the grant holds them, else by a new sign-in.
-    pub async fn step_up(
+    pub(super) async fn step_up(
         &self,
-        target: usize,
+        target: TargetId,
         rejected: &Secret,
         scopes: &[String],
         from_client: bool,
@@ -193,9 +194,9 @@ impl TokenManager {
     }
 
     /// Why the backend of `target` still refuses `token` for want of `scopes`.
-    pub async fn scope_refusal(
+    pub(super) async fn scope_refusal(
         &self,
-        target: usize,
+        target: TargetId,
         token: &Secret,
         scopes: &[String],
     ) -> AuthError {
@@ -218,7 +219,7 @@ impl TokenManager {
     /// is rare, and what it publishes now is what it stands by. Empty when it publishes none.
     pub(super) async fn published_scopes(
         &self,
-        target: usize,
+        target: TargetId,
         tokens: Option<&mut StoredTokens>,
     ) -> Result<Vec<String>, AuthError> {
         if self.targets[target].url.is_none() {

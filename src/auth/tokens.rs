@@ -35,6 +35,7 @@ use super::{
     oidc::Provider,
     resource::{Challenge, Owners},
     sign_in::Notices,
+    target::{Target, TargetId, Targets},
 };
 use crate::{
     config::{Backend, Flow, Profile, Resource},
@@ -42,13 +43,11 @@ use crate::{
     secret::Secret,
 };
 
-pub use super::target::Target;
-
-/// One backend's way to its tokens: its profile's manager, and which target it is.
+/// One backend's way to its tokens: its profile's manager, and which of its targets it is.
 #[derive(Clone)]
 pub struct Access {
     manager: Arc<TokenManager>,
-    target: usize,
+    target: TargetId,
 }
 
 impl Access {
@@ -114,7 +113,7 @@ impl Access {
 /// Hands out access tokens for one profile, renewing them at most once at a time.
 pub struct TokenManager {
     pub(super) profile: Arc<Profile>,
-    pub(super) targets: Vec<Target>,
+    pub(super) targets: Targets,
     pub(super) cache: TokenCache,
     pub(super) http: reqwest::Client,
     pub(super) browser: Arc<dyn Browser>,
@@ -174,7 +173,7 @@ impl TokenManager {
         let cache = TokenCache::new(cache_dir, &profile, &[]);
         Self {
             profile,
-            targets: vec![Target::new("", None, Resource::Off, Owners::default())],
+            targets: Targets::unbound(),
             cache,
             http,
             browser,
@@ -198,7 +197,7 @@ impl TokenManager {
         if backends.is_empty() {
             return self;
         }
-        self.targets = backends
+        let targets = backends
             .iter()
             .map(|b| {
                 let others = all
@@ -219,6 +218,7 @@ impl TokenManager {
                 )
             })
             .collect();
+        self.targets = Targets::new(targets);
         let urls: Vec<&url::Url> = backends.iter().map(|b| &b.url).collect();
         self.cache = TokenCache::new(self.cache.dir(), &self.profile, &urls);
         self
@@ -246,23 +246,26 @@ impl TokenManager {
         &self.notices
     }
 
-    /// The access of the backend named `backend` (the first target for a name it does not
-    /// know).
-    pub fn access(self: &Arc<Self>, backend: &str) -> Access {
+    /// The access of the backend named `backend`; an error for a backend this manager does
+    /// not provide tokens for (another profile's tokens would be the wrong ones).
+    pub fn access(self: &Arc<Self>, backend: &str) -> Result<Access, AuthError> {
         let target = self
             .targets
-            .iter()
-            .position(|t| t.backend == backend)
-            .unwrap_or(0);
-        Access {
+            .find(backend)
+            .ok_or_else(|| AuthError::UnknownBackend {
+                profile: self.profile.name.clone(),
+                backend: backend.to_owned(),
+                backends: self.targets.names(),
+            })?;
+        Ok(Access {
             manager: Arc::clone(self),
             target,
-        }
+        })
     }
 
     /// A valid access token for the first backend (or bound to no resource).
     pub async fn access_token(&self) -> Result<Secret, AuthError> {
-        self.token_for(0).await
+        self.token_for(TargetId::FIRST).await
     }
 
     /// The tokens on disk, without asking anyone anything.
@@ -272,7 +275,7 @@ impl TokenManager {
     }
 
     /// A valid access token for `target`: cached, refreshed, or from a new grant.
-    pub async fn token_for(&self, target: usize) -> Result<Secret, AuthError> {
+    pub(super) async fn token_for(&self, target: TargetId) -> Result<Secret, AuthError> {
         let seen = self.renewals.load(Ordering::SeqCst);
         let mut current = self.current.lock().await;
         if current.is_none() {
@@ -305,7 +308,7 @@ impl TokenManager {
     }
 
     /// The access token in hand for `target`, if any, without renewing.
-    pub fn cached_token(&self, target: usize) -> Option<Secret> {
+    pub(super) fn cached_token(&self, target: TargetId) -> Option<Secret> {
         // A renewal in progress holds the lock; waiting for a login here would stall shutdown.
         let current = self.current.try_lock().ok()?;
         let tokens = current.as_ref()?;
@@ -317,9 +320,9 @@ impl TokenManager {
     /// another request already did. Its metadata is read again first (where its challenge
     /// says, if on its own origin): it may name a resource the tokens must be bound to — or,
     /// for a profile pinned to a server, another server, which is an error.
-    pub async fn renew_rejected(
+    pub(super) async fn renew_rejected(
         &self,
-        target: usize,
+        target: TargetId,
         rejected: &Secret,
         challenge: Option<&Challenge>,
     ) -> Result<Secret, AuthError> {
@@ -342,5 +345,71 @@ impl TokenManager {
         );
         self.renew_once(&mut current, target, Some(rejected), seen)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use url::Url;
+
+    use super::*;
+
+    struct NoBrowser;
+
+    impl Browser for NoBrowser {
+        fn open(&self, _url: &str) -> Result<(), String> {
+            Err("no browser in unit tests".into())
+        }
+    }
+
+    fn manager(backends: &[&str]) -> Arc<TokenManager> {
+        let redirect = Url::parse("http://127.0.0.1:8080/auth/callback").unwrap();
+        let profile = Arc::new(Profile::new(
+            "work",
+            Some("https://idp.example"),
+            "client",
+            redirect,
+        ));
+        let backends: Vec<Backend> = backends
+            .iter()
+            .map(|name| {
+                let url = Url::parse(&format!("https://{name}.example/mcp")).unwrap();
+                Backend::new(name, url, Some(Arc::clone(&profile)), None)
+            })
+            .collect();
+        let own: Vec<&Backend> = backends.iter().collect();
+        let manager = TokenManager::new(
+            profile,
+            &std::env::temp_dir(),
+            reqwest::Client::new(),
+            Arc::new(NoBrowser),
+            Arc::default(),
+        );
+        Arc::new(manager.for_backends(&own, &backends))
+    }
+
+    #[test]
+    fn each_backend_gets_its_own_target() {
+        let manager = manager(&["wiki", "tickets"]);
+        for name in ["wiki", "tickets"] {
+            let access = manager.access(name).unwrap();
+            assert_eq!(access.backend(), name);
+        }
+    }
+
+    #[test]
+    fn an_unknown_backend_is_an_error_naming_the_profiles_backends() {
+        let error = manager(&["wiki", "tickets"])
+            .access("mail")
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            error,
+            "profile 'work' provides no tokens for a backend named 'mail' (its backends: wiki, \
+             tickets)"
+        );
+        let unbound = manager(&[]).access("mail").err().unwrap().to_string();
+        assert!(unbound.ends_with("(its backends: none)"), "{unbound}");
     }
 }
