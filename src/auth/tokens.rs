@@ -7,14 +7,18 @@
 //! another. Each backend holds an [`Access`]: the manager and which of its [`Target`]s it is.
 //!
 //! A token comes from memory, else from the cache file ([`cache`](super::cache)), else from a
-//! refresh, else from a new grant: a sign-in ([`sign_in`](super::sign_in)) or, for a service
-//! account, the client-credentials grant. One renewal runs at a time, across processes too,
-//! and requests that waited for one share its outcome.
+//! refresh, else from a new grant (`grants`): a sign-in ([`sign_in`](super::sign_in)) or, for
+//! a service account, the client-credentials grant. One renewal runs at a time, across
+//! processes too, and requests that waited for one share its outcome (`renewal`).
 //!
 //! Every credential goes to the profile's [`authority`](super::authority) — configured, or
 //! pinned at the first sign-in — and nowhere else: refreshes, revocation and later sign-ins
 //! use the server stored with the tokens, never one a backend names now. A backend may ask
 //! for more scopes ([`step_up`](super::step_up)) on its own terms only.
+//!
+//! Here are the manager's fields, its construction and the entry points an [`Access`] calls;
+//! the rest of its work has modules of its own (see the [map](super)), which import from
+//! this one and never the other way round.
 
 use std::{
     path::Path,
