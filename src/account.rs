@@ -18,14 +18,14 @@
 //! sign-in failed, a revocation failed, a backend refuses), 2 for a usage or configuration
 //! error.
 
-use std::{collections::BTreeMap, path::Path, process::ExitCode, sync::Arc, time::Duration};
+use std::{path::Path, process::ExitCode, sync::Arc, time::Duration};
 
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::{
     auth::{
-        LoggedOut, Revocation, TokenManager,
+        self, Access, LoggedOut, Managers, Revocation,
         browser::{Browser, SystemBrowser},
         cache::{AccessToken, unix_now},
         resource::Challenge,
@@ -33,7 +33,6 @@ use crate::{
     clients,
     config::{Backend, Settings},
     error_text::{chain, printable, untrusted},
-    proxy,
 };
 
 /// How long `status` gives one backend: connecting, its whole answer to `initialize`, and
@@ -66,37 +65,15 @@ fn select<'a>(settings: &'a Settings, names: &[String]) -> Result<Vec<&'a Backen
         .collect()
 }
 
+/// Every profile's manager, asking a person to sign in only when `interactive` (not for
+/// `status`, which only looks).
 fn managers(settings: &Settings, browser: Arc<dyn Browser>, interactive: bool) -> Managers {
-    let managers = proxy::token_managers(settings, &clients::identity_provider(), &browser);
-    if interactive {
-        return managers;
+    let http = clients::identity_provider();
+    match interactive {
+        true => auth::managers(settings, &http, &browser),
+        false => auth::non_interactive_managers(settings, &http, &browser),
     }
-    // Rebuilt so that no person is ever asked: status only looks.
-    managers
-        .into_iter()
-        .map(|(name, manager)| {
-            let profile = Arc::new(manager.profile().clone());
-            let backends: Vec<&Backend> = settings
-                .backends
-                .iter()
-                .filter(|b| b.profile.as_ref().is_some_and(|p| p.name == name))
-                .collect();
-            let quiet = TokenManager::new(
-                profile,
-                &settings.cache_dir,
-                clients::identity_provider(),
-                Arc::clone(&browser),
-                Arc::default(),
-            )
-            .for_backends(&backends, &settings.backends)
-            .non_interactive();
-            (name, Arc::new(quiet))
-        })
-        .collect()
 }
-
-/// Each profile's token manager, by profile name.
-type Managers = BTreeMap<String, Arc<TokenManager>>;
 
 /// The backends named (a usage error, exit 2, for an unknown one) and every profile's manager,
 /// which may ask a person to sign in.
@@ -149,7 +126,11 @@ pub async fn login(settings: Settings, names: &[String]) -> ExitCode {
         let Some(manager) = managers.get(&profile.name) else {
             continue;
         };
-        match manager.access(&backend.name).token().await {
+        let signed_in = match manager.access(&backend.name) {
+            Ok(access) => access.token().await,
+            Err(e) => Err(e),
+        };
+        match signed_in {
             Ok(_) => {
                 let state = manager
                     .stored()
@@ -322,7 +303,7 @@ pub async fn status(settings: Settings, json: bool) -> ExitCode {
                 .map(|t| t.issuer.clone())
                 .or_else(|| profile.issuer_url.clone());
             let access = manager.access(&backend.name);
-            let resource = access.resource();
+            let resource = access.as_ref().ok().and_then(Access::resource);
             line.resource = resource.clone();
             let held = stored.as_ref().and_then(|t| t.access(resource.as_deref()));
             // What the provider said it granted, and what a backend named as its resource,
@@ -341,7 +322,11 @@ pub async fn status(settings: Settings, json: bool) -> ExitCode {
                 line.expires_at = held.expires_at;
                 line.scopes = held.scope.as_deref().map(printable);
             }
-            match access.token().await {
+            let checked = match &access {
+                Ok(access) => access.token().await,
+                Err(e) => Err(e.clone()),
+            };
+            match checked {
                 Ok(t) => token = Some(t),
                 Err(e) => line.check = format!("not checked: {}", printable(&e.to_string())),
             }

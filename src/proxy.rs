@@ -25,7 +25,7 @@ use rmcp::{
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::{
-    auth::{Access, TokenManager, browser::Browser},
+    auth::{self, Access, TokenManager, browser::Browser},
     clients,
     config::{Backend, Mode, Settings},
     server::Server,
@@ -56,40 +56,11 @@ fn ended_before_initialize(error: ServerInitializeError) -> Result<(), RunError>
     }
 }
 
-/// One token manager per profile in use, so backends that share a profile share its tokens.
-pub fn token_managers(
-    settings: &Settings,
-    http: &reqwest::Client,
-    browser: &Arc<dyn Browser>,
-) -> BTreeMap<String, Arc<TokenManager>> {
-    let login_gate = Arc::default();
-    let mut managers = BTreeMap::new();
-    for profile in settings.backends.iter().filter_map(|b| b.profile.as_ref()) {
-        managers.entry(profile.name.clone()).or_insert_with(|| {
-            let backends: Vec<&crate::config::Backend> = settings
-                .backends
-                .iter()
-                .filter(|b| b.profile.as_ref().is_some_and(|p| p.name == profile.name))
-                .collect();
-            Arc::new(
-                TokenManager::new(
-                    Arc::clone(profile),
-                    &settings.cache_dir,
-                    http.clone(),
-                    Arc::clone(browser),
-                    Arc::clone(&login_gate),
-                )
-                .for_backends(&backends, &settings.backends),
-            )
-        });
-    }
-    managers
-}
-
 /// Each backend's access to the tokens of its profile.
 fn access(managers: &BTreeMap<String, Arc<TokenManager>>, backend: &Backend) -> Option<Access> {
     let profile = backend.profile.as_ref()?;
-    Some(managers.get(&profile.name)?.access(&backend.name))
+    // The managers are built from these backends: each knows the backends of its profile.
+    managers.get(&profile.name)?.access(&backend.name).ok()
 }
 
 /// Serves MCP on `reader`/`writer` (stdin/stdout in production) until the client closes its
@@ -108,7 +79,7 @@ where
     R: AsyncRead + Send + Unpin + 'static,
     W: AsyncWrite + Send + Unpin + 'static,
 {
-    let managers = token_managers(&settings, &clients::identity_provider(), &browser);
+    let managers = auth::managers(&settings, &clients::identity_provider(), &browser);
     // Listening from the start: a device code shown while the client initializes must reach it.
     let notices: Vec<_> = managers.values().map(|m| m.notices().subscribe()).collect();
     let http = clients::backend();

@@ -1,19 +1,24 @@
-//! What the backends say about themselves, as a profile may use it: each backend's protected
-//! resource metadata (RFC 9728) read, kept and judged — which resource its tokens are bound
-//! to, and which server the backends of an issuer-less profile agree on.
+//! Where a profile's tokens come from and go to, as far as the backends have a say: each
+//! backend's protected resource metadata (RFC 9728) read, kept and judged — which resource its
+//! tokens are bound to, and which server the backends of an issuer-less profile agree on — and
+//! the profile's authority chosen once (configured, pinned in the tokens on disk, or agreed),
+//! with its provider discovered there (OIDC discovery, once per process).
 //!
 //! Judging is where a backend's say ends. For a profile with `issuer_url`, metadata that
 //! trusts other servers is not used. For one pinned to the server of its first sign-in, a
-//! backend that names only others is an error naming both ([`authority`](super::authority)).
-//! Metadata is read again when a backend refuses a token, so that a change is noticed where
-//! it matters; a read that fails is tried again rather than taken for "none"
-//! ([`target`](super::target)).
+//! backend that names only others is an error naming both ([`authority`]). Metadata is read
+//! again when a backend refuses a token, so that a change is noticed where it matters; a read
+//! that fails is tried again rather than taken for "none" ([`target`](super::target)).
+
+use std::sync::Arc;
 
 use super::{
     AuthError,
-    authority::{self, Authority, Suggestion, same_issuer},
+    authority::{self, Authority, Source, Suggestion, same_issuer},
     cache::StoredTokens,
+    oidc::Provider,
     resource::{self, MetadataError, ResourceMetadata},
+    target::TargetId,
     tokens::TokenManager,
 };
 use crate::error_text::untrusted;
@@ -32,21 +37,20 @@ impl TokenManager {
     /// The server every backend of an issuer-less profile names (their metadata read side
     /// by side).
     pub(super) async fn agree(&self) -> Result<Authority, AuthError> {
-        let reads = self
-            .targets
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.url.is_some())
-            .map(|(index, t)| async move {
-                // Read again after a failure, whatever its pause: a sign-in about to start
-                // is worth one more try, and a person is waiting on it.
-                let servers = match t.known() {
-                    Some(known) => Ok(known),
-                    None => self.fetch(index, None).await,
-                }
-                .map(|m| m.map(|m| m.authorization_servers).unwrap_or_default());
-                (t.backend.as_str(), servers)
-            });
+        let reads =
+            self.targets
+                .iter()
+                .filter(|(_, t)| t.url.is_some())
+                .map(|(id, t)| async move {
+                    // Read again after a failure, whatever its pause: a sign-in about to start
+                    // is worth one more try, and a person is waiting on it.
+                    let servers = match t.known() {
+                        Some(known) => Ok(known),
+                        None => self.fetch(id, None).await,
+                    }
+                    .map(|m| m.map(|m| m.authorization_servers).unwrap_or_default());
+                    (t.backend.as_str(), servers)
+                });
         let suggestions: Vec<Suggestion<'_>> = futures::future::join_all(reads)
             .await
             .into_iter()
@@ -58,7 +62,7 @@ impl TokenManager {
     /// The resource indicator of `target` as far as known without asking the backend.
     pub(super) fn known_resource(
         &self,
-        target: usize,
+        target: TargetId,
         tokens: Option<&StoredTokens>,
     ) -> Option<String> {
         let t = &self.targets[target];
@@ -82,7 +86,7 @@ impl TokenManager {
     /// whether it has any (once: the answer is kept in the cache file).
     pub(super) async fn resource(
         &self,
-        target: usize,
+        target: TargetId,
         mut tokens: Option<&mut StoredTokens>,
     ) -> Result<Option<String>, AuthError> {
         if self.targets[target].binds_to_metadata() {
@@ -95,7 +99,7 @@ impl TokenManager {
     /// memory, or its resource in the cache file).
     pub(super) async fn metadata(
         &self,
-        target: usize,
+        target: TargetId,
         tokens: Option<&mut StoredTokens>,
     ) -> Result<Option<ResourceMetadata>, AuthError> {
         let t = &self.targets[target];
@@ -134,7 +138,7 @@ impl TokenManager {
     /// keeps the outcome: an answer, or a failure to try again later.
     pub(super) async fn fetch(
         &self,
-        target: usize,
+        target: TargetId,
         hint: Option<&str>,
     ) -> Result<Option<ResourceMetadata>, MetadataError> {
         let t = &self.targets[target];
@@ -175,7 +179,7 @@ impl TokenManager {
     /// only other servers is an error naming both.
     pub(super) fn judge(
         &self,
-        target: usize,
+        target: TargetId,
         metadata: Option<ResourceMetadata>,
         pin: Option<&str>,
     ) -> Result<Option<ResourceMetadata>, AuthError> {
@@ -207,7 +211,7 @@ impl TokenManager {
     /// profile — another server than the pinned one.
     pub(super) async fn relearn(
         &self,
-        target: usize,
+        target: TargetId,
         hint: Option<&str>,
         mut tokens: Option<&mut StoredTokens>,
     ) -> Result<(), AuthError> {
@@ -235,5 +239,65 @@ impl TokenManager {
             );
         }
         Ok(())
+    }
+
+    /// The server the profile signs in at, for messages: its authority once chosen, else
+    /// what the configuration says.
+    pub(super) fn issuer_label(&self) -> String {
+        self.authority
+            .get()
+            .map(|a| a.issuer.clone())
+            .unwrap_or_else(|| self.profile.issuer_label().to_owned())
+    }
+
+    /// The server the profile's credentials belong to (see [`authority`]).
+    pub(super) async fn authority(
+        &self,
+        tokens: Option<&mut StoredTokens>,
+    ) -> Result<&Authority, AuthError> {
+        if let Some(authority) = self.authority.get() {
+            return Ok(authority);
+        }
+        let profile = &self.profile;
+        let chosen = match (&profile.issuer_url, tokens.as_deref()) {
+            (Some(issuer), _) => Authority {
+                issuer: issuer.clone(),
+                source: Source::Configured,
+            },
+            // Defence in depth: `resolve` refuses such a profile.
+            (None, _) if profile.client_secret.is_some() || profile.client_assertion.is_some() => {
+                return Err(AuthError::ConfidentialWithoutIssuer {
+                    profile: profile.name.clone(),
+                });
+            }
+            (None, Some(stored)) => Authority {
+                issuer: stored.issuer.clone(),
+                source: Source::Pinned,
+            },
+            (None, None) => {
+                let agreed = self.agree().await?;
+                tracing::info!(
+                    "Profile '{}' signs in at {}, {}",
+                    profile.name,
+                    agreed.issuer,
+                    agreed.provenance().unwrap_or_default()
+                );
+                agreed
+            }
+        };
+        Ok(self.authority.get_or_init(|| async { chosen }).await)
+    }
+
+    /// The provider, discovered once, at the profile's [`authority`](Self::authority).
+    pub(super) async fn provider(
+        &self,
+        tokens: Option<&mut StoredTokens>,
+    ) -> Result<&Provider, AuthError> {
+        let issuer = self.authority(tokens).await?.issuer.clone();
+        self.provider
+            .get_or_try_init(|| {
+                Provider::discover(Arc::clone(&self.profile), &issuer, self.http.clone())
+            })
+            .await
     }
 }

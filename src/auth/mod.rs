@@ -1,18 +1,33 @@
 //! Access tokens for the backends: from an OIDC profile's sign-in, kept, refreshed and bound
 //! to each backend's resource.
 //!
-//! - [`tokens`]: the [`TokenManager`] of one profile and each backend's [`Access`] to it, with
-//!   [`target`] (one backend as the manager sees it) and [`step_up`] (when a backend may ask
-//!   for more scopes);
+//! - `managers`: the [`TokenManager`]s of a configuration, one per profile in use
+//!   ([`managers()`], or [`non_interactive_managers`] for commands that only look);
+//! - [`tokens`]: the manager of one profile and each backend's [`Access`] to it — where a token
+//!   is asked for. The manager's work is spread over modules of its own:
+//!   - [`target`]: one backend as the manager sees it, named by a [`TargetId`](target::TargetId);
+//!   - `renewal`: one renewal at a time, in this process and across processes, its outcome
+//!     shared by the requests that waited;
+//!   - `grants`: a refresh or a new grant (a sign-in, the client-credentials grant), and
+//!     keeping what it gave;
+//!   - `discovery`: what the manager makes of the backends' metadata, and the server it signs
+//!     in at;
+//!   - [`step_up`]: when a backend may ask for more scopes, with [`scopes`] (the scope lists a
+//!     token asks for);
+//!   - `logout`: the tokens forgotten, and revoked where they were issued;
 //! - [`authority`]: which authorization server the credentials belong to (configured, or
 //!   pinned at the first sign-in — never a backend's say alone);
 //! - [`sign_in`]: how a person signs in (browser, device code), with [`browser`] opening the
 //!   URL and [`callback`] taking the code;
 //! - [`oidc`]: the exchanges with the identity provider, with [`client_auth`] (how the client
 //!   proves itself) over `provider_http`;
-//! - [`resource`]: the backend's side (its challenges, its RFC 9728 metadata), and
-//!   `discovery`: what the manager makes of it;
+//! - [`resource`]: the backend's side (its challenges, its RFC 9728 metadata);
 //! - [`cache`]: the token file.
+//!
+//! The modules of the manager's work add `impl TokenManager` blocks and import from
+//! [`tokens`] (the manager's fields, the freshness rules); [`tokens`] imports nothing back, and
+//! they call one another's methods without importing one another. So each can be read on its
+//! own, and no two of the modules of `auth` import each other.
 
 pub mod authority;
 pub mod browser;
@@ -20,23 +35,26 @@ pub mod cache;
 pub mod callback;
 pub mod client_auth;
 mod discovery;
+mod grants;
+mod logout;
+mod managers;
 pub mod oidc;
 mod provider_http;
+mod renewal;
 pub mod resource;
+pub mod scopes;
 pub mod sign_in;
 pub mod step_up;
 pub mod target;
 pub mod tokens;
 
-use std::time::Duration;
-
-pub use tokens::{Access, LoggedOut, Revocation, Target, TokenManager};
+pub use logout::{LoggedOut, Revocation};
+pub use managers::{Managers, managers, non_interactive_managers};
+pub use target::Target;
+pub use tokens::{Access, TokenManager};
 
 /// A cached access token is used while it has more than this many seconds left.
 pub const REFRESH_MARGIN_SECS: i64 = 60;
-
-/// Pauses before retrying a refresh the provider could not serve.
-const REFRESH_RETRIES: [Duration; 2] = [Duration::from_millis(500), Duration::from_millis(1500)];
 
 /// Why no token could be had. Messages never contain a token, code or secret.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -255,6 +273,19 @@ pub enum AuthError {
         scopes: String,
         /// The issuer of the token.
         issuer: String,
+    },
+    /// A backend was named that the profile's manager does not provide tokens for.
+    #[error(
+        "profile '{profile}' provides no tokens for a backend named '{backend}' (its backends: \
+         {backends})"
+    )]
+    UnknownBackend {
+        /// The profile.
+        profile: String,
+        /// The name asked for.
+        backend: String,
+        /// The backends it does provide tokens for.
+        backends: String,
     },
     /// A person would have to sign in, and this command never asks one.
     #[error(

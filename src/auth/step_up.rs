@@ -21,6 +21,8 @@ use std::time::Duration;
 use super::{
     AuthError,
     cache::StoredTokens,
+    scopes::union,
+    target::TargetId,
     tokens::{TokenManager, newer},
 };
 use crate::{error_text::duration_words, secret::Secret};
@@ -85,9 +87,9 @@ impl TokenManager {
     /// The backend of `target` needs `scopes` that `rejected` lacks. If it may have them (see
     /// [`step_up`](super::step_up)): a token of its resource that asks for them too — by a
     /// refresh when the grant holds them, else by a new sign-in.
-    pub async fn step_up(
+    pub(super) async fn step_up(
         &self,
-        target: usize,
+        target: TargetId,
         rejected: &Secret,
         scopes: &[String],
         from_client: bool,
@@ -192,9 +194,9 @@ impl TokenManager {
     }
 
     /// Why the backend of `target` still refuses `token` for want of `scopes`.
-    pub async fn scope_refusal(
+    pub(super) async fn scope_refusal(
         &self,
-        target: usize,
+        target: TargetId,
         token: &Secret,
         scopes: &[String],
     ) -> AuthError {
@@ -217,7 +219,7 @@ impl TokenManager {
     /// is rare, and what it publishes now is what it stands by. Empty when it publishes none.
     pub(super) async fn published_scopes(
         &self,
-        target: usize,
+        target: TargetId,
         tokens: Option<&mut StoredTokens>,
     ) -> Result<Vec<String>, AuthError> {
         if self.targets[target].url.is_none() {
@@ -232,30 +234,6 @@ impl TokenManager {
         )?;
         Ok(metadata.map(|m| m.scopes_supported).unwrap_or_default())
     }
-}
-
-/// `scopes` with `more` added, each once, in order.
-pub fn union(scopes: &[String], more: &[String]) -> Vec<String> {
-    let mut all = scopes.to_vec();
-    for scope in more {
-        if !all.contains(scope) {
-            all.push(scope.clone());
-        }
-    }
-    all
-}
-
-/// The `scope` a refresh asks for, when the grant holds more than a backend needs: `needed`,
-/// within the grant. `None` asks for the grant's own scopes, which is what it needs then.
-pub fn narrowed(grant: &[String], needed: &[String]) -> Option<Vec<String>> {
-    let wider = grant.iter().any(|s| !needed.contains(s));
-    wider.then(|| {
-        needed
-            .iter()
-            .filter(|s| grant.contains(s))
-            .cloned()
-            .collect()
-    })
 }
 
 /// Why a backend still refuses a token for want of `scopes`, whose sign-in asked for them: the
@@ -332,21 +310,6 @@ mod tests {
             ..ask(&scopes, &published)
         };
         assert_eq!(later.refusal(), None);
-    }
-
-    #[test]
-    fn a_refresh_narrows_a_wider_grant_to_what_the_backend_needs() {
-        let grant = words("openid profile mcp:admin");
-        assert_eq!(
-            narrowed(&grant, &words("openid profile")),
-            Some(words("openid profile"))
-        );
-        assert_eq!(narrowed(&grant, &grant), None);
-        assert_eq!(
-            narrowed(&words("openid"), &words("openid mcp:admin")),
-            None,
-            "never more than the grant"
-        );
     }
 
     #[test]

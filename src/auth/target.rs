@@ -2,12 +2,20 @@
 //! which resource indicator (RFC 8707) its tokens are bound to, what its protected resource
 //! metadata (RFC 9728) said, and when it last made the proxy sign in again for more scopes.
 //!
+//! A manager's [`Targets`] are never empty: one per backend of its profile, or — for a manager
+//! that serves no particular backend — one whose tokens are bound to no resource. A target
+//! travels as a [`TargetId`], which only those targets hand out: it cannot name a backend the
+//! manager does not know, and a name it does not know is an error where the name comes in
+//! ([`TokenManager::access`](super::TokenManager::access)), not a quiet fallback to another
+//! backend's tokens.
+//!
 //! Metadata is read once and kept: in memory, and its resource in the cache file, so that
 //! later runs need not ask. A read that failed (no answer, a server error) is not an answer:
 //! it is tried again after [`RETRY_FAILED_READ`], and until then the backend counts as having
 //! told nothing.
 
 use std::{
+    ops::Index,
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -119,5 +127,78 @@ impl Target {
         if let Ok(mut at) = self.last_step_up.lock() {
             *at = Some(Instant::now());
         }
+    }
+}
+
+/// Which of its manager's targets a backend is. Only [`Targets`] hand one out, so it names one
+/// of theirs; an [`Access`](super::Access) keeps it together with its manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetId(usize);
+
+impl TargetId {
+    /// The first target, which every manager has: its first backend, or the one bound to no
+    /// resource.
+    pub const FIRST: Self = Self(0);
+}
+
+/// The backends a manager provides tokens for: never none.
+#[derive(Debug)]
+pub struct Targets(Vec<Target>);
+
+impl Targets {
+    /// The one target of a manager that serves no particular backend: tokens bound to no
+    /// resource.
+    pub fn unbound() -> Self {
+        Self(vec![Target::new(
+            "",
+            None,
+            Resource::Off,
+            Owners::default(),
+        )])
+    }
+
+    /// `targets`, or [`Targets::unbound`] when there are none.
+    pub fn new(targets: Vec<Target>) -> Self {
+        if targets.is_empty() {
+            return Self::unbound();
+        }
+        Self(targets)
+    }
+
+    /// The target of the backend named `backend`.
+    pub fn find(&self, backend: &str) -> Option<TargetId> {
+        self.0
+            .iter()
+            .position(|t| t.backend == backend)
+            .map(TargetId)
+    }
+
+    /// Each target with its id, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (TargetId, &Target)> {
+        self.0.iter().enumerate().map(|(i, t)| (TargetId(i), t))
+    }
+
+    /// The backends' names, for messages: `a, b`, or `none`.
+    pub fn names(&self) -> String {
+        let names: Vec<&str> = self
+            .0
+            .iter()
+            .map(|t| t.backend.as_str())
+            .filter(|name| !name.is_empty())
+            .collect();
+        if names.is_empty() {
+            return "none".to_owned();
+        }
+        names.join(", ")
+    }
+}
+
+impl Index<TargetId> for Targets {
+    type Output = Target;
+
+    /// The target `id` names. A manager uses only the ids of its own targets (an
+    /// [`Access`](super::Access) keeps its id with its manager), so it is one of them.
+    fn index(&self, id: TargetId) -> &Target {
+        &self.0[id.0]
     }
 }

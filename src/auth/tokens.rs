@@ -7,14 +7,18 @@
 //! another. Each backend holds an [`Access`]: the manager and which of its [`Target`]s it is.
 //!
 //! A token comes from memory, else from the cache file ([`cache`](super::cache)), else from a
-//! refresh, else from a new grant: a sign-in ([`sign_in`](super::sign_in)) or, for a service
-//! account, the client-credentials grant. One renewal runs at a time, across processes too,
-//! and requests that waited for one share its outcome.
+//! refresh, else from a new grant (`grants`): a sign-in ([`sign_in`](super::sign_in)) or, for
+//! a service account, the client-credentials grant. One renewal runs at a time, across
+//! processes too, and requests that waited for one share its outcome (`renewal`).
 //!
 //! Every credential goes to the profile's [`authority`](super::authority) — configured, or
 //! pinned at the first sign-in — and nowhere else: refreshes, revocation and later sign-ins
 //! use the server stored with the tokens, never one a backend names now. A backend may ask
-//! for more scopes ([`step_up`]) on its own terms only.
+//! for more scopes ([`step_up`](super::step_up)) on its own terms only.
+//!
+//! Here are the manager's fields, its construction and the entry points an [`Access`] calls;
+//! the rest of its work has modules of its own (see the [map](super)), which import from
+//! this one and never the other way round.
 
 use std::{
     path::Path,
@@ -22,20 +26,20 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use tokio::sync::{Mutex, OnceCell};
 
 use super::{
-    AuthError, REFRESH_MARGIN_SECS, REFRESH_RETRIES,
-    authority::{Authority, Source, same_issuer},
+    AuthError, REFRESH_MARGIN_SECS,
+    authority::Authority,
     browser::Browser,
     cache::{AccessToken, StoredTokens, TokenCache, unix_now},
-    oidc::{Granted, Provider, RefreshError},
+    oidc::Provider,
     resource::{Challenge, Owners},
-    sign_in::{Notices, SignIn},
-    step_up,
+    sign_in::Notices,
+    target::{Target, TargetId, Targets},
 };
 use crate::{
     config::{Backend, Flow, Profile, Resource},
@@ -43,13 +47,11 @@ use crate::{
     secret::Secret,
 };
 
-pub use super::target::Target;
-
-/// One backend's way to its tokens: its profile's manager, and which target it is.
+/// One backend's way to its tokens: its profile's manager, and which of its targets it is.
 #[derive(Clone)]
 pub struct Access {
     manager: Arc<TokenManager>,
-    target: usize,
+    target: TargetId,
 }
 
 impl Access {
@@ -115,7 +117,7 @@ impl Access {
 /// Hands out access tokens for one profile, renewing them at most once at a time.
 pub struct TokenManager {
     pub(super) profile: Arc<Profile>,
-    pub(super) targets: Vec<Target>,
+    pub(super) targets: Targets,
     pub(super) cache: TokenCache,
     pub(super) http: reqwest::Client,
     pub(super) browser: Arc<dyn Browser>,
@@ -142,7 +144,8 @@ pub struct TokenManager {
 /// A token this close to its expiry is not sent: it could expire on the way.
 const LAST_SECONDS: i64 = 10;
 
-fn is_fresh(access: &AccessToken) -> bool {
+/// Whether `access` has more than [`REFRESH_MARGIN_SECS`] left (or no expiry said).
+pub(super) fn is_fresh(access: &AccessToken) -> bool {
     access
         .seconds_left(unix_now())
         .is_none_or(|left| left > REFRESH_MARGIN_SECS)
@@ -174,7 +177,7 @@ impl TokenManager {
         let cache = TokenCache::new(cache_dir, &profile, &[]);
         Self {
             profile,
-            targets: vec![Target::new("", None, Resource::Off, Owners::default())],
+            targets: Targets::unbound(),
             cache,
             http,
             browser,
@@ -198,7 +201,7 @@ impl TokenManager {
         if backends.is_empty() {
             return self;
         }
-        self.targets = backends
+        let targets = backends
             .iter()
             .map(|b| {
                 let others = all
@@ -219,6 +222,7 @@ impl TokenManager {
                 )
             })
             .collect();
+        self.targets = Targets::new(targets);
         let urls: Vec<&url::Url> = backends.iter().map(|b| &b.url).collect();
         self.cache = TokenCache::new(self.cache.dir(), &self.profile, &urls);
         self
@@ -246,23 +250,26 @@ impl TokenManager {
         &self.notices
     }
 
-    /// The access of the backend named `backend` (the first target for a name it does not
-    /// know).
-    pub fn access(self: &Arc<Self>, backend: &str) -> Access {
+    /// The access of the backend named `backend`; an error for a backend this manager does
+    /// not provide tokens for (another profile's tokens would be the wrong ones).
+    pub fn access(self: &Arc<Self>, backend: &str) -> Result<Access, AuthError> {
         let target = self
             .targets
-            .iter()
-            .position(|t| t.backend == backend)
-            .unwrap_or(0);
-        Access {
+            .find(backend)
+            .ok_or_else(|| AuthError::UnknownBackend {
+                profile: self.profile.name.clone(),
+                backend: backend.to_owned(),
+                backends: self.targets.names(),
+            })?;
+        Ok(Access {
             manager: Arc::clone(self),
             target,
-        }
+        })
     }
 
     /// A valid access token for the first backend (or bound to no resource).
     pub async fn access_token(&self) -> Result<Secret, AuthError> {
-        self.token_for(0).await
+        self.token_for(TargetId::FIRST).await
     }
 
     /// The tokens on disk, without asking anyone anything.
@@ -272,7 +279,7 @@ impl TokenManager {
     }
 
     /// A valid access token for `target`: cached, refreshed, or from a new grant.
-    pub async fn token_for(&self, target: usize) -> Result<Secret, AuthError> {
+    pub(super) async fn token_for(&self, target: TargetId) -> Result<Secret, AuthError> {
         let seen = self.renewals.load(Ordering::SeqCst);
         let mut current = self.current.lock().await;
         if current.is_none() {
@@ -305,7 +312,7 @@ impl TokenManager {
     }
 
     /// The access token in hand for `target`, if any, without renewing.
-    pub fn cached_token(&self, target: usize) -> Option<Secret> {
+    pub(super) fn cached_token(&self, target: TargetId) -> Option<Secret> {
         // A renewal in progress holds the lock; waiting for a login here would stall shutdown.
         let current = self.current.try_lock().ok()?;
         let tokens = current.as_ref()?;
@@ -317,9 +324,9 @@ impl TokenManager {
     /// another request already did. Its metadata is read again first (where its challenge
     /// says, if on its own origin): it may name a resource the tokens must be bound to — or,
     /// for a profile pinned to a server, another server, which is an error.
-    pub async fn renew_rejected(
+    pub(super) async fn renew_rejected(
         &self,
-        target: usize,
+        target: TargetId,
         rejected: &Secret,
         challenge: Option<&Challenge>,
     ) -> Result<Secret, AuthError> {
@@ -343,463 +350,70 @@ impl TokenManager {
         self.renew_once(&mut current, target, Some(rejected), seen)
             .await
     }
+}
 
-    /// Renews unless a renewal that finished while this caller waited has failed: then that
-    /// failure is the answer.
-    pub(super) async fn renew_once(
-        &self,
-        current: &mut Option<StoredTokens>,
-        target: usize,
-        rejected: Option<&Secret>,
-        seen: u64,
-    ) -> Result<Secret, AuthError> {
-        if let Ok(failure) = self.last_failure.lock()
-            && let Some((at, error)) = failure.as_ref()
-            && *at > seen
-        {
-            return Err(error.clone());
-        }
-        let result = self.renew(current, target, rejected).await;
-        let done = self.renewals.fetch_add(1, Ordering::SeqCst) + 1;
-        if let (Err(error), Ok(mut failure)) = (&result, self.last_failure.lock()) {
-            *failure = Some((done, error.clone()));
-        }
-        result
-    }
+#[cfg(test)]
+mod tests {
+    use url::Url;
 
-    /// The scopes a token for `resource` asks for: the configured ones, and those its
-    /// backend asked for since (a step-up), which no other resource's tokens carry.
-    pub(super) fn scopes_for(
-        &self,
-        tokens: Option<&StoredTokens>,
-        resource: Option<&str>,
-    ) -> Vec<String> {
-        let extra = tokens.map_or(&[][..], |t| t.step_up_scopes(resource));
-        step_up::union(&self.profile.scopes, extra)
-    }
+    use super::*;
 
-    pub(super) fn lock_wait(&self) -> Duration {
-        // The wait covers a sign-in in another process.
-        self.profile.login_timeout + Duration::from_secs(30)
-    }
+    struct NoBrowser;
 
-    /// Whether tokens on disk come from another server than the one this process signs in
-    /// at (another process of an issuer-less profile pinned a different one): they are never
-    /// sent anywhere by this one.
-    fn foreign(&self, tokens: &StoredTokens) -> bool {
-        let foreign = self
-            .authority
-            .get()
-            .is_some_and(|a| !same_issuer(&a.issuer, &tokens.issuer));
-        if foreign {
-            tracing::warn!(
-                "Ignoring the tokens of {} in {}: profile '{}' signs in at {} in this process",
-                tokens.issuer,
-                self.cache.path().display(),
-                self.profile.name,
-                self.issuer_label()
-            );
-        }
-        foreign
-    }
-
-    async fn renew(
-        &self,
-        current: &mut Option<StoredTokens>,
-        target: usize,
-        rejected: Option<&Secret>,
-    ) -> Result<Secret, AuthError> {
-        // One renewal at a time across processes too: the others wait, then find its result
-        // on disk.
-        let _renewing = self.cache.lock(self.lock_wait()).await;
-        let resource = self.resource(target, current.as_mut()).await?;
-        // Another process sharing the cache may have refreshed (and rotated) meanwhile.
-        if let Some(on_disk) = self.cache.load()
-            && current.as_ref() != Some(&on_disk)
-            && !self.foreign(&on_disk)
-        {
-            let usable = on_disk
-                .access(resource.as_deref())
-                .filter(|a| is_fresh(a) && rejected != Some(&a.token));
-            *current = Some(on_disk);
-            if let Some(access) = usable {
-                tracing::debug!(
-                    "Using tokens another process stored for '{}'",
-                    self.profile.name
-                );
-                return Ok(access.token);
-            }
-        }
-        let provider = self.provider(current.as_mut()).await?;
-        let needed = self.scopes_for(current.as_ref(), resource.as_deref());
-        if let Some(granted) = self
-            .refresh(provider, current.as_ref(), resource.as_deref(), &needed)
-            .await?
-        {
-            let grant = current
-                .as_ref()
-                .map(|t| t.scopes.clone())
-                .unwrap_or_default();
-            let issuer = provider.issuer();
-            return Ok(self.keep(
-                current,
-                target,
-                resource.as_deref(),
-                granted,
-                &grant,
-                issuer,
-            ));
-        }
-        if rejected.is_some()
-            && let Some(ago) = self
-                .last_login
-                .lock()
-                .ok()
-                .and_then(|at| at.map(|at| at.elapsed()))
-            && ago < self.profile.login_timeout
-        {
-            return Err(AuthError::TokensRejected {
-                issuer: provider.issuer().to_owned(),
-                seconds_ago: ago.as_secs(),
-                wait: (self.profile.login_timeout - ago).as_secs(),
-            });
-        }
-        let granted = self.new_grant(provider, current, target, &needed).await?;
-        let issuer = provider.issuer();
-        Ok(self.keep(
-            current,
-            target,
-            resource.as_deref(),
-            granted,
-            &needed,
-            issuer,
-        ))
-    }
-
-    /// A refresh for `resource` with the scopes it `needs` (narrowed from a wider grant), if
-    /// the grant has a refresh token that may ask for it; `Ok(None)` when a new grant is
-    /// needed.
-    pub(super) async fn refresh(
-        &self,
-        provider: &Provider,
-        tokens: Option<&StoredTokens>,
-        resource: Option<&str>,
-        needs: &[String],
-    ) -> Result<Option<Granted>, AuthError> {
-        let Some(tokens) = tokens else {
-            return Ok(None);
-        };
-        let Some(refresh_token) = tokens.refresh_token.clone() else {
-            return Ok(None);
-        };
-        if let Some(resource) = resource
-            && !tokens.resources.iter().any(|r| r == resource)
-        {
-            // Providers refuse a resource the grant does not cover (`invalid_target`), and
-            // some burn the refresh token doing so: sign in again, asking for it.
-            tracing::info!(
-                "The grant of profile '{}' does not cover the resource {resource}; signing in \
-                 again",
-                self.profile.name
-            );
-            return Ok(None);
-        }
-        let scope = step_up::narrowed(&tokens.scopes, needs);
-        let mut attempt = 0;
-        loop {
-            match provider
-                .refresh(&refresh_token, resource, scope.as_deref())
-                .await
-            {
-                Ok(mut granted) => {
-                    if granted.refresh_token.is_none() {
-                        granted.refresh_token = Some(refresh_token);
-                    }
-                    tracing::debug!(
-                        "Refreshed the access token of '{}'{}",
-                        self.profile.name,
-                        resource.map(|r| format!(" for {r}")).unwrap_or_default()
-                    );
-                    return Ok(Some(granted));
-                }
-                Err(RefreshError::Rejected(reason)) => {
-                    tracing::info!(
-                        "Refresh for profile '{}' was refused ({reason}); signing in again",
-                        self.profile.name
-                    );
-                    return Ok(None);
-                }
-                // A provider that is briefly down gets a few more tries; the tokens stay,
-                // so the next request can refresh once it is back (no new sign-in).
-                Err(RefreshError::Unavailable(error)) if attempt < REFRESH_RETRIES.len() => {
-                    tracing::warn!(
-                        "Refresh for profile '{}' failed ({error}); retrying in {} ms",
-                        self.profile.name,
-                        REFRESH_RETRIES[attempt].as_millis()
-                    );
-                    tokio::time::sleep(REFRESH_RETRIES[attempt]).await;
-                    attempt += 1;
-                }
-                Err(RefreshError::Unavailable(error) | RefreshError::Failed(error)) => {
-                    return Err(error);
-                }
-            }
+    impl Browser for NoBrowser {
+        fn open(&self, _url: &str) -> Result<(), String> {
+            Err("no browser in unit tests".into())
         }
     }
 
-    /// A new grant by the profile's flow, for `scopes`, covering the resources of every
-    /// target, with an access token for `target`'s.
-    pub(super) async fn new_grant(
-        &self,
-        provider: &Provider,
-        current: &mut Option<StoredTokens>,
-        target: usize,
-        scopes: &[String],
-    ) -> Result<Granted, AuthError> {
-        let resource = self.resource(target, current.as_mut()).await?;
-        if self.profile.flow == Flow::ClientCredentials {
-            let granted = provider
-                .client_credentials(scopes, resource.as_deref())
-                .await?;
-            tracing::info!(
-                "Got a client-credentials token from {} (profile '{}')",
-                provider.issuer(),
-                self.profile.name
-            );
-            return Ok(granted);
-        }
-        if !self.interactive {
-            return Err(AuthError::SignInNeeded {
-                profile: self.profile.name.clone(),
-            });
-        }
-        let mut resources = Vec::new();
-        for index in 0..self.targets.len() {
-            if let Some(r) = self.resource(index, current.as_mut()).await?
-                && !resources.contains(&r)
-            {
-                resources.push(r);
-            }
-        }
-        let provenance = self.authority.get().and_then(Authority::provenance);
-        let _one_sign_in_at_a_time = self.login_gate.lock().await;
-        let sign_in = SignIn {
-            profile: &self.profile,
-            provider,
-            browser: &self.browser,
-            notices: &self.notices,
-            scopes,
-            resources: &resources,
-            resource: resource.as_deref(),
-            provenance: provenance.as_deref(),
-        };
-        let granted = match self.profile.flow {
-            Flow::Device => sign_in.device().await?,
-            _ => sign_in.browser().await?,
-        };
-        tracing::info!(
-            "Logged in to {} (profile '{}')",
-            provider.issuer(),
-            self.profile.name
-        );
-        if let Ok(mut at) = self.last_login.lock() {
-            *at = Some(Instant::now());
-        }
-        if granted.refresh_token.is_none() && !self.told_no_refresh.swap(true, Ordering::SeqCst) {
-            let hint = if scopes.iter().any(|s| s == "offline_access") {
-                String::new()
-            } else {
-                " (many providers issue one only for the scope offline_access: add it to \
-                 OIDC_SCOPES / scopes)"
-                    .to_owned()
-            };
-            tracing::warn!(
-                "{} issued no refresh token for profile '{}': every expiry, and every backend \
-                 bound to another resource, needs a new sign-in{hint}",
-                provider.issuer(),
-                self.profile.name
-            );
-        }
-        // The new grant covers these resources (and no other): refreshes ask within them. The
-        // access tokens in hand stay valid (and, without refresh tokens, are the only way to
-        // the other backends until they expire).
-        let mut tokens = current
-            .take()
-            .filter(|t| t.issuer == provider.issuer())
-            .unwrap_or_else(|| StoredTokens::new(provider.issuer(), &self.profile.client_id));
-        tokens.refresh_token = None;
-        tokens.resources = resources;
-        *current = Some(tokens);
-        Ok(granted)
-    }
-
-    /// Keeps what `issuer` granted as the token of `target` (bound to `resource`), from a
-    /// grant that asked for `grant_scopes`; persists before the new access token is handed
-    /// out, so a rotated refresh token is never lost to a crash.
-    pub(super) fn keep(
-        &self,
-        current: &mut Option<StoredTokens>,
-        target: usize,
-        resource: Option<&str>,
-        granted: Granted,
-        grant_scopes: &[String],
-        issuer: &str,
-    ) -> Secret {
-        let tokens =
-            current.get_or_insert_with(|| StoredTokens::new(issuer, &self.profile.client_id));
-        if granted.refresh_token.is_some() {
-            tokens.refresh_token = granted.refresh_token;
-        }
-        if !grant_scopes.is_empty() {
-            tokens.scopes = grant_scopes.to_vec();
-        }
-        let token = granted.access.token.clone();
-        tokens.set_access(resource, granted.access);
-        // What the backends' metadata said, so that later runs need not ask again.
-        for (index, t) in self.targets.iter().enumerate() {
-            if let (Some(url), Some(known)) = (&t.url, t.known())
-                && let Ok(usable) = self.judge(index, known, Some(issuer))
-            {
-                tokens
-                    .discovered
-                    .insert(url.to_string(), usable.map(|m| m.resource));
-            }
-        }
-        self.save(tokens);
-        tracing::debug!(
-            "Access token of '{}' for backend '{}' ready",
-            self.profile.name,
-            self.targets[target].backend
-        );
-        token
-    }
-
-    pub(super) fn save(&self, tokens: &StoredTokens) {
-        if let Err(e) = self.cache.save(tokens) {
-            tracing::warn!(
-                "Could not save tokens to {}: {e}; the next start will need a new sign-in",
-                self.cache.path().display()
-            );
-        }
-    }
-
-    pub(super) fn issuer_label(&self) -> String {
-        self.authority
-            .get()
-            .map(|a| a.issuer.clone())
-            .unwrap_or_else(|| self.profile.issuer_label().to_owned())
-    }
-
-    /// The server the profile's credentials belong to (see [`authority`](super::authority)).
-    pub(super) async fn authority(
-        &self,
-        tokens: Option<&mut StoredTokens>,
-    ) -> Result<&Authority, AuthError> {
-        if let Some(authority) = self.authority.get() {
-            return Ok(authority);
-        }
-        let profile = &self.profile;
-        let chosen = match (&profile.issuer_url, tokens.as_deref()) {
-            (Some(issuer), _) => Authority {
-                issuer: issuer.clone(),
-                source: Source::Configured,
-            },
-            // Defence in depth: `resolve` refuses such a profile.
-            (None, _) if profile.client_secret.is_some() || profile.client_assertion.is_some() => {
-                return Err(AuthError::ConfidentialWithoutIssuer {
-                    profile: profile.name.clone(),
-                });
-            }
-            (None, Some(stored)) => Authority {
-                issuer: stored.issuer.clone(),
-                source: Source::Pinned,
-            },
-            (None, None) => {
-                let agreed = self.agree().await?;
-                tracing::info!(
-                    "Profile '{}' signs in at {}, {}",
-                    profile.name,
-                    agreed.issuer,
-                    agreed.provenance().unwrap_or_default()
-                );
-                agreed
-            }
-        };
-        Ok(self.authority.get_or_init(|| async { chosen }).await)
-    }
-
-    /// The provider, discovered once, at the profile's [`authority`](Self::authority).
-    pub(super) async fn provider(
-        &self,
-        tokens: Option<&mut StoredTokens>,
-    ) -> Result<&Provider, AuthError> {
-        let issuer = self.authority(tokens).await?.issuer.clone();
-        self.provider
-            .get_or_try_init(|| {
-                Provider::discover(Arc::clone(&self.profile), &issuer, self.http.clone())
+    fn manager(backends: &[&str]) -> Arc<TokenManager> {
+        let redirect = Url::parse("http://127.0.0.1:8080/auth/callback").unwrap();
+        let profile = Arc::new(Profile::new(
+            "work",
+            Some("https://idp.example"),
+            "client",
+            redirect,
+        ));
+        let backends: Vec<Backend> = backends
+            .iter()
+            .map(|name| {
+                let url = Url::parse(&format!("https://{name}.example/mcp")).unwrap();
+                Backend::new(name, url, Some(Arc::clone(&profile)), None)
             })
-            .await
+            .collect();
+        let own: Vec<&Backend> = backends.iter().collect();
+        let manager = TokenManager::new(
+            profile,
+            &std::env::temp_dir(),
+            reqwest::Client::new(),
+            Arc::new(NoBrowser),
+            Arc::default(),
+        );
+        Arc::new(manager.for_backends(&own, &backends))
     }
 
-    /// Forgets the profile's tokens: revokes the refresh token at the server that issued it
-    /// (the one stored with it; never one a backend names now) when it offers revocation (RFC
-    /// 7009), then deletes the cache file. Says what it did.
-    pub async fn log_out(&self) -> Result<LoggedOut, AuthError> {
-        let mut current = self.current.lock().await;
-        let _renewing = self.cache.lock(Duration::from_secs(10)).await;
-        let stored = self.cache.load().or_else(|| current.take());
-        let Some(stored) = stored else {
-            return Ok(LoggedOut::NothingCached);
-        };
-        let revoked = match &stored.refresh_token {
-            None => Revocation::NoRefreshToken,
-            Some(refresh_token) => match self.revoke_at(&stored.issuer, refresh_token).await {
-                Ok(true) => Revocation::Revoked,
-                Ok(false) => Revocation::Unsupported,
-                Err(e) => Revocation::Failed(e.to_string()),
-            },
-        };
-        *current = None;
-        self.cache.remove().map_err(|e| {
-            AuthError::Cache(format!(
-                "cannot delete {}: {e}",
-                self.cache.path().display()
-            ))
-        })?;
-        Ok(LoggedOut::Forgotten(revoked))
-    }
-
-    /// Revokes `refresh_token` at `issuer`, which issued it.
-    async fn revoke_at(&self, issuer: &str, refresh_token: &Secret) -> Result<bool, AuthError> {
-        if let Some(provider) = self.provider.get()
-            && same_issuer(provider.issuer(), issuer)
-        {
-            return provider.revoke(refresh_token).await;
+    #[test]
+    fn each_backend_gets_its_own_target() {
+        let manager = manager(&["wiki", "tickets"]);
+        for name in ["wiki", "tickets"] {
+            let access = manager.access(name).unwrap();
+            assert_eq!(access.backend(), name);
         }
-        let provider =
-            Provider::discover(Arc::clone(&self.profile), issuer, self.http.clone()).await?;
-        provider.revoke(refresh_token).await
     }
-}
 
-/// What `log_out` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LoggedOut {
-    /// There were no tokens.
-    NothingCached,
-    /// The cache file is gone; and the refresh token?
-    Forgotten(Revocation),
-}
-
-/// What became of the refresh token at the provider.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Revocation {
-    /// Revoked.
-    Revoked,
-    /// There was none.
-    NoRefreshToken,
-    /// The provider has no revocation endpoint: it stays valid there until it expires.
-    Unsupported,
-    /// Revoking failed: it stays valid there until it expires.
-    Failed(String),
+    #[test]
+    fn an_unknown_backend_is_an_error_naming_the_profiles_backends() {
+        let error = manager(&["wiki", "tickets"])
+            .access("mail")
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            error,
+            "profile 'work' provides no tokens for a backend named 'mail' (its backends: wiki, \
+             tickets)"
+        );
+        let unbound = manager(&[]).access("mail").err().unwrap().to_string();
+        assert!(unbound.ends_with("(its backends: none)"), "{unbound}");
+    }
 }

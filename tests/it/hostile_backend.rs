@@ -121,7 +121,13 @@ async fn a_client_secret_never_goes_to_a_server_a_backend_names() {
         TestBrowser::new(BrowserMode::Complete),
     );
     // What `status` does: a token without a person.
-    let error = tokens.access("mcp").token().await.unwrap_err().to_string();
+    let error = tokens
+        .access("mcp")
+        .unwrap()
+        .token()
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("names no issuer_url"), "{error}");
     assert_eq!(contacted(&rogue), 0, "the rogue server heard nothing");
     assert!(rogue.stats().last_client_auth.is_none());
@@ -422,12 +428,12 @@ async fn a_backend_cannot_claim_the_resource_of_another() {
     );
     let mcp = format!("{origin}/mcp");
     for hostile in ["sibling", "child"] {
-        let access = tokens.access(hostile);
+        let access = tokens.access(hostile).unwrap();
         let token = access.token().await.unwrap();
         assert_ne!(claims(&token)["aud"], json!(mcp), "{hostile}");
         assert_eq!(access.resource(), None, "{hostile}");
     }
-    let good = tokens.access("good").token().await.unwrap();
+    let good = tokens.access("good").unwrap().token().await.unwrap();
     assert_eq!(claims(&good)["aud"], json!(mcp), "the owner gets its own");
     stop.cancel();
 }
@@ -448,7 +454,13 @@ async fn backends_of_an_issuer_less_profile_must_agree() {
     ];
     let browser = TestBrowser::new(BrowserMode::Complete);
     let tokens = manager(profile, &backends, dir.path(), browser.clone());
-    let error = tokens.access("good").token().await.unwrap_err().to_string();
+    let error = tokens
+        .access("good")
+        .unwrap()
+        .token()
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         error.contains(&format!("'bad' names {}", rogue.issuer()))
             && error.contains(&format!("'good' names {}", real.issuer())),
@@ -477,7 +489,7 @@ async fn the_sign_in_prompt_says_which_backend_named_the_server() {
         TestBrowser::new(BrowserMode::Ignore),
     );
     let mut notices = tokens.notices().subscribe();
-    let access = tokens.access("wiki");
+    let access = tokens.access("wiki").unwrap();
     let sign_in = tokio::spawn(async move { access.token().await });
     let notice = tokio::time::timeout(Duration::from_secs(10), notices.recv())
         .await
@@ -636,13 +648,19 @@ async fn a_failed_metadata_read_is_tried_again() {
     let backends = [prefixed("mcp", &backend.url(), Some(&profile))];
     let browser = TestBrowser::new(BrowserMode::Complete);
     let tokens = manager(profile, &backends, dir.path(), browser.clone());
-    let error = tokens.access("mcp").token().await.unwrap_err().to_string();
+    let error = tokens
+        .access("mcp")
+        .unwrap()
+        .token()
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         error.contains("could not be read") && error.contains("try again"),
         "{error}"
     );
     backend.set_metadata_status(None);
-    let token = tokens.access("mcp").token().await.unwrap();
+    let token = tokens.access("mcp").unwrap().token().await.unwrap();
     assert_eq!(claims(&token)["aud"], json!(backend.resource()));
     assert_eq!(browser.opened(), 1);
 }
