@@ -25,9 +25,9 @@ use rmcp::{
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::{
-    auth::{self, Access, TokenManager, browser::Browser},
+    auth::{self, browser::Browser},
     clients,
-    config::{Backend, Mode, Settings},
+    config::{Mode, Settings},
     server::Server,
     shutdown::{CLOSE_DEADLINE, Closer},
     stdio::StdioTransport,
@@ -39,6 +39,9 @@ pub enum RunError {
     /// Settings with no backend (only built by hand: resolving refuses them).
     #[error("no backend to serve")]
     NoBackend,
+    /// A backend's profile has no token manager (settings built by hand inconsistently).
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
     /// The stdio client broke the protocol before the session started.
     #[error("MCP session with the client failed to start: {0}")]
     Start(#[source] Box<ServerInitializeError>),
@@ -54,13 +57,6 @@ fn ended_before_initialize(error: ServerInitializeError) -> Result<(), RunError>
         }
         other => Err(RunError::Start(Box::new(other))),
     }
-}
-
-/// Each backend's access to the tokens of its profile.
-fn access(managers: &BTreeMap<String, Arc<TokenManager>>, backend: &Backend) -> Option<Access> {
-    let profile = backend.profile.as_ref()?;
-    // The managers are built from these backends: each knows the backends of its profile.
-    managers.get(&profile.name)?.access(&backend.name).ok()
 }
 
 /// Serves MCP on `reader`/`writer` (stdin/stdout in production) until the client closes its
@@ -87,7 +83,15 @@ where
     if settings.backends.is_empty() {
         return Err(RunError::NoBackend);
     }
-    let server = Server::new(&settings, |b| access(&managers, b), http);
+    let mut accesses = BTreeMap::new();
+    for backend in &settings.backends {
+        accesses.insert(backend.name.clone(), auth::access(&managers, backend)?);
+    }
+    let server = Server::new(
+        &settings,
+        |b| accesses.get(&b.name).cloned().flatten(),
+        http,
+    );
     let closer = server.closer();
     if settings.mode == Mode::DropIn {
         // Log in while the client starts up: `initialize` then finds the token ready (or joins

@@ -10,7 +10,7 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use super::{TokenManager, browser::Browser};
+use super::{Access, AuthError, TokenManager, browser::Browser};
 use crate::config::{Backend, Settings};
 
 /// Each profile's token manager, by profile name.
@@ -34,6 +34,22 @@ pub fn non_interactive_managers(
     browser: &Arc<dyn Browser>,
 ) -> Managers {
     build(settings, http, browser, false)
+}
+
+/// `backend`'s way to the tokens of its profile: `None` for a backend without one; an error
+/// for a backend these managers were not built for.
+pub fn access(managers: &Managers, backend: &Backend) -> Result<Option<Access>, AuthError> {
+    let Some(profile) = &backend.profile else {
+        return Ok(None);
+    };
+    match managers.get(&profile.name) {
+        Some(manager) => manager.access(&backend.name).map(Some),
+        None => Err(AuthError::UnknownBackend {
+            profile: profile.name.clone(),
+            backend: backend.name.clone(),
+            backends: "none: no manager was built for this profile".to_owned(),
+        }),
+    }
 }
 
 fn build(
@@ -95,6 +111,7 @@ mod tests {
         };
         Settings {
             cache_dir: std::env::temp_dir(),
+            mode: crate::config::Mode::Gateway,
             backends: vec![
                 backend("mail", &home),
                 backend("public", &None),

@@ -49,7 +49,7 @@ pub mod target;
 pub mod tokens;
 
 pub use logout::{LoggedOut, Revocation};
-pub use managers::{Managers, managers, non_interactive_managers};
+pub use managers::{Managers, access, managers, non_interactive_managers};
 pub use target::Target;
 pub use tokens::{Access, TokenManager};
 
