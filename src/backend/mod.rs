@@ -30,7 +30,6 @@ use crate::{
     auth::{Access, AuthError},
     config,
     forward::{Hop, ProgressMap, client_error, describe, find_auth_error, forward},
-    lists::Kind,
     naming::Naming,
     request_error::RequestError,
     shape,
@@ -45,6 +44,17 @@ pub struct ProgressMaps {
     pub to_backend: ProgressMap,
 }
 
+/// Which of a backend's lists it said changed (`notifications/*/list_changed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListChanged {
+    /// Its tools.
+    Tools,
+    /// Its prompts.
+    Prompts,
+    /// Its resources and resource templates (one notification for both).
+    Resources,
+}
+
 /// Receives what a backend sends on its own initiative and passes it to the stdio client.
 pub struct BackendHandler {
     name: Arc<str>,
@@ -52,7 +62,7 @@ pub struct BackendHandler {
     downstream: Peer<RoleServer>,
     progress: ProgressMaps,
     naming: Option<Naming>,
-    list_changes: Option<mpsc::UnboundedSender<Kind>>,
+    list_changes: Option<mpsc::UnboundedSender<ListChanged>>,
 }
 
 impl BackendHandler {
@@ -83,7 +93,7 @@ impl BackendHandler {
 
     /// Sends the backend's `list_changed` notifications to `changes` instead of the client:
     /// the gateway reads the list again first, then tells the client.
-    pub fn with_list_changes(mut self, changes: mpsc::UnboundedSender<Kind>) -> Self {
+    pub fn with_list_changes(mut self, changes: mpsc::UnboundedSender<ListChanged>) -> Self {
         self.list_changes = Some(changes);
         self
     }
@@ -93,17 +103,13 @@ impl BackendHandler {
         let Some(changes) = &self.list_changes else {
             return false;
         };
-        let kinds: &[Kind] = match notification {
-            ServerNotification::ToolListChangedNotification(_) => &[Kind::Tools],
-            ServerNotification::PromptListChangedNotification(_) => &[Kind::Prompts],
-            ServerNotification::ResourceListChangedNotification(_) => {
-                &[Kind::Resources, Kind::Templates]
-            }
+        let changed = match notification {
+            ServerNotification::ToolListChangedNotification(_) => ListChanged::Tools,
+            ServerNotification::PromptListChangedNotification(_) => ListChanged::Prompts,
+            ServerNotification::ResourceListChangedNotification(_) => ListChanged::Resources,
             _ => return false,
         };
-        for kind in kinds {
-            let _ = changes.send(*kind);
-        }
+        let _ = changes.send(changed);
         true
     }
 }

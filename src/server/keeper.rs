@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::Access,
-    backend::{self, BackendHandler, Connection, Origin, ProgressMaps},
+    backend::{self, BackendHandler, Connection, ListChanged, Origin, ProgressMaps},
     config::{self, Mode},
     error_text::untrusted,
     lists::{self, Item, Kind, Lists},
@@ -372,13 +372,17 @@ impl Keeper {
                                 }
                                 return;
                             }
-                            Some(kind) = changed.recv() => {
+                            Some(first) = changed.recv() => {
                                 // Several notifications in a row are one read.
-                                let mut kinds = vec![kind];
-                                while let Ok(kind) = changed.try_recv() {
-                                    if !kinds.contains(&kind) {
-                                        kinds.push(kind);
+                                let mut kinds = Vec::new();
+                                let mut next = Some(first);
+                                while let Some(changed_list) = next {
+                                    for kind in kinds_of(changed_list) {
+                                        if !kinds.contains(kind) {
+                                            kinds.push(*kind);
+                                        }
                                     }
+                                    next = changed.try_recv().ok();
                                 }
                                 self.read_lists(&connection, &kinds, &shutdown).await;
                                 tracing::debug!(
@@ -471,6 +475,15 @@ impl Keeper {
             lists.count(Kind::Resources),
             lists.count(Kind::Templates)
         )
+    }
+}
+
+/// The lists a backend's `list_changed` is about.
+fn kinds_of(changed: ListChanged) -> &'static [Kind] {
+    match changed {
+        ListChanged::Tools => &[Kind::Tools],
+        ListChanged::Prompts => &[Kind::Prompts],
+        ListChanged::Resources => &[Kind::Resources, Kind::Templates],
     }
 }
 
