@@ -22,10 +22,12 @@
 //! both modes answer it after `gateway.startup_timeout` with what they have, and tell the
 //! client with `list_changed` when the rest is there.
 
+mod capabilities;
 mod catalog;
 mod drop_in;
 mod keeper;
 mod late;
+mod listing;
 mod requests;
 
 use std::{
@@ -34,32 +36,31 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    time::Instant,
 };
 
 use rmcp::{
     RoleServer,
     model::{
         ClientNotification, ClientRequest, ErrorData, GetMeta, Implementation,
-        InitializeRequestParams, InitializeResult, ProgressNotification, Prompt, ProtocolVersion,
-        Resource, ResourceTemplate, ServerCapabilities, ServerResult, Tool,
+        InitializeRequestParams, InitializeResult, ProgressNotification, ProtocolVersion,
+        ServerResult,
     },
     service::{NotificationContext, RequestContext, Service},
 };
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use crate::{
     auth::Access,
     config::{self, FallbackTools, Mode},
-    lists::{self, Kind},
+    lists,
     naming::Naming,
     protocol,
     request_error::RequestError,
     shutdown::Closer,
 };
-use catalog::{Catalog, Exposed};
+use catalog::Catalog;
 use keeper::{Keeper, Shared};
 
 /// Serves the tools, prompts and resources of its backends as one MCP server.
@@ -201,179 +202,6 @@ impl Server {
             ));
         result.instructions = self.instructions();
         Ok(ServerResult::InitializeResult(result))
-    }
-
-    /// The union of the ready backends' capabilities. While some backend is not ready, its
-    /// capabilities are unknown, so every list is offered; lists always announce changes,
-    /// since backends come and go.
-    fn capabilities(&self) -> Result<ServerCapabilities, RequestError> {
-        let mut union = serde_json::Map::new();
-        let mut all_ready = true;
-        for keeper in &self.keepers {
-            let Ok(connection) = keeper.connection() else {
-                all_ready = false;
-                continue;
-            };
-            let Some(info) = connection.info() else {
-                continue;
-            };
-            if let Value::Object(caps) = to_json(&info.capabilities)? {
-                for (key, value) in caps {
-                    merge(union.entry(key).or_insert(json!({})), value);
-                }
-            }
-        }
-        if !all_ready || self.settings.fallback_tools == FallbackTools::Always {
-            union.entry("tools").or_insert(json!({}));
-        }
-        if !all_ready {
-            for key in ["prompts", "resources", "logging", "completions"] {
-                union.entry(key).or_insert(json!({}));
-            }
-            union["resources"]["subscribe"] = json!(true);
-        }
-        for key in ["tools", "prompts", "resources"] {
-            if let Some(Value::Object(cap)) = union.get_mut(key) {
-                cap.insert("listChanged".into(), json!(true));
-            }
-        }
-        convert(Value::Object(union))
-    }
-
-    /// Each ready backend's instructions under its own heading.
-    fn instructions(&self) -> Option<String> {
-        let sections: Vec<String> = self
-            .keepers
-            .iter()
-            .filter_map(|keeper| {
-                let info = keeper.connection().ok()?.info()?;
-                let text = info.instructions.as_deref()?.trim();
-                (!text.is_empty()).then(|| format!("## {}\n\n{text}", keeper.backend.name))
-            })
-            .collect();
-        (!sections.is_empty()).then(|| sections.join("\n\n"))
-    }
-
-    /// A whole list, from memory. The first of each kind waits for the backends first.
-    async fn list(&self, kind: Kind, cursor: Option<String>) -> Result<ServerResult, RequestError> {
-        if cursor.is_some() {
-            // The gateway hands out no cursors: this one is stale or foreign, and its page is
-            // the end of the list.
-            tracing::debug!(
-                "Answered {} with a cursor with an empty page",
-                kind.method()
-            );
-            return Ok(kind.empty());
-        }
-        let Some(shared) = self.shared.get() else {
-            return Err(RequestError::NotInitialized);
-        };
-        if !shared.listed[kind.index()].load(Ordering::SeqCst) {
-            self.wait_for_backends(kind).await;
-            if kind == Kind::Tools {
-                self.first_tool_list();
-            }
-            // Before the answer is made: a backend whose lists arrive from now on is announced.
-            shared.listed[kind.index()].store(true, Ordering::SeqCst);
-        }
-        Ok(match kind {
-            Kind::Tools => {
-                let lead = if self.late_tools.load(Ordering::SeqCst) {
-                    late::definitions(&self.keepers)
-                } else {
-                    Vec::new()
-                };
-                self.whole::<Tool>(lead)
-            }
-            Kind::Prompts => self.whole::<Prompt>(Vec::new()),
-            Kind::Resources => self.whole::<Resource>(Vec::new()),
-            Kind::Templates => self.whole::<ResourceTemplate>(Vec::new()),
-        })
-    }
-
-    /// `lead`, then every backend's items of `T`'s list.
-    fn whole<T: Exposed>(&self, mut lead: Vec<T>) -> ServerResult {
-        let merged = self.catalog.list::<T>(&self.keepers);
-        lead.extend(merged.iter().cloned());
-        T::answer(T::fresh_page(), lead)
-    }
-
-    /// Holds the first list of `kind` until every backend is ready or has failed, up to
-    /// `gateway.first_list_timeout`.
-    async fn wait_for_backends(&self, kind: Kind) {
-        let limit = self.settings.first_list_timeout;
-        if limit.is_zero() || self.keepers.iter().all(|s| s.is_settled()) {
-            return;
-        }
-        let started = Instant::now();
-        let all = futures::future::join_all(self.keepers.iter().map(|s| s.settled()));
-        if tokio::time::timeout(limit, all).await.is_ok() {
-            tracing::info!(
-                "Answering the first {} after {:.1} s, once every backend was ready or had failed",
-                kind.method(),
-                started.elapsed().as_secs_f64()
-            );
-            return;
-        }
-        let missing: Vec<String> = self
-            .keepers
-            .iter()
-            .filter(|s| !s.is_settled())
-            .map(|s| match s.connection() {
-                Ok(_) => format!("'{}' (still reading its lists)", s.backend.name),
-                Err(reason) => format!("'{}' ({reason})", s.backend.name),
-            })
-            .collect();
-        tracing::warn!(
-            "Answering the first {} after {} s (gateway.first_list_timeout) without backend {}; \
-             they are announced with list_changed when ready",
-            kind.method(),
-            limit.as_secs(),
-            missing.join(", ")
-        );
-    }
-
-    /// Notes which backends the first tool list has, and offers the gateway's own tools if
-    /// some backend is missing from it.
-    fn first_tool_list(&self) {
-        let (present, missing): (Vec<&Arc<Keeper>>, Vec<&Arc<Keeper>>) = self
-            .keepers
-            .iter()
-            .partition(|s| s.listed::<Tool>().is_some());
-        if let Ok(mut first) = self.first_tools.lock() {
-            *first = Some(present.iter().map(|s| s.backend.name.clone()).collect());
-        }
-        if self.settings.fallback_tools == FallbackTools::Auto
-            && !missing.is_empty()
-            && !self.late_tools.swap(true, Ordering::SeqCst)
-        {
-            let names: Vec<&str> = missing.iter().map(|s| s.backend.name.as_str()).collect();
-            tracing::info!(
-                "The first tool list lacks backend {}: it carries {} and {}, which reach them \
-                 once they are ready",
-                names.join(", "),
-                late::LIST_TOOLS,
-                late::CALL_TOOL
-            );
-        }
-    }
-}
-
-/// Merges one backend's capability into the union: objects key by key, `true` wins.
-fn merge(into: &mut Value, value: Value) {
-    match (into, value) {
-        (Value::Object(into), Value::Object(value)) => {
-            for (key, v) in value {
-                match into.get_mut(&key) {
-                    Some(existing) => merge(existing, v),
-                    None => {
-                        into.insert(key, v);
-                    }
-                }
-            }
-        }
-        (into @ Value::Bool(false), v @ Value::Bool(true)) => *into = v,
-        _ => {}
     }
 }
 

@@ -8,6 +8,8 @@
 //! the lists itself and shows the backend under its names; the drop-in retries only when a
 //! request wants the backend, and passes its lists and notifications through as they are.
 
+mod kept_lists;
+
 use std::{
     sync::{
         Arc, Mutex,
@@ -18,19 +20,17 @@ use std::{
 
 use rmcp::{
     Peer, RoleServer,
-    model::{
-        ClientConfig, ClientRequest, Prompt, RequestMetaObject, Resource, ResourceTemplate, Tool,
-    },
+    model::{ClientConfig, ClientRequest, RequestMetaObject},
 };
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::Access,
-    backend::{self, BackendHandler, Connection, ListChanged, Origin, ProgressMaps},
+    backend::{self, BackendHandler, Connection, Origin, ProgressMaps},
     config::{self, Mode},
     error_text::untrusted,
-    lists::{self, Item, Kind, Lists},
+    lists::{Kind, Lists},
     naming::Naming,
     request_error::RequestError,
 };
@@ -209,78 +209,8 @@ impl Keeper {
             .send_if_modified(|done| !std::mem::replace(done, true));
     }
 
-    /// The backend's list of `T` as last read, while it is connected.
-    pub fn listed<T: Item>(&self) -> Option<Arc<Vec<T>>> {
-        if !matches!(&*self.status.borrow(), Status::Ready(_)) {
-            return None;
-        }
-        T::of(&*self.lists.lock().ok()?).clone()
-    }
-
     fn set(&self, status: Status) {
         self.status.send_replace(status);
-        self.version.fetch_add(1, Ordering::SeqCst);
-    }
-
-    fn forget_lists(&self) {
-        if let Ok(mut lists) = self.lists.lock() {
-            *lists = Lists::default();
-        }
-        self.version.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// Reads the lists of `kinds` from the backend, whole and concurrently; a list the backend
-    /// does not serve is empty, and one it fails to give (or gives too slowly: its
-    /// `request_timeout`) is empty too, with a warning naming the backend.
-    pub async fn read_lists(
-        &self,
-        connection: &Connection,
-        kinds: &[Kind],
-        cancelled: &CancellationToken,
-    ) {
-        let _one_at_a_time = self.reading.lock().await;
-        futures::join!(
-            self.read_list::<Tool>(connection, kinds, cancelled),
-            self.read_list::<Prompt>(connection, kinds, cancelled),
-            self.read_list::<Resource>(connection, kinds, cancelled),
-            self.read_list::<ResourceTemplate>(connection, kinds, cancelled),
-        );
-    }
-
-    /// Reads and keeps the list of `T`, if `kinds` has it.
-    async fn read_list<T: Item>(
-        &self,
-        connection: &Connection,
-        kinds: &[Kind],
-        cancelled: &CancellationToken,
-    ) {
-        if !kinds.contains(&T::KIND) {
-            return;
-        }
-        let served = connection
-            .info()
-            .is_some_and(|info| T::KIND.served_by(&info.capabilities));
-        let items = if !served {
-            Vec::new()
-        } else {
-            match lists::read_all::<T>(connection, cancelled, lists::LIMITS, Origin::Proxy).await {
-                Ok(listing) => listing.items,
-                Err(e) => {
-                    if !cancelled.is_cancelled() {
-                        tracing::warn!(
-                            "Listing {} without backend '{}': {}",
-                            T::KIND.items(),
-                            self.backend.name,
-                            e
-                        );
-                    }
-                    Vec::new()
-                }
-            }
-        };
-        if let Ok(mut lists) = self.lists.lock() {
-            *T::of_mut(&mut lists) = Some(Arc::new(items));
-        }
         self.version.fetch_add(1, Ordering::SeqCst);
     }
 
@@ -362,7 +292,7 @@ impl Keeper {
                                 .unwrap_or_else(|| "unnamed server".into())
                         ),
                     }
-                    announce(&shared, &Kind::ALL, first).await;
+                    kept_lists::announce(&shared, &Kind::ALL, first).await;
                     loop {
                         tokio::select! {
                             () = shutdown.cancelled() => {
@@ -377,7 +307,7 @@ impl Keeper {
                                 let mut kinds = Vec::new();
                                 let mut next = Some(first);
                                 while let Some(changed_list) = next {
-                                    for kind in kinds_of(changed_list) {
+                                    for kind in kept_lists::kinds_of(changed_list) {
                                         if !kinds.contains(kind) {
                                             kinds.push(*kind);
                                         }
@@ -390,7 +320,7 @@ impl Keeper {
                                     self.backend.name,
                                     self.counts()
                                 );
-                                announce(&shared, &kinds, false).await;
+                                kept_lists::announce(&shared, &kinds, false).await;
                             }
                             () = tokio::time::sleep(WATCH_INTERVAL) => {
                                 if link.is_closed() || connection.is_closed() {
@@ -407,7 +337,7 @@ impl Keeper {
                     self.set(Status::Down(
                         "the connection to the backend was lost".into(),
                     ));
-                    announce(&shared, &Kind::ALL, false).await;
+                    kept_lists::announce(&shared, &Kind::ALL, false).await;
                     if self.mode == Mode::DropIn {
                         // Connected again when a request wants it.
                         tokio::select! {
@@ -464,27 +394,6 @@ impl Keeper {
             }
         }
     }
-
-    /// "13 tools, 1 prompt, 2 resources, 1 resource template", as last read.
-    fn counts(&self) -> String {
-        let lists = self.lists.lock().map(|l| l.clone()).unwrap_or_default();
-        format!(
-            "{} tools, {} prompts, {} resources, {} resource templates",
-            lists.count(Kind::Tools),
-            lists.count(Kind::Prompts),
-            lists.count(Kind::Resources),
-            lists.count(Kind::Templates)
-        )
-    }
-}
-
-/// The lists a backend's `list_changed` is about.
-fn kinds_of(changed: ListChanged) -> &'static [Kind] {
-    match changed {
-        ListChanged::Tools => &[Kind::Tools],
-        ListChanged::Prompts => &[Kind::Prompts],
-        ListChanged::Resources => &[Kind::Resources, Kind::Templates],
-    }
 }
 
 /// `delay` shortened by a random part of up to a half, so that gateways started together (one
@@ -497,27 +406,6 @@ fn with_jitter(delay: Duration) -> Duration {
         .finish();
     let fraction = (random % 1000) as f64 / 2000.0;
     delay.mul_f64(1.0 - fraction)
-}
-
-/// Tells the client that the lists of `kinds` changed (once the initialize answer is out); the
-/// lists of a backend's `first` attempt only where the client has been sent that kind of list.
-async fn announce(shared: &Shared, kinds: &[Kind], first: bool) {
-    if !shared.announce.load(Ordering::SeqCst) {
-        return;
-    }
-    let changed = |kind: Kind| {
-        kinds.contains(&kind) && (!first || shared.listed[kind.index()].load(Ordering::SeqCst))
-    };
-    let client = &shared.downstream;
-    if changed(Kind::Tools) {
-        let _ = client.notify_tool_list_changed().await;
-    }
-    if changed(Kind::Prompts) {
-        let _ = client.notify_prompt_list_changed().await;
-    }
-    if changed(Kind::Resources) || changed(Kind::Templates) {
-        let _ = client.notify_resource_list_changed().await;
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,129 @@
+//! A gateway backend's lists, as its keeper last read them: read whole and concurrently when
+//! the backend connects and again when it says they changed (one read at a time, so an older
+//! read never overwrites a newer one), each change counted so the merged lists know when to
+//! merge again, and announced to the client with `list_changed`.
+
+use std::sync::{Arc, atomic::Ordering};
+
+use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
+use tokio_util::sync::CancellationToken;
+
+use super::{Keeper, Shared, Status};
+use crate::{
+    backend::{Connection, ListChanged, Origin},
+    lists::{self, Item, Kind, Lists},
+};
+
+impl Keeper {
+    /// The backend's list of `T` as last read, while it is connected.
+    pub fn listed<T: Item>(&self) -> Option<Arc<Vec<T>>> {
+        if !matches!(&*self.status.borrow(), Status::Ready(_)) {
+            return None;
+        }
+        T::of(&*self.lists.lock().ok()?).clone()
+    }
+
+    pub(super) fn forget_lists(&self) {
+        if let Ok(mut lists) = self.lists.lock() {
+            *lists = Lists::default();
+        }
+        self.version.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Reads the lists of `kinds` from the backend, whole and concurrently; a list the backend
+    /// does not serve is empty, and one it fails to give (or gives too slowly: its
+    /// `request_timeout`) is empty too, with a warning naming the backend.
+    pub async fn read_lists(
+        &self,
+        connection: &Connection,
+        kinds: &[Kind],
+        cancelled: &CancellationToken,
+    ) {
+        let _one_at_a_time = self.reading.lock().await;
+        futures::join!(
+            self.read_list::<Tool>(connection, kinds, cancelled),
+            self.read_list::<Prompt>(connection, kinds, cancelled),
+            self.read_list::<Resource>(connection, kinds, cancelled),
+            self.read_list::<ResourceTemplate>(connection, kinds, cancelled),
+        );
+    }
+
+    /// Reads and keeps the list of `T`, if `kinds` has it.
+    pub(super) async fn read_list<T: Item>(
+        &self,
+        connection: &Connection,
+        kinds: &[Kind],
+        cancelled: &CancellationToken,
+    ) {
+        if !kinds.contains(&T::KIND) {
+            return;
+        }
+        let served = connection
+            .info()
+            .is_some_and(|info| T::KIND.served_by(&info.capabilities));
+        let items = if !served {
+            Vec::new()
+        } else {
+            match lists::read_all::<T>(connection, cancelled, lists::LIMITS, Origin::Proxy).await {
+                Ok(listing) => listing.items,
+                Err(e) => {
+                    if !cancelled.is_cancelled() {
+                        tracing::warn!(
+                            "Listing {} without backend '{}': {}",
+                            T::KIND.items(),
+                            self.backend.name,
+                            e
+                        );
+                    }
+                    Vec::new()
+                }
+            }
+        };
+        if let Ok(mut lists) = self.lists.lock() {
+            *T::of_mut(&mut lists) = Some(Arc::new(items));
+        }
+        self.version.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// "13 tools, 1 prompt, 2 resources, 1 resource template", as last read.
+    pub(super) fn counts(&self) -> String {
+        let lists = self.lists.lock().map(|l| l.clone()).unwrap_or_default();
+        format!(
+            "{} tools, {} prompts, {} resources, {} resource templates",
+            lists.count(Kind::Tools),
+            lists.count(Kind::Prompts),
+            lists.count(Kind::Resources),
+            lists.count(Kind::Templates)
+        )
+    }
+}
+
+/// The lists a backend's `list_changed` is about.
+pub(super) fn kinds_of(changed: ListChanged) -> &'static [Kind] {
+    match changed {
+        ListChanged::Tools => &[Kind::Tools],
+        ListChanged::Prompts => &[Kind::Prompts],
+        ListChanged::Resources => &[Kind::Resources, Kind::Templates],
+    }
+}
+
+/// Tells the client that the lists of `kinds` changed (once the initialize answer is out); the
+/// lists of a backend's `first` attempt only where the client has been sent that kind of list.
+pub(super) async fn announce(shared: &Shared, kinds: &[Kind], first: bool) {
+    if !shared.announce.load(Ordering::SeqCst) {
+        return;
+    }
+    let changed = |kind: Kind| {
+        kinds.contains(&kind) && (!first || shared.listed[kind.index()].load(Ordering::SeqCst))
+    };
+    let client = &shared.downstream;
+    if changed(Kind::Tools) {
+        let _ = client.notify_tool_list_changed().await;
+    }
+    if changed(Kind::Prompts) {
+        let _ = client.notify_prompt_list_changed().await;
+    }
+    if changed(Kind::Resources) || changed(Kind::Templates) {
+        let _ = client.notify_resource_list_changed().await;
+    }
+}
