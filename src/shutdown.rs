@@ -54,7 +54,7 @@ impl Closer {
         if self.token.is_cancelled() {
             return;
         }
-        // Forget the tasks that have ended (the relay starts one per connection attempt).
+        // Forget the tasks that have ended (a keeper may start one per connection attempt).
         while tasks.try_join_next().is_some() {}
         tasks.spawn(task);
     }

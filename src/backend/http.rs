@@ -74,7 +74,7 @@ fn wanted_scopes(error: &HttpError) -> Option<Vec<String>> {
     Some(challenge.scopes()).filter(|s| !s.is_empty())
 }
 
-/// Token failures travel through rmcp as I/O errors; the relay finds the `AuthError` again in
+/// Token failures travel through rmcp as I/O errors; the server finds the `AuthError` again in
 /// the source chain to tell the user what to do.
 fn auth_failed(error: AuthError) -> HttpError {
     StreamableHttpError::Io(std::io::Error::other(error))

@@ -60,7 +60,7 @@ pub struct GatewayConfig {
     /// names are shortened, ending in `_` and 8 hex digits of a hash. Leave room for what the
     /// client adds: Claude Code exposes `mcp__<server>__<tool>` to a model that takes 64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 16, max = 128))]
+    #[schemars(range(min = crate::naming::MIN_NAME_BUDGET, max = crate::naming::MAX_NAME_BUDGET))]
     pub max_name_length: Option<u64>,
     /// When the gateway lists its own two tools, `gateway_list_tools` and `gateway_call_tool`,
     /// which reach backends that joined after the client's first tool list (default `auto`:

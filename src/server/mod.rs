@@ -1,5 +1,5 @@
 //! The one MCP server the proxy runs on stdio, for one backend or many. Each backend has a
-//! [`Keeper`] that connects it (logins included), keeps it connected and replays the client's
+//! keeper (`keeper/`) that connects it (logins included), keeps it connected and replays the client's
 //! log level to it. The [`Mode`], decided when the configuration is resolved, says how the
 //! backends are served:
 //!
