@@ -1,6 +1,6 @@
 //! Backend faults, each with a bounded outcome: an error that names the backend and says what
 //! happened, then recovery — never a hang. Driven through the real proxy loop over OS pipes, in
-//! the single-backend relay and in the gateway, with a fault-injecting proxy in front of a real
+//! the drop-in and in the gateway, with a fault-injecting proxy in front of a real
 //! test backend.
 
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use crate::support::{
 /// The two ways the proxy serves a backend.
 #[derive(Debug, Clone, Copy)]
 enum Mode {
-    Relay,
+    DropIn,
     Gateway,
 }
 
@@ -27,7 +27,7 @@ impl Mode {
     /// The name a client calls the backend's `tool` by.
     fn tool(self, tool: &str) -> String {
         match self {
-            Mode::Relay => tool.to_owned(),
+            Mode::DropIn => tool.to_owned(),
             Mode::Gateway => format!("b_{tool}"),
         }
     }
@@ -40,7 +40,7 @@ fn settings(mode: Mode, url: &str, timeout: Option<Duration>, cache: &std::path:
     let mut settings = Settings {
         cache_dir: cache.to_path_buf(),
         mode: match mode {
-            Mode::Relay => authful_mcp_proxy::config::Mode::DropIn,
+            Mode::DropIn => authful_mcp_proxy::config::Mode::DropIn,
             Mode::Gateway => authful_mcp_proxy::config::Mode::Gateway,
         },
         backends: vec![backend],
@@ -118,8 +118,8 @@ async fn http_faults(mode: Mode) {
 }
 
 #[tokio::test]
-async fn relay_reports_http_faults_by_backend_and_recovers() {
-    http_faults(Mode::Relay).await;
+async fn drop_in_reports_http_faults_by_backend_and_recovers() {
+    http_faults(Mode::DropIn).await;
 }
 
 #[tokio::test]
@@ -184,8 +184,8 @@ async fn silent_backend(mode: Mode) {
 }
 
 #[tokio::test]
-async fn relay_times_out_a_silent_backend_unless_it_reports_progress() {
-    silent_backend(Mode::Relay).await;
+async fn drop_in_times_out_a_silent_backend_unless_it_reports_progress() {
+    silent_backend(Mode::DropIn).await;
 }
 
 #[tokio::test]
@@ -254,8 +254,8 @@ async fn dying_backend(mode: Mode) {
 }
 
 #[tokio::test]
-async fn relay_answers_requests_in_flight_when_the_backend_dies_and_recovers_after_a_restart() {
-    dying_backend(Mode::Relay).await;
+async fn drop_in_answers_requests_in_flight_when_the_backend_dies_and_recovers_after_a_restart() {
+    dying_backend(Mode::DropIn).await;
 }
 
 #[tokio::test]
@@ -337,7 +337,7 @@ async fn unreachable_backends_are_named_with_the_reason_in_the_gateway() {
 #[tokio::test]
 async fn a_backend_that_accepts_and_never_answers_is_bounded_by_the_request_timeout() {
     let (port, mute) = mute_listener().await;
-    for mode in [Mode::Relay, Mode::Gateway] {
+    for mode in [Mode::DropIn, Mode::Gateway] {
         let cache = tempfile::tempdir().unwrap();
         let url = format!("http://127.0.0.1:{port}/mcp");
         let settings = settings(mode, &url, Some(Duration::from_secs(1)), cache.path());
@@ -353,7 +353,7 @@ async fn a_backend_that_accepts_and_never_answers_is_bounded_by_the_request_time
         .await
         .unwrap_or_else(|_| panic!("{mode:?}: initialize hangs on a mute backend"));
         match (mode, outcome) {
-            (Mode::Relay, Err(error)) => {
+            (Mode::DropIn, Err(error)) => {
                 assert!(error.contains("backend 'b'"), "{error}");
                 assert!(
                     started.elapsed() < Duration::from_secs(5),

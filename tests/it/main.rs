@@ -10,7 +10,7 @@
 //!   that behaves like Claude Desktop (`desktop.rs`), the binary as a child process with its
 //!   stderr watched (`binary.rs`); and log capture for one test (`logs.rs`).
 //! - The proxy loop in-process, over OS pipes: `login` (logins and the token lifecycle),
-//!   `relay` (one backend, transparent), `gateway` (many backends), `desktop_clients` (clients
+//!   `drop_in` (one backend, passed through as it is), `gateway` (many backends), `desktop_clients` (clients
 //!   as Claude Desktop uses them), `list_bounds` (endless or huge lists), `redirects`,
 //!   `backend_faults`, `idp_faults`, `hostile_input` (broken stdin lines), `hostile_provider`
 //!   (an identity provider gone hostile), `hostile_backend` (backends that try to choose where
@@ -41,6 +41,7 @@ mod cli;
 mod client_key;
 mod debug_log;
 mod desktop_clients;
+mod drop_in;
 mod gateway;
 mod hostile_backend;
 mod hostile_input;
@@ -51,7 +52,6 @@ mod login;
 mod processes;
 mod properties;
 mod redirects;
-mod relay;
 mod resources;
 mod schema;
 mod secrets;

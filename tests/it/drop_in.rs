@@ -1,4 +1,4 @@
-//! The transparent relay: everything a client can use passes through unchanged, in both
+//! The drop-in: everything a client can use passes through unchanged, in both
 //! directions, over the real proxy loop on OS pipes.
 
 use std::time::Duration;
@@ -19,7 +19,7 @@ async fn open_backend() -> TestBackend {
     TestBackend::start(BackendConfig::open("everything")).await
 }
 
-async fn relay_to(backend: &TestBackend, protocol_version: &str) -> (Harness, tempfile::TempDir) {
+async fn drop_in_to(backend: &TestBackend, protocol_version: &str) -> (Harness, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let settings = support::settings(&backend.url(), None, dir.path());
     let h = support::start(
@@ -60,7 +60,7 @@ async fn same_answer(
 async fn initialize_relays_the_backend_identity_for_each_protocol_version() {
     let backend = open_backend().await;
     for version in ["2025-03-26", "2025-06-18", "2025-11-25"] {
-        let (h, _dir) = relay_to(&backend, version).await;
+        let (h, _dir) = drop_in_to(&backend, version).await;
         let info = serde_json::to_value(h.client.peer_info().unwrap()).unwrap();
         assert_eq!(info["protocolVersion"], version);
         assert_eq!(info["serverInfo"]["name"], "everything");
@@ -82,9 +82,9 @@ async fn initialize_relays_the_backend_identity_for_each_protocol_version() {
 async fn lists_reads_and_results_pass_through_unchanged() {
     let backend = open_backend().await;
     let direct = support::direct(&backend.url()).await;
-    let (h, _dir) = relay_to(&backend, "2025-11-25").await;
+    let (h, _dir) = drop_in_to(&backend, "2025-11-25").await;
 
-    // Desktop clients read one page: the relay answers with every page of the backend's list
+    // Desktop clients read one page: the drop-in answers with every page of the backend's list
     // (pages of 4 here), in order, and no cursor.
     let through_proxy = h
         .client
@@ -102,7 +102,7 @@ async fn lists_reads_and_results_pass_through_unchanged() {
         .collect();
     assert_eq!(all_pages.len(), 13);
     assert_eq!(through_proxy["tools"], json!(all_pages));
-    // A cursor (the relay hands out none) gets a well-formed end of the list.
+    // A cursor (the drop-in hands out none) gets a well-formed end of the list.
     let stale = h
         .client
         .send_request(request(
@@ -171,7 +171,7 @@ async fn lists_reads_and_results_pass_through_unchanged() {
 #[tokio::test]
 async fn subscriptions_logging_ping_and_list_changed() {
     let backend = open_backend().await;
-    let (h, _dir) = relay_to(&backend, "2025-06-18").await;
+    let (h, _dir) = drop_in_to(&backend, "2025-06-18").await;
 
     h.client
         .send_request(request(json!({"method": "ping"})))
@@ -244,7 +244,7 @@ async fn subscriptions_logging_ping_and_list_changed() {
 #[tokio::test]
 async fn progress_reaches_the_client_under_its_own_token() {
     let backend = open_backend().await;
-    let (h, _dir) = relay_to(&backend, "2025-11-25").await;
+    let (h, _dir) = drop_in_to(&backend, "2025-11-25").await;
     let call = request(
         json!({"method": "tools/call", "params": {"name": "progress", "arguments": {"steps": 3}}}),
     );
@@ -279,7 +279,7 @@ async fn progress_reaches_the_client_under_its_own_token() {
 #[tokio::test]
 async fn client_cancellation_reaches_the_backend() {
     let backend = open_backend().await;
-    let (h, _dir) = relay_to(&backend, "2025-11-25").await;
+    let (h, _dir) = drop_in_to(&backend, "2025-11-25").await;
     let call = request(
         json!({"method": "tools/call", "params": {"name": "slow", "arguments": {"seconds": 30}}}),
     );
@@ -305,7 +305,7 @@ async fn client_cancellation_reaches_the_backend() {
 #[tokio::test]
 async fn backend_requests_are_answered_by_the_client() {
     let backend = open_backend().await;
-    let (h, _dir) = relay_to(&backend, "2025-11-25").await;
+    let (h, _dir) = drop_in_to(&backend, "2025-11-25").await;
     let sampled = h.call("sample", json!({"prompt": "ping"})).await.unwrap();
     assert_eq!(first_text(&sampled), "sampled: pong: ping");
     let elicited = first_text(
@@ -323,7 +323,7 @@ async fn backend_requests_are_answered_by_the_client() {
 #[tokio::test]
 async fn backend_cancellation_of_its_own_request_reaches_the_client() {
     let backend = open_backend().await;
-    let (h, _dir) = relay_to(&backend, "2025-11-25").await;
+    let (h, _dir) = drop_in_to(&backend, "2025-11-25").await;
     let result = h
         .call("sample", json!({"prompt": "hang", "timeout_ms": 300}))
         .await
@@ -339,7 +339,7 @@ async fn backend_cancellation_of_its_own_request_reaches_the_client() {
 #[tokio::test]
 async fn expired_backend_session_recovers_transparently() {
     let backend = open_backend().await;
-    let (h, _dir) = relay_to(&backend, "2025-11-25").await;
+    let (h, _dir) = drop_in_to(&backend, "2025-11-25").await;
     assert_eq!(
         first_text(&h.call("echo", json!({"text": "one"})).await.unwrap()),
         "one"
