@@ -1,148 +1,34 @@
 //! The on-disk token cache: one JSON file per profile (issuer, client id, scopes), written
-//! atomically with owner-only permissions.
+//! atomically with owner-only permissions. This module holds [`TokenCache`], the file of one
+//! profile: its name, reading it (and what is refused in it), writing it, removing it, and the
+//! lock that keeps two processes from renewing the same tokens at once. Beside it:
+//! - `stored`: what the file holds ([`StoredTokens`], [`AccessToken`]);
+//! - `private_files`: owner-only files and directories, opened without following links.
 //!
 //! What it guards against: two profiles sharing tokens (the readable part of a file name is a
 //! lossy rewrite of issuer and client id, so a hash of both and of the scopes completes it, and
 //! a file whose stored issuer or client differs is ignored); another user planting or reading
-//! files (a directory not owned by the user, or writable by others, is refused; files are
-//! opened without following symbolic links, and written through a fresh, exclusively created
-//! temporary file).
+//! files (see `private_files`).
+
+mod private_files;
+mod stored;
 
 use std::{
-    collections::BTreeMap,
     fs, io,
-    io::{Read, Write},
+    io::Write,
     path::{Path, PathBuf},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::{config::Profile, secret::Secret};
+use private_files::{
+    Open, check_dir, create_private_dir, open_private, read_private, temp_name, tighten,
+};
+pub use stored::{AccessToken, StoredTokens, unix_now};
 
-/// An access token, when it expires and what it may do.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AccessToken {
-    /// Bearer token sent to backends.
-    #[serde(rename = "access_token")]
-    pub token: Secret,
-    /// When it expires, in seconds since the Unix epoch; unknown when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<u64>,
-    /// Scopes granted, as the provider reported them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
-}
-
-impl AccessToken {
-    /// Seconds of validity left, `None` when the expiry is unknown.
-    pub fn seconds_left(&self, now: u64) -> Option<i64> {
-        self.expires_at
-            .map(|at| i64::try_from(at).unwrap_or(i64::MAX) - i64::try_from(now).unwrap_or(0))
-    }
-}
-
-/// What a profile's logins and refreshes leave behind: one grant (its refresh token) and the
-/// access tokens it gave, one per resource indicator (RFC 8707).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredTokens {
-    /// Issuer the tokens come from.
-    pub issuer: String,
-    /// Client they were issued to.
-    pub client_id: String,
-    /// The access token bound to no resource (the only kind files of earlier versions hold).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub access_token: Option<Secret>,
-    /// Token used to get the next access token without a person.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<Secret>,
-    /// When `access_token` expires, in seconds since the Unix epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<u64>,
-    /// Scopes granted with `access_token`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
-    /// Access tokens bound to a resource indicator, by resource: each backend receives only
-    /// its own.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub bound: BTreeMap<String, AccessToken>,
-    /// The resource indicators the grant covers (asked for at login): a refresh may ask for
-    /// any of these, where providers refuse others (`invalid_target`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub resources: Vec<String>,
-    /// The scopes the grant's sign-in asked for: the configured ones, and those of the backend
-    /// whose step-up it was, if it was one.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub scopes: Vec<String>,
-    /// The scopes backends asked for beyond the configured ones (a step-up), by the resource
-    /// their tokens are bound to (`""`: no resource): only that resource's tokens carry them.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub step_up: BTreeMap<String, Vec<String>>,
-    /// What each backend's protected resource metadata says its resource is (RFC 9728), by
-    /// backend URL; `null` for a backend that publishes none. Read once, not at every start.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub discovered: BTreeMap<String, Option<String>>,
-}
-
-impl StoredTokens {
-    /// Nothing yet, from `issuer` for `client_id`.
-    pub fn new(issuer: &str, client_id: &str) -> Self {
-        Self {
-            issuer: issuer.to_owned(),
-            client_id: client_id.to_owned(),
-            access_token: None,
-            refresh_token: None,
-            expires_at: None,
-            scope: None,
-            bound: BTreeMap::new(),
-            resources: Vec::new(),
-            scopes: Vec::new(),
-            step_up: BTreeMap::new(),
-            discovered: BTreeMap::new(),
-        }
-    }
-
-    /// The access token for `resource` (none: the unbound one).
-    pub fn access(&self, resource: Option<&str>) -> Option<AccessToken> {
-        match resource {
-            Some(resource) => self.bound.get(resource).cloned(),
-            None => self.access_token.clone().map(|token| AccessToken {
-                token,
-                expires_at: self.expires_at,
-                scope: self.scope.clone(),
-            }),
-        }
-    }
-
-    /// Keeps `access` as the token for `resource`.
-    pub fn set_access(&mut self, resource: Option<&str>, access: AccessToken) {
-        match resource {
-            Some(resource) => {
-                self.bound.insert(resource.to_owned(), access);
-            }
-            None => {
-                self.access_token = Some(access.token);
-                self.expires_at = access.expires_at;
-                self.scope = access.scope;
-            }
-        }
-    }
-
-    /// The scopes a backend bound to `resource` asked for beyond the configured ones.
-    pub fn step_up_scopes(&self, resource: Option<&str>) -> &[String] {
-        self.step_up
-            .get(resource.unwrap_or_default())
-            .map_or(&[], Vec::as_slice)
-    }
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+use crate::config::Profile;
 
 /// One profile's cache file.
 #[derive(Debug, Clone)]
@@ -323,14 +209,7 @@ impl TokenCache {
         check_dir(dir).map_err(io::Error::other)?;
         create_private_dir(dir)?;
         let json = serde_json::to_vec_pretty(tokens)?;
-        let tmp = dir.join(format!(
-            ".{}.{}.{:016x}.tmp",
-            self.path
-                .file_name()
-                .map_or_else(|| "tokens".into(), |n| n.to_string_lossy()),
-            std::process::id(),
-            random()
-        ));
+        let tmp = temp_name(dir, &self.path);
         let result = (|| {
             let mut file = open_private(&tmp, Open::CreateNew)?;
             file.write_all(&json)?;
@@ -399,148 +278,10 @@ pub struct CacheLock {
     _file: fs::File,
 }
 
-/// A random number for temp file names (std's hasher keys are random per process; the counter
-/// makes each call differ).
-fn random() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static CALLS: AtomicU64 = AtomicU64::new(0);
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
-    hasher.write_u128(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    hasher.finish()
-}
-
-/// A cache directory must belong to the user and be writable by nobody else: otherwise
-/// another user could plant files or links in it, or swap the token file.
-#[cfg(unix)]
-fn check_dir(dir: &Path) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = match fs::metadata(dir) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(format!(
-                "cannot read the token cache directory {}: {e}",
-                dir.display()
-            ));
-        }
-    };
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if meta.uid() != me {
-        return Err(format!(
-            "the token cache directory {} belongs to another user (uid {}, you are uid {me}); \
-             set cache_dir (or AUTHFUL_MCP_CACHE_DIR) to a directory of your own",
-            dir.display(),
-            meta.uid()
-        ));
-    }
-    let mode = meta.mode() & 0o777;
-    if mode & 0o022 != 0 {
-        return Err(format!(
-            "the token cache directory {} is writable by other users (mode {mode:o}); run \
-             `chmod 700 {}` or set cache_dir to another directory",
-            dir.display(),
-            dir.display()
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_dir(_dir: &Path) -> Result<(), String> {
-    Ok(())
-}
-
-/// Takes group and other read permissions away from an existing `path` (a cache created by
-/// hand, or by an older tool, with a loose umask), with a warning; missing paths and links are
-/// left alone.
-#[cfg(unix)]
-fn tighten(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = fs::symlink_metadata(path) else {
-        return;
-    };
-    let current = meta.permissions().mode() & 0o777;
-    if current & 0o077 == 0 || meta.file_type().is_symlink() {
-        return;
-    }
-    match fs::set_permissions(path, fs::Permissions::from_mode(mode)) {
-        Ok(()) => tracing::warn!(
-            "{} was readable by other users (mode {current:o}); changed to {mode:o}",
-            path.display()
-        ),
-        Err(e) => tracing::warn!(
-            "{} is readable by other users (mode {current:o}) and could not be changed: {e}",
-            path.display()
-        ),
-    }
-}
-
-#[cfg(not(unix))]
-fn tighten(_path: &Path, _mode: u32) {}
-
-#[cfg(unix)]
-fn create_private_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    if dir.is_dir() {
-        tighten(dir, 0o700);
-        return Ok(());
-    }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
-#[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> io::Result<()> {
-    fs::create_dir_all(dir)
-}
-
-/// How [`open_private`] opens a file.
-enum Open {
-    /// Create it, or fail if anything is there already: a fresh temp file.
-    CreateNew,
-    /// Create it if missing, keep its content: the lock file, whose identity matters.
-    Create,
-}
-
-/// Opens for writing a file only its owner can read, never through a symbolic link.
-fn open_private(path: &Path, how: Open) -> io::Result<fs::File> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true);
-    match how {
-        Open::CreateNew => options.create_new(true),
-        Open::Create => options.create(true),
-    };
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
-    }
-    options.open(path)
-}
-
-/// Reads a file, never through a symbolic link.
-fn read_private(path: &Path) -> io::Result<Vec<u8>> {
-    let mut options = fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
-    let mut bytes = Vec::new();
-    options.open(path)?.read_to_end(&mut bytes)?;
-    Ok(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::Secret;
 
     const ISSUER: &str = "https://auth.example.com";
 
@@ -620,27 +361,6 @@ mod tests {
             path("https://idp/t", "c", &["openid", "admin"])
         );
         assert_eq!(a, path("https://idp/t", "x_y", &["openid"]), "stable");
-    }
-
-    /// Files of earlier versions hold one unbound token; they stay readable, and tokens bound
-    /// to resources are kept apart from it.
-    #[test]
-    fn tokens_are_kept_per_resource_and_old_files_stay_readable() {
-        let old = r#"{"issuer":"https://auth.example.com","client_id":"cid","access_token":"at","refresh_token":"rt","expires_at":1900000000}"#;
-        let mut tokens: StoredTokens = serde_json::from_str(old).unwrap();
-        assert_eq!(tokens, super::tests::tokens());
-        let bound = AccessToken {
-            token: Secret::new("for-a"),
-            expires_at: Some(1_900_000_100),
-            scope: Some("mcp:tools".into()),
-        };
-        tokens.set_access(Some("https://a.example/mcp"), bound.clone());
-        assert_eq!(tokens.access(Some("https://a.example/mcp")), Some(bound));
-        assert_eq!(tokens.access(Some("https://b.example/mcp")), None);
-        assert_eq!(tokens.access(None).unwrap().token, Secret::new("at"));
-        let again: StoredTokens =
-            serde_json::from_slice(&serde_json::to_vec(&tokens).unwrap()).unwrap();
-        assert_eq!(again, tokens);
     }
 
     #[test]

@@ -1,0 +1,95 @@
+//! ID token validation: signature, issuer, audience, and the nonce of the login that asked for
+//! it (the device grant sends none).
+//!
+//! An ID token signed by a key the cached key set lacks makes the proxy read the keys once
+//! more (and discovery, if that does not help), so a provider that rotates its keys does not
+//! break every later login until a restart.
+
+use std::{str::FromStr, sync::Arc};
+
+use openidconnect::{
+    ClaimsVerificationError, JsonWebKeySet, Nonce, SignatureVerificationError, core::CoreIdToken,
+};
+
+use super::Provider;
+use crate::{
+    auth::{AuthError, provider_http::send},
+    error_text::chain,
+};
+
+impl Provider {
+    /// Validates an ID token (signature, issuer, audience, and the nonce when the login sent
+    /// one: the device grant has none), reading the provider's keys again when it was signed
+    /// by a key the cached set lacks.
+    pub(super) async fn validate(
+        &self,
+        id_token: &str,
+        nonce: Option<&Nonce>,
+    ) -> Result<(), AuthError> {
+        let id_token = CoreIdToken::from_str(id_token)
+            .map_err(|e| AuthError::IdToken(format!("not a JWT ({e})")))?;
+        let unknown_key = |e: &ClaimsVerificationError| {
+            matches!(
+                e,
+                ClaimsVerificationError::SignatureVerification(
+                    SignatureVerificationError::NoMatchingKey
+                )
+            )
+        };
+        for rediscover in [None, Some(false), Some(true)] {
+            if let Some(rediscover) = rediscover {
+                tracing::info!(
+                    "The ID token of {} is signed by a key it has not published before; \
+                     reading its {} again",
+                    self.issuer,
+                    if rediscover {
+                        "discovery document"
+                    } else {
+                        "keys"
+                    }
+                );
+                self.reload_keys(rediscover).await?;
+            }
+            let client = self.client()?;
+            let verifier = client.id_token_verifier();
+            let checked = match nonce {
+                Some(nonce) => id_token.claims(&verifier, nonce).map(|_| ()),
+                None => id_token
+                    .claims(&verifier, |_: Option<&Nonce>| Ok(()))
+                    .map(|_| ()),
+            };
+            match checked {
+                Ok(()) => return Ok(()),
+                Err(e) if unknown_key(&e) && rediscover != Some(true) => continue,
+                Err(e) => return Err(AuthError::IdToken(chain(&e))),
+            }
+        }
+        Err(AuthError::IdToken("no key of the provider matches".into()))
+    }
+
+    /// Reads the provider's keys again: its key set, or, if that fails, its whole discovery
+    /// document (which may name a new key set).
+    async fn reload_keys(&self, rediscover: bool) -> Result<(), AuthError> {
+        let http = self.http.clone();
+        let jwks_uri = match self.metadata.read() {
+            Ok(metadata) => metadata.jwks_uri().clone(),
+            Err(_) => return Ok(()),
+        };
+        if !rediscover
+            && let Ok(keys) =
+                JsonWebKeySet::fetch_async(&jwks_uri, &|r| send(http.clone(), r)).await
+        {
+            if let Ok(mut metadata) = self.metadata.write() {
+                *metadata = metadata.clone().set_jwks(keys);
+            }
+            return Ok(());
+        }
+        let fresh =
+            Self::discover(Arc::clone(&self.profile), &self.issuer, self.http.clone()).await?;
+        if let (Ok(mut metadata), Ok(fresh)) = (self.metadata.write(), fresh.metadata.into_inner())
+        {
+            *metadata = fresh;
+        }
+        Ok(())
+    }
+}
