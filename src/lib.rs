@@ -57,24 +57,28 @@
 //! answers `403 insufficient_scope` to a request of the client's may get a token with more
 //! scopes, on the terms of [`auth::step_up`].
 
+// The map above names the internal modules too, for the reader of the source and of
+// `cargo doc --document-private-items`: their links go nowhere in the public docs.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod account;
 pub mod auth;
-pub mod backend;
+pub(crate) mod backend;
 pub mod cli;
 pub mod clients;
 pub mod config;
-pub mod error_text;
-pub mod forward;
+pub(crate) mod error_text;
+pub(crate) mod forward;
 pub mod glob;
-pub mod lists;
-pub mod logging;
+pub(crate) mod lists;
+pub(crate) mod logging;
 pub mod naming;
-pub mod protocol;
+pub(crate) mod protocol;
 pub mod proxy;
-pub mod request_error;
+pub(crate) mod request_error;
 pub mod secret;
 pub mod server;
-pub mod shape;
-pub mod shutdown;
-pub mod standard_streams;
+pub(crate) mod shape;
+pub(crate) mod shutdown;
+pub(crate) mod standard_streams;
 pub mod stdio;

@@ -63,15 +63,6 @@ impl Kind {
         }
     }
 
-    /// The member that identifies an item.
-    pub fn key(self) -> &'static str {
-        match self {
-            Kind::Tools | Kind::Prompts => "name",
-            Kind::Resources => "uri",
-            Kind::Templates => "uriTemplate",
-        }
-    }
-
     /// A position in [`Kind::ALL`], for tables indexed by kind.
     pub fn index(self) -> usize {
         match self {
@@ -272,8 +263,6 @@ pub struct Listing<T: Item> {
     pub items: Vec<T>,
     /// The first page without its items and cursor: its other members (`_meta`, say).
     pub page: T::Page,
-    /// Why the walk stopped before the end, if it did.
-    pub cut: Option<String>,
 }
 
 /// Counts the bytes a value serializes to, without keeping them.
@@ -416,6 +405,5 @@ pub async fn read_all<T: Item>(
     Ok(Listing {
         items,
         page: first.unwrap_or_else(T::fresh_page),
-        cut,
     })
 }
