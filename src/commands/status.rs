@@ -1,31 +1,19 @@
-//! The commands people reach for around sign-in: `login`, `logout` and `status`.
+//! `authful-mcp-proxy status [--json]`: a look at each backend — its profile, issuer, token
+//! and scopes, and whether it answers with the token.
 //!
-//! - `login [BACKEND...]` signs in ahead of time from a terminal, one sign-in per profile, so
-//!   that a desktop client's first start finds tokens waiting (and its start-up limits never
-//!   meet a person typing a password). It asks for every resource the profile's backends need.
-//! - `logout [BACKEND...] [--all]` forgets the cached tokens, revoking the refresh token at the
-//!   provider when it offers revocation (RFC 7009); `--all` also removes token files of
-//!   profiles no longer configured.
-//! - `status [--json]` shows, per backend, the profile, issuer, token state and scopes, and
-//!   whether the backend answers with the token — never opening a browser: a token comes from
-//!   the cache, a refresh, or a service account's own credentials. A backend gets
-//!   [`CHECK_TIMEOUT`] to answer `initialize`, and [`CHECK_MAX_ANSWER_BYTES`] of answer are
-//!   read at most; what it names itself is shown without control characters (a backend is a
-//!   stranger to the terminal `status` prints on).
-//!
-//! Each takes the configuration as the proxy does (`--config`, the drop-in's env vars and
-//! flags). Exit status: 0 when everything asked for is in order, 1 when something is not (a
-//! sign-in failed, a revocation failed, a backend refuses), 2 for a usage or configuration
-//! error.
+//! It never opens a browser: a token comes from the cache, a refresh, or a service account's
+//! own credentials. A backend gets [`CHECK_TIMEOUT`] to answer `initialize`, and
+//! [`CHECK_MAX_ANSWER_BYTES`] of answer are read at most; what it names itself is shown
+//! without control characters (a backend is a stranger to the terminal `status` prints on).
 
-use std::{path::Path, process::ExitCode, sync::Arc, time::Duration};
+use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::{
     auth::{
-        self, Access, LoggedOut, Managers, Revocation,
+        self, Access,
         browser::{Browser, SystemBrowser},
         cache::{AccessToken, unix_now},
         resource::Challenge,
@@ -43,51 +31,6 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
 /// few KiB; a backend that streams without end is cut off here, not read into memory.
 pub const CHECK_MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
-/// The backends named on the command line (all when none), or the unknown name and the
-/// known ones.
-fn select<'a>(settings: &'a Settings, names: &[String]) -> Result<Vec<&'a Backend>, String> {
-    if names.is_empty() {
-        return Ok(settings.backends.iter().collect());
-    }
-    names
-        .iter()
-        .map(|name| {
-            settings
-                .backends
-                .iter()
-                .find(|b| b.name == *name)
-                .ok_or_else(|| {
-                    let known: Vec<&str> =
-                        settings.backends.iter().map(|b| b.name.as_str()).collect();
-                    format!("no backend named '{name}' (backends: {})", known.join(", "))
-                })
-        })
-        .collect()
-}
-
-/// Every profile's manager, asking a person to sign in only when `interactive` (not for
-/// `status`, which only looks).
-fn managers(settings: &Settings, browser: Arc<dyn Browser>, interactive: bool) -> Managers {
-    let http = clients::identity_provider();
-    match interactive {
-        true => auth::managers(settings, &http, &browser),
-        false => auth::non_interactive_managers(settings, &http, &browser),
-    }
-}
-
-/// The backends named (a usage error, exit 2, for an unknown one) and every profile's manager,
-/// which may ask a person to sign in.
-fn prepare<'a>(
-    settings: &'a Settings,
-    names: &[String],
-) -> Result<(Vec<&'a Backend>, Managers), ExitCode> {
-    let selected = select(settings, names).map_err(|e| {
-        eprintln!("authful-mcp-proxy: {e}");
-        ExitCode::from(2)
-    })?;
-    Ok((selected, managers(settings, Arc::new(SystemBrowser), true)))
-}
-
 /// "valid for 59 min", "expired".
 fn validity(access: &AccessToken) -> String {
     match access.seconds_left(unix_now()) {
@@ -96,158 +39,6 @@ fn validity(access: &AccessToken) -> String {
         Some(left) if left < 120 => format!("valid for {left} s"),
         Some(left) => format!("valid for {} min", left / 60),
     }
-}
-
-/// `authful-mcp-proxy login [BACKEND...]`.
-pub async fn login(settings: Settings, names: &[String]) -> ExitCode {
-    let (selected, managers) = match prepare(&settings, names) {
-        Ok(prepared) => prepared,
-        Err(code) => return code,
-    };
-    let mut failed = 0;
-    let mut profiles: Vec<&str> = Vec::new();
-    for backend in &selected {
-        let Some(profile) = &backend.profile else {
-            eprintln!(
-                "backend '{}': no OIDC profile, nothing to sign in to",
-                backend.name
-            );
-            continue;
-        };
-        if !profiles.contains(&profile.name.as_str()) {
-            profiles.push(&profile.name);
-            eprintln!(
-                "profile '{}': signing in at {} ({} flow)",
-                profile.name,
-                profile.issuer_label(),
-                profile.flow.as_str()
-            );
-        }
-        let Some(manager) = managers.get(&profile.name) else {
-            continue;
-        };
-        let signed_in = match manager.access(&backend.name) {
-            Ok(access) => access.token().await,
-            Err(e) => Err(e),
-        };
-        match signed_in {
-            Ok(_) => {
-                let state = manager
-                    .stored()
-                    .map(|t| {
-                        let refreshable = if t.refresh_token.is_some() {
-                            ", refreshable"
-                        } else {
-                            ""
-                        };
-                        format!("signed in at {}{refreshable}", t.issuer)
-                    })
-                    .unwrap_or_else(|| "signed in".into());
-                eprintln!("backend '{}': {state}", backend.name);
-            }
-            Err(e) => {
-                failed += 1;
-                // The error may quote the provider or the backend.
-                let e = printable(&e.to_string());
-                eprintln!("backend '{}': sign-in failed: {e}", backend.name);
-            }
-        }
-    }
-    if failed > 0 {
-        eprintln!("{failed} backend(s) have no usable token");
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
-/// `authful-mcp-proxy logout [BACKEND...] [--all]`.
-pub async fn logout(settings: Settings, names: &[String], all: bool) -> ExitCode {
-    let (selected, managers) = match prepare(&settings, names) {
-        Ok(prepared) => prepared,
-        Err(code) => return code,
-    };
-    let mut failed = false;
-    let mut done: Vec<&str> = Vec::new();
-    let mut kept_files = Vec::new();
-    for profile in selected.iter().filter_map(|b| b.profile.as_ref()) {
-        if done.contains(&profile.name.as_str()) {
-            continue;
-        }
-        done.push(&profile.name);
-        let Some(manager) = managers.get(&profile.name) else {
-            continue;
-        };
-        kept_files.push(manager.cache_path().to_path_buf());
-        let outcome = match manager.log_out().await {
-            Ok(LoggedOut::NothingCached) => "no tokens cached".to_owned(),
-            Ok(LoggedOut::Forgotten(revocation)) => {
-                let revoked = match revocation {
-                    Revocation::Revoked => "the refresh token is revoked at the provider".into(),
-                    Revocation::NoRefreshToken => "there was no refresh token".into(),
-                    Revocation::Unsupported => "the provider offers no revocation: the refresh \
-                                                token stays valid there until it expires"
-                        .into(),
-                    Revocation::Failed(reason) => {
-                        failed = true;
-                        format!(
-                            "revoking the refresh token failed ({reason}): it stays valid at the \
-                             provider until it expires"
-                        )
-                    }
-                };
-                format!("tokens forgotten; {revoked}")
-            }
-            Err(e) => {
-                failed = true;
-                format!("failed: {e}")
-            }
-        };
-        eprintln!("profile '{}': {}", profile.name, printable(&outcome));
-    }
-    if all {
-        match remove_other_token_files(&settings.cache_dir, &kept_files) {
-            Ok(0) => {}
-            Ok(removed) => eprintln!(
-                "removed {removed} other token file(s) from {}",
-                settings.cache_dir.display()
-            ),
-            Err(e) => {
-                failed = true;
-                eprintln!("cannot clear {}: {e}", settings.cache_dir.display());
-            }
-        }
-    }
-    if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
-/// Removes the token files (and their locks) in `dir` other than `kept` (already handled);
-/// returns how many token files went.
-fn remove_other_token_files(dir: &Path, kept: &[std::path::PathBuf]) -> std::io::Result<usize> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    let mut removed = 0;
-    for entry in entries {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        let is_tokens = name.ends_with("_tokens.json");
-        if !(is_tokens || name.ends_with("_tokens.lock")) || kept.contains(&path) {
-            continue;
-        }
-        std::fs::remove_file(&path)?;
-        removed += usize::from(is_tokens);
-    }
-    Ok(removed)
 }
 
 /// One backend's line of `status`.
@@ -273,9 +64,13 @@ struct BackendStatus {
     check: String,
 }
 
-/// `authful-mcp-proxy status [--json]`.
-pub async fn status(settings: Settings, json: bool) -> ExitCode {
-    let managers = managers(&settings, Arc::new(SystemBrowser), false);
+/// Shows every backend, as text or (`json`) JSON. Exit status: 0 every backend answers, 1
+/// some does not.
+pub async fn run(settings: Settings, json: bool) -> ExitCode {
+    // Managers that never ask a person to sign in: `status` only looks.
+    let browser: Arc<dyn Browser> = Arc::new(SystemBrowser);
+    let managers =
+        auth::non_interactive_managers(&settings, &clients::identity_provider(), &browser);
     let http = clients::backend();
     let mut lines = Vec::new();
     for backend in &settings.backends {
