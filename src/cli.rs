@@ -18,7 +18,7 @@ use clap::{
 };
 
 use crate::{
-    commands,
+    commands::{self, EXIT_STATUS_HELP, Outcome},
     config::{
         ConfigError, DropInSettings, Format, Settings, Sources,
         drop_in::{self, Kind},
@@ -30,8 +30,10 @@ use crate::{
 /// in with your identity provider and relays MCP between stdio and Streamable HTTP.
 ///
 /// Without a subcommand it runs the proxy: `authful-mcp-proxy [OPTIONS] [MCP_BACKEND_URL]`.
+/// The exit status follows one rule for every command (below); each subcommand's help says
+/// what it means for that command.
 #[derive(Debug, Parser)]
-#[command(name = "authful-mcp-proxy", version)]
+#[command(name = "authful-mcp-proxy", version, after_help = EXIT_STATUS_HELP)]
 pub struct Cli {
     /// Something other than running the proxy
     #[command(subcommand)]
@@ -72,7 +74,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a configuration file and report every problem at once. Exit status: 0 valid
-    /// (warnings allowed), 1 invalid, 2 unreadable file or usage error
+    /// (warnings allowed), 2 invalid or unreadable (a configuration error, as at the proxy's
+    /// start) or a usage error
     Validate(ValidateArgs),
     /// Print the JSON Schema of the configuration file
     Schema,
@@ -217,10 +220,10 @@ impl Cli {
     }
 }
 
-/// Runs the command the command line names; its exit status is the process's.
+/// Runs the command the command line names; its [`Outcome`] is the process's exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match &cli.command {
+    let outcome = match &cli.command {
         Some(Command::Validate(args)) => {
             let file = validate_file(args, cli.config.as_deref());
             commands::validate::run(file, args.format, args.strict)
@@ -228,26 +231,27 @@ pub fn main() -> ExitCode {
         Some(Command::Schema) => commands::schema::run(),
         Some(Command::Login(args)) => match cli.settings() {
             Ok(settings) => commands::block_on(commands::login::run(settings, &args.backends)),
-            Err(code) => code,
+            Err(outcome) => outcome,
         },
         Some(Command::Logout(args)) => match cli.settings() {
             Ok(settings) => {
                 commands::block_on(commands::logout::run(settings, &args.backends, args.all))
             }
-            Err(code) => code,
+            Err(outcome) => outcome,
         },
         Some(Command::Status(args)) => match cli.settings() {
             Ok(settings) => commands::block_on(commands::status::run(settings, args.json)),
-            Err(code) => code,
+            Err(outcome) => outcome,
         },
         None => {
             let banner = !cli.no_banner && cli.verbosity() != Verbosity::Silent;
             match cli.settings() {
                 Ok(settings) => commands::block_on(commands::run::run(settings, banner)),
-                Err(code) => code,
+                Err(outcome) => outcome,
             }
         }
-    }
+    };
+    outcome.into()
 }
 
 /// The file `validate` checks: its argument, else `--config` / `AUTHFUL_MCP_CONFIG`; without
@@ -273,10 +277,12 @@ impl Cli {
     /// configuration starts from. Warnings and errors go to stderr before anything is read from
     /// stdin: located in the file as `validate` prints them (summary included), or naming the
     /// env var or flag.
-    fn settings(&self) -> Result<Settings, ExitCode> {
+    /// Either failing is a usage or configuration error: `--log-file` names a file that cannot
+    /// be opened, or the settings are not valid.
+    fn settings(&self) -> Result<Settings, Outcome> {
         if let Err(e) = logging::init(self.verbosity(), self.log_file.as_deref()) {
             eprintln!("authful-mcp-proxy: cannot open log file: {e}");
-            return Err(ExitCode::from(2));
+            return Err(Outcome::UsageError);
         }
         let with_file = self.config.is_some();
         let print = |diagnostics: &crate::config::Diagnostics| {
@@ -289,11 +295,6 @@ impl Cli {
                     .for_each(|l| eprintln!("{l}"));
             }
         };
-        let code = match self.command {
-            // The proxy's code for a configuration error, as yet.
-            None => ExitCode::from(1),
-            Some(_) => ExitCode::from(2),
-        };
         match self.sources().settings() {
             Ok((settings, warnings)) => {
                 print(&warnings);
@@ -301,11 +302,11 @@ impl Cli {
             }
             Err(ConfigError::Diagnostics(diagnostics)) => {
                 print(&diagnostics);
-                Err(code)
+                Err(Outcome::UsageError)
             }
             Err(e) => {
                 eprintln!("authful-mcp-proxy: {e}");
-                Err(code)
+                Err(Outcome::UsageError)
             }
         }
     }
@@ -363,6 +364,13 @@ mod tests {
     fn unknown_formats_are_usage_errors() {
         let err = Cli::try_parse_from(["x", "validate", "--format", "xml"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn the_help_states_the_exit_status_rule() {
+        let help = Cli::command().render_long_help().to_string();
+        let help: String = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(help.contains(EXIT_STATUS_HELP), "{help}");
     }
 
     #[test]

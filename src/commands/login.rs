@@ -4,7 +4,7 @@
 //! every backend of the profile, so that a desktop client's first start finds tokens waiting —
 //! and its start-up limits never meet a person typing a password. Progress goes to stderr.
 
-use std::{process::ExitCode, sync::Arc};
+use std::sync::Arc;
 
 use crate::{
     auth::{
@@ -16,17 +16,17 @@ use crate::{
     error_text::printable,
 };
 
-use super::selection::select;
+use super::{Outcome, selection::select};
 
 /// Signs in for the backends `names` names (all when empty). Exit status: 0 when every profile
 /// asked for holds a usable token, 1 when a sign-in failed, 2 for a name the configuration
 /// does not have.
-pub async fn run(settings: Settings, names: &[String]) -> ExitCode {
+pub async fn run(settings: Settings, names: &[String]) -> Outcome {
     let selected = match select(&settings, names) {
         Ok(selected) => selected,
         Err(e) => {
             eprintln!("authful-mcp-proxy: {e}");
-            return ExitCode::from(2);
+            return Outcome::UsageError;
         }
     };
     let browser: Arc<dyn Browser> = Arc::new(SystemBrowser);
@@ -82,8 +82,8 @@ pub async fn run(settings: Settings, names: &[String]) -> ExitCode {
     }
     if failed > 0 {
         eprintln!("{failed} backend(s) have no usable token");
-        ExitCode::from(1)
+        Outcome::Failed
     } else {
-        ExitCode::SUCCESS
+        Outcome::Success
     }
 }

@@ -8,7 +8,6 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::ExitCode,
     sync::Arc,
 };
 
@@ -22,17 +21,17 @@ use crate::{
     error_text::printable,
 };
 
-use super::selection::select;
+use super::{Outcome, selection::select};
 
 /// Logs out of the profiles of the backends `names` names (all when empty), and with `all`
 /// removes other profiles' token files. Exit status: 0 done, 1 a revocation or deletion
 /// failed, 2 for a name the configuration does not have.
-pub async fn run(settings: Settings, names: &[String], all: bool) -> ExitCode {
+pub async fn run(settings: Settings, names: &[String], all: bool) -> Outcome {
     let selected = match select(&settings, names) {
         Ok(selected) => selected,
         Err(e) => {
             eprintln!("authful-mcp-proxy: {e}");
-            return ExitCode::from(2);
+            return Outcome::UsageError;
         }
     };
     let browser: Arc<dyn Browser> = Arc::new(SystemBrowser);
@@ -89,9 +88,9 @@ pub async fn run(settings: Settings, names: &[String], all: bool) -> ExitCode {
         }
     }
     if failed {
-        ExitCode::from(1)
+        Outcome::Failed
     } else {
-        ExitCode::SUCCESS
+        Outcome::Success
     }
 }
 

@@ -7,7 +7,7 @@
 //! and closes the backend sessions. From then on stdout belongs to JSON-RPC alone: everything
 //! this command says goes to stderr or the log.
 
-use std::{process::ExitCode, sync::Arc};
+use std::sync::Arc;
 
 use crate::{
     auth::browser::SystemBrowser,
@@ -16,10 +16,12 @@ use crate::{
     proxy, standard_streams,
 };
 
+use super::Outcome;
+
 /// Serves the stdio client until it leaves or a signal comes, after the banner when
 /// `banner`. Exit status: 0 after a session that ended (stdin closed, SIGTERM or SIGINT), 1
 /// when it failed.
-pub async fn run(settings: Settings, banner: bool) -> ExitCode {
+pub async fn run(settings: Settings, banner: bool) -> Outcome {
     if banner {
         show_banner(&settings);
     }
@@ -28,12 +30,12 @@ pub async fn run(settings: Settings, banner: bool) -> ExitCode {
     let stop = stop_signal();
     let (stdin, stdout) = standard_streams::open();
     match proxy::serve(settings, Arc::new(SystemBrowser), stdin, stdout, stop).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => Outcome::Success,
         Err(e) => {
             tracing::error!("{e}");
             // The error may quote a backend or a provider.
             eprintln!("authful-mcp-proxy: {}", printable(&e.to_string()));
-            ExitCode::from(1)
+            Outcome::Failed
         }
     }
 }

@@ -6,7 +6,7 @@
 //! [`CHECK_MAX_ANSWER_BYTES`] of answer are read at most; what it names itself is shown
 //! without control characters (a backend is a stranger to the terminal `status` prints on).
 
-use std::{process::ExitCode, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -22,6 +22,8 @@ use crate::{
     config::{Backend, Settings},
     error_text::{chain, printable, untrusted},
 };
+
+use super::Outcome;
 
 /// How long `status` gives one backend: connecting, its whole answer to `initialize`, and
 /// ending the session it opened.
@@ -66,7 +68,7 @@ struct BackendStatus {
 
 /// Shows every backend, as text or (`json`) JSON. Exit status: 0 every backend answers, 1
 /// some does not.
-pub async fn run(settings: Settings, json: bool) -> ExitCode {
+pub async fn run(settings: Settings, json: bool) -> Outcome {
     // Managers that never ask a person to sign in: `status` only looks.
     let browser: Arc<dyn Browser> = Arc::new(SystemBrowser);
     let managers =
@@ -173,9 +175,9 @@ pub async fn run(settings: Settings, json: bool) -> ExitCode {
         }
     }
     if all_answer {
-        ExitCode::SUCCESS
+        Outcome::Success
     } else {
-        ExitCode::from(1)
+        Outcome::Failed
     }
 }
 
