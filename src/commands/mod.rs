@@ -69,9 +69,10 @@ impl From<Outcome> for ExitCode {
 
 /// [`Outcome`]'s rule as `--help` states it.
 pub const EXIT_STATUS_HELP: &str = "Exit status, for every command: 0 success (for the \
-    proxy: its session ended, by stdin closing, SIGTERM or SIGINT); 1 the work failed (a sign-in, a revocation, a backend that does not answer, the proxy's session); 2 a \
-    usage or configuration error to fix first (bad flags, an unknown backend, an invalid or \
-    unreadable configuration).";
+    proxy: its session ended, by stdin closing, SIGTERM or SIGINT); 1 the work failed (a \
+    sign-in, a revocation, a backend that does not answer, the proxy's session); 2 a usage or \
+    configuration error to fix first (bad flags, an unknown backend, an invalid or unreadable \
+    configuration).";
 
 /// Runs `command` to its end on the runtime every command shares. One thread: a relayed call
 /// is a chain of small steps (stdin, rmcp's service loop, the HTTP connection, stdout), and on

@@ -1,9 +1,9 @@
 //! `authful-mcp-proxy validate [--format F] [--strict] [CONFIG]`: a configuration file
 //! checked, every problem reported at once.
 //!
-//! The checks are the proxy's own at start-up ([`config::validate`]), run on the file alone:
-//! each problem located in the file (`FILE:LINE:COL`), printed on stdout in the format asked
-//! for, then a summary line. Unset `${VAR}`s without a default are warnings, errors with
+//! The checks are the proxy's own at start-up ([`crate::config::validate`]), run on the file
+//! alone: each problem located in the file (`FILE:LINE:COL`), printed on stdout in the format
+//! asked for, then a summary line. Unset `${VAR}`s without a default are warnings, errors with
 //! `--strict`. Which file it checks is the command line's business ([`crate::cli`]).
 //!
 //! An invalid file exits `2`, as the proxy does when it refuses the same file at its start:
