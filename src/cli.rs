@@ -229,26 +229,18 @@ pub fn main() -> ExitCode {
             commands::validate::run(file, args.format, args.strict)
         }
         Some(Command::Schema) => commands::schema::run(),
-        Some(Command::Login(args)) => match cli.settings() {
-            Ok(settings) => commands::block_on(commands::login::run(settings, &args.backends)),
-            Err(outcome) => outcome,
-        },
-        Some(Command::Logout(args)) => match cli.settings() {
-            Ok(settings) => {
-                commands::block_on(commands::logout::run(settings, &args.backends, args.all))
-            }
-            Err(outcome) => outcome,
-        },
-        Some(Command::Status(args)) => match cli.settings() {
-            Ok(settings) => commands::block_on(commands::status::run(settings, args.json)),
-            Err(outcome) => outcome,
-        },
+        Some(Command::Login(args)) => {
+            cli.with_settings(|settings| commands::login::run(settings, &args.backends))
+        }
+        Some(Command::Logout(args)) => {
+            cli.with_settings(|settings| commands::logout::run(settings, &args.backends, args.all))
+        }
+        Some(Command::Status(args)) => {
+            cli.with_settings(|settings| commands::status::run(settings, args.json))
+        }
         None => {
             let banner = !cli.no_banner && cli.verbosity() != Verbosity::Silent;
-            match cli.settings() {
-                Ok(settings) => commands::block_on(commands::run::run(settings, banner)),
-                Err(outcome) => outcome,
-            }
+            cli.with_settings(|settings| commands::run::run(settings, banner))
         }
     };
     outcome.into()
@@ -273,10 +265,23 @@ fn validate_file<'a>(args: &'a ValidateArgs, config: Option<&'a Path>) -> &'a Pa
 }
 
 impl Cli {
+    /// Runs `command` on the resolved settings (see [`Cli::settings`]), on the commands'
+    /// runtime.
+    fn with_settings<F: Future<Output = Outcome>>(
+        &self,
+        command: impl FnOnce(Settings) -> F,
+    ) -> Outcome {
+        match self.settings() {
+            Ok(settings) => commands::block_on(command(settings)),
+            Err(outcome) => outcome,
+        }
+    }
+
     /// Logging set up and the settings resolved: what every command that reads the
     /// configuration starts from. Warnings and errors go to stderr before anything is read from
     /// stdin: located in the file as `validate` prints them (summary included), or naming the
     /// env var or flag.
+    ///
     /// Either failing is a usage or configuration error: `--log-file` names a file that cannot
     /// be opened, or the settings are not valid.
     fn settings(&self) -> Result<Settings, Outcome> {
