@@ -1,12 +1,15 @@
-//! The command line: flags and env vars in the Python original's names, logging, banner, exit codes; and
-//! the `validate` and `schema` subcommands.
+//! The command line: flags and env vars in the Python original's names, subcommands, and which
+//! command runs with what.
+//!
+//! [`Cli`] is the command line as given: each flag defined once, the drop-in's own straight
+//! from the table of its settings ([`drop_in::SETTINGS`]), with their help. Resolving it —
+//! logging set up, the configuration's layers turned into [`Settings`], the file `validate`
+//! checks — happens here too, so that a command in [`crate::commands`] receives what it works
+//! on, never the flags.
 
 use std::{
-    io::Write,
     path::{Path, PathBuf},
     process::ExitCode,
-    sync::Arc,
-    time::Duration,
 };
 
 use clap::{
@@ -15,24 +18,22 @@ use clap::{
 };
 
 use crate::{
-    account,
-    auth::browser::SystemBrowser,
+    commands::{self, EXIT_STATUS_HELP, Outcome},
     config::{
         ConfigError, DropInSettings, Format, Settings, Sources,
         drop_in::{self, Kind},
-        json_schema_text, validate,
     },
-    error_text::printable,
     logging::{self, Verbosity},
-    proxy, standard_streams,
 };
 
 /// Lets desktop MCP clients use remote MCP servers that validate OIDC bearer tokens: logs you
 /// in with your identity provider and relays MCP between stdio and Streamable HTTP.
 ///
 /// Without a subcommand it runs the proxy: `authful-mcp-proxy [OPTIONS] [MCP_BACKEND_URL]`.
+/// The exit status follows one rule for every command (below); each subcommand's help says
+/// what it means for that command.
 #[derive(Debug, Parser)]
-#[command(name = "authful-mcp-proxy", version)]
+#[command(name = "authful-mcp-proxy", version, after_help = EXIT_STATUS_HELP)]
 pub struct Cli {
     /// Something other than running the proxy
     #[command(subcommand)]
@@ -73,7 +74,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a configuration file and report every problem at once. Exit status: 0 valid
-    /// (warnings allowed), 1 invalid, 2 unreadable file or usage error
+    /// (warnings allowed), 2 invalid or unreadable (a configuration error, as at the proxy's
+    /// start) or a usage error
     Validate(ValidateArgs),
     /// Print the JSON Schema of the configuration file
     Schema,
@@ -218,264 +220,98 @@ impl Cli {
     }
 }
 
-fn banner(settings: &Settings) {
-    eprintln!(
-        "authful-mcp-proxy {} - OIDC login for remote MCP servers",
-        env!("CARGO_PKG_VERSION")
-    );
-    if let [backend] = settings.backends.as_slice()
-        && settings.mode == crate::config::Mode::DropIn
-    {
-        eprintln!("  backend  {}", backend.url);
-        if let Some(profile) = &backend.profile {
-            eprintln!(
-                "  issuer   {} (client {})",
-                profile.issuer_label(),
-                profile.client_id
-            );
-        }
-        return;
-    }
-    eprintln!("  gateway  {}", settings.gateway.name);
-    let mut profiles: Vec<&Arc<crate::config::Profile>> = Vec::new();
-    for backend in &settings.backends {
-        let login = backend.profile.as_ref().map_or(String::new(), |p| {
-            if !profiles.iter().any(|known| known.name == p.name) {
-                profiles.push(p);
-            }
-            format!(" (profile {})", p.name)
-        });
-        eprintln!("  backend  {}: {}{login}", backend.name, backend.url);
-    }
-    for profile in profiles {
-        eprintln!(
-            "  profile  {}: {} (client {})",
-            profile.name,
-            profile.issuer_label(),
-            profile.client_id
-        );
-    }
-}
-
-/// Runs the program; the exit code is 0 after a clean session, 1 on a configuration or
-/// startup error, 2 on a usage error.
+/// Runs the command the command line names; its [`Outcome`] is the process's exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match &cli.command {
-        Some(Command::Validate(args)) => validate_command(args, cli.config.as_deref()),
-        Some(Command::Schema) => print_stdout(&json_schema_text()),
+    let outcome = match &cli.command {
+        Some(Command::Validate(args)) => {
+            let file = validate_file(args, cli.config.as_deref());
+            commands::validate::run(file, args.format, args.strict)
+        }
+        Some(Command::Schema) => commands::schema::run(),
         Some(Command::Login(args)) => {
-            account_command(&cli, |settings| account::login(settings, &args.backends))
+            cli.with_settings(|settings| commands::login::run(settings, &args.backends))
         }
-        Some(Command::Logout(args)) => account_command(&cli, |settings| {
-            account::logout(settings, &args.backends, args.all)
-        }),
+        Some(Command::Logout(args)) => {
+            cli.with_settings(|settings| commands::logout::run(settings, &args.backends, args.all))
+        }
         Some(Command::Status(args)) => {
-            account_command(&cli, |settings| account::status(settings, args.json))
+            cli.with_settings(|settings| commands::status::run(settings, args.json))
         }
-        None => run_proxy(&cli),
-    }
+        None => {
+            let banner = !cli.no_banner && cli.verbosity() != Verbosity::Silent;
+            cli.with_settings(|settings| commands::run::run(settings, banner))
+        }
+    };
+    outcome.into()
 }
 
-/// Runs `login`, `logout` or `status` on the configuration, logging to stderr.
-fn account_command<F: Future<Output = ExitCode>>(
-    cli: &Cli,
-    command: impl FnOnce(Settings) -> F,
-) -> ExitCode {
-    if let Err(e) = logging::init(cli.verbosity(), cli.log_file.as_deref()) {
-        eprintln!("authful-mcp-proxy: cannot open log file: {e}");
-        return ExitCode::from(2);
+/// The file `validate` checks: its argument, else `--config` / `AUTHFUL_MCP_CONFIG`; without
+/// either, a usage error (exit 2, with the usage).
+fn validate_file<'a>(args: &'a ValidateArgs, config: Option<&'a Path>) -> &'a Path {
+    if let Some(file) = args.file.as_deref().or(config) {
+        return file;
     }
-    let settings = match load_settings(cli) {
-        Ok(settings) => settings,
-        Err(_) => return ExitCode::from(2),
+    let mut command = Cli::command();
+    command.build();
+    let message = "no configuration file: give CONFIG, --config or AUTHFUL_MCP_CONFIG";
+    let kind = clap::error::ErrorKind::MissingRequiredArgument;
+    let usage = match command.find_subcommand_mut("validate") {
+        Some(validate) => validate.error(kind, message),
+        None => command.error(kind, message),
     };
-    let runtime = match runtime() {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
-    let code = runtime.block_on(command(settings));
-    runtime.shutdown_timeout(Duration::from_millis(200));
-    code
+    // Prints the usage and exits 2, as any other usage error.
+    usage.exit()
 }
 
-/// `authful-mcp-proxy validate`.
-fn validate_command(args: &ValidateArgs, config: Option<&Path>) -> ExitCode {
-    let Some(file) = args.file.as_deref().or(config) else {
-        let mut command = Cli::command();
-        command.build();
-        let message = "no configuration file: give CONFIG, --config or AUTHFUL_MCP_CONFIG";
-        let kind = clap::error::ErrorKind::MissingRequiredArgument;
-        let usage = match command.find_subcommand_mut("validate") {
-            Some(validate) => validate.error(kind, message),
-            None => command.error(kind, message),
-        };
-        // Prints the usage and exits 2, as any other usage error.
-        usage.exit()
-    };
-    let env = |name: &str| std::env::var(name).ok();
-    let options = validate::Options {
-        strict: args.strict,
-        env: &env,
-    };
-    let checked = match validate::check_file(file, &options) {
-        Ok(checked) => checked,
-        Err(e) => {
-            eprintln!("authful-mcp-proxy: {e}");
-            return ExitCode::from(2);
+impl Cli {
+    /// Runs `command` on the resolved settings (see [`Cli::settings`]), on the commands'
+    /// runtime.
+    fn with_settings<F: Future<Output = Outcome>>(
+        &self,
+        command: impl FnOnce(Settings) -> F,
+    ) -> Outcome {
+        match self.settings() {
+            Ok(settings) => commands::block_on(command(settings)),
+            Err(outcome) => outcome,
         }
-    };
-    let code = print_stdout(&checked.diagnostics.render(args.format));
-    if checked.diagnostics.has_errors() {
-        ExitCode::from(1)
-    } else {
-        code
     }
-}
 
-/// Writes `text` to stdout; a closed pipe (`| head`) is not worth a panic.
-fn print_stdout(text: &str) -> ExitCode {
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("authful-mcp-proxy: cannot write to stdout: {e}");
-            ExitCode::from(1)
+    /// Logging set up and the settings resolved: what every command that reads the
+    /// configuration starts from. Warnings and errors go to stderr before anything is read from
+    /// stdin: located in the file as `validate` prints them (summary included), or naming the
+    /// env var or flag.
+    ///
+    /// Either failing is a usage or configuration error: `--log-file` names a file that cannot
+    /// be opened, or the settings are not valid.
+    fn settings(&self) -> Result<Settings, Outcome> {
+        if let Err(e) = logging::init(self.verbosity(), self.log_file.as_deref()) {
+            eprintln!("authful-mcp-proxy: cannot open log file: {e}");
+            return Err(Outcome::UsageError);
         }
-    }
-}
-
-/// Loads and resolves the settings; warnings and errors go to stderr before anything is read
-/// from stdin: located in the file as `validate` prints them (summary included), or naming
-/// the env var or flag.
-fn load_settings(cli: &Cli) -> Result<Settings, ExitCode> {
-    let with_file = cli.config.is_some();
-    let print = |diagnostics: &crate::config::Diagnostics| {
-        if with_file && diagnostics.has_errors() {
-            eprint!("{}", diagnostics.render(Format::Human));
-        } else {
-            diagnostics
-                .human_lines()
-                .iter()
-                .for_each(|l| eprintln!("{l}"));
-        }
-    };
-    match cli.sources().settings() {
-        Ok((settings, warnings)) => {
-            print(&warnings);
-            Ok(settings)
-        }
-        Err(ConfigError::Diagnostics(diagnostics)) => {
-            print(&diagnostics);
-            Err(ExitCode::from(1))
-        }
-        Err(e) => {
-            eprintln!("authful-mcp-proxy: {e}");
-            Err(ExitCode::from(1))
-        }
-    }
-}
-
-/// The proxy itself, when no subcommand is given. It serves until stdin closes, SIGTERM or
-/// SIGINT arrives, closes the backend sessions, and exits 0.
-fn run_proxy(cli: &Cli) -> ExitCode {
-    let verbosity = cli.verbosity();
-    if let Err(e) = logging::init(verbosity, cli.log_file.as_deref()) {
-        eprintln!("authful-mcp-proxy: cannot open log file: {e}");
-        return ExitCode::from(2);
-    }
-    let settings = match load_settings(cli) {
-        Ok(settings) => settings,
-        Err(code) => return code,
-    };
-    if !cli.no_banner && verbosity != Verbosity::Silent {
-        banner(&settings);
-    }
-    let runtime = match runtime() {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
-    let result = runtime.block_on(async {
-        // Listening from the start: a signal that came before would end the process at once,
-        // with no DELETE for the backends.
-        let stop = stop_signal();
-        let (stdin, stdout) = standard_streams::open();
-        proxy::serve(settings, Arc::new(SystemBrowser), stdin, stdout, stop).await
-    });
-    // Neither a browser opener still running nor, after a signal, the thread blocked reading
-    // stdin may keep the process alive: `serve` has closed everything that matters.
-    runtime.shutdown_timeout(Duration::from_millis(200));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e}");
-            // The error may quote a backend or a provider.
-            eprintln!("authful-mcp-proxy: {}", printable(&e.to_string()));
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// The runtime of every command. One thread: a relayed call is a chain of small steps
-/// (stdin, rmcp's service loop, the HTTP connection, stdout), and on a multi-thread runtime each
-/// step may wake another worker — a futex and a context switch per step, which cost more than
-/// the steps. The proxy's work per message is small; the browser opener runs on the blocking
-/// pool.
-fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("authful-mcp-proxy: cannot start: {e}");
-            ExitCode::from(1)
-        })
-}
-
-/// Registers for the signals that ask the proxy to stop — SIGTERM (a desktop client quitting)
-/// and SIGINT (Ctrl-C in a terminal); Ctrl-C elsewhere — and resolves when one arrives. A
-/// signal that cannot be listened for keeps its default action, and stdin EOF still ends the
-/// session cleanly.
-#[cfg(unix)]
-fn stop_signal() -> impl std::future::Future<Output = ()> + Send {
-    use tokio::signal::unix::{SignalKind, signal};
-    let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
-        Ok(signal) => Some(signal),
-        Err(e) => {
-            tracing::warn!("Cannot listen for {name} ({e}); it ends the proxy without closing");
-            None
-        }
-    };
-    let mut term = listen(SignalKind::terminate(), "SIGTERM");
-    let mut int = listen(SignalKind::interrupt(), "SIGINT");
-    async fn arrived(signal: Option<&mut tokio::signal::unix::Signal>) {
-        match signal {
-            Some(signal) => {
-                signal.recv().await;
+        let with_file = self.config.is_some();
+        let print = |diagnostics: &crate::config::Diagnostics| {
+            if with_file && diagnostics.has_errors() {
+                eprint!("{}", diagnostics.render(Format::Human));
+            } else {
+                diagnostics
+                    .human_lines()
+                    .iter()
+                    .for_each(|l| eprintln!("{l}"));
             }
-            None => std::future::pending().await,
-        }
-    }
-    async move {
-        tokio::select! {
-            () = arrived(term.as_mut()) => tracing::debug!("SIGTERM received: shutting down"),
-            () = arrived(int.as_mut()) => tracing::debug!("SIGINT received: shutting down"),
-        }
-    }
-}
-
-/// Resolves on Ctrl-C (see the Unix version).
-#[cfg(not(unix))]
-fn stop_signal() -> impl std::future::Future<Output = ()> + Send {
-    async {
-        match tokio::signal::ctrl_c().await {
-            Ok(()) => tracing::debug!("Ctrl-C received: shutting down"),
+        };
+        match self.sources().settings() {
+            Ok((settings, warnings)) => {
+                print(&warnings);
+                Ok(settings)
+            }
+            Err(ConfigError::Diagnostics(diagnostics)) => {
+                print(&diagnostics);
+                Err(Outcome::UsageError)
+            }
             Err(e) => {
-                tracing::warn!("Cannot listen for Ctrl-C ({e})");
-                std::future::pending::<()>().await
+                eprintln!("authful-mcp-proxy: {e}");
+                Err(Outcome::UsageError)
             }
         }
     }
@@ -533,6 +369,13 @@ mod tests {
     fn unknown_formats_are_usage_errors() {
         let err = Cli::try_parse_from(["x", "validate", "--format", "xml"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn the_help_states_the_exit_status_rule() {
+        let help = Cli::command().render_long_help().to_string();
+        let help: String = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(help.contains(EXIT_STATUS_HELP), "{help}");
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line (flags, subcommands, exit codes, signals) — the binary's `main`.
+//! - [`cli`]: the command line (flags, subcommands, which command runs with what) — the
+//!   binary's `main`. [`commands`]: one module per command — the proxy's run (signals
+//!   included), `login`, `logout`, `status`, `validate`, `schema`.
 //! - [`config`]: the configuration file's model, its layers (file, env vars, flags), the one
 //!   set of rules that turns them into [`config::Settings`], and `validate`.
 //! - [`proxy`]: one run, from settings to the end of the stdio session; [`shutdown`] owns the
@@ -61,11 +63,11 @@
 // `cargo doc --document-private-items`: their links go nowhere in the public docs.
 #![allow(rustdoc::private_intra_doc_links)]
 
-pub mod account;
 pub mod auth;
 pub(crate) mod backend;
 pub mod cli;
 pub mod clients;
+pub mod commands;
 pub mod config;
 pub(crate) mod error_text;
 pub(crate) mod forward;

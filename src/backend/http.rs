@@ -7,10 +7,20 @@
 //! layer. The mark is taken off before the request leaves; a request without it (the lists
 //! the gateway reads on its own, the log level it sets) never makes the proxy sign in for
 //! more scopes.
+//!
+//! The layer also watches the answers it passes on. rmcp ends a session whose answer to
+//! `initialize` breaks off or grows past its limits, and says only "connection closed"; so the
+//! first answer that failed, and why ([`AnswerError`]), is noted in [`BrokenAnswers`], where
+//! [`connect`](super::connect) finds it. A layer built
+//! [`with_answer_limit`](AuthorizedHttp::with_answer_limit) reads no more of any one answer
+//! than that limit — `status`, which only checks that a backend answers, reads 1 MiB at most.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
-use futures::stream::BoxStream;
+use futures::{StreamExt, stream::BoxStream};
 use http::{HeaderName, HeaderValue};
 use rmcp::{
     model::{ClientJsonRpcMessage, GetMeta},
@@ -21,7 +31,10 @@ use rmcp::{
 };
 use sse_stream::Sse;
 
-use crate::auth::{Access, AuthError, resource::Challenge};
+use crate::{
+    auth::{Access, AuthError, resource::Challenge},
+    error_text,
+};
 
 type HttpError = StreamableHttpError<reqwest::Error>;
 
@@ -41,12 +54,80 @@ fn take_client_mark(mut message: ClientJsonRpcMessage) -> (ClientJsonRpcMessage,
     (message, marked)
 }
 
+/// Why an answer the backend began did not reach its end.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    /// It went past `limit` bytes — in one JSON body, in one event of its SSE stream, or in
+    /// the events of its stream together — and no more of it was read.
+    #[error("its answer went past {} KiB, and no more of it was read", .limit / 1024)]
+    TooLarge {
+        /// The most that is read of one answer.
+        limit: usize,
+    },
+    /// The stream broke off, or could not be read as SSE.
+    #[error("its answer broke off: {0}")]
+    BrokeOff(String),
+}
+
+impl AnswerError {
+    /// What `error`, met in an SSE stream whose events may hold `max_event` bytes each, says
+    /// about the answer. rmcp's error for an event past its limit is of a private type, so it
+    /// is known by its words (a test of this module holds rmcp to them).
+    fn of(error: &SseError, max_event: usize) -> Self {
+        if let SseError::Body(inner) = error
+            && let Some(ours) = inner.downcast_ref::<AnswerError>()
+        {
+            return ours.clone();
+        }
+        let text = error_text::chain(error);
+        if text.contains("exceeded the maximum size") {
+            AnswerError::TooLarge { limit: max_event }
+        } else {
+            AnswerError::BrokeOff(text)
+        }
+    }
+}
+
+/// The first answer of a connection that failed, and why: shared by the layer that notes it
+/// and the [`connect`](super::connect) that reports it.
+#[derive(Clone, Default)]
+pub struct BrokenAnswers(Arc<Mutex<Option<AnswerError>>>);
+
+impl BrokenAnswers {
+    /// Notes `error`, unless an earlier failure is noted: the first is the cause.
+    fn note(&self, error: AnswerError) {
+        if let Ok(mut first) = self.0.lock() {
+            first.get_or_insert(error);
+        }
+    }
+
+    /// The first answer that failed, if one has.
+    pub fn first(&self) -> Option<AnswerError> {
+        self.0.lock().ok().and_then(|first| first.clone())
+    }
+}
+
+/// The bytes an SSE event holds once parsed: what reading it cost, as near as can be told.
+fn event_size(event: &Sse) -> usize {
+    [&event.event, &event.data, &event.id]
+        .iter()
+        .map(|field| field.as_ref().map_or(0, String::len))
+        .sum()
+}
+
 /// A reqwest client that authorizes each request with the backend's current token.
 #[derive(Clone)]
 pub struct AuthorizedHttp {
     http: reqwest::Client,
     access: Option<Access>,
+    /// The most read of any one answer, below rmcp's own limits; `None`: rmcp's limits alone.
+    max_answer: Option<usize>,
+    broken: BrokenAnswers,
 }
+
+/// The reason [`AuthError::Refused`] gives when the backend refused a renewed token with a
+/// bare `401`, saying nothing of why.
+pub const UNEXPLAINED_REFUSAL: &str = "HTTP 401, without saying why";
 
 /// A 401 means the token was refused: with `WWW-Authenticate` rmcp reports `AuthRequired` (the
 /// challenge says why), a bare one surfaces as an unexpected response carrying the status.
@@ -83,7 +164,93 @@ fn auth_failed(error: AuthError) -> HttpError {
 impl AuthorizedHttp {
     /// Authorizes through `access`, or sends no `Authorization` header when `None`.
     pub fn new(http: reqwest::Client, access: Option<Access>) -> Self {
-        Self { http, access }
+        Self {
+            http,
+            access,
+            max_answer: None,
+            broken: BrokenAnswers::default(),
+        }
+    }
+
+    /// The same layer, reading no more than `bytes` of any one answer: of a JSON body, of one
+    /// SSE event, and of the events of one request's stream together. (rmcp's own limits,
+    /// 16 MiB a body or an event, are for answers the client waits for; a check needs less.)
+    pub fn with_answer_limit(mut self, bytes: usize) -> Self {
+        self.max_answer = Some(bytes);
+        self
+    }
+
+    /// Where the first answer that failed is noted.
+    pub fn broken_answers(&self) -> BrokenAnswers {
+        self.broken.clone()
+    }
+
+    /// `limits`, lowered to this layer's own limit.
+    fn capped(&self, mut limits: StreamableHttpResponseLimits) -> StreamableHttpResponseLimits {
+        if let Some(max) = self.max_answer {
+            limits.max_sse_event_size = limits.max_sse_event_size.min(max);
+            limits.max_json_response_size = limits.max_json_response_size.min(max);
+            limits.max_error_response_size = limits.max_error_response_size.min(max);
+        }
+        limits
+    }
+
+    /// The answer to a POST, watched: a JSON body past the limit and a stream that fails are
+    /// noted in [`BrokenAnswers`].
+    fn watched(
+        &self,
+        answer: Result<StreamableHttpPostResponse, HttpError>,
+        limits: StreamableHttpResponseLimits,
+    ) -> Result<StreamableHttpPostResponse, HttpError> {
+        match answer {
+            Ok(StreamableHttpPostResponse::Sse(events, session)) => {
+                Ok(StreamableHttpPostResponse::Sse(
+                    self.watch(events, limits.max_sse_event_size),
+                    session,
+                ))
+            }
+            Err(StreamableHttpError::ResponseBodyTooLarge { max_size }) => {
+                self.broken.note(AnswerError::TooLarge { limit: max_size });
+                Err(StreamableHttpError::ResponseBodyTooLarge { max_size })
+            }
+            other => other,
+        }
+    }
+
+    /// `events`, passed on while the answer stays within this layer's limit. The first error
+    /// ends the answer, as it ends rmcp's reading of it, and is noted: rmcp's, for an event past
+    /// `max_event` bytes or a broken connection, or this layer's own, when the events together
+    /// go past its limit.
+    fn watch(
+        &self,
+        events: BoxStream<'static, Result<Sse, SseError>>,
+        max_event: usize,
+    ) -> BoxStream<'static, Result<Sse, SseError>> {
+        let (limit, broken) = (self.max_answer, self.broken.clone());
+        futures::stream::unfold(Some((events, 0_usize)), move |state| {
+            let broken = broken.clone();
+            async move {
+                let (mut events, read) = state?;
+                match events.next().await? {
+                    Ok(event) => {
+                        let read = read.saturating_add(event_size(&event));
+                        if let Some(limit) = limit
+                            && read > limit
+                        {
+                            let error = AnswerError::TooLarge { limit };
+                            broken.note(error.clone());
+                            return Some((Err(SseError::Body(Box::new(error))), None));
+                        }
+                        Some((Ok(event), Some((events, read))))
+                    }
+                    Err(error) => {
+                        broken.note(AnswerError::of(&error, max_event));
+                        Some((Err(error), None))
+                    }
+                }
+            }
+        })
+        .boxed()
     }
 
     /// Sends with the backend's token. A `401` renews the token once (shared with concurrent
@@ -119,7 +286,7 @@ impl AuthorizedHttp {
                         reason: challenge
                             .as_ref()
                             .and_then(Challenge::describe)
-                            .unwrap_or_else(|| "HTTP 401, without saying why".into()),
+                            .unwrap_or_else(|| UNEXPLAINED_REFUSAL.into()),
                         culprit: challenge.as_ref().and_then(Challenge::likely_culprit),
                     }))
                 }
@@ -197,17 +364,20 @@ impl StreamableHttpClient for AuthorizedHttp {
         limits: StreamableHttpResponseLimits,
     ) -> Result<StreamableHttpPostResponse, HttpError> {
         let (message, from_client) = take_client_mark(message);
-        self.with_retry(from_client, |token| {
-            self.http.post_message_with_response_limits(
-                uri.clone(),
-                message.clone(),
-                session_id.clone(),
-                token,
-                custom_headers.clone(),
-                limits,
-            )
-        })
-        .await
+        let limits = self.capped(limits);
+        let answer = self
+            .with_retry(from_client, |token| {
+                self.http.post_message_with_response_limits(
+                    uri.clone(),
+                    message.clone(),
+                    session_id.clone(),
+                    token,
+                    custom_headers.clone(),
+                    limits,
+                )
+            })
+            .await;
+        self.watched(answer, limits)
     }
 
     async fn delete_session(
@@ -257,6 +427,9 @@ impl StreamableHttpClient for AuthorizedHttp {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> Result<BoxStream<'static, Result<Sse, SseError>>, HttpError> {
+        let max_sse_event_size = self
+            .max_answer
+            .map_or(max_sse_event_size, |max| max.min(max_sse_event_size));
         // The stream the proxy keeps open on its own: never a reason to sign in for scopes.
         self.with_retry(false, |token| {
             self.http.get_stream_with_max_sse_event_size(
@@ -274,9 +447,94 @@ impl StreamableHttpClient for AuthorizedHttp {
 
 #[cfg(test)]
 mod tests {
+    use axum::{
+        Router,
+        body::{Body, Bytes},
+        http::header,
+        routing::post,
+    };
     use rmcp::model::{CallToolRequestParams, ClientRequest, JsonRpcRequest, RequestId};
 
     use super::*;
+
+    /// A server that answers every POST at `/sse` with an SSE event of 4 KiB that never ends,
+    /// and at `/json` with a JSON body of 4 KiB; and the URL it serves.
+    async fn oversized() -> String {
+        let router = Router::new()
+            .route(
+                "/sse",
+                post(|| async {
+                    let head = futures::stream::once(async {
+                        Ok::<_, std::convert::Infallible>(Bytes::from(format!(
+                            "data: {}",
+                            "a".repeat(4096)
+                        )))
+                    });
+                    let tail = futures::stream::pending();
+                    (
+                        [(header::CONTENT_TYPE, "text/event-stream")],
+                        Body::from_stream(head.chain(tail)),
+                    )
+                }),
+            )
+            .route(
+                "/json",
+                post(|| async {
+                    let result = serde_json::json!({"text": "a".repeat(4096)});
+                    axum::Json(serde_json::json!({"jsonrpc": "2.0", "id": 1, "result": result}))
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        url
+    }
+
+    /// rmcp's own error for an SSE event past the limit is known by its words (see
+    /// [`AnswerError::of`]): this holds rmcp to them. A JSON body past the limit is noted too.
+    #[tokio::test]
+    async fn answers_past_the_limit_are_noted_as_too_large() {
+        let url = oversized().await;
+        let layer = AuthorizedHttp::new(reqwest::Client::new(), None).with_answer_limit(1024);
+        let answer = layer
+            .post_message(
+                format!("{url}/sse").into(),
+                call(serde_json::json!({})),
+                None,
+                None,
+                HashMap::new(),
+            )
+            .await
+            .unwrap();
+        let StreamableHttpPostResponse::Sse(mut events, _) = answer else {
+            panic!("an SSE answer");
+        };
+        assert!(events.next().await.is_some_and(|event| event.is_err()));
+        assert!(events.next().await.is_none(), "an answer ends at its error");
+        assert_eq!(
+            layer.broken_answers().first(),
+            Some(AnswerError::TooLarge { limit: 1024 })
+        );
+
+        let layer = AuthorizedHttp::new(reqwest::Client::new(), None).with_answer_limit(1024);
+        let answer = layer
+            .post_message(
+                format!("{url}/json").into(),
+                call(serde_json::json!({})),
+                None,
+                None,
+                HashMap::new(),
+            )
+            .await;
+        assert!(matches!(
+            answer,
+            Err(StreamableHttpError::ResponseBodyTooLarge { max_size: 1024 })
+        ));
+        assert_eq!(
+            layer.broken_answers().first(),
+            Some(AnswerError::TooLarge { limit: 1024 })
+        );
+    }
 
     fn call(meta: serde_json::Value) -> ClientJsonRpcMessage {
         let mut request = ClientRequest::CallToolRequest(rmcp::model::Request::new(

@@ -1,6 +1,11 @@
 //! One remote MCP server: the Streamable HTTP connection, the one path every request to it
 //! takes ([`Connection::request`]), and the handler that passes its requests and
 //! notifications on to the stdio client.
+//!
+//! [`connect`] is the one way to a backend, for the proxy's sessions and for `status`'s check
+//! alike: the same rmcp client over the same [`http::AuthorizedHttp`] layer. A check has no
+//! stdio client behind it ([`BackendHandler::without_client`]) and reads less of an answer
+//! ([`connect_bounded`]).
 
 pub mod http;
 mod ordered;
@@ -12,10 +17,14 @@ use ::http::{HeaderName, HeaderValue};
 use rmcp::{
     Peer, RoleClient, RoleServer, ServiceExt,
     model::{
-        ClientConfig, ClientNotification, ClientRequest, ClientResult, ErrorData, GetMeta,
-        RequestMetaObject, ServerNotification, ServerPeerInfo, ServerRequest, ServerResult,
+        ClientConfig, ClientNotification, ClientRequest, ClientResult, ErrorCode, ErrorData,
+        GetMeta, RequestMetaObject, ServerNotification, ServerPeerInfo, ServerRequest,
+        ServerResult,
     },
-    service::{ClientCacheConfig, NotificationContext, RequestContext, RunningService, Service},
+    service::{
+        ClientCacheConfig, ClientInitializeError, NotificationContext, RequestContext,
+        RunningService, Service,
+    },
     transport::{
         StreamableHttpClientTransport, common::client_side_sse::ExponentialBackoff,
         streamable_http_client::StreamableHttpClientTransportConfig,
@@ -55,11 +64,23 @@ pub enum ListChanged {
     Resources,
 }
 
-/// Receives what a backend sends on its own initiative and passes it to the stdio client.
+/// Where what a backend sends on its own initiative goes.
+#[derive(Clone)]
+enum Downstream {
+    /// The stdio client: the proxy's sessions.
+    Client(Peer<RoleServer>),
+    /// Nobody: a session no client takes part in, such as `status`'s check. A ping is
+    /// answered, any other request declined, notifications dropped.
+    Nobody,
+}
+
+/// Receives what a backend sends on its own initiative and passes it to the stdio client — or,
+/// in a session no client takes part in, answers what it can itself
+/// ([`BackendHandler::without_client`]).
 pub struct BackendHandler {
     name: Arc<str>,
     info: ClientConfig,
-    downstream: Peer<RoleServer>,
+    downstream: Downstream,
     progress: ProgressMaps,
     naming: Option<Naming>,
     list_changes: Option<mpsc::UnboundedSender<ListChanged>>,
@@ -77,8 +98,23 @@ impl BackendHandler {
         Self {
             name: name.into(),
             info,
-            downstream,
+            downstream: Downstream::Client(downstream),
             progress,
+            naming: None,
+            list_changes: None,
+        }
+    }
+
+    /// A handler for backend `name` in a session no client takes part in (`status` checking
+    /// that the backend answers), introducing itself with `info`. It answers the backend's
+    /// pings, declines its other requests (sampling, elicitation, roots: no one is there to
+    /// answer them) and drops its notifications.
+    pub fn without_client(name: &str, info: ClientConfig) -> Self {
+        Self {
+            name: name.into(),
+            info,
+            downstream: Downstream::Nobody,
+            progress: ProgressMaps::default(),
             naming: None,
             list_changes: None,
         }
@@ -120,12 +156,15 @@ impl Service<RoleClient> for BackendHandler {
         request: ServerRequest,
         context: RequestContext<RoleClient>,
     ) -> Result<ClientResult, ErrorData> {
+        let Downstream::Client(downstream) = &self.downstream else {
+            return unattended(&request);
+        };
         let request = match &self.naming {
             Some(naming) => attributed(naming, request).map_err(ErrorData::from)?,
             None => request,
         };
         forward(
-            &self.downstream,
+            downstream,
             request,
             context.meta,
             &context.ct,
@@ -143,6 +182,13 @@ impl Service<RoleClient> for BackendHandler {
         notification: ServerNotification,
         context: NotificationContext<RoleClient>,
     ) -> Result<(), ErrorData> {
+        let Downstream::Client(downstream) = &self.downstream else {
+            tracing::debug!(
+                "Dropped a notification from backend '{}': no client takes part",
+                self.name
+            );
+            return Ok(());
+        };
         if self.took_list_change(&notification) {
             return Ok(());
         }
@@ -161,7 +207,7 @@ impl Service<RoleClient> for BackendHandler {
         };
         // rmcp's own line of each notification holds its data: off unless `--log-content`.
         let method = tracing::enabled!(Level::DEBUG).then(|| shape::method(&notification));
-        match self.downstream.send_notification(notification).await {
+        match downstream.send_notification(notification).await {
             Ok(()) => {
                 if let Some(method) = method {
                     tracing::debug!("{method} from backend '{}' to the client", self.name);
@@ -174,6 +220,24 @@ impl Service<RoleClient> for BackendHandler {
 
     fn get_info(&self) -> ClientConfig {
         self.info.clone()
+    }
+}
+
+/// The answer to a backend's request in a session no client takes part in: a ping is answered
+/// (the backend asks whether the session is alive, and it is); anything else is declined as a
+/// method the missing client does not offer.
+fn unattended(request: &ServerRequest) -> Result<ClientResult, ErrorData> {
+    match request {
+        ServerRequest::PingRequest(_) => Ok(ClientResult::empty(())),
+        other => Err(ErrorData::new(
+            ErrorCode::METHOD_NOT_FOUND,
+            format!(
+                "{}: no client takes part in this session (authful-mcp-proxy only checks that \
+                 the server answers)",
+                shape::method(other)
+            ),
+            None,
+        )),
     }
 }
 
@@ -344,6 +408,17 @@ pub enum ConnectError {
         /// Its request timeout.
         limit: Duration,
     },
+    /// The backend's answer to the handshake went past the most that is read of it, or broke
+    /// off (rmcp itself reports only that the connection closed).
+    #[error("cannot connect to backend '{backend}' at {url}: {error}")]
+    Answer {
+        /// The backend's name.
+        backend: String,
+        /// Its URL.
+        url: String,
+        /// What became of the answer.
+        error: http::AnswerError,
+    },
     /// The handshake failed: the connection, the HTTP exchange or the answer.
     #[error("cannot connect to backend '{backend}' at {url}: {reason}")]
     Handshake {
@@ -353,6 +428,9 @@ pub enum ConnectError {
         url: String,
         /// What went wrong, in the HTTP layer's words.
         reason: String,
+        /// rmcp's error, for a caller that tells the cases apart (`status`: a refusal, an
+        /// unreachable host, a JSON-RPC error). Not a `source`: `reason` already says it.
+        cause: Box<ClientInitializeError>,
     },
 }
 
@@ -383,6 +461,44 @@ pub async fn connect(
     access: Option<Access>,
     handler: BackendHandler,
 ) -> Result<(BackendLink, Connection), ConnectError> {
+    connect_reading(backend, http, access, handler, None).await
+}
+
+/// [`connect`], reading no more than `max_answer_bytes` of any one answer: a JSON body, an SSE
+/// event, the events of one request's stream together (see
+/// [`AuthorizedHttp::with_answer_limit`](http::AuthorizedHttp::with_answer_limit)). An answer
+/// past it fails the handshake with [`ConnectError::Answer`].
+pub async fn connect_bounded(
+    backend: &config::Backend,
+    http: reqwest::Client,
+    access: Option<Access>,
+    handler: BackendHandler,
+    max_answer_bytes: usize,
+) -> Result<(BackendLink, Connection), ConnectError> {
+    connect_reading(backend, http, access, handler, Some(max_answer_bytes)).await
+}
+
+/// `handshake`, given up after `limit` when there is one (the limit is the error then).
+async fn within<T>(
+    limit: Option<Duration>,
+    handshake: impl Future<Output = T>,
+) -> Result<T, Duration> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, handshake)
+            .await
+            .map_err(|_| limit),
+        None => Ok(handshake.await),
+    }
+}
+
+/// [`connect`] and [`connect_bounded`].
+async fn connect_reading(
+    backend: &config::Backend,
+    http: reqwest::Client,
+    access: Option<Access>,
+    handler: BackendHandler,
+    max_answer_bytes: Option<usize>,
+) -> Result<(BackendLink, Connection), ConnectError> {
     let mut headers = HashMap::new();
     for (name, value) in &backend.headers {
         let parsed = HeaderName::try_from(name.as_str())
@@ -399,14 +515,12 @@ pub async fn connect(
     let mut config =
         StreamableHttpClientTransportConfig::with_uri(backend.url.as_str()).custom_headers(headers);
     config.retry_config = Arc::new(stream_resumption());
-    let transport = ordered::Ordered::new(
-        StreamableHttpClientTransport::with_client(
-            http::AuthorizedHttp::new(http, access.clone()),
-            config,
-        ),
-        handler.progress.to_client.clone(),
-        handler.downstream.clone(),
-    );
+    let mut authorized = http::AuthorizedHttp::new(http, access.clone());
+    if let Some(bytes) = max_answer_bytes {
+        authorized = authorized.with_answer_limit(bytes);
+    }
+    let broken = authorized.broken_answers();
+    let transport = StreamableHttpClientTransport::with_client(authorized, config);
     let progress = handler.progress.to_client.clone();
     // Log in first, outside the time limit: a person at a browser takes as long as it takes
     // (the login has its own timeout). The handshake itself then gets the request timeout, so
@@ -421,28 +535,42 @@ pub async fn connect(
             source,
         });
     }
-    let handshake = handler.serve(transport);
-    let served = match backend.request_timeout {
-        Some(limit) => tokio::time::timeout(limit, handshake).await.map_err(|_| {
-            ConnectError::HandshakeTimeout {
+    let limit = backend.request_timeout;
+    let served = match handler.downstream.clone() {
+        Downstream::Client(client) => {
+            let ordered = ordered::Ordered::new(transport, progress.clone(), client);
+            within(limit, handler.serve(ordered)).await
+        }
+        // No client: no progress to pass on in order.
+        Downstream::Nobody => within(limit, handler.serve(transport)).await,
+    };
+    let served = served.map_err(|limit| ConnectError::HandshakeTimeout {
+        backend: name.clone(),
+        url: url.clone(),
+        limit,
+    })?;
+    let link = served.map_err(|e| {
+        if let Some(auth) = find_auth_error(&e) {
+            return ConnectError::Login {
                 backend: name.clone(),
                 url: url.clone(),
-                limit,
-            }
-        })?,
-        None => handshake.await,
-    };
-    let link = served.map_err(|e| match find_auth_error(&e) {
-        Some(auth) => ConnectError::Login {
-            backend: name.clone(),
-            url: url.clone(),
-            source: auth.clone(),
-        },
-        None => ConnectError::Handshake {
+                source: auth.clone(),
+            };
+        }
+        // An answer that failed is why rmcp gave up, though it says "connection closed".
+        if let Some(error) = broken.first() {
+            return ConnectError::Answer {
+                backend: name.clone(),
+                url: url.clone(),
+                error,
+            };
+        }
+        ConnectError::Handshake {
             backend: name.clone(),
             url: url.clone(),
             reason: describe(&e),
-        },
+            cause: Box::new(e),
+        }
     })?;
     // A cached list would hide changes and errors from the client.
     link.peer()
@@ -455,4 +583,28 @@ pub async fn connect(
         timeout: backend.request_timeout,
     };
     Ok((link, connection))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without a client, a backend's ping is answered and what only a client could answer is
+    /// declined, naming the method.
+    #[test]
+    fn a_session_without_client_answers_pings_and_declines_the_rest() {
+        let ping = ServerRequest::PingRequest(Default::default());
+        assert!(matches!(
+            unattended(&ping),
+            Ok(ClientResult::EmptyResult(_))
+        ));
+        let roots = ServerRequest::ListRootsRequest(Default::default());
+        let declined = unattended(&roots).expect_err("no client to list its roots");
+        assert_eq!(declined.code, ErrorCode::METHOD_NOT_FOUND);
+        assert!(
+            declined.message.starts_with("roots/list: "),
+            "{}",
+            declined.message
+        );
+    }
 }

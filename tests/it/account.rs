@@ -194,3 +194,32 @@ async fn logout_all_removes_stray_token_files() {
         all.stderr
     );
 }
+
+/// `status` meets a backend as the proxy does: a token the backend refuses is renewed once (a
+/// refresh; no browser), and the refusal of the renewed one is reported with the backend's
+/// challenge; a backend that wants scopes the token lacks is reported as the proxy's own
+/// handshake meets it, without a sign-in for them.
+#[tokio::test]
+async fn status_reports_refusals_as_the_proxy_meets_them() {
+    let idp = FakeIdp::start(IdpConfig::default()).await;
+    let elsewhere = TestBackend::start(
+        BackendConfig::oidc("tickets", idp.issuer(), idp.jwks_uri()).with_audience("elsewhere"),
+    )
+    .await;
+    let scoped =
+        TestBackend::start(BackendConfig::oidc("admin", idp.issuer(), idp.jwks_uri())).await;
+    scoped.set_required_scopes(&["tickets:admin"]);
+    for (backend, refusal) in [
+        (&elsewhere, "  backend  refuses: HTTP 401: invalid_token"),
+        (&scoped, "  backend  refuses: HTTP 403: "),
+    ] {
+        let home = tempfile::tempdir().unwrap();
+        let env = binary::drop_in_env(&idp, backend);
+        let login = run(home.path(), &["login"], &env).await;
+        assert_eq!(login.code, Some(0), "{:?}", login.stderr);
+        let status = run(home.path(), &["status"], &env).await;
+        assert_eq!(status.code, Some(1), "{}", status.stdout);
+        assert!(status.stdout.contains(refusal), "{}", status.stdout);
+        assert_eq!(status.logins, 0, "status never opens a browser");
+    }
+}

@@ -18,7 +18,7 @@ use crate::support::{
 };
 
 #[tokio::test]
-async fn missing_settings_exit_1_before_reading_stdin() {
+async fn missing_settings_exit_2_before_reading_stdin() {
     let home = tempfile::tempdir().unwrap();
     for (args, envs, expected) in [
         (
@@ -46,7 +46,7 @@ async fn missing_settings_exit_1_before_reading_stdin() {
         tokio::io::AsyncReadExt::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr)
             .await
             .unwrap();
-        assert_eq!(code, Some(1), "{stderr}");
+        assert_eq!(code, Some(2), "{stderr}");
         assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
         for word in expected {
             assert!(stderr.contains(word), "{word} in {stderr}");

@@ -23,6 +23,7 @@ use axum::{
     Router,
     body::{Body, Bytes},
     http::{StatusCode, header},
+    response::IntoResponse,
     routing::post,
 };
 use serde_json::json;
@@ -206,31 +207,40 @@ async fn status_reads_an_endless_answer_no_further_than_its_limit() {
     }
 }
 
+/// A backend that answers each request with `result` under the request's id — as JSON, or
+/// with `sse` as an SSE event — and each notification with `202 Accepted`, as MCP has it.
+fn answering(result: serde_json::Value, sse: bool) -> axum::routing::MethodRouter {
+    post(
+        move |axum::Json(message): axum::Json<serde_json::Value>| async move {
+            let Some(id) = message.get("id") else {
+                return StatusCode::ACCEPTED.into_response();
+            };
+            let answer = json!({"jsonrpc": "2.0", "id": id, "result": result});
+            if sse {
+                let event = format!("event: message\ndata: {answer}\n\n");
+                ([(header::CONTENT_TYPE, "text/event-stream")], event).into_response()
+            } else {
+                axum::Json(answer).into_response()
+            }
+        },
+    )
+}
+
 /// What a backend calls itself (as JSON or as an SSE event) and what it says when it refuses
 /// (`WWW-Authenticate`) are a stranger's words on the person's terminal: printed without
 /// ESC, BEL or other control characters, and a refusal's description is cut.
 #[tokio::test]
 async fn status_prints_a_backends_words_without_terminal_escapes() {
     const NAME: &str = "evil\u{1b}]0;pwned\u{7}\u{1b}[2Jserver\u{202e}";
-    let answer = json!({"jsonrpc": "2.0", "id": 1, "result": {
+    let result = json!({
         "protocolVersion": "2025-06-18",
         "capabilities": {},
         "serverInfo": {"name": NAME, "version": "1"}
-    }});
-    let event = format!("event: message\ndata: {answer}\n\n");
+    });
     let description = "a".repeat(5000);
     let router = Router::new()
-        .route(
-            "/json",
-            post({
-                let answer = answer.clone();
-                move || async move { axum::Json(answer) }
-            }),
-        )
-        .route(
-            "/sse",
-            post(move || async move { ([(header::CONTENT_TYPE, "text/event-stream")], event) }),
-        )
+        .route("/json", answering(result.clone(), false))
+        .route("/sse", answering(result, true))
         .route(
             "/refusing",
             post(move || async move {

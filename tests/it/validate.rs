@@ -81,7 +81,7 @@ fn assert_errors(yaml: &str, expected: &[&str]) {
     let (summary, diagnostics) = lines.split_last().expect("a summary line");
     assert_eq!(diagnostics, expected, "{}", run.stdout);
     assert!(summary.starts_with("c.yaml: "), "{summary}");
-    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
 }
 
 fn assert_valid(yaml: &str) {
@@ -98,7 +98,7 @@ fn a_valid_file_says_so_and_exits_0() {
 #[test]
 fn yaml_syntax_errors_are_located() {
     let run = validate("backends:\n  tools: [\n");
-    assert_eq!(run.code, 1);
+    assert_eq!(run.code, 2);
     assert!(
         run.stdout
             .starts_with("c.yaml:3:1: error: YAML syntax error: "),
@@ -209,7 +209,7 @@ fn a_secret_without_an_issuer_is_refused() {
         "    client_assertion:\n      key_file: key.pem\n",
     );
     let run = validate(&yaml);
-    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert_eq!(run.code, 2, "{}", run.stdout);
     assert!(
         run.stdout.contains(
             "oidc_profiles.corp.issuer_url: missing issuer_url: a profile with client_assertion"
@@ -238,7 +238,7 @@ fn negative_numbers_are_refused_where_the_schema_is_unsigned() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("c.yaml"), &yaml).unwrap();
     let run = output(command(dir.path()).args(["--config", "c.yaml"]));
-    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(
         run.stderr
             .contains("backends.tools.request_timeout: -1 must be at least 0")
@@ -276,7 +276,7 @@ fn gateway_settings_are_bounded_and_named() {
             .args(["--config", "c.yaml"])
             .env("AUTHFUL_MCP_GATEWAY__MAX_NAME_LENGTH", "200"),
     );
-    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(
         run.stderr
             .contains("gateway.max_name_length: 200 must be at most 128"),
@@ -378,7 +378,7 @@ fn redirect_urls_are_http_on_loopback_with_a_port() {
         "client_id: cid\n    redirect_url: http://localhost:80/cb",
     );
     let run = validate(&yaml);
-    assert_eq!(run.code, 1);
+    assert_eq!(run.code, 2);
     assert!(run.stdout.contains("other than 80"), "{}", run.stdout);
     assert_valid(&BASE.replace(
         "client_id: cid",
@@ -525,7 +525,7 @@ fn unset_variables_warn_and_strict_makes_them_errors() {
         [&line.replace("{}", "warning"), "c.yaml: valid, 1 warning"]
     );
     let run = validate_with(&yaml, &["--strict"], &[]);
-    assert_eq!(run.code, 1);
+    assert_eq!(run.code, 2);
     assert_eq!(
         run.lines(),
         [&line.replace("{}", "error"), "c.yaml: 1 error"]
@@ -566,7 +566,7 @@ fn every_problem_is_reported_at_once_in_file_order() {
                 client_id: cid\n    login_timeout: soon\nbackends:\n  tools:\n    ulr: x\n    \
                 oidc_profile: corp\ngateway:\n  separator: \"+\"\n";
     let run = validate(yaml);
-    assert_eq!(run.code, 1);
+    assert_eq!(run.code, 2);
     assert_eq!(
         run.lines(),
         [
@@ -585,7 +585,7 @@ fn every_problem_is_reported_at_once_in_file_order() {
 fn json_format_is_an_array_of_diagnostics() {
     let yaml = format!("{BASE}    ulr: x\n");
     let run = validate_with(&yaml, &["--format", "json"], &[]);
-    assert_eq!(run.code, 1);
+    assert_eq!(run.code, 2);
     let parsed: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(
         parsed,
@@ -611,7 +611,7 @@ fn github_format_is_workflow_commands() {
     let yaml =
         BASE.replace("client_id: cid", "client_id: cid\n    client_secret: ${S}") + "    ulr: x\n";
     let run = validate_with(&yaml, &["--format", "github"], &[]);
-    assert_eq!(run.code, 1);
+    assert_eq!(run.code, 2);
     assert_eq!(
         run.lines(),
         [
@@ -711,7 +711,7 @@ fn the_proxy_refuses_an_invalid_file_with_the_same_diagnostics() {
         .unwrap()
         .read_to_string(&mut stdout)
         .unwrap();
-    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(code, 2, "{stderr}");
     assert_eq!(stdout, "", "stdout is for JSON-RPC only");
     assert_eq!(stderr, validate(&yaml).stdout);
     assert_eq!(stderr.lines().count(), 3, "{stderr}");
@@ -750,9 +750,11 @@ fn the_proxy_warns_about_unset_variables_and_env_vars_fill_the_file() {
 fn a_url_argument_still_runs_the_proxy() {
     let dir = tempfile::tempdir().unwrap();
     let run = output(command(dir.path()).arg("https://mcp.example.com/mcp"));
-    // Not a usage error: the missing issuer is the configuration error it always was.
-    assert_eq!(run.code, 1, "{}", run.stderr);
+    // Not clap's usage error for an unknown subcommand: the missing issuer is the
+    // configuration error it always was (exit 2, as every configuration error).
+    assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("OIDC_ISSUER_URL"), "{}", run.stderr);
+    assert!(!run.stderr.contains("subcommand"), "{}", run.stderr);
 }
 
 /// Start-up resolves every layer with the same rules as `validate`, reports every problem at
@@ -767,7 +769,7 @@ fn start_up_names_the_env_var_or_flag_of_every_problem() {
             .env("OIDC_ISSUER_URL", "http://auth.company.com")
             .env("OIDC_CLIENT_ID", "cid"),
     );
-    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.code, 2, "{}", run.stderr);
     assert_eq!(run.stdout, "", "stdout is for JSON-RPC only");
     assert_eq!(
         run.stderr.lines().collect::<Vec<_>>(),
@@ -801,7 +803,7 @@ fn header_rules_hold_for_headers_from_env_vars() {
             )
             .env("AUTHFUL_MCP_GATEWAY__MAX_NAME_LENGTH", "8"),
     );
-    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.code, 2, "{}", run.stderr);
     assert_eq!(
         run.stderr.lines().collect::<Vec<_>>(),
         [

@@ -1,0 +1,37 @@
+//! `authful-mcp-proxy validate [--format F] [--strict] [CONFIG]`: a configuration file
+//! checked, every problem reported at once.
+//!
+//! The checks are the proxy's own at start-up ([`crate::config::validate`]), run on the file
+//! alone: each problem located in the file (`FILE:LINE:COL`), printed on stdout in the format
+//! asked for, then a summary line. Unset `${VAR}`s without a default are warnings, errors with
+//! `--strict`. Which file it checks is the command line's business ([`crate::cli`]).
+//!
+//! An invalid file exits `2`, as the proxy does when it refuses the same file at its start:
+//! a configuration error the user must fix ([`Outcome`]'s rule), not a failure of the check.
+
+use std::path::Path;
+
+use crate::config::{Format, validate};
+
+use super::{Outcome, print_stdout};
+
+/// Checks the file at `file` and prints the findings in `format`. Exit status: 0 valid
+/// (warnings allowed); 2 invalid or unreadable, a configuration error as the proxy's start
+/// reports it (see [`Outcome`]); 1 when the report could not be written.
+pub fn run(file: &Path, format: Format, strict: bool) -> Outcome {
+    let env = |name: &str| std::env::var(name).ok();
+    let options = validate::Options { strict, env: &env };
+    let checked = match validate::check_file(file, &options) {
+        Ok(checked) => checked,
+        Err(e) => {
+            eprintln!("authful-mcp-proxy: {e}");
+            return Outcome::UsageError;
+        }
+    };
+    let printed = print_stdout(&checked.diagnostics.render(format));
+    if checked.diagnostics.has_errors() {
+        Outcome::UsageError
+    } else {
+        printed
+    }
+}
