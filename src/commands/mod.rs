@@ -33,9 +33,10 @@ use std::{io::Write, process::ExitCode, time::Duration};
 ///
 /// - `0` [`Outcome::Success`]: everything asked for is done (for the proxy: the session ended,
 ///   by stdin closing, SIGTERM or SIGINT).
-/// - `1` [`Outcome::Failed`]: the work itself failed — a sign-in, a revocation, a backend that
-///   does not answer, the proxy's session — with a command line and a configuration in order.
-///   The message says what went wrong; trying again later may succeed.
+/// - `1` [`Outcome::Failed`]: the work itself failed or found problems — a sign-in, a
+///   revocation, a backend that does not answer, the proxy's session; for `validate`, whose
+///   work is judging a file, an invalid file — with a command line and a configuration in
+///   order. The message says what went wrong.
 /// - `2` [`Outcome::UsageError`]: the command line or the configuration is wrong — bad flags,
 ///   an unknown backend name, an invalid or unreadable configuration file — so nothing was
 ///   tried, and trying again cannot help until the user fixes it. clap exits `2` for the usage
@@ -69,10 +70,10 @@ impl From<Outcome> for ExitCode {
 
 /// [`Outcome`]'s rule as `--help` states it.
 pub const EXIT_STATUS_HELP: &str = "Exit status, for every command: 0 success (for the \
-    proxy: its session ended, by stdin closing, SIGTERM or SIGINT); 1 the work failed (a \
-    sign-in, a revocation, a backend that does not answer, the proxy's session); 2 a usage or \
-    configuration error to fix first (bad flags, an unknown backend, an invalid or unreadable \
-    configuration).";
+    proxy: its session ended, by stdin closing, SIGTERM or SIGINT); 1 the work failed or found \
+    problems (a sign-in, a revocation, a backend that does not answer, the proxy's session, an \
+    invalid file for `validate`); 2 a usage or configuration error to fix first (bad flags, an \
+    unknown backend, an invalid or unreadable configuration of the command itself).";
 
 /// Runs `command` to its end on the runtime every command shares. One thread: a relayed call
 /// is a chain of small steps (stdin, rmcp's service loop, the HTTP connection, stdout), and on

@@ -6,8 +6,10 @@
 //! asked for, then a summary line. Unset `${VAR}`s without a default are warnings, errors with
 //! `--strict`. Which file it checks is the command line's business ([`crate::cli`]).
 //!
-//! An invalid file exits `2`, as the proxy does when it refuses the same file at its start:
-//! a configuration error the user must fix ([`Outcome`]'s rule), not a failure of the check.
+//! Judging the file is the work: an invalid file is its finding, and exits `1` — as a linter
+//! in CI is expected to — while a file that cannot be read at all is a usage error (`2`), like
+//! every other ([`Outcome`]'s rule). The proxy, for which the same file is its configuration,
+//! refuses it with `2`.
 
 use std::path::Path;
 
@@ -16,8 +18,8 @@ use crate::config::{Format, validate};
 use super::{Outcome, print_stdout};
 
 /// Checks the file at `file` and prints the findings in `format`. Exit status: 0 valid
-/// (warnings allowed); 2 invalid or unreadable, a configuration error as the proxy's start
-/// reports it (see [`Outcome`]); 1 when the report could not be written.
+/// (warnings allowed); 1 invalid, or the report could not be written; 2 unreadable (see
+/// [`Outcome`]).
 pub fn run(file: &Path, format: Format, strict: bool) -> Outcome {
     let env = |name: &str| std::env::var(name).ok();
     let options = validate::Options { strict, env: &env };
@@ -30,7 +32,7 @@ pub fn run(file: &Path, format: Format, strict: bool) -> Outcome {
     };
     let printed = print_stdout(&checked.diagnostics.render(format));
     if checked.diagnostics.has_errors() {
-        Outcome::UsageError
+        Outcome::Failed
     } else {
         printed
     }

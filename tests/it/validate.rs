@@ -81,7 +81,7 @@ fn assert_errors(yaml: &str, expected: &[&str]) {
     let (summary, diagnostics) = lines.split_last().expect("a summary line");
     assert_eq!(diagnostics, expected, "{}", run.stdout);
     assert!(summary.starts_with("c.yaml: "), "{summary}");
-    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
 }
 
 fn assert_valid(yaml: &str) {
@@ -98,7 +98,7 @@ fn a_valid_file_says_so_and_exits_0() {
 #[test]
 fn yaml_syntax_errors_are_located() {
     let run = validate("backends:\n  tools: [\n");
-    assert_eq!(run.code, 2);
+    assert_eq!(run.code, 1);
     assert!(
         run.stdout
             .starts_with("c.yaml:3:1: error: YAML syntax error: "),
@@ -209,7 +209,7 @@ fn a_secret_without_an_issuer_is_refused() {
         "    client_assertion:\n      key_file: key.pem\n",
     );
     let run = validate(&yaml);
-    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert_eq!(run.code, 1, "{}", run.stdout);
     assert!(
         run.stdout.contains(
             "oidc_profiles.corp.issuer_url: missing issuer_url: a profile with client_assertion"
@@ -378,7 +378,7 @@ fn redirect_urls_are_http_on_loopback_with_a_port() {
         "client_id: cid\n    redirect_url: http://localhost:80/cb",
     );
     let run = validate(&yaml);
-    assert_eq!(run.code, 2);
+    assert_eq!(run.code, 1);
     assert!(run.stdout.contains("other than 80"), "{}", run.stdout);
     assert_valid(&BASE.replace(
         "client_id: cid",
@@ -525,7 +525,7 @@ fn unset_variables_warn_and_strict_makes_them_errors() {
         [&line.replace("{}", "warning"), "c.yaml: valid, 1 warning"]
     );
     let run = validate_with(&yaml, &["--strict"], &[]);
-    assert_eq!(run.code, 2);
+    assert_eq!(run.code, 1);
     assert_eq!(
         run.lines(),
         [&line.replace("{}", "error"), "c.yaml: 1 error"]
@@ -566,7 +566,7 @@ fn every_problem_is_reported_at_once_in_file_order() {
                 client_id: cid\n    login_timeout: soon\nbackends:\n  tools:\n    ulr: x\n    \
                 oidc_profile: corp\ngateway:\n  separator: \"+\"\n";
     let run = validate(yaml);
-    assert_eq!(run.code, 2);
+    assert_eq!(run.code, 1);
     assert_eq!(
         run.lines(),
         [
@@ -585,7 +585,7 @@ fn every_problem_is_reported_at_once_in_file_order() {
 fn json_format_is_an_array_of_diagnostics() {
     let yaml = format!("{BASE}    ulr: x\n");
     let run = validate_with(&yaml, &["--format", "json"], &[]);
-    assert_eq!(run.code, 2);
+    assert_eq!(run.code, 1);
     let parsed: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(
         parsed,
@@ -611,7 +611,7 @@ fn github_format_is_workflow_commands() {
     let yaml =
         BASE.replace("client_id: cid", "client_id: cid\n    client_secret: ${S}") + "    ulr: x\n";
     let run = validate_with(&yaml, &["--format", "github"], &[]);
-    assert_eq!(run.code, 2);
+    assert_eq!(run.code, 1);
     assert_eq!(
         run.lines(),
         [
