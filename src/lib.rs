@@ -36,7 +36,7 @@
 //! [`backend::Connection::request`]: the request timeout, cancellation and progress apply
 //! there, for every kind of request alike, and the request is marked as the client's (a
 //! backend may then ask for more scopes; see [`auth::step_up`]). The HTTP layer under it
-//! ([`backend::http`]) puts a fresh bearer token on the request. The answer (or a
+//! ([`backend::authorized_http`]) puts a fresh bearer token on the request. The answer (or a
 //! [`request_error::RequestError`], turned into a JSON-RPC error) goes back the same way, its
 //! resource URIs under their exposed form in the gateway; progress notifications reach the
 //! client in order and never after the answer.
@@ -44,7 +44,7 @@
 //! # The path of a token
 //!
 //! [`auth::TokenManager`] (one per OIDC profile, shared by all its backends, built by
-//! [`auth::managers`]) answers [`backend::http`]'s request for a token: from memory, else from
+//! [`auth::managers`]) answers [`backend::authorized_http`]'s request for a token: from memory, else from
 //! the cache file ([`auth::cache`]), else by refreshing at the identity provider
 //! ([`auth::oidc`]), else by a new grant. The provider is the one the configuration or the
 //! first sign-in chose ([`auth::authority`]), never one a backend names on its own say; a

@@ -36,7 +36,7 @@ use crate::{
     },
     backend::{
         self, BackendHandler, ConnectError,
-        http::{AnswerError, UNEXPLAINED_REFUSAL},
+        authorized_http::{AnswerError, UNEXPLAINED_REFUSAL},
     },
     clients,
     config::{Backend, Settings},
