@@ -92,9 +92,19 @@ impl Kind {
             .map_err(RequestError::internal)
     }
 
-    /// An empty list result: the answer to a request with a cursor the proxy did not hand
-    /// out (it hands out none).
-    pub fn empty(self) -> ServerResult {
+    /// The answer to a list request with a cursor, if it has one: the proxy hands out none,
+    /// so a cursor is stale or foreign, and its page is the end of the list — an empty one.
+    pub fn past_the_end(self, cursor: Option<&str>) -> Option<ServerResult> {
+        cursor?;
+        tracing::debug!(
+            "Answered {} with a cursor with an empty page",
+            self.method()
+        );
+        Some(self.empty())
+    }
+
+    /// An empty list result.
+    fn empty(self) -> ServerResult {
         match self {
             Kind::Tools => Tool::answer(Tool::fresh_page(), Vec::new()),
             Kind::Prompts => Prompt::answer(Prompt::fresh_page(), Vec::new()),

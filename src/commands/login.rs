@@ -4,33 +4,18 @@
 //! every backend of the profile, so that a desktop client's first start finds tokens waiting —
 //! and its start-up limits never meet a person typing a password. Progress goes to stderr.
 
-use std::sync::Arc;
+use crate::{config::Settings, error_text::printable};
 
-use crate::{
-    auth::{
-        self,
-        browser::{Browser, SystemBrowser},
-    },
-    clients,
-    config::Settings,
-    error_text::printable,
-};
-
-use super::{Outcome, selection::select};
+use super::{Outcome, selection::prepare};
 
 /// Signs in for the backends `names` names (all when empty). Exit status: 0 when every profile
 /// asked for holds a usable token, 1 when a sign-in failed, 2 for a name the configuration
 /// does not have.
 pub async fn run(settings: Settings, names: &[String]) -> Outcome {
-    let selected = match select(&settings, names) {
-        Ok(selected) => selected,
-        Err(e) => {
-            eprintln!("authful-mcp-proxy: {e}");
-            return Outcome::UsageError;
-        }
+    let (selected, managers) = match prepare(&settings, names) {
+        Ok(prepared) => prepared,
+        Err(outcome) => return outcome,
     };
-    let browser: Arc<dyn Browser> = Arc::new(SystemBrowser);
-    let managers = auth::managers(&settings, &clients::identity_provider(), &browser);
     let mut failed = 0;
     let mut profiles: Vec<&str> = Vec::new();
     for backend in &selected {

@@ -6,36 +6,24 @@
 //! stays valid there until it expires. `--all` also removes the token files of profiles no
 //! longer in the configuration.
 
-use std::{
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+use std::path::{Path, PathBuf};
 
 use crate::{
-    auth::{
-        self, LoggedOut, Revocation,
-        browser::{Browser, SystemBrowser},
-    },
-    clients,
+    auth::{LoggedOut, Revocation},
     config::Settings,
     error_text::printable,
 };
 
-use super::{Outcome, selection::select};
+use super::{Outcome, selection::prepare};
 
 /// Logs out of the profiles of the backends `names` names (all when empty), and with `all`
 /// removes other profiles' token files. Exit status: 0 done, 1 a revocation or deletion
 /// failed, 2 for a name the configuration does not have.
 pub async fn run(settings: Settings, names: &[String], all: bool) -> Outcome {
-    let selected = match select(&settings, names) {
-        Ok(selected) => selected,
-        Err(e) => {
-            eprintln!("authful-mcp-proxy: {e}");
-            return Outcome::UsageError;
-        }
+    let (selected, managers) = match prepare(&settings, names) {
+        Ok(prepared) => prepared,
+        Err(outcome) => return outcome,
     };
-    let browser: Arc<dyn Browser> = Arc::new(SystemBrowser);
-    let managers = auth::managers(&settings, &clients::identity_provider(), &browser);
     let mut failed = false;
     let mut done: Vec<&str> = Vec::new();
     let mut kept_files = Vec::new();

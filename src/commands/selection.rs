@@ -1,7 +1,17 @@
 //! The backends a command is about: those named on the command line, or every one when none
-//! is named (`login tools`, `logout`).
+//! is named (`login tools`, `logout`) — with the token managers that sign in for them.
 
-use crate::config::{Backend, Settings};
+use std::sync::Arc;
+
+use super::Outcome;
+use crate::{
+    auth::{
+        self, Managers,
+        browser::{Browser, SystemBrowser},
+    },
+    clients,
+    config::{Backend, Settings},
+};
 
 /// A name on the command line that no backend of the configuration has.
 #[derive(Debug, thiserror::Error)]
@@ -39,4 +49,20 @@ pub fn select<'a>(
                 })
         })
         .collect()
+}
+
+/// What `login` and `logout` start from: the backends named (a usage error, said on stderr,
+/// for a name the configuration does not have) and the managers of every profile, which may
+/// ask a person to sign in in the system browser.
+pub fn prepare<'a>(
+    settings: &'a Settings,
+    names: &[String],
+) -> Result<(Vec<&'a Backend>, Managers), Outcome> {
+    let selected = select(settings, names).map_err(|e| {
+        eprintln!("authful-mcp-proxy: {e}");
+        Outcome::UsageError
+    })?;
+    let browser: Arc<dyn Browser> = Arc::new(SystemBrowser);
+    let managers = auth::managers(settings, &clients::identity_provider(), &browser);
+    Ok((selected, managers))
 }

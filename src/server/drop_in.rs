@@ -121,8 +121,8 @@ impl Server {
         connection.request(request, context.meta, &context.ct).await
     }
 
-    /// Answers a list request with the backend's whole list. A cursor can only be a stale or
-    /// foreign one (the drop-in hands out none): it gets the end of the list, an empty page.
+    /// Answers a list request with the backend's whole list (a cursor, which the drop-in never
+    /// hands out, with the end of it).
     async fn drop_in_list(
         &self,
         keeper: &Keeper,
@@ -130,12 +130,8 @@ impl Server {
         cursor: Option<String>,
         cancelled: &CancellationToken,
     ) -> Result<ServerResult, RequestError> {
-        if cursor.is_some() {
-            tracing::debug!(
-                "Answered {} with a cursor with an empty page",
-                kind.method()
-            );
-            return Ok(kind.empty());
+        if let Some(end) = kind.past_the_end(cursor.as_deref()) {
+            return Ok(end);
         }
         let first = !self.first_answered[kind.index()].swap(true, Ordering::SeqCst);
         let limit = if first {

@@ -21,14 +21,8 @@ impl Server {
         kind: Kind,
         cursor: Option<String>,
     ) -> Result<ServerResult, RequestError> {
-        if cursor.is_some() {
-            // The gateway hands out no cursors: this one is stale or foreign, and its page is
-            // the end of the list.
-            tracing::debug!(
-                "Answered {} with a cursor with an empty page",
-                kind.method()
-            );
-            return Ok(kind.empty());
+        if let Some(end) = kind.past_the_end(cursor.as_deref()) {
+            return Ok(end);
         }
         let Some(shared) = self.shared.get() else {
             return Err(RequestError::NotInitialized);

@@ -128,6 +128,17 @@ impl Keeper {
         self.retry_login.notify_one();
     }
 
+    /// Waits for a request that wants the backend ([`Keeper::wake`]), then marks it connecting;
+    /// `false` when `shutdown` came first.
+    async fn wait_for_a_request(&self, shutdown: &CancellationToken) -> bool {
+        tokio::select! {
+            () = self.retry_login.notified() => {}
+            () = shutdown.cancelled() => return false,
+        }
+        self.set(Status::Connecting);
+        true
+    }
+
     /// The drop-in's way to its backend: a failed connection is tried again first (a person
     /// may be back to log in), then the connection, waiting up to `limit` while it is being
     /// made.
@@ -340,38 +351,27 @@ impl Keeper {
                     kept_lists::announce(&shared, &Kind::ALL, false).await;
                     if self.mode == Mode::DropIn {
                         // Connected again when a request wants it.
-                        tokio::select! {
-                            () = self.retry_login.notified() => {}
-                            () = shutdown.cancelled() => return,
+                        if !self.wait_for_a_request(&shutdown).await {
+                            return;
                         }
-                        self.set(Status::Connecting);
                         continue;
                     }
                 }
-                Err(e) if self.mode == Mode::DropIn => {
-                    // The drop-in tries again when a request wants the backend, as at first.
-                    tracing::error!("{e}");
-                    self.set(Status::Down(e.to_string()));
+                Err(e) if self.mode == Mode::DropIn || e.login_failed() => {
+                    // The drop-in tries again when a request wants the backend, as at first;
+                    // a failed login too, so that no browser tab opens on a timer.
+                    let reason = if self.mode == Mode::DropIn {
+                        tracing::error!("{e}");
+                        e.to_string()
+                    } else {
+                        tracing::warn!("{e}");
+                        format!("{e}; use one of its tools again to retry the login")
+                    };
+                    self.set(Status::Down(reason));
                     self.settle();
-                    tokio::select! {
-                        () = self.retry_login.notified() => {}
-                        () = shutdown.cancelled() => return,
+                    if !self.wait_for_a_request(&shutdown).await {
+                        return;
                     }
-                    self.set(Status::Connecting);
-                    continue;
-                }
-                Err(e) if e.login_failed() => {
-                    // No browser tabs on a timer: the next request for this backend retries.
-                    tracing::warn!("{e}");
-                    self.set(Status::Down(format!(
-                        "{e}; use one of its tools again to retry the login"
-                    )));
-                    self.settle();
-                    tokio::select! {
-                        () = self.retry_login.notified() => {}
-                        () = shutdown.cancelled() => return,
-                    }
-                    self.set(Status::Connecting);
                     continue;
                 }
                 Err(e) => {
