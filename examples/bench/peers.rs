@@ -155,7 +155,8 @@ pub async fn ours(dirs: &Dirs) -> Result<PathBuf, String> {
         .args(["build", "--quiet", "--profile", profile])
         .args(["--bin", "authful-mcp-proxy"]);
     if dirs.profile == "debug" {
-        build.args(["--example", "bench"]);
+        // The example exists only with its feature (Cargo.toml); without it cargo refuses.
+        build.args(["--example", "bench", "--features", "bench"]);
     }
     build
         .arg("--manifest-path")
