@@ -6,7 +6,8 @@
 //!   providers refuse others, and some burn the refresh token doing so. A provider that is
 //!   briefly down gets [`REFRESH_RETRIES`] more tries; a refused refresh calls for a new grant.
 //! - A new grant is a sign-in ([`sign_in`](super::sign_in): in the browser or with a device
-//!   code, one at a time across profiles) asking for every resource of the profile's
+//!   code, side by side with other profiles' except where two browser callbacks would share a
+//!   port; see [`managers`](super::managers)) asking for every resource of the profile's
 //!   backends, or — for a service account — the client-credentials grant. A manager that may
 //!   not ask a person (`status`) stops with [`SignInNeeded`](super::AuthError::SignInNeeded).
 //! - What was granted is kept: the refresh token, the grant's scopes, the access token of
@@ -154,7 +155,7 @@ impl TokenManager {
             }
         }
         let provenance = self.authority.get().and_then(Authority::provenance);
-        let _one_sign_in_at_a_time = self.login_gate.lock().await;
+        let _callback_port_free = self.login_gate.lock().await;
         let sign_in = SignIn {
             profile: &self.profile,
             provider,

@@ -3,15 +3,20 @@
 //!
 //! Each manager knows every backend of its profile, each with its resource indicator, and
 //! the other configured backends, whose resources its own may not claim
-//! ([`TokenManager::for_backends`]). The managers of one configuration share one login gate:
-//! one sign-in at a time, whatever the profile, so that a person never faces two browser
-//! tabs or device codes at once. Commands that only look (`status`) build them
-//! [non-interactive](non_interactive_managers): no person is ever asked to sign in.
+//! ([`TokenManager::for_backends`]). Sign-ins of different profiles run side by side: a person
+//! who needs half a minute for a login with MFA, or a device code nobody has entered yet, never
+//! holds back another profile's login (nor, so, the backends waiting for it). Only browser
+//! sign-ins whose redirect URLs share a port take turns, as only one of them can
+//! listen there; each profile renews one at a time on its own ([`TokenManager`]). Commands
+//! that only look (`status`) build the managers [non-interactive](non_interactive_managers):
+//! no person is ever asked to sign in.
 
 use std::{collections::BTreeMap, sync::Arc};
 
+use tokio::sync::Mutex;
+
 use super::{Access, AuthError, TokenManager, browser::Browser};
-use crate::config::{Backend, Settings};
+use crate::config::{Backend, Flow, Profile, Settings};
 
 /// Each profile's token manager, by profile name.
 pub type Managers = BTreeMap<String, Arc<TokenManager>>;
@@ -58,7 +63,7 @@ fn build(
     browser: &Arc<dyn Browser>,
     interactive: bool,
 ) -> Managers {
-    let login_gate = Arc::default();
+    let mut gates = LoginGates::default();
     let mut managers = BTreeMap::new();
     for profile in settings.backends.iter().filter_map(|b| b.profile.as_ref()) {
         managers.entry(profile.name.clone()).or_insert_with(|| {
@@ -72,7 +77,7 @@ fn build(
                 &settings.cache_dir,
                 http.clone(),
                 Arc::clone(browser),
-                Arc::clone(&login_gate),
+                gates.for_profile(profile),
             )
             .for_backends(&backends, &settings.backends);
             Arc::new(match interactive {
@@ -82,6 +87,25 @@ fn build(
         });
     }
     managers
+}
+
+/// The gates sign-ins wait at: one per port browser sign-ins listen on. Every callback
+/// listens on loopback, and `localhost` may stand for `127.0.0.1` and `::1` both, so the port
+/// alone says which callbacks would collide.
+#[derive(Default)]
+struct LoginGates {
+    by_port: BTreeMap<u16, Arc<Mutex<()>>>,
+}
+
+impl LoginGates {
+    /// The gate of `profile`'s sign-ins: shared with the other browser profiles whose callback
+    /// listens on the same port, else its own.
+    fn for_profile(&mut self, profile: &Profile) -> Arc<Mutex<()>> {
+        match (profile.flow, profile.redirect_url.port_or_known_default()) {
+            (Flow::Browser, Some(port)) => Arc::clone(self.by_port.entry(port).or_default()),
+            _ => Arc::default(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -148,5 +172,38 @@ mod tests {
         let managers = non_interactive_managers(&settings(), &reqwest::Client::new(), &browser);
         assert_eq!(managers.len(), 2);
         assert!(managers.values().all(|m| !m.interactive));
+    }
+
+    #[test]
+    fn only_browser_sign_ins_on_one_address_take_turns() {
+        let profile = |name, redirect: &str, flow| Profile {
+            flow,
+            ..Profile::new(name, None, "client", Url::parse(redirect).unwrap())
+        };
+        let mut gates = LoginGates::default();
+        let mut gate = |name, redirect, flow| gates.for_profile(&profile(name, redirect, flow));
+        let work = gate("work", "http://127.0.0.1:8080/auth/callback", Flow::Browser);
+        let home = gate("home", "http://127.0.0.1:8080/other", Flow::Browser);
+        let lab = gate("lab", "http://127.0.0.1:8081/auth/callback", Flow::Browser);
+        let local = gate(
+            "local",
+            "http://localhost:8080/auth/callback",
+            Flow::Browser,
+        );
+        let tv = gate("tv", "http://127.0.0.1:8080/auth/callback", Flow::Device);
+        let ci = gate(
+            "ci",
+            "http://127.0.0.1:8080/auth/callback",
+            Flow::ClientCredentials,
+        );
+        assert!(
+            Arc::ptr_eq(&work, &home),
+            "one port, one listener at a time"
+        );
+        assert!(Arc::ptr_eq(&work, &local), "localhost may be 127.0.0.1");
+        for other in [&lab, &tv, &ci] {
+            assert!(!Arc::ptr_eq(&work, other));
+        }
+        assert!(!Arc::ptr_eq(&tv, &ci));
     }
 }

@@ -165,8 +165,8 @@ pub(super) fn newer(
 
 impl TokenManager {
     /// A manager for `profile` whose cache file lives in `cache_dir`, handing out tokens bound
-    /// to no resource (see [`TokenManager::for_backends`]). `login_gate` is shared by every
-    /// profile so that only one browser login runs at a time.
+    /// to no resource (see [`TokenManager::for_backends`]). Its sign-ins wait at `login_gate`,
+    /// which the profiles whose browser callbacks listen on one port share.
     pub fn new(
         profile: Arc<Profile>,
         cache_dir: &Path,

@@ -167,11 +167,11 @@ async fn the_drop_in_answers_initialize_while_a_person_logs_in() {
     client.stop().await;
 }
 
-/// Two identity providers, a person who needs 3 s for each login (one browser tab at a time),
-/// and `initialize` answered after 1 s (`startup_timeout`): the one tool list the client reads
-/// still has every backend.
+/// Two identity providers, a person who needs 3 s for each login, and `initialize` answered
+/// after 1 s (`startup_timeout`): both logins are pending at once (two tabs), and the one tool
+/// list the client reads has every backend after about one login's time, not two.
 #[tokio::test]
-async fn the_first_list_waits_for_two_slow_logins() {
+async fn the_first_list_waits_for_two_slow_logins_side_by_side() {
     let corp_idp = FakeIdp::start(IdpConfig::default()).await;
     let partner_idp = FakeIdp::start(IdpConfig {
         client_id: "partner-client".into(),
@@ -233,9 +233,11 @@ async fn the_first_list_waits_for_two_slow_logins() {
         resources["result"]["resources"].as_array().unwrap().len(),
         4
     );
+    assert!(listed >= pause, "after a login: {listed:?}");
+    // One after the other, they would take 6 s: the margin is for a busy machine.
     assert!(
-        listed >= pause * 2,
-        "two logins, one after the other: {listed:?}"
+        listed < pause * 2 - Duration::from_millis(500),
+        "two logins side by side: {listed:?}"
     );
     eprintln!(
         "two {pause:?} logins: initialize after {initialized:?}, complete first tool list after {listed:?}"

@@ -434,3 +434,52 @@ pub fn gateway_settings(
         },
     }
 }
+
+/// A device code nobody has entered yet (the person is away) holds back no other profile: the
+/// browser login of a second provider goes through meanwhile, and the device sign-in is still
+/// waiting for its person.
+#[tokio::test]
+async fn a_pending_device_code_holds_back_no_other_profile() {
+    let (tv_idp, tv_backend, dir) = device_idp(DeviceFlowConfig::default()).await;
+    let (web_idp, web_backend, _web_dir) = support::oidc_backend(IdpConfig::default()).await;
+    let tv = with(support::profile(&tv_idp, None), |p| {
+        p.name = "tv".into();
+        p.flow = Flow::Device;
+        p.login_timeout = Duration::from_secs(60);
+    });
+    let web = with(support::profile(&web_idp, None), |p| p.name = "web".into());
+    let backends = vec![
+        prefixed("tv", &tv_backend.url(), Some(&tv)),
+        prefixed("web", &web_backend.url(), Some(&web)),
+    ];
+    let settings = authful_mcp_proxy::config::Settings {
+        cache_dir: dir.path().to_path_buf(),
+        mode: authful_mcp_proxy::config::Mode::of(&backends),
+        backends,
+        gateway: Default::default(),
+    };
+    let browser = TestBrowser::new(BrowserMode::Complete);
+    let as_browser: Arc<dyn authful_mcp_proxy::auth::browser::Browser> = browser.clone();
+    let managers = authful_mcp_proxy::auth::managers(
+        &settings,
+        &authful_mcp_proxy::clients::identity_provider(),
+        &as_browser,
+    );
+    let tv_access = managers["tv"].access("tv").unwrap();
+    let device = tokio::spawn(async move { tv_access.token().await });
+    support::eventually(10, "the device code asked for", || {
+        tv_idp.stats().device_authorizations.len() == 1
+    })
+    .await;
+    let web_token = tokio::time::timeout(
+        Duration::from_secs(10),
+        managers["web"].access("web").unwrap().token(),
+    )
+    .await
+    .expect("the browser login does not wait for the device code")
+    .unwrap();
+    assert!(!web_token.expose().is_empty());
+    assert_eq!(browser.opened(), 1);
+    assert!(!device.is_finished(), "the device sign-in still waits");
+    device.abort();
+}
