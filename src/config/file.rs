@@ -67,6 +67,12 @@ pub struct GatewayConfig {
     /// when a backend was missing from that list).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_tools: Option<FallbackTools>,
+    /// Keep each backend's lists and its `initialize` answer in the cache directory, and
+    /// answer `initialize` and the first lists from them at the next start, while the backends
+    /// connect and sign in (default `true`). Fresh lists that differ replace them, announced
+    /// with `list_changed`. No token or secret is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remember_lists: Option<bool>,
     /// Seconds a request may wait for a backend's answer (default 300), unless the backend sets
     /// its own; every progress notification starts the wait anew, and `0` waits forever. On
     /// expiry the request is cancelled at the backend and the client gets an error naming it.

@@ -428,6 +428,7 @@ impl Rules {
                 .map_or(defaults.first_list_timeout, Duration::from_secs),
             max_name_length,
             fallback_tools: g.fallback_tools.unwrap_or_default(),
+            remember_lists: g.remember_lists.unwrap_or(defaults.remember_lists),
         })
     }
 }

@@ -193,6 +193,9 @@ pub struct Gateway {
     pub max_name_length: usize,
     /// When the gateway offers its own tools for backends that joined late.
     pub fallback_tools: FallbackTools,
+    /// Keep each backend's lists and introduction in the cache directory, and answer from them
+    /// while it connects (see [`remembered`](crate::remembered)).
+    pub remember_lists: bool,
 }
 
 /// Default `gateway.startup_timeout`.
@@ -211,6 +214,7 @@ impl Default for Gateway {
             first_list_timeout: Duration::from_secs(DEFAULT_FIRST_LIST_TIMEOUT_SECS),
             max_name_length: crate::naming::MAX_TOOL_NAME,
             fallback_tools: FallbackTools::Auto,
+            remember_lists: true,
         }
     }
 }

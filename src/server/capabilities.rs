@@ -1,6 +1,7 @@
-//! What the gateway says of itself in `initialize`: the union of its ready backends'
-//! capabilities — every list offered while some backend is not ready yet, since its
-//! capabilities are unknown then — and each backend's instructions under its own heading.
+//! What the gateway says of itself in `initialize`: the union of its backends' capabilities,
+//! as they said them when they connected, now or in the last run (see
+//! [`remembered`](crate::remembered)) — every list offered while some backend's are unknown —
+//! and each backend's instructions under its own heading.
 
 use rmcp::model::ServerCapabilities;
 use serde_json::{Value, json};
@@ -9,18 +10,15 @@ use super::{Server, convert, to_json};
 use crate::{config::FallbackTools, request_error::RequestError};
 
 impl Server {
-    /// The union of the ready backends' capabilities. While some backend is not ready, its
-    /// capabilities are unknown, so every list is offered; lists always announce changes,
+    /// The union of the backends' capabilities, now or as remembered. While some backend's are
+    /// unknown, every list is offered; lists always announce changes,
     /// since backends come and go.
     pub(super) fn capabilities(&self) -> Result<ServerCapabilities, RequestError> {
         let mut union = serde_json::Map::new();
         let mut all_ready = true;
         for keeper in &self.keepers {
-            let Ok(connection) = keeper.connection() else {
+            let Some(info) = keeper.introduction() else {
                 all_ready = false;
-                continue;
-            };
-            let Some(info) = connection.info() else {
                 continue;
             };
             if let Value::Object(caps) = to_json(&info.capabilities)? {
@@ -46,13 +44,13 @@ impl Server {
         convert(Value::Object(union))
     }
 
-    /// Each ready backend's instructions under its own heading.
+    /// Each backend's instructions (now or as remembered) under its own heading.
     pub(super) fn instructions(&self) -> Option<String> {
         let sections: Vec<String> = self
             .keepers
             .iter()
             .filter_map(|keeper| {
-                let info = keeper.connection().ok()?.info()?;
+                let info = keeper.introduction()?;
                 let text = info.instructions.as_deref()?.trim();
                 (!text.is_empty()).then(|| format!("## {}\n\n{text}", keeper.backend.name))
             })

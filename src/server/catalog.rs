@@ -279,6 +279,7 @@ mod tests {
             naming,
             None,
             Arc::default(),
+            None,
         ))
     }
 

@@ -1,6 +1,7 @@
 //! How the gateway answers a list: whole, from memory, merged from every backend's list by the
 //! [catalog](super::catalog). The first answer to each kind waits until every backend is ready
-//! or has failed, logins included, up to `gateway.first_list_timeout`; the first tool list also
+//! or has failed, logins included, up to `gateway.first_list_timeout` — except for backends
+//! whose lists are [remembered](crate::remembered) from the last run, served at once; the first tool list also
 //! decides whether the gateway offers its own tools for backends that join late (see
 //! [`late`](super::late)).
 
@@ -61,11 +62,17 @@ impl Server {
     /// `gateway.first_list_timeout`.
     pub(super) async fn wait_for_backends(&self, kind: Kind) {
         let limit = self.settings.first_list_timeout;
-        if limit.is_zero() || self.keepers.iter().all(|s| s.is_settled()) {
+        // A backend remembered from the last run is listed as it was, at once.
+        let waited: Vec<&Arc<Keeper>> = self
+            .keepers
+            .iter()
+            .filter(|s| !s.is_settled() && !s.recalls())
+            .collect();
+        if limit.is_zero() || waited.is_empty() {
             return;
         }
         let started = Instant::now();
-        let all = futures::future::join_all(self.keepers.iter().map(|s| s.settled()));
+        let all = futures::future::join_all(waited.iter().map(|s| s.settled()));
         if tokio::time::timeout(limit, all).await.is_ok() {
             tracing::info!(
                 "Answering the first {} after {:.1} s, once every backend was ready or had failed",
@@ -77,7 +84,7 @@ impl Server {
         let missing: Vec<String> = self
             .keepers
             .iter()
-            .filter(|s| !s.is_settled())
+            .filter(|s| !s.is_settled() && !s.recalls())
             .map(|s| match s.connection() {
                 Ok(_) => format!("'{}' (still reading its lists)", s.backend.name),
                 Err(reason) => format!("'{}' ({reason})", s.backend.name),

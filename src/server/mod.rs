@@ -57,6 +57,7 @@ use crate::{
     lists,
     naming::Naming,
     protocol,
+    remembered::Memory,
     request_error::RequestError,
     shutdown::Closer,
 };
@@ -106,7 +107,7 @@ impl Server {
         access: impl Fn(&config::Backend) -> Option<Access>,
         http: reqwest::Client,
     ) -> Self {
-        let (mode, backends) = (settings.mode, &settings.backends);
+        let (mode, backends, cache_dir) = (settings.mode, &settings.backends, &settings.cache_dir);
         let settings = settings.gateway.clone();
         let catalog = Catalog::default();
         let separator = settings.separator.as_str();
@@ -119,12 +120,16 @@ impl Server {
                     naming.others = backends.iter().filter_map(|o| o.prefix.clone()).collect();
                 }
                 let access = access(b);
+                // The drop-in passes lists through as the backend gives them, at each request.
+                let memory = (mode == Mode::Gateway && settings.remember_lists)
+                    .then(|| Memory::of(cache_dir, b));
                 Arc::new(Keeper::new(
                     b.clone(),
                     mode,
                     naming,
                     access,
                     catalog.version(),
+                    memory,
                 ))
             })
             .collect();

@@ -80,8 +80,11 @@ impl Server {
         request: ClientRequest,
         context: RequestContext<RoleServer>,
     ) -> Result<ServerResult, RequestError> {
+        // A backend still connecting or signing in (its tools listed from the last run, or
+        // called through the gateway's own tools) is waited for, as long as a request may be.
         let connection = keeper
-            .connection()
+            .connection_when_ready(keeper.backend.request_timeout, &context.ct)
+            .await
             .map_err(|reason| unavailable(keeper, &reason))?;
         let mut result = connection
             .request(request, context.meta, &context.ct)

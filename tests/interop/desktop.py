@@ -139,7 +139,9 @@ def list_once_two_slow_logins(sc: Scenario) -> str:
     code = client.close()
     check(code == 0, f"the proxy exited {code} after stdin closed")
     check(initialized < 10, f"initialize took {initialized:.1f} s")
-    check(listed >= 2 * PERSON_SECONDS, f"the tool list came after {listed:.1f} s, before both logins?")
+    check(listed >= PERSON_SECONDS, f"the tool list came after {listed:.1f} s, before the logins?")
+    # The two logins run side by side (a tab each); one after the other they would take twice.
+    check(listed < 2 * PERSON_SECONDS, f"the tool list came after {listed:.1f} s: logins one after the other?")
     check(listed < 45, f"the tool list took {listed:.1f} s, past gateway.first_list_timeout")
     for name, idp in idps.items():
         grants = [e["grant_type"] for e in idp.events() if e["event"] == "grant.success"]

@@ -3,19 +3,16 @@
 //! profile: its name, reading it (and what is refused in it), writing it, removing it, and the
 //! lock that keeps two processes from renewing the same tokens at once. Beside it:
 //! - `stored`: what the file holds ([`StoredTokens`], [`AccessToken`]);
-//! - `private_files`: owner-only files and directories, opened without following links.
 //!
 //! What it guards against: two profiles sharing tokens (the readable part of a file name is a
 //! lossy rewrite of issuer and client id, so a hash of both and of the scopes completes it, and
 //! a file whose stored issuer or client differs is ignored); another user planting or reading
-//! files (see `private_files`).
+//! files (see [`private_files`](crate::private_files)).
 
-mod private_files;
 mod stored;
 
 use std::{
     fs, io,
-    io::Write,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -23,8 +20,8 @@ use std::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use private_files::{
-    Open, check_dir, create_private_dir, open_private, read_private, temp_name, tighten,
+use crate::private_files::{
+    Open, check_dir, create_private_dir, open_private, read_private, replace, tighten,
 };
 pub use stored::{AccessToken, StoredTokens, unix_now};
 
@@ -204,22 +201,8 @@ impl TokenCache {
     /// random name, flushed, then renamed over it, so a crash never leaves a half-written file
     /// and nobody can have prepared the temp file. File 0600, directory 0700.
     pub fn save(&self, tokens: &StoredTokens) -> io::Result<()> {
-        let dir = self.dir();
-        // Checked first: creating (or tightening) must not paper over a directory others write.
-        check_dir(dir).map_err(io::Error::other)?;
-        create_private_dir(dir)?;
         let json = serde_json::to_vec_pretty(tokens)?;
-        let tmp = temp_name(dir, &self.path);
-        let result = (|| {
-            let mut file = open_private(&tmp, Open::CreateNew)?;
-            file.write_all(&json)?;
-            file.sync_all()?;
-            fs::rename(&tmp, &self.path)
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        replace(self.dir(), &self.path, &json)
     }
 
     /// Deletes the file (a missing one is fine).

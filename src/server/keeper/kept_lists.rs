@@ -12,15 +12,19 @@ use super::{Keeper, Shared, Status};
 use crate::{
     backend::{Connection, ListChanged, Origin},
     lists::{self, Item, Kind, Lists},
+    remembered::Remembered,
 };
 
 impl Keeper {
-    /// The backend's list of `T` as last read, while it is connected.
+    /// The backend's list of `T` as last read while it is connected; before its first fresh
+    /// read, the one remembered from the last run.
     pub fn listed<T: Item>(&self) -> Option<Arc<Vec<T>>> {
-        if !matches!(&*self.status.borrow(), Status::Ready(_)) {
-            return None;
+        if matches!(&*self.status.borrow(), Status::Ready(_))
+            && let Some(fresh) = T::of(&*self.lists.lock().ok()?).clone()
+        {
+            return Some(fresh);
         }
-        T::of(&*self.lists.lock().ok()?).clone()
+        T::of(&self.recalled.lock().ok()?.as_ref()?.lists).clone()
     }
 
     pub(super) fn forget_lists(&self) {
@@ -32,32 +36,81 @@ impl Keeper {
 
     /// Reads the lists of `kinds` from the backend, whole and concurrently; a list the backend
     /// does not serve is empty, and one it fails to give (or gives too slowly: its
-    /// `request_timeout`) is empty too, with a warning naming the backend.
+    /// `request_timeout`) is empty too, with a warning naming the backend. Lists read whole
+    /// are remembered for the next run (see [`remembered`](crate::remembered)); `true` when
+    /// every one was.
     pub async fn read_lists(
         &self,
         connection: &Connection,
         kinds: &[Kind],
         cancelled: &CancellationToken,
-    ) {
+    ) -> bool {
         let _one_at_a_time = self.reading.lock().await;
-        futures::join!(
+        let whole = futures::join!(
             self.read_list::<Tool>(connection, kinds, cancelled),
             self.read_list::<Prompt>(connection, kinds, cancelled),
             self.read_list::<Resource>(connection, kinds, cancelled),
             self.read_list::<ResourceTemplate>(connection, kinds, cancelled),
         );
+        let whole = whole.0 && whole.1 && whole.2 && whole.3;
+        if whole {
+            self.remember(connection);
+        }
+        whole
     }
 
-    /// Reads and keeps the list of `T`, if `kinds` has it.
+    /// After a fresh read: what was recalled from the last run is no longer served, and what
+    /// the backend is now is remembered (in the background) if it differs. `Some(kinds)` when
+    /// something was recalled: the kinds of list that changed since, which the client, who may
+    /// have been sent the recalled ones, must hear of.
+    pub(super) fn take_recalled(&self) -> Option<Vec<Kind>> {
+        let recalled = self.recalled.lock().ok()?.take()?;
+        self.version.fetch_add(1, Ordering::SeqCst);
+        let lists = self.lists.lock().ok()?.clone();
+        let fresh = Remembered::of(None, &lists);
+        let mut was = recalled.remembered;
+        was.introduction = None;
+        Some(was.changed(&fresh))
+    }
+
+    /// Writes what the backend is now to its memory, in the background.
+    fn remember(&self, connection: &Connection) {
+        let Some(memory) = self.memory.clone() else {
+            return;
+        };
+        let Ok(lists) = self.lists.lock().map(|l| l.clone()) else {
+            return;
+        };
+        let fresh = Remembered::of(connection.info().map(|i| (*i).clone()), &lists);
+        let same = self
+            .recalled
+            .lock()
+            .is_ok_and(|r| r.as_ref().is_some_and(|r| r.remembered == fresh));
+        if same {
+            return;
+        }
+        let name = self.backend.name.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = memory.keep(fresh) {
+                tracing::warn!(
+                    "Could not remember the lists of backend '{name}' in {}: {e}",
+                    memory.path().display()
+                );
+            }
+        });
+    }
+
+    /// Reads and keeps the list of `T`, if `kinds` has it; `false` if reading it failed.
     pub(super) async fn read_list<T: Item>(
         &self,
         connection: &Connection,
         kinds: &[Kind],
         cancelled: &CancellationToken,
-    ) {
+    ) -> bool {
         if !kinds.contains(&T::KIND) {
-            return;
+            return true;
         }
+        let mut whole = true;
         let served = connection
             .info()
             .is_some_and(|info| T::KIND.served_by(&info.capabilities));
@@ -67,6 +120,7 @@ impl Keeper {
             match lists::read_all::<T>(connection, cancelled, lists::LIMITS, Origin::Proxy).await {
                 Ok(listing) => listing.items,
                 Err(e) => {
+                    whole = false;
                     if !cancelled.is_cancelled() {
                         tracing::warn!(
                             "Listing {} without backend '{}': {}",
@@ -83,6 +137,7 @@ impl Keeper {
             *T::of_mut(&mut lists) = Some(Arc::new(items));
         }
         self.version.fetch_add(1, Ordering::SeqCst);
+        whole
     }
 
     /// "13 tools, 1 prompt, 2 resources, 1 resource template", as last read.

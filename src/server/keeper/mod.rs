@@ -20,7 +20,7 @@ use std::{
 
 use rmcp::{
     Peer, RoleServer,
-    model::{ClientConfig, ClientRequest, RequestMetaObject},
+    model::{ClientConfig, ClientRequest, RequestMetaObject, ServerPeerInfo},
 };
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +32,7 @@ use crate::{
     error_text::untrusted,
     lists::{Kind, Lists},
     naming::Naming,
+    remembered::{Memory, Remembered},
     request_error::RequestError,
 };
 
@@ -65,6 +66,11 @@ pub struct Keeper {
     /// and in the drop-in after any failure).
     retry_login: tokio::sync::Notify,
     lists: Mutex<Lists>,
+    /// Where its lists and introduction are remembered between runs, if they are.
+    memory: Option<Memory>,
+    /// What it was the last time it was connected (from `memory`): served until its fresh lists
+    /// are read.
+    recalled: Mutex<Option<Recalled>>,
     /// One read of the lists at a time, so that an older read never overwrites a newer one.
     reading: tokio::sync::Mutex<()>,
     /// Shared by all keepers: counts every change of any keeper's lists or status, so the merged
@@ -94,19 +100,39 @@ pub struct Shared {
     pub publishing: std::sync::Mutex<()>,
 }
 
+/// A backend as remembered from an earlier run.
+struct Recalled {
+    introduction: Option<Arc<ServerPeerInfo>>,
+    lists: Lists,
+    remembered: Remembered,
+}
+
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
 impl Keeper {
     /// A keeper for `backend`, named by `naming`, authorized through `access` when it has an OIDC profile;
-    /// `version` counts changes across all keepers.
+    /// `version` counts changes across all keepers. With a `memory`, what it remembers is served
+    /// until the backend's fresh lists are read.
     pub fn new(
         backend: config::Backend,
         mode: Mode,
         naming: Naming,
         access: Option<Access>,
         version: Arc<AtomicU64>,
+        memory: Option<Memory>,
     ) -> Self {
+        let recalled = memory.as_ref().and_then(Memory::recall).map(|remembered| {
+            tracing::debug!(
+                "Serving the lists backend '{}' had last time until it is connected",
+                backend.name
+            );
+            Recalled {
+                introduction: remembered.introduction.clone().map(Arc::new),
+                lists: remembered.lists(),
+                remembered,
+            }
+        });
         Self {
             backend,
             mode,
@@ -117,6 +143,8 @@ impl Keeper {
             settled: watch::Sender::new(false),
             retry_login: tokio::sync::Notify::new(),
             lists: Mutex::default(),
+            memory,
+            recalled: Mutex::new(recalled),
             reading: tokio::sync::Mutex::new(()),
             version,
         }
@@ -176,6 +204,40 @@ impl Keeper {
         }
     }
 
+    /// The connection once the backend is connected, waiting up to `limit` (`None`: as long as
+    /// it takes) while it connects or its user signs in; or why there is none.
+    pub async fn connection_when_ready(
+        &self,
+        limit: Option<Duration>,
+        cancelled: &CancellationToken,
+    ) -> Result<Connection, String> {
+        let mut status = self.status.subscribe();
+        let ready = status.wait_for(|s| !matches!(s, Status::Connecting));
+        tokio::select! {
+            _ = async {
+                match limit {
+                    Some(limit) => tokio::time::timeout(limit, ready).await.ok().map(|_| ()),
+                    None => ready.await.ok().map(|_| ()),
+                }
+            } => {}
+            () = cancelled.cancelled() => {}
+        }
+        self.connection()
+    }
+
+    /// What the backend said of itself in `initialize`: now if connected, else as remembered.
+    pub fn introduction(&self) -> Option<Arc<ServerPeerInfo>> {
+        if let Ok(connection) = self.connection() {
+            return connection.info();
+        }
+        self.recalled.lock().ok()?.as_ref()?.introduction.clone()
+    }
+
+    /// Whether what the backend was last time is served until its fresh lists are read.
+    pub fn recalls(&self) -> bool {
+        self.recalled.lock().is_ok_and(|r| r.is_some())
+    }
+
     /// Where the backend stands now.
     pub(super) fn status(&self) -> Status {
         self.status.borrow().clone()
@@ -196,6 +258,9 @@ impl Keeper {
     /// Waits until the backend has introduced itself (connected: its capabilities and
     /// instructions are known) or its first connection attempt is over.
     pub async fn introduced(&self) {
+        if self.recalls() {
+            return;
+        }
         let mut status = self.status.subscribe();
         let mut settled = self.settled.subscribe();
         tokio::select! {
@@ -284,6 +349,7 @@ impl Keeper {
                     }
                     // The first list answers wait for these lists: they have them.
                     let first = !self.is_settled();
+                    let changed_since_last_run = self.take_recalled();
                     self.settle();
                     match self.mode {
                         Mode::Gateway => tracing::info!(
@@ -303,7 +369,11 @@ impl Keeper {
                                 .unwrap_or_else(|| "unnamed server".into())
                         ),
                     }
-                    kept_lists::announce(&shared, &Kind::ALL, first).await;
+                    match changed_since_last_run {
+                        // The client may have the remembered lists: only what changed is news.
+                        Some(kinds) => kept_lists::announce(&shared, &kinds, false).await,
+                        None => kept_lists::announce(&shared, &Kind::ALL, first).await,
+                    }
                     loop {
                         tokio::select! {
                             () = shutdown.cancelled() => {

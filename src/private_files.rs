@@ -1,5 +1,5 @@
-//! Owner-only files and directories: a token file is read and written only where no other
-//! user can reach it.
+//! Owner-only files and directories: a token file (or the remembered lists of a backend) is
+//! read and written only where no other user can reach it.
 //!
 //! What it guards against: another user planting or reading files (a directory not owned by
 //! the user, or writable by others, is refused; files are opened without following symbolic
@@ -9,14 +9,14 @@
 
 use std::{
     fs, io,
-    io::Read,
+    io::{Read, Write},
     path::{Path, PathBuf},
     time::{SystemTime, UNIX_EPOCH},
 };
 
 /// A fresh name for a temporary file in `dir` to be renamed over `path`: nobody can have
 /// prepared a file of that name, as its last part is random.
-pub(super) fn temp_name(dir: &Path, path: &Path) -> PathBuf {
+pub(crate) fn temp_name(dir: &Path, path: &Path) -> PathBuf {
     dir.join(format!(
         ".{}.{}.{:016x}.tmp",
         path.file_name()
@@ -45,7 +45,7 @@ fn random() -> u64 {
 /// A cache directory must belong to the user and be writable by nobody else: otherwise
 /// another user could plant files or links in it, or swap the token file.
 #[cfg(unix)]
-pub(super) fn check_dir(dir: &Path) -> Result<(), String> {
+pub(crate) fn check_dir(dir: &Path) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     let meta = match fs::metadata(dir) {
         Ok(meta) => meta,
@@ -80,7 +80,7 @@ pub(super) fn check_dir(dir: &Path) -> Result<(), String> {
 }
 
 #[cfg(not(unix))]
-pub(super) fn check_dir(_dir: &Path) -> Result<(), String> {
+pub(crate) fn check_dir(_dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
@@ -88,7 +88,7 @@ pub(super) fn check_dir(_dir: &Path) -> Result<(), String> {
 /// hand, or by an older tool, with a loose umask), with a warning; missing paths and links are
 /// left alone.
 #[cfg(unix)]
-pub(super) fn tighten(path: &Path, mode: u32) {
+pub(crate) fn tighten(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     let Ok(meta) = fs::symlink_metadata(path) else {
         return;
@@ -110,10 +110,10 @@ pub(super) fn tighten(path: &Path, mode: u32) {
 }
 
 #[cfg(not(unix))]
-pub(super) fn tighten(_path: &Path, _mode: u32) {}
+pub(crate) fn tighten(_path: &Path, _mode: u32) {}
 
 #[cfg(unix)]
-pub(super) fn create_private_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if dir.is_dir() {
         tighten(dir, 0o700);
@@ -126,12 +126,12 @@ pub(super) fn create_private_dir(dir: &Path) -> io::Result<()> {
 }
 
 #[cfg(not(unix))]
-pub(super) fn create_private_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
     fs::create_dir_all(dir)
 }
 
 /// How [`open_private`] opens a file.
-pub(super) enum Open {
+pub(crate) enum Open {
     /// Create it, or fail if anything is there already: a fresh temp file.
     CreateNew,
     /// Create it if missing, keep its content: the lock file, whose identity matters.
@@ -139,7 +139,7 @@ pub(super) enum Open {
 }
 
 /// Opens for writing a file only its owner can read, never through a symbolic link.
-pub(super) fn open_private(path: &Path, how: Open) -> io::Result<fs::File> {
+pub(crate) fn open_private(path: &Path, how: Open) -> io::Result<fs::File> {
     let mut options = fs::OpenOptions::new();
     options.write(true);
     match how {
@@ -155,12 +155,43 @@ pub(super) fn open_private(path: &Path, how: Open) -> io::Result<fs::File> {
 }
 
 /// Reads a file, never through a symbolic link.
-pub(super) fn read_private(path: &Path) -> io::Result<Vec<u8>> {
+pub(crate) fn read_private(path: &Path) -> io::Result<Vec<u8>> {
+    read_private_bounded(path, usize::MAX)
+}
+
+/// Reads a file of at most `limit` bytes, never through a symbolic link; a longer one is an
+/// error, read no further than the limit.
+pub(crate) fn read_private_bounded(path: &Path, limit: usize) -> io::Result<Vec<u8>> {
     let mut options = fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
     let mut bytes = Vec::new();
-    options.open(path)?.read_to_end(&mut bytes)?;
+    let allowed = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    options.open(path)?.take(allowed).read_to_end(&mut bytes)?;
+    if bytes.len() > limit {
+        return Err(io::Error::other(format!("over {limit} bytes")));
+    }
     Ok(bytes)
+}
+
+/// Writes `bytes` to `path` in `dir`: a fresh temp file beside it, created exclusively under a
+/// random name, flushed, then renamed over it, so a crash never leaves a half-written file and
+/// nobody can have prepared the temp file. File 0600, directory 0700; a directory that others
+/// own or may write is refused.
+pub(crate) fn replace(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    // Checked first: creating (or tightening) must not paper over a directory others write.
+    check_dir(dir).map_err(io::Error::other)?;
+    create_private_dir(dir)?;
+    let tmp = temp_name(dir, path);
+    let result = (|| {
+        let mut file = open_private(&tmp, Open::CreateNew)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }

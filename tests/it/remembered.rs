@@ -1,0 +1,254 @@
+//! The remembered lists, through the real server loop on OS pipes and a client that behaves
+//! like Claude Desktop: a second start answers `initialize` and the first lists at once from
+//! what the backends listed last time, while a person signs in; a call to a remembered tool
+//! waits for that sign-in; fresh lists that differ are announced and replace the remembered
+//! ones; `remember_lists: false` keeps nothing.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use authful_mcp_proxy::config::{Backend, Gateway, Settings};
+use serde_json::{Value, json};
+
+use crate::support::{
+    self, BrowserMode, TestBrowser,
+    backend::{BackendConfig, TestBackend},
+    desktop::{ListOnce, names},
+    idp::{FakeIdp, IdpConfig},
+    named, prefixed,
+};
+
+/// A gateway whose `initialize` would wait 5 s for a login, and its first list 45 s.
+fn gateway(backends: Vec<Backend>, dir: &Path, remember: bool) -> Settings {
+    Settings {
+        cache_dir: dir.to_path_buf(),
+        mode: authful_mcp_proxy::config::Mode::of(&backends),
+        backends,
+        gateway: Gateway {
+            name: "desk".into(),
+            remember_lists: remember,
+            ..Gateway::default()
+        },
+    }
+}
+
+fn remembered_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir.join("remembered"))
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+/// Deletes the token files: the next start must sign in again.
+fn forget_tokens(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .ends_with("_tokens.json")
+        {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
+}
+
+fn tools_changed(client: &ListOnce) -> usize {
+    client
+        .arrivals()
+        .iter()
+        .filter(|a| a.message["method"] == "notifications/tools/list_changed")
+        .count()
+}
+
+struct World {
+    idp: FakeIdp,
+    secured: TestBackend,
+    open: TestBackend,
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    async fn start() -> Self {
+        let idp = FakeIdp::start(IdpConfig::default()).await;
+        let secured =
+            TestBackend::start(BackendConfig::oidc("corp", idp.issuer(), idp.jwks_uri())).await;
+        let open = TestBackend::start(BackendConfig::open("open")).await;
+        let dir = tempfile::tempdir().unwrap();
+        Self {
+            idp,
+            secured,
+            open,
+            dir,
+        }
+    }
+
+    fn settings(&self, profile: &std::sync::Arc<authful_mcp_proxy::config::Profile>) -> Settings {
+        gateway(
+            vec![
+                prefixed("corp", &self.secured.url(), Some(profile)),
+                prefixed("open", &self.open.url(), None),
+            ],
+            self.dir.path(),
+            true,
+        )
+    }
+
+    /// A first run that signs in and lists everything, leaving both backends remembered.
+    async fn first_run(&self, settings: &Settings) -> Vec<String> {
+        let mut client = ListOnce::start(settings.clone(), TestBrowser::new(BrowserMode::Complete));
+        client.initialize("2025-11-25").await;
+        let tools = names(&client.list_once("tools/list").await);
+        client.stop().await;
+        support::eventually(10, "both backends remembered", || {
+            remembered_files(self.dir.path()).len() == 2
+        })
+        .await;
+        tools
+    }
+}
+
+/// The second start: `initialize` and the whole first tool list come at once (well before the
+/// 3-s login ends, which would otherwise hold them), a call to a remembered tool waits for the
+/// login and goes through, and nothing is announced, as nothing changed.
+#[tokio::test]
+async fn a_second_start_lists_at_once_and_a_call_waits_for_the_login() {
+    let world = World::start().await;
+    let profile = named(support::profile(&world.idp, None), "corp");
+    let settings = world.settings(&profile);
+    let listed_first = world.first_run(&settings).await;
+    assert!(
+        listed_first.contains(&"corp_whoami".to_owned()),
+        "{listed_first:?}"
+    );
+
+    forget_tokens(world.dir.path());
+    let login = Duration::from_secs(3);
+    let browser = TestBrowser::new(BrowserMode::CompleteAfter(login));
+    let mut client = ListOnce::start(settings, browser.clone());
+    let init = client.initialize("2025-11-25").await;
+    let initialized = client.elapsed();
+    assert!(
+        init["result"]["capabilities"]["tools"].is_object(),
+        "{init}"
+    );
+    let tools = names(&client.list_once("tools/list").await);
+    let listed = client.elapsed();
+    assert_eq!(tools, listed_first, "the same list, in the same order");
+    assert!(
+        listed < login,
+        "initialize after {initialized:?}, the whole list after {listed:?}: before the login ends"
+    );
+
+    let who = client.call("corp_whoami", json!({})).await;
+    assert_eq!(
+        who["result"]["structuredContent"]["sub"],
+        support::idp::DEFAULT_SUBJECT,
+        "{who}"
+    );
+    assert!(client.elapsed() >= login, "the call waited for the login");
+    assert_eq!(browser.opened(), 1);
+    // The fresh lists were read after the login: they are what was remembered.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        tools_changed(&client),
+        0,
+        "nothing changed, nothing announced"
+    );
+    eprintln!(
+        "remembered: initialize after {initialized:?}, complete tool list after {listed:?}, \
+         first call after {:?} (a {login:?} login)",
+        client.elapsed()
+    );
+    client.stop().await;
+}
+
+/// A remembered tool the backend no longer has: listed at first, then the fresh list replaces
+/// it (announced with `list_changed`, and written for the next start), and calling it names
+/// no backend's tool any more.
+#[tokio::test]
+async fn fresh_lists_that_differ_are_announced_and_replace_the_remembered_ones() {
+    let world = World::start().await;
+    let profile = named(support::profile(&world.idp, None), "corp");
+    let settings = world.settings(&profile);
+    world.first_run(&settings).await;
+    // What the open backend had last time: one tool more than now.
+    let file = remembered_files(world.dir.path())
+        .into_iter()
+        .find(|f| {
+            let entry: Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
+            entry["introduction"]["serverInfo"]["name"] == "open"
+        })
+        .expect("the open backend's file");
+    let mut entry: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let mut ghost = entry["tools"][0].clone();
+    ghost["name"] = json!("ghost");
+    entry["tools"].as_array_mut().unwrap().push(ghost);
+    std::fs::write(&file, serde_json::to_vec(&entry).unwrap()).unwrap();
+
+    let mut client = ListOnce::start(settings, TestBrowser::new(BrowserMode::Complete));
+    client.initialize("2025-11-25").await;
+    let first = names(&client.list_once("tools/list").await);
+    assert!(first.contains(&"open_ghost".to_owned()), "{first:?}");
+    support::eventually(10, "tools/list_changed", || tools_changed(&client) == 1).await;
+    let fresh = names(&client.list_once("tools/list").await);
+    assert!(!fresh.contains(&"open_ghost".to_owned()), "{fresh:?}");
+    assert_eq!(fresh.len(), first.len() - 1, "{fresh:?}");
+    let gone = client.call("open_ghost", json!({})).await;
+    assert!(
+        gone.get("error").is_some() || gone["result"]["isError"] == true,
+        "{gone}"
+    );
+    client.stop().await;
+    support::eventually(10, "the fresh list written", || {
+        !std::fs::read_to_string(&file).unwrap().contains("ghost")
+    })
+    .await;
+}
+
+/// `remember_lists: false`: nothing is written, and the first list waits for the backends.
+#[tokio::test]
+async fn remember_lists_false_keeps_nothing() {
+    let world = World::start().await;
+    let profile = named(support::profile(&world.idp, None), "corp");
+    let mut settings = world.settings(&profile);
+    settings.gateway.remember_lists = false;
+    let mut client = ListOnce::start(settings, TestBrowser::new(BrowserMode::Complete));
+    client.initialize("2025-11-25").await;
+    let tools = names(&client.list_once("tools/list").await);
+    assert!(tools.contains(&"corp_whoami".to_owned()), "{tools:?}");
+    client.stop().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(remembered_files(world.dir.path()).is_empty());
+}
+
+/// Two gateways of one configuration started together share the files: both write, and what
+/// is there afterwards is whole and read at the next start.
+#[tokio::test]
+async fn two_processes_at_once_leave_sound_files() {
+    let world = World::start().await;
+    let profile = named(support::profile(&world.idp, None), "corp");
+    let settings = world.settings(&profile);
+    world.first_run(&settings).await;
+    let mut one = ListOnce::start(settings.clone(), TestBrowser::new(BrowserMode::Complete));
+    let mut two = ListOnce::start(settings.clone(), TestBrowser::new(BrowserMode::Complete));
+    one.initialize("2025-11-25").await;
+    two.initialize("2025-11-25").await;
+    let (a, b) = (
+        names(&one.list_once("tools/list").await),
+        names(&two.list_once("tools/list").await),
+    );
+    assert_eq!(a, b);
+    one.stop().await;
+    two.stop().await;
+    for file in remembered_files(world.dir.path()) {
+        let entry: Value = serde_json::from_slice(&std::fs::read(&file).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert!(entry["tools"].as_array().is_some_and(|t| !t.is_empty()));
+    }
+    assert_eq!(
+        remembered_files(world.dir.path()).len(),
+        2,
+        "no temp files left"
+    );
+}
