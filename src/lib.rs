@@ -16,13 +16,15 @@
 //! - [`server`]: the one MCP server, for one backend or many. Its [`config::Mode`], decided
 //!   when the configuration is resolved: the drop-in (one backend, passed through as it is) or
 //!   the gateway (backends behind prefixes — [`naming`], [`glob`] filters — their lists merged
-//!   and kept in memory). One keeper per backend connects it, logins included, and keeps it
-//!   connected in either mode.
+//!   and kept in memory, and [`remembered`] for the next start). One keeper per backend connects
+//!   it, logins included, and keeps it connected in either mode; how long a client may wait at
+//!   start-up comes from its name ([`server::client_waits`]).
 //! - [`backend`]: one remote server — its connection and the one path of every request to it.
 //!   [`forward`] carries a request across a hop (`_meta`, progress, cancellation, timeout)
 //!   and logs its [`shape`] at debug level; [`lists`] reads a backend's lists whole.
 //! - [`auth`]: tokens for the OIDC profiles (their managers, cache, renewal, grants, the sign-in
-//!   flows and callback server, which server the credentials belong to).
+//!   flows and callback server, which server the credentials belong to). [`private_files`]:
+//!   owner-only files, written atomically (tokens, remembered lists).
 //!   [`clients`]: the two HTTP clients (identity providers, backends) and their redirect rules.
 //! - [`request_error`]: why a client's request got no answer, and its JSON-RPC error;
 //!   [`error_text`]: errors as text a person reads. [`secret`]: values never shown; [`logging`].

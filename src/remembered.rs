@@ -12,7 +12,7 @@
 //! lists as the backend gave them, before prefixes and filters. No token, secret or header
 //! value is in it.
 //!
-//! Files are owner-only and written atomically (see [`private_files`](crate::private_files)),
+//! Files are owner-only and written atomically (see [`crate::private_files`]),
 //! so processes of the same configuration can share them: the last fresh read wins. A file
 //! that is damaged, over [`MAX_BYTES`], of another format version or another fingerprint is
 //! ignored, and replaced at the next fresh read. Entries not written for [`FORGET_AFTER`] are

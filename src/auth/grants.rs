@@ -7,7 +7,7 @@
 //!   briefly down gets [`REFRESH_RETRIES`] more tries; a refused refresh calls for a new grant.
 //! - A new grant is a sign-in ([`sign_in`](super::sign_in): in the browser or with a device
 //!   code, side by side with other profiles' except where two browser callbacks would share a
-//!   port; see [`managers`](super::managers)) asking for every resource of the profile's
+//!   port; see [`managers`](mod@super::managers)) asking for every resource of the profile's
 //!   backends, or — for a service account — the client-credentials grant. A manager that may
 //!   not ask a person (`status`) stops with [`SignInNeeded`](super::AuthError::SignInNeeded).
 //! - What was granted is kept: the refresh token, the grant's scopes, the access token of

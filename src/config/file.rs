@@ -48,12 +48,15 @@ pub struct GatewayConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub separator: Option<Separator>,
     /// Seconds `initialize` waits for backends before answering with those that are ready
-    /// (default 5); the others join later and are announced with `list_changed`.
+    /// (default 5); the others join later and are announced with `list_changed`. Known clients
+    /// get their own waits unless this or `first_list_timeout` is set (see the README's table).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub startup_timeout: Option<u64>,
-    /// Seconds the first answer to each kind of list waits until every backend is ready or has
-    /// failed, logins included (default 45, below Claude Desktop's 60-s limit); `0` does not
-    /// wait. Clients that list once see every backend whose login finished in time.
+    /// Seconds after the start until which the first answer to each kind of list waits for
+    /// every backend to be ready or failed, logins included (default 20, within Claude Code's
+    /// 30 s from spawn); `0` does not wait. Clients that list once see every backend whose
+    /// login finished in time. Known clients get their own waits unless this or
+    /// `startup_timeout` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_list_timeout: Option<u64>,
     /// The longest exposed tool or prompt name, in characters (default 64, 16 to 128); longer

@@ -427,6 +427,7 @@ impl Rules {
                 .first_list_timeout
                 .map_or(defaults.first_list_timeout, Duration::from_secs),
             max_name_length,
+            waits_by_client: g.startup_timeout.is_none() && g.first_list_timeout.is_none(),
             fallback_tools: g.fallback_tools.unwrap_or_default(),
             remember_lists: g.remember_lists.unwrap_or(defaults.remember_lists),
         })

@@ -185,10 +185,15 @@ pub struct Gateway {
     pub name: String,
     /// Between prefix and tool or prompt name.
     pub separator: Separator,
-    /// How long `initialize` waits for backends.
+    /// How long `initialize` waits for backends (for clients not in the table of known ones,
+    /// or for all with `waits_by_client` off).
     pub startup_timeout: Duration,
-    /// How long the first answer to each kind of list waits for backends; zero does not wait.
+    /// How long after the start the first answer to each kind of list may wait for backends;
+    /// zero does not wait (as `startup_timeout`, for which clients).
     pub first_list_timeout: Duration,
+    /// Known clients get their own waits (see `server::client_waits`); off when the
+    /// configuration sets either timeout.
+    pub waits_by_client: bool,
     /// The longest exposed tool or prompt name, in characters.
     pub max_name_length: usize,
     /// When the gateway offers its own tools for backends that joined late.
@@ -201,9 +206,10 @@ pub struct Gateway {
 /// Default `gateway.startup_timeout`.
 pub const DEFAULT_STARTUP_TIMEOUT_SECS: u64 = 5;
 
-/// Default `gateway.first_list_timeout`: below Claude Desktop's 60 s and the 60-s request
-/// timeout of the TypeScript SDK that most clients use.
-pub const DEFAULT_FIRST_LIST_TIMEOUT_SECS: u64 = 45;
+/// Default `gateway.first_list_timeout`, for clients not in the table of known ones: within
+/// Claude Code's 30 s from spawn, the shortest window of a client that lists once (Claude
+/// Desktop's 60 s, and the TypeScript SDK's 60-s request timeout, are longer).
+pub const DEFAULT_FIRST_LIST_TIMEOUT_SECS: u64 = 20;
 
 impl Default for Gateway {
     fn default() -> Self {
@@ -212,6 +218,7 @@ impl Default for Gateway {
             separator: Separator::Underscore,
             startup_timeout: Duration::from_secs(DEFAULT_STARTUP_TIMEOUT_SECS),
             first_list_timeout: Duration::from_secs(DEFAULT_FIRST_LIST_TIMEOUT_SECS),
+            waits_by_client: true,
             max_name_length: crate::naming::MAX_TOOL_NAME,
             fallback_tools: FallbackTools::Auto,
             remember_lists: true,

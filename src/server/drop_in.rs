@@ -51,7 +51,8 @@ impl Server {
         negotiated: ProtocolVersion,
     ) -> Result<ServerResult, RequestError> {
         let keeper = self.only()?;
-        let _ = tokio::time::timeout(self.settings.startup_timeout, keeper.introduced()).await;
+        let waits = self.waits();
+        let _ = tokio::time::timeout(waits.initialize, keeper.introduced()).await;
         let status = {
             // The keeper publishes its connection under the same lock: an answer given before
             // the backend is there is always followed by the announcement that it is.
@@ -73,11 +74,12 @@ impl Server {
             Status::Down(reason) => Err(RequestError::NotConnected(reason)),
             Status::Connecting => {
                 tracing::info!(
-                    "Answering initialize after {} s, before backend '{}' is connected (a login \
-                     in progress?); requests wait for it, the first lists up to {} s",
-                    self.settings.startup_timeout.as_secs(),
+                    "Answering initialize after {:.1} s, before backend '{}' is connected (a \
+                     login in progress?); requests wait for it, the first lists up to {:.1} s of \
+                     the start",
+                    waits.initialize.as_secs_f64(),
                     keeper.backend.name,
-                    self.settings.first_list_timeout.as_secs()
+                    waits.first_list.as_secs_f64()
                 );
                 Ok(ServerResult::InitializeResult(provisional(negotiated)))
             }
@@ -135,7 +137,7 @@ impl Server {
         }
         let first = !self.first_answered[kind.index()].swap(true, Ordering::SeqCst);
         let limit = if first {
-            Some(self.settings.first_list_timeout)
+            Some(self.first_list_wait())
         } else {
             keeper.backend.request_timeout
         };

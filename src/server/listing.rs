@@ -3,7 +3,7 @@
 //! or has failed, logins included, up to `gateway.first_list_timeout` — except for backends
 //! whose lists are [remembered](crate::remembered) from the last run, served at once; the first tool list also
 //! decides whether the gateway offers its own tools for backends that join late (see
-//! [`late`](super::late)).
+//! [`late`]).
 
 use std::{
     sync::{Arc, atomic::Ordering},
@@ -61,7 +61,7 @@ impl Server {
     /// Holds the first list of `kind` until every backend is ready or has failed, up to
     /// `gateway.first_list_timeout`.
     pub(super) async fn wait_for_backends(&self, kind: Kind) {
-        let limit = self.settings.first_list_timeout;
+        let limit = self.first_list_wait();
         // A backend remembered from the last run is listed as it was, at once.
         let waited: Vec<&Arc<Keeper>> = self
             .keepers
@@ -91,10 +91,11 @@ impl Server {
             })
             .collect();
         tracing::warn!(
-            "Answering the first {} after {} s (gateway.first_list_timeout) without backend {}; \
-             they are announced with list_changed when ready",
+            "Answering the first {} after {:.1} s (the client's start-up wait: see \
+             gateway.first_list_timeout) without backend {}; they are announced with \
+             list_changed when ready",
             kind.method(),
-            limit.as_secs(),
+            limit.as_secs_f64(),
             missing.join(", ")
         );
     }

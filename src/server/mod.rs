@@ -24,6 +24,7 @@
 
 mod capabilities;
 mod catalog;
+pub mod client_waits;
 mod drop_in;
 mod keeper;
 mod late;
@@ -36,6 +37,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use rmcp::{
@@ -54,6 +56,7 @@ use tokio::sync::OnceCell;
 use crate::{
     auth::Access,
     config::{self, FallbackTools, Mode},
+    error_text::untrusted,
     lists,
     naming::Naming,
     protocol,
@@ -62,6 +65,7 @@ use crate::{
     shutdown::Closer,
 };
 use catalog::Catalog;
+use client_waits::Waits;
 use keeper::{Keeper, Shared};
 
 /// Serves the tools, prompts and resources of its backends as one MCP server.
@@ -80,6 +84,10 @@ pub struct Server {
     late_tools: AtomicBool,
     /// The drop-in: per kind, its first list has been answered.
     first_answered: [AtomicBool; 4],
+    /// About when the client started the proxy: the first lists' waits count from here.
+    started: Instant,
+    /// How long this client may wait at start-up, once it has said who it is.
+    waits: std::sync::OnceLock<Waits>,
 }
 
 fn convert<T: DeserializeOwned>(value: Value) -> Result<T, RequestError> {
@@ -148,7 +156,24 @@ impl Server {
             first_tools: Mutex::new(None),
             late_tools: late_tools.into(),
             first_answered: Default::default(),
+            started: Instant::now(),
+            waits: std::sync::OnceLock::new(),
         }
+    }
+
+    /// How long the client may wait at start-up.
+    fn waits(&self) -> Waits {
+        self.waits
+            .get()
+            .copied()
+            .unwrap_or_else(|| client_waits::configured(&self.settings))
+    }
+
+    /// What is left of the first lists' wait (zero once it is over).
+    fn first_list_wait(&self) -> Duration {
+        self.waits()
+            .first_list
+            .saturating_sub(self.started.elapsed())
     }
 
     /// Owns the server's background work; closing it ends every backend session (an HTTP
@@ -174,6 +199,15 @@ impl Server {
         if self.shared.set(Arc::clone(&shared)).is_err() {
             return Err(RequestError::AlreadyInitialized);
         }
+        let client = untrusted(&params.client_info.name);
+        let (waits, known) = client_waits::for_client(&self.settings, &params.client_info.name);
+        let _ = self.waits.set(waits);
+        tracing::info!(
+            "Client '{client}'{}: initialize within {:.1} s, the first lists within {:.1} s of the start",
+            known.map(|k| format!(" ({})", k.label)).unwrap_or_default(),
+            waits.initialize.as_secs_f64(),
+            waits.first_list.as_secs_f64()
+        );
         for keeper in &self.keepers {
             self.tasks.spawn(Arc::clone(keeper).keep(
                 self.http.clone(),
@@ -187,15 +221,15 @@ impl Server {
 
         // Only their introductions: the first lists wait for the backends' lists.
         let startup = futures::future::join_all(self.keepers.iter().map(|s| s.introduced()));
-        if tokio::time::timeout(self.settings.startup_timeout, startup)
+        if tokio::time::timeout(waits.initialize, startup)
             .await
             .is_err()
         {
             tracing::info!(
-                "Answering initialize after {} s with the backends that are ready; the first \
-                 lists wait up to {} s for the others",
-                self.settings.startup_timeout.as_secs(),
-                self.settings.first_list_timeout.as_secs()
+                "Answering initialize after {:.1} s with the backends that are ready; the first \
+                 lists wait up to {:.1} s of the start for the others",
+                waits.initialize.as_secs_f64(),
+                waits.first_list.as_secs_f64()
             );
         }
         shared.announce.store(true, Ordering::SeqCst);

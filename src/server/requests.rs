@@ -32,12 +32,25 @@ impl Server {
         {
             return Ok((Arc::clone(keeper), route.original));
         }
-        // Not listed: if it looks like a backend that is down, say so rather than "unknown".
+        // Not listed: the name may be of a backend still connecting or signing in (called
+        // through the gateway's own tools, by a client that saw the list before it was there):
+        // wait for it as long as a request may, then look again. One that is down is said to
+        // be, rather than the name unknown.
         for keeper in &self.keepers {
-            if let (Some(_), Err(reason)) =
-                (keeper.naming.original_name(exposed), keeper.connection())
-                && keeper.backend.prefix.is_some()
-            {
+            if keeper.naming.original_name(exposed).is_none() || keeper.backend.prefix.is_none() {
+                continue;
+            }
+            if keeper.connection().is_err() && !keeper.is_settled() {
+                keeper
+                    .settled_within(keeper.backend.request_timeout, cancelled)
+                    .await;
+                if let Some(route) = self.catalog.route(kind, &self.keepers, exposed)
+                    && let Some(keeper) = self.keepers.get(route.keeper)
+                {
+                    return Ok((Arc::clone(keeper), route.original));
+                }
+            }
+            if let Err(reason) = keeper.connection() {
                 return Err(unavailable(keeper, &reason));
             }
         }

@@ -11,7 +11,7 @@
 //!   stderr watched (`binary.rs`); and log capture for one test (`logs.rs`).
 //! - The proxy loop in-process, over OS pipes: `login` (logins and the token lifecycle),
 //!   `drop_in` (one backend, passed through as it is), `gateway` (many backends), `desktop_clients` (clients
-//!   as Claude Desktop uses them), `remembered` (lists remembered from the last run), `list_bounds` (endless or huge lists), `redirects`,
+//!   as Claude Desktop uses them), `start_up` (remembered lists, each client's start-up waits), `list_bounds` (endless or huge lists), `redirects`,
 //!   `backend_faults`, `idp_faults`, `hostile_input` (broken stdin lines), `hostile_provider`
 //!   (an identity provider gone hostile), `hostile_backend` (backends that try to choose where
 //!   credentials go, or make a person sign in again and again), `callback_input` (the login callback over HTTP) and
@@ -52,12 +52,12 @@ mod login;
 mod processes;
 mod properties;
 mod redirects;
-mod remembered;
 mod resources;
 mod schema;
 mod secrets;
 mod security_doc;
 mod shutdown;
 mod sign_in;
+mod start_up;
 mod status_check;
 mod validate;

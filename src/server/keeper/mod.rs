@@ -275,6 +275,23 @@ impl Keeper {
         let _ = settled.wait_for(|done| *done).await;
     }
 
+    /// Waits until the first connection attempt is over, up to `limit` (`None`: as long as it
+    /// takes) or until `cancelled`.
+    pub async fn settled_within(&self, limit: Option<Duration>, cancelled: &CancellationToken) {
+        let settled = async {
+            match limit {
+                Some(limit) => {
+                    let _ = tokio::time::timeout(limit, self.settled()).await;
+                }
+                None => self.settled().await,
+            }
+        };
+        tokio::select! {
+            () = settled => {}
+            () = cancelled.cancelled() => {}
+        }
+    }
+
     /// Whether the first connection attempt is over: failed, or connected with lists read.
     pub fn is_settled(&self) -> bool {
         *self.settled.borrow()

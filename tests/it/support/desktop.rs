@@ -155,6 +155,12 @@ impl ListOnce {
     /// `initialize` with `protocol_version` and a desktop client's capabilities, then
     /// `notifications/initialized`; returns the answer.
     pub async fn initialize(&mut self, protocol_version: &str) -> Value {
+        self.initialize_as("list-once-desktop", protocol_version)
+            .await
+    }
+
+    /// The same, as the client named `client` (its `clientInfo.name`).
+    pub async fn initialize_as(&mut self, client: &str, protocol_version: &str) -> Value {
         let answer = self
             .request(
                 "initialize",
@@ -166,7 +172,7 @@ impl ListOnce {
                             "io.modelcontextprotocol/ui": {"mimeTypes": ["text/html;profile=mcp-app"]}
                         }
                     },
-                    "clientInfo": {"name": "list-once-desktop", "version": "1.0"},
+                    "clientInfo": {"name": client, "version": "1.0"},
                 }),
             )
             .await;

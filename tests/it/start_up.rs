@@ -1,8 +1,10 @@
-//! The remembered lists, through the real server loop on OS pipes and a client that behaves
-//! like Claude Desktop: a second start answers `initialize` and the first lists at once from
-//! what the backends listed last time, while a person signs in; a call to a remembered tool
-//! waits for that sign-in; fresh lists that differ are announced and replace the remembered
-//! ones; `remember_lists: false` keeps nothing.
+//! What a client gets at start-up, through the real server loop on OS pipes and a client that
+//! behaves like Claude Desktop (or says it is Codex): a second start answers `initialize` and
+//! the first lists at once from what the backends listed last time, while a person signs in; a
+//! call to a remembered tool waits for that sign-in; fresh lists that differ are announced and
+//! replace the remembered ones; `remember_lists: false` keeps nothing; and Codex, with nothing
+//! remembered, gets its first list within its one second and reaches a backend that is still
+//! signing in through the gateway's own tools.
 
 use std::{
     path::{Path, PathBuf},
@@ -251,4 +253,52 @@ async fn two_processes_at_once_leave_sound_files() {
         2,
         "no temp files left"
     );
+}
+
+/// Codex, the first time (nothing remembered) and with a 3-s login: `initialize` and the first
+/// tool list come within its one second, with the open backend's tools and the gateway's own;
+/// a call through `gateway_call_tool` waits for the login and goes through; the backend is
+/// announced with `list_changed` when it is there.
+#[tokio::test]
+async fn codex_gets_its_first_list_within_a_second_and_a_call_waits_for_the_login() {
+    let world = World::start().await;
+    let profile = named(support::profile(&world.idp, None), "corp");
+    let login = Duration::from_secs(3);
+    let browser = TestBrowser::new(BrowserMode::CompleteAfter(login));
+    let mut client = ListOnce::start(world.settings(&profile), browser.clone());
+    let init = client.initialize_as("codex-mcp-client", "2025-06-18").await;
+    assert!(
+        init["result"]["capabilities"]["tools"].is_object(),
+        "{init}"
+    );
+    let tools = names(&client.list_once("tools/list").await);
+    let listed = client.elapsed();
+    assert!(
+        listed < Duration::from_secs(1),
+        "Codex leaves out a server slower than 1 s: {listed:?}"
+    );
+    assert!(tools.contains(&"open_echo".to_owned()), "{tools:?}");
+    assert!(tools.contains(&"gateway_call_tool".to_owned()), "{tools:?}");
+    assert!(
+        !tools.contains(&"corp_whoami".to_owned()),
+        "still signing in: {tools:?}"
+    );
+    let who = client
+        .call(
+            "gateway_call_tool",
+            json!({"name": "corp_whoami", "arguments": {}}),
+        )
+        .await;
+    assert_eq!(
+        who["result"]["structuredContent"]["sub"],
+        support::idp::DEFAULT_SUBJECT,
+        "{who}"
+    );
+    assert!(client.elapsed() >= login, "the call waited for the login");
+    support::eventually(10, "the signed-in backend announced", || {
+        tools_changed(&client) >= 1
+    })
+    .await;
+    eprintln!("codex, cold: the first tool list after {listed:?}");
+    client.stop().await;
 }
