@@ -254,11 +254,11 @@ async fn run(options: &Options) -> Result<(), String> {
     rows.extend(peers.on_everything(options.quick).await?);
 
     step(&format!(
-        "gateway scale: {} backends × {} tools, and one backend alone",
+        "gateway scale: {} backends × {} tools, one backend alone, and warm with slow backends",
         options.scale().backends,
         options.scale().tools
     ));
-    let scale = scale::run(&bin, &dirs, &options.scale()).await?;
+    let (scale, warm) = scale::run(&bin, &dirs, &options.scale()).await?;
     step("token path: cached token vs refresh");
     let token_figures = token_path::run(&bin, &dirs, &options.token()).await?;
 
@@ -267,6 +267,7 @@ async fn run(options: &Options) -> Result<(), String> {
         quick: options.quick,
         rows,
         scale,
+        warm,
         token: token_figures,
         binary: binary_size(&bin, &dirs),
         wall: started.elapsed(),

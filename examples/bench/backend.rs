@@ -19,7 +19,15 @@
 //! `echo` takes `{"message": "..."}`, as `server-everything`'s does, so every backend is
 //! called with the same arguments.
 
-use std::{borrow::Cow, net::SocketAddr, sync::Arc};
+use std::{
+    borrow::Cow,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use axum::{
     Router,
@@ -67,6 +75,8 @@ pub struct TokenCheck {
 pub struct BenchBackend {
     addr: SocketAddr,
     stop: CancellationToken,
+    /// How long every answer is held back, in milliseconds (a slow server, or one far away).
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl BenchBackend {
@@ -99,11 +109,23 @@ impl BenchBackend {
             .map_err(|e| format!("backend {name}: no runtime: {e}"))?;
         let stop = CancellationToken::new();
         let serving = stop.clone();
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let delay = Arc::clone(&delay_ms);
         std::thread::Builder::new()
             .name(format!("backend-{name}"))
-            .spawn(move || runtime.block_on(serve(listener, handler, keys, serving)))
+            .spawn(move || runtime.block_on(serve(listener, handler, keys, delay, serving)))
             .map_err(|e| format!("backend {name}: no thread: {e}"))?;
-        Ok(Self { addr, stop })
+        Ok(Self {
+            addr,
+            stop,
+            delay_ms,
+        })
+    }
+
+    /// Holds every answer back by `delay` from now on.
+    pub fn set_delay(&self, delay: Duration) {
+        let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.delay_ms.store(millis, Ordering::SeqCst);
     }
 
     /// The MCP endpoint, `http://127.0.0.1:PORT/mcp`.
@@ -117,6 +139,7 @@ async fn serve(
     listener: std::net::TcpListener,
     handler: Handler,
     keys: Option<Arc<Keys>>,
+    delay_ms: Arc<AtomicU64>,
     stop: CancellationToken,
 ) {
     let service = StreamableHttpService::new(
@@ -128,6 +151,7 @@ async fn serve(
     if let Some(keys) = keys {
         router = router.layer(middleware::from_fn_with_state(keys, require_token));
     }
+    router = router.layer(middleware::from_fn_with_state(delay_ms, hold_back));
     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
         return;
     };
@@ -137,6 +161,19 @@ async fn serve(
     let _ = axum::serve(listener, router)
         .with_graceful_shutdown(stop.cancelled_owned())
         .await;
+}
+
+/// Holds the request back by the backend's delay, if it has one.
+async fn hold_back(
+    State(delay_ms): State<Arc<AtomicU64>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let delay = delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    next.run(request).await
 }
 
 impl Drop for BenchBackend {

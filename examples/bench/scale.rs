@@ -10,6 +10,12 @@
 //! - a second `tools/list`, answered from the gateway's memory (the median of five);
 //! - calls spread over all backends (and their tools), one at a time.
 //!
+//! These gateways remember nothing between runs (`remember_lists: false`): each first list is
+//! read from the backends. A fifth figure is the other case, a start with every backend
+//! [remembered](../../src/remembered.rs) from the run before and backends that now take 2 s to
+//! answer anything (far away, or busy): spawn → `initialize` and → the complete `tools/list`,
+//! which the gateway answers from what it remembers while the backends connect.
+//!
 //! The backends are the bench's own (`backend`), without token checks: the token path is
 //! measured elsewhere, and here only the fan-out may differ.
 
@@ -69,27 +75,123 @@ pub struct ScaleFigures {
     pub call_count: usize,
 }
 
-/// Runs the big gateway and the one-backend gateway.
-pub async fn run(bin: &Path, dirs: &Dirs, plan: &ScalePlan) -> Result<[ScaleFigures; 2], String> {
+/// How long the backends take to answer in the warm start.
+pub const SLOW_BACKENDS: Duration = Duration::from_secs(2);
+
+/// The big gateway started with every backend remembered, its backends slow.
+#[derive(Debug, Clone)]
+pub struct WarmFigures {
+    /// Backends behind it.
+    pub backends: usize,
+    /// Tools in its first list.
+    pub tools: usize,
+    /// Median spawn → `initialize` result.
+    pub initialize: Duration,
+    /// Median spawn → the complete first `tools/list`.
+    pub first_list: Duration,
+}
+
+/// Runs the big gateway and the one-backend gateway, then the big one warm with slow backends.
+pub async fn run(
+    bin: &Path,
+    dirs: &Dirs,
+    plan: &ScalePlan,
+) -> Result<([ScaleFigures; 2], WarmFigures), String> {
     let mut backends = Vec::with_capacity(plan.backends);
     for n in 1..=plan.backends {
         backends.push(BenchBackend::start(&format!("b{n:02}"), plan.tools, None).await?);
     }
     let home = dirs.dir("home-gateway")?;
-    let all = write_config(dirs, "gateway-all", &backends)?;
-    let one = write_config(dirs, "gateway-one", &backends[..1])?;
+    let all = write_config(dirs, "gateway-all", &backends, false)?;
+    let one = write_config(dirs, "gateway-one", &backends[..1], false)?;
     let many = measure(bin, &all, &home, dirs, plan, plan.backends).await?;
     let single = measure(bin, &one, &home, dirs, plan, 1).await?;
-    Ok([many, single])
+    let warm = warm(bin, dirs, plan, &backends).await?;
+    Ok(([many, single], warm))
 }
 
-/// A gateway configuration with `backends` as `b01`, `b02`, ...
-fn write_config(dirs: &Dirs, name: &str, backends: &[BenchBackend]) -> Result<PathBuf, String> {
+/// The warm start: one run that leaves every backend remembered, then starts with slow
+/// backends, each timed to its complete first list.
+async fn warm(
+    bin: &Path,
+    dirs: &Dirs,
+    plan: &ScalePlan,
+    backends: &[BenchBackend],
+) -> Result<WarmFigures, String> {
+    let home = dirs.dir("home-gateway-warm")?;
+    let config = write_config(dirs, "gateway-warm", backends, true)?;
+    let label = "warm gateway";
+    let log = dirs.log("gateway-warm");
+    let expected = backends.len() * plan.tools;
+    // The run that remembers, with backends at full speed; its lists are written in the
+    // background once read, so it stays until they are.
+    let mut peer = StdioPeer::spawn(
+        gateway_command(bin, &config, &home),
+        label,
+        Stderr::File(log.clone()),
+    )?;
+    peer.initialize().await?;
+    peer.request("tools/list", json!({})).await?;
+    let remembered = home.join(".fastmcp/oauth-mcp-client-cache/remembered");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_dir(&remembered).map_or(0, |d| d.count()) < backends.len() {
+        if Instant::now() > deadline {
+            return Err(peer.failure(&format!(
+                "{} holds no entry per backend after 30 s",
+                remembered.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    peer.close().await;
+    for backend in backends {
+        backend.set_delay(SLOW_BACKENDS);
+    }
+    let (mut inits, mut firsts) = (Vec::new(), Vec::new());
+    for _ in 0..plan.runs {
+        let started = Instant::now();
+        let mut peer = StdioPeer::spawn(
+            gateway_command(bin, &config, &home),
+            label,
+            Stderr::File(log.clone()),
+        )?;
+        let (_, initialized) = peer.initialize().await?;
+        inits.push(initialized - started);
+        let first = peer.request("tools/list", json!({})).await?;
+        firsts.push(first.at - started);
+        let listed = tool_count(&first.result()?);
+        if listed != expected {
+            return Err(peer.failure(&format!(
+                "listed {listed} remembered tools, expected {expected}"
+            )));
+        }
+        peer.close().await;
+    }
+    for backend in backends {
+        backend.set_delay(Duration::ZERO);
+    }
+    Ok(WarmFigures {
+        backends: backends.len(),
+        tools: expected,
+        initialize: median(&inits),
+        first_list: median(&firsts),
+    })
+}
+
+/// A gateway configuration with `backends` as `b01`, `b02`, ...; `remember`: its lists are kept
+/// for the next start.
+fn write_config(
+    dirs: &Dirs,
+    name: &str,
+    backends: &[BenchBackend],
+    remember: bool,
+) -> Result<PathBuf, String> {
     let mut yaml = String::from("backends:\n");
     for (n, backend) in backends.iter().enumerate() {
         let _ = writeln!(yaml, "  b{:02}:\n    url: {}", n + 1, backend.url());
     }
     yaml.push_str("gateway:\n  name: bench-gateway\n  startup_timeout: 30\n");
+    let _ = writeln!(yaml, "  remember_lists: {remember}");
     let path = dirs.run.join(format!("{name}.yaml"));
     std::fs::write(&path, yaml).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path)
