@@ -3,14 +3,16 @@
 //! first page (see [`crate::lists`]).
 //!
 //! `initialize` is answered with the backend's own identity, capabilities and instructions
-//! when the backend is connected within `gateway.startup_timeout` (5 s) — at once with cached
-//! tokens. A first login takes a person longer (10-40 s with MFA), longer than Claude Code
-//! waits for `initialize` (30 s): then the answer is a provisional identity of the proxy's own
-//! with every list and feature, the keeper goes on connecting, and requests wait for the
-//! connection (the first list of each kind up to `gateway.first_list_timeout`, others up to the
-//! backend's `request_timeout`); once connected, every list is announced with `list_changed`.
-//! A failed connection is tried again when a request wants it (a person may be back to log
-//! in).
+//! when the backend is connected within the client's start-up wait (see
+//! [`client_waits`](super::client_waits); at once with cached tokens), or — while it connects —
+//! as it answered last time, [remembered](crate::remembered) with every list it relayed. A
+//! first login takes a person longer (10-40 s with MFA) than some clients wait for
+//! `initialize`: with nothing remembered, the answer is then a provisional identity of the
+//! proxy's own with every list and feature. Either way the keeper goes on connecting, requests
+//! wait for the connection (the first list of each kind until the client's first-list wait is
+//! over, others up to the backend's `request_timeout`) unless remembered, and once connected
+//! every list is announced with `list_changed`. A failed connection is tried again when a
+//! request wants it (a person may be back to log in).
 
 use std::sync::{Arc, atomic::Ordering};
 
@@ -18,7 +20,7 @@ use rmcp::{
     RoleServer,
     model::{
         ClientRequest, Implementation, InitializeResult, ProtocolVersion, ServerCapabilities,
-        ServerResult,
+        ServerPeerInfo, ServerResult,
     },
     service::RequestContext,
 };
@@ -30,7 +32,6 @@ use super::{
     keeper::{Keeper, Shared, Status},
 };
 use crate::{
-    backend::Connection,
     lists::{self, Kind},
     request_error::RequestError,
 };
@@ -61,7 +62,8 @@ impl Server {
                 .lock()
                 .map_err(|_| RequestError::internal("server state poisoned"))?;
             let status = keeper.status();
-            if matches!(status, Status::Connecting) {
+            let from_memory = keeper.recalls() && !matches!(status, Status::Ready(_));
+            if matches!(status, Status::Connecting) || from_memory {
                 for listed in &shared.listed {
                     listed.store(true, Ordering::SeqCst);
                 }
@@ -70,7 +72,19 @@ impl Server {
             status
         };
         match status {
-            Status::Ready(connection) => backends_own(keeper, &connection, negotiated),
+            Status::Ready(connection) => backends_own(keeper, connection.info(), negotiated),
+            // As it was last time, while it connects: its lists are announced once it is.
+            _ if keeper.recalls() => {
+                tracing::info!(
+                    "Answering initialize as backend '{}' did last time; it is still connecting",
+                    keeper.backend.name
+                );
+                let mut answer = backends_own(keeper, keeper.introduction(), negotiated)?;
+                if let ServerResult::InitializeResult(result) = &mut answer {
+                    announces_list_changes(&mut result.capabilities);
+                }
+                Ok(answer)
+            }
             Status::Down(reason) => Err(RequestError::NotConnected(reason)),
             Status::Connecting => {
                 tracing::info!(
@@ -136,23 +150,30 @@ impl Server {
             return Ok(end);
         }
         let first = !self.first_answered[kind.index()].swap(true, Ordering::SeqCst);
+        if !matches!(keeper.status(), Status::Ready(_))
+            && let Some(remembered) = keeper.recalled_answer(kind)
+        {
+            return Ok(remembered);
+        }
         let limit = if first {
             Some(self.first_list_wait())
         } else {
             keeper.backend.request_timeout
         };
         let connection = keeper.connection_within(limit).await?;
-        lists::read_answer(&connection, kind, cancelled, lists::LIMITS).await
+        let answer = lists::read_answer(&connection, kind, cancelled, lists::LIMITS).await?;
+        keeper.remember_answer(&connection, &answer);
+        Ok(answer)
     }
 }
 
-/// The backend's own `initialize` answer, at the negotiated version.
+/// The backend's own `initialize` answer (`server`: what it said), at the negotiated version.
 fn backends_own(
     keeper: &Keeper,
-    connection: &Connection,
+    server: Option<Arc<ServerPeerInfo>>,
     negotiated: ProtocolVersion,
 ) -> Result<ServerResult, RequestError> {
-    let Some(server) = connection.info() else {
+    let Some(server) = server else {
         return Err(RequestError::Internal(format!(
             "backend '{}' sent no initialize result",
             keeper.backend.name
@@ -166,6 +187,20 @@ fn backends_own(
     result.instructions = server.instructions.clone();
     result.meta = server.meta.clone();
     Ok(ServerResult::InitializeResult(result))
+}
+
+/// Marks the lists the capabilities offer as announcing changes: an answer from memory is
+/// followed by `list_changed` once the backend is connected.
+fn announces_list_changes(capabilities: &mut ServerCapabilities) {
+    if let Some(tools) = &mut capabilities.tools {
+        tools.list_changed = Some(true);
+    }
+    if let Some(prompts) = &mut capabilities.prompts {
+        prompts.list_changed = Some(true);
+    }
+    if let Some(resources) = &mut capabilities.resources {
+        resources.list_changed = Some(true);
+    }
 }
 
 /// What `initialize` says before the backend is connected: every list (changes announced) and

@@ -128,9 +128,7 @@ impl Server {
                     naming.others = backends.iter().filter_map(|o| o.prefix.clone()).collect();
                 }
                 let access = access(b);
-                // The drop-in passes lists through as the backend gives them, at each request.
-                let memory = (mode == Mode::Gateway && settings.remember_lists)
-                    .then(|| Memory::of(cache_dir, b));
+                let memory = settings.remember_lists.then(|| Memory::of(cache_dir, b));
                 Arc::new(Keeper::new(
                     b.clone(),
                     mode,

@@ -302,3 +302,57 @@ async fn codex_gets_its_first_list_within_a_second_and_a_call_waits_for_the_logi
     eprintln!("codex, cold: the first tool list after {listed:?}");
     client.stop().await;
 }
+
+/// The drop-in remembers too: the second start answers `initialize` as the server did and the
+/// first tool list as it was, at once while a person signs in; a call waits for the login; once
+/// connected, the lists are announced with `list_changed`.
+#[tokio::test]
+async fn the_drop_in_answers_as_its_server_did_while_a_person_signs_in() {
+    let (idp, backend, dir) = support::oidc_backend(IdpConfig::default()).await;
+    let settings = support::settings(
+        &backend.url(),
+        Some(support::profile(&idp, None)),
+        dir.path(),
+    );
+    let mut client = ListOnce::start(settings.clone(), TestBrowser::new(BrowserMode::Complete));
+    let first_init = client.initialize("2025-11-25").await;
+    let listed_first = names(&client.list_once("tools/list").await);
+    client.stop().await;
+    support::eventually(10, "the drop-in's list remembered", || {
+        remembered_files(dir.path()).len() == 1
+    })
+    .await;
+
+    forget_tokens(dir.path());
+    let login = Duration::from_secs(3);
+    let browser = TestBrowser::new(BrowserMode::CompleteAfter(login));
+    let mut client = ListOnce::start(settings, browser.clone());
+    let init = client.initialize("2025-11-25").await;
+    assert_eq!(
+        init["result"]["serverInfo"], first_init["result"]["serverInfo"],
+        "the server's own identity: {init}"
+    );
+    assert_eq!(
+        init["result"]["instructions"],
+        first_init["result"]["instructions"]
+    );
+    let tools = names(&client.list_once("tools/list").await);
+    let listed = client.elapsed();
+    assert_eq!(tools, listed_first);
+    assert!(
+        listed < login,
+        "the list after {listed:?}: before the login ends"
+    );
+    let who = client.call("whoami", json!({})).await;
+    assert_eq!(
+        who["result"]["structuredContent"]["sub"],
+        support::idp::DEFAULT_SUBJECT,
+        "{who}"
+    );
+    support::eventually(10, "the lists announced once connected", || {
+        tools_changed(&client) == 1
+    })
+    .await;
+    assert_eq!(browser.opened(), 1);
+    client.stop().await;
+}

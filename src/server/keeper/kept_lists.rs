@@ -73,6 +73,67 @@ impl Keeper {
         Some(was.changed(&fresh))
     }
 
+    /// In the drop-in, which reads lists only when the client asks: what was recalled is no
+    /// longer served once the backend is connected.
+    pub(super) fn drop_recalled(&self) {
+        if let Ok(mut recalled) = self.recalled.lock() {
+            *recalled = None;
+        }
+    }
+
+    /// The drop-in's answer to a list request from what the backend listed last time, while it
+    /// has not been connected in this run.
+    pub fn recalled_answer(&self, kind: Kind) -> Option<rmcp::model::ServerResult> {
+        fn answer<T: Item>(keeper: &Keeper) -> Option<rmcp::model::ServerResult> {
+            let recalled = keeper.recalled.lock().ok()?;
+            let items = T::of(&recalled.as_ref()?.lists).as_deref()?.clone();
+            Some(T::answer(T::fresh_page(), items))
+        }
+        match kind {
+            Kind::Tools => answer::<Tool>(self),
+            Kind::Prompts => answer::<Prompt>(self),
+            Kind::Resources => answer::<Resource>(self),
+            Kind::Templates => answer::<ResourceTemplate>(self),
+        }
+    }
+
+    /// The drop-in remembers each whole list it relays (and the backend's introduction), for
+    /// the next start; in the background.
+    pub fn remember_answer(&self, connection: &Connection, answer: &rmcp::model::ServerResult) {
+        let Some(memory) = self.memory.clone() else {
+            return;
+        };
+        let answer = answer.clone();
+        let introduction = connection.info().map(|i| (*i).clone());
+        let name = self.backend.name.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut remembered = memory.recall().unwrap_or_default();
+            remembered.introduction = introduction;
+            fn items<T: Item>(answer: rmcp::model::ServerResult) -> Option<Vec<T>> {
+                let mut page = T::page(answer)?;
+                Some(T::take(&mut page).0)
+            }
+            use rmcp::model::ServerResult as R;
+            match &answer {
+                R::ListToolsResult(_) => remembered.tools = items(answer).unwrap_or_default(),
+                R::ListPromptsResult(_) => remembered.prompts = items(answer).unwrap_or_default(),
+                R::ListResourcesResult(_) => {
+                    remembered.resources = items(answer).unwrap_or_default();
+                }
+                R::ListResourceTemplatesResult(_) => {
+                    remembered.templates = items(answer).unwrap_or_default();
+                }
+                _ => return,
+            }
+            if let Err(e) = memory.keep(remembered) {
+                tracing::warn!(
+                    "Could not remember the lists of backend '{name}' in {}: {e}",
+                    memory.path().display()
+                );
+            }
+        });
+    }
+
     /// Writes what the backend is now to its memory, in the background.
     fn remember(&self, connection: &Connection) {
         let Some(memory) = self.memory.clone() else {

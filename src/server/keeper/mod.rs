@@ -366,7 +366,14 @@ impl Keeper {
                     }
                     // The first list answers wait for these lists: they have them.
                     let first = !self.is_settled();
-                    let changed_since_last_run = self.take_recalled();
+                    let changed_since_last_run = match self.mode {
+                        Mode::Gateway => self.take_recalled(),
+                        // Every list is announced below, as after a provisional answer.
+                        Mode::DropIn => {
+                            self.drop_recalled();
+                            None
+                        }
+                    };
                     self.settle();
                     match self.mode {
                         Mode::Gateway => tracing::info!(
