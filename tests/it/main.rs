@@ -22,7 +22,7 @@
 //!   stdin EOF), `secrets` (no token or secret in any output, at any log level), `debug_log` (what
 //!   `--debug` and `--log-content` log of the messages relayed), `status_check` (`status`
 //!   against hostile backends: endless answers, terminal escapes), `security_doc` (every test
-//!   SECURITY.md names exists).
+//!   SECURITY.md names exists), `client_pages` (the pages of `docs/clients/`).
 //! - `properties/`: property tests (proptest), one module per subject.
 //!
 //! Sharing one process: nothing here sets environment variables, the working directory or a
@@ -39,6 +39,7 @@ mod backend_faults;
 mod callback_input;
 mod cli;
 mod client_key;
+mod client_pages;
 mod debug_log;
 mod desktop_clients;
 mod drop_in;
