@@ -28,7 +28,7 @@ use crate::{
     auth::{self, browser::Browser},
     clients,
     config::{Mode, Settings},
-    server::Server,
+    server::{Server, client_browser::ClientBrowser},
     shutdown::{CLOSE_DEADLINE, Closer},
     stdio::StdioTransport,
 };
@@ -75,6 +75,9 @@ where
     R: AsyncRead + Send + Unpin + 'static,
     W: AsyncWrite + Send + Unpin + 'static,
 {
+    // Sign-in pages go through the client where it can open them (URL elicitation).
+    let client_browser = ClientBrowser::new(browser);
+    let browser: Arc<dyn Browser> = client_browser.clone();
     let managers = auth::managers(&settings, &clients::identity_provider(), &browser);
     // Listening from the start: a device code shown while the client initializes must reach it.
     let notices: Vec<_> = managers.values().map(|m| m.notices().subscribe()).collect();
@@ -91,7 +94,8 @@ where
         &settings,
         |b| accesses.get(&b.name).cloned().flatten(),
         http,
-    );
+    )
+    .with_client_browser(client_browser);
     let closer = server.closer();
     if settings.mode == Mode::DropIn {
         // Log in while the client starts up: `initialize` then finds the token ready (or joins

@@ -4,6 +4,13 @@
 pub trait Browser: Send + Sync {
     /// Opens `url`. An error is reported but does not stop the login: the URL is also printed.
     fn open(&self, url: &str) -> Result<(), String>;
+
+    /// Shows `url` with `message` to the person through the MCP client, if it can (a device
+    /// code's page, or a login URL the proxy was told not to open itself); `true` if it did.
+    /// Blocks briefly: call it on a blocking thread.
+    fn show(&self, _url: &str, _message: &str) -> bool {
+        false
+    }
 }
 
 /// The system browser through the `webbrowser` crate, which honours `$BROWSER`.

@@ -111,17 +111,33 @@ impl SignIn<'_> {
                 Err(e) => tracing::warn!("Could not open a browser ({e}); open the URL above"),
             }
         } else {
-            self.notices.say(format!(
+            let notice = format!(
                 "to log in to {} (profile '{}'{}), open this URL in a browser on this machine \
                  (it returns to {}): {url}",
                 self.provider.issuer(),
                 self.profile.name,
                 self.provenance(),
                 self.profile.redirect_url
-            ));
+            );
+            self.notices.say(notice);
+            self.show(
+                &url,
+                format!(
+                    "Sign in to {} (profile '{}') on this machine",
+                    self.provider.issuer(),
+                    self.profile.name
+                ),
+            )
+            .await;
         }
         let code = server.wait(self.profile.login_timeout).await?;
         self.provider.exchange(code, login, self.resource).await
+    }
+
+    /// Shows `url` through the client, where it can (see [`Browser::show`]).
+    async fn show(&self, url: &str, message: String) {
+        let (browser, url) = (Arc::clone(self.browser), url.to_owned());
+        let _ = tokio::task::spawn_blocking(move || browser.show(&url, &message)).await;
     }
 
     /// A device authorization: the person enters a code elsewhere while the proxy polls.
@@ -146,6 +162,19 @@ impl SignIn<'_> {
             device.user_code,
             duration_words(lifetime)
         ));
+        self.show(
+            device
+                .verification_uri_complete
+                .as_deref()
+                .unwrap_or(&device.verification_uri),
+            format!(
+                "Sign in to {} (profile '{}'): enter the code {} on this page",
+                self.provider.issuer(),
+                self.profile.name,
+                device.user_code
+            ),
+        )
+        .await;
         let now = tokio::time::Instant::now();
         // Checked: the lifetime is bounded by `login_timeout`, but no number a provider sends
         // may panic the process.

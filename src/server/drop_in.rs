@@ -53,7 +53,7 @@ impl Server {
     ) -> Result<ServerResult, RequestError> {
         let keeper = self.only()?;
         let waits = self.waits();
-        let _ = tokio::time::timeout(waits.initialize, keeper.introduced()).await;
+        let _ = self.within_initialize_wait(keeper.introduced()).await;
         let status = {
             // The keeper publishes its connection under the same lock: an answer given before
             // the backend is there is always followed by the announcement that it is.

@@ -24,6 +24,7 @@
 
 mod capabilities;
 mod catalog;
+pub mod client_browser;
 pub mod client_waits;
 mod drop_in;
 mod keeper;
@@ -65,6 +66,7 @@ use crate::{
     shutdown::Closer,
 };
 use catalog::Catalog;
+use client_browser::ClientBrowser;
 use client_waits::Waits;
 use keeper::{Keeper, Shared};
 
@@ -88,6 +90,10 @@ pub struct Server {
     started: Instant,
     /// How long this client may wait at start-up, once it has said who it is.
     waits: std::sync::OnceLock<Waits>,
+    /// Sign-in pages go through the client where it takes URL elicitation.
+    client_browser: Option<Arc<ClientBrowser>>,
+    /// The client declared `elicitation.url`.
+    url_elicitation: AtomicBool,
 }
 
 fn convert<T: DeserializeOwned>(value: Value) -> Result<T, RequestError> {
@@ -156,7 +162,15 @@ impl Server {
             first_answered: Default::default(),
             started: Instant::now(),
             waits: std::sync::OnceLock::new(),
+            client_browser: None,
+            url_elicitation: AtomicBool::new(false),
         }
+    }
+
+    /// Sign-in pages go through `browser`, told here when the client is ready.
+    pub fn with_client_browser(mut self, browser: Arc<ClientBrowser>) -> Self {
+        self.client_browser = Some(browser);
+        self
     }
 
     /// How long the client may wait at start-up.
@@ -165,6 +179,24 @@ impl Server {
             .get()
             .copied()
             .unwrap_or_else(|| client_waits::configured(&self.settings))
+    }
+
+    /// Runs `work` within the client's `initialize` wait; `None` when it did not end in time, or
+    /// a sign-in page waits for the client to open it (which it can only do once answered).
+    async fn within_initialize_wait<T>(&self, work: impl Future<Output = T>) -> Option<T> {
+        let limit = self.waits().initialize;
+        let page_waiting = async {
+            match &self.client_browser {
+                Some(browser) if self.url_elicitation.load(Ordering::SeqCst) => {
+                    browser.page_waiting().await;
+                }
+                _ => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            done = tokio::time::timeout(limit, work) => done.ok(),
+            () = page_waiting => None,
+        }
     }
 
     /// What is left of the first lists' wait (zero once it is over).
@@ -197,6 +229,16 @@ impl Server {
         if self.shared.set(Arc::clone(&shared)).is_err() {
             return Err(RequestError::AlreadyInitialized);
         }
+        let url_elicitation = params
+            .capabilities
+            .elicitation
+            .as_ref()
+            .is_some_and(|e| e.url.is_some());
+        self.url_elicitation
+            .store(url_elicitation, Ordering::SeqCst);
+        if let Some(browser) = &self.client_browser {
+            browser.client_introduced(url_elicitation);
+        }
         let client = untrusted(&params.client_info.name);
         let (waits, known) = client_waits::for_client(&self.settings, &params.client_info.name);
         let _ = self.waits.set(waits);
@@ -219,10 +261,7 @@ impl Server {
 
         // Only their introductions: the first lists wait for the backends' lists.
         let startup = futures::future::join_all(self.keepers.iter().map(|s| s.introduced()));
-        if tokio::time::timeout(waits.initialize, startup)
-            .await
-            .is_err()
-        {
+        if self.within_initialize_wait(startup).await.is_none() {
             tracing::info!(
                 "Answering initialize after {:.1} s with the backends that are ready; the first \
                  lists wait up to {:.1} s of the start for the others",
@@ -284,8 +323,13 @@ impl Service<RoleServer> for Server {
         context: NotificationContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         match notification {
-            ClientNotification::CancelledNotification(_)
-            | ClientNotification::InitializedNotification(_) => {}
+            ClientNotification::CancelledNotification(_) => {}
+            ClientNotification::InitializedNotification(_) => {
+                if let Some(browser) = &self.client_browser {
+                    let url = self.url_elicitation.load(Ordering::SeqCst);
+                    browser.client_ready(context.peer.clone(), url);
+                }
+            }
             ClientNotification::ProgressNotification(progress) => {
                 // Progress for a request a backend sent: find the backend that owns the token.
                 for keeper in &self.keepers {

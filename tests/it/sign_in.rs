@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::support::{
     self, BrowserLog, BrowserMode, Harness, TestBrowser,
     backend::{BackendConfig, TestBackend},
+    desktop::ListOnce,
     first_text,
     idp::{
         CLIENT_KID, CLIENT_RSA_PEM, ClientKey, DeviceFlowConfig, DevicePollOutcome, FakeIdp,
@@ -482,4 +483,137 @@ async fn a_pending_device_code_holds_back_no_other_profile() {
     assert_eq!(browser.opened(), 1);
     assert!(!device.is_finished(), "the device sign-in still waits");
     device.abort();
+}
+
+/// What a client that takes URL elicitation declares.
+fn url_elicitation() -> serde_json::Value {
+    json!({"elicitation": {"form": {}, "url": {}}})
+}
+
+/// The `elicitation/create` requests the client received.
+fn elicitations(client: &ListOnce) -> Vec<serde_json::Value> {
+    client
+        .arrivals()
+        .into_iter()
+        .filter(|a| a.message["method"] == "elicitation/create")
+        .map(|a| a.message["params"].clone())
+        .collect()
+}
+
+/// A client that takes URL elicitation (Codex, where the proxy has no browser to open) is asked
+/// to open the login page; the person signs in there, the call goes through, and the proxy's
+/// own browser never opens.
+#[tokio::test]
+async fn the_client_opens_the_login_page_where_it_takes_url_elicitation() {
+    let (idp, backend, dir) = support::oidc_backend(IdpConfig::default()).await;
+    let settings = support::settings(
+        &backend.url(),
+        Some(support::profile(&idp, None)),
+        dir.path(),
+    );
+    let system = TestBrowser::new(BrowserMode::Ignore);
+    let mut client = ListOnce::start(settings, system.clone());
+    client.answer_with("elicitation/create", json!({"action": "accept"}));
+    client
+        .initialize_with("codex-mcp-client", "2025-11-25", url_elicitation())
+        .await;
+    support::eventually(10, "the client asked to open the login page", || {
+        !elicitations(&client).is_empty()
+    })
+    .await;
+    let asked = elicitations(&client).remove(0);
+    assert_eq!(asked["mode"], "url", "{asked}");
+    let url = asked["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&idp.issuer()), "{url}");
+    assert!(
+        !asked["elicitationId"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty()
+    );
+    // The person, in the window the client opened.
+    let person = TestBrowser::new(BrowserMode::Complete);
+    tokio::task::spawn_blocking(move || {
+        authful_mcp_proxy::auth::browser::Browser::open(&*person, &url)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let who = client.call("whoami", json!({})).await;
+    assert_eq!(
+        who["result"]["structuredContent"]["sub"],
+        support::idp::DEFAULT_SUBJECT,
+        "{who}"
+    );
+    assert_eq!(system.opened(), 0, "the proxy's own browser stayed shut");
+    client.stop().await;
+}
+
+/// A client that declares URL elicitation but cannot answer it gets the system browser after
+/// all; one that does not declare it is never asked.
+#[tokio::test]
+async fn the_system_browser_opens_where_the_client_cannot() {
+    for declares in [true, false] {
+        let (idp, backend, dir) = support::oidc_backend(IdpConfig::default()).await;
+        let settings = support::settings(
+            &backend.url(),
+            Some(support::profile(&idp, None)),
+            dir.path(),
+        );
+        let system = TestBrowser::new(BrowserMode::Complete);
+        let mut client = ListOnce::start(settings, system.clone());
+        // Without an answer of its own, the test client answers `{}`: not an elicitation's.
+        let capabilities = if declares {
+            url_elicitation()
+        } else {
+            json!({})
+        };
+        client
+            .initialize_with("some-client", "2025-11-25", capabilities)
+            .await;
+        let who = client.call("whoami", json!({})).await;
+        assert_eq!(
+            who["result"]["structuredContent"]["sub"],
+            support::idp::DEFAULT_SUBJECT,
+            "{who}"
+        );
+        assert_eq!(system.opened(), 1);
+
+        assert_eq!(elicitations(&client).len(), usize::from(declares));
+        client.stop().await;
+    }
+}
+
+/// A device code reaches a client that takes URL elicitation as its verification page, with the
+/// code in the message.
+#[tokio::test]
+async fn a_device_code_page_is_handed_to_the_client() {
+    let (idp, backend, dir) = device_idp(DeviceFlowConfig::default()).await;
+    let profile = with(support::profile(&idp, None), |p| p.flow = Flow::Device);
+    let settings = support::settings(&backend.url(), Some(profile), dir.path());
+    let system = TestBrowser::new(BrowserMode::Ignore);
+    let mut client = ListOnce::start(settings, system.clone());
+    client.answer_with("elicitation/create", json!({"action": "accept"}));
+    client
+        .initialize_with("codex-mcp-client", "2025-11-25", url_elicitation())
+        .await;
+    support::eventually(10, "the device page handed to the client", || {
+        !elicitations(&client).is_empty()
+    })
+    .await;
+    let asked = elicitations(&client).remove(0);
+    let code = idp.stats().device_authorizations[0].user_code.clone();
+    assert!(
+        asked["url"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}/device", idp.issuer())),
+        "{asked}"
+    );
+    assert!(
+        asked["message"].as_str().unwrap().contains(&code),
+        "{asked}"
+    );
+    assert_eq!(system.opened(), 0);
+    client.stop().await;
 }

@@ -30,6 +30,8 @@ pub struct Arrival {
 /// The client, the proxy it started, and everything the proxy said.
 pub struct ListOnce {
     writer: Arc<tokio::sync::Mutex<pipe::Sender>>,
+    /// The result the client answers the proxy's requests of a method with (else `{}`).
+    answers: Arc<Mutex<std::collections::HashMap<String, Value>>>,
     arrivals: Arc<Mutex<Vec<Arrival>>>,
     arrived: Arc<Notify>,
     started: Instant,
@@ -59,11 +61,13 @@ impl ListOnce {
         let arrivals: Arc<Mutex<Vec<Arrival>>> = Arc::default();
         let arrived = Arc::new(Notify::new());
         let started = Instant::now();
+        let answers: Arc<Mutex<std::collections::HashMap<String, Value>>> = Arc::default();
         let reader = {
-            let (writer, arrivals, arrived) = (
+            let (writer, arrivals, arrived, answers) = (
                 Arc::clone(&writer),
                 Arc::clone(&arrivals),
                 Arc::clone(&arrived),
+                Arc::clone(&answers),
             );
             tokio::spawn(async move {
                 let mut lines = BufReader::new(from_proxy).lines();
@@ -75,7 +79,9 @@ impl ListOnce {
                     if let (Some(id), Some(method)) =
                         (message.get("id"), message["method"].as_str())
                     {
+                        let answer = answers.lock().unwrap().get(method).cloned();
                         let result = match method {
+                            _ if answer.is_some() => answer.unwrap_or_default(),
                             "roots/list" => json!({"roots": []}),
                             _ => json!({}),
                         };
@@ -89,6 +95,7 @@ impl ListOnce {
         };
         Self {
             writer,
+            answers,
             arrivals,
             arrived,
             started,
@@ -161,17 +168,29 @@ impl ListOnce {
 
     /// The same, as the client named `client` (its `clientInfo.name`).
     pub async fn initialize_as(&mut self, client: &str, protocol_version: &str) -> Value {
+        let capabilities = json!({
+            "roots": {"listChanged": true},
+            "extensions": {
+                "io.modelcontextprotocol/ui": {"mimeTypes": ["text/html;profile=mcp-app"]}
+            }
+        });
+        self.initialize_with(client, protocol_version, capabilities)
+            .await
+    }
+
+    /// The same, declaring `capabilities`.
+    pub async fn initialize_with(
+        &mut self,
+        client: &str,
+        protocol_version: &str,
+        capabilities: Value,
+    ) -> Value {
         let answer = self
             .request(
                 "initialize",
                 json!({
                     "protocolVersion": protocol_version,
-                    "capabilities": {
-                        "roots": {"listChanged": true},
-                        "extensions": {
-                            "io.modelcontextprotocol/ui": {"mimeTypes": ["text/html;profile=mcp-app"]}
-                        }
-                    },
+                    "capabilities": capabilities,
                     "clientInfo": {"name": client, "version": "1.0"},
                 }),
             )
@@ -182,6 +201,14 @@ impl ListOnce {
                 .await;
         }
         answer
+    }
+
+    /// From now on, the proxy's requests of `method` are answered with `result`.
+    pub fn answer_with(&self, method: &str, result: Value) {
+        self.answers
+            .lock()
+            .unwrap()
+            .insert(method.to_owned(), result);
     }
 
     /// The one page of a list that the client ever reads: its items (panics on an error).
