@@ -8,9 +8,10 @@
 //! A login may start before the client has said what it takes (the drop-in signs in while the
 //! client starts up), so the first page waits for the client's handshake, briefly: after
 //! [`WAIT_FOR_CLIENT`] without one, the system browser opens. Only after `initialized` may a
-//! server send the client requests. A client that fails the request (or answers something else)
-//! gets the system browser after all; one whose person declines leaves the login to its
-//! timeout, with the URL still printed on stderr.
+//! server send the client requests. A client that does not accept — it fails the request,
+//! answers something else, or declines (a person who would rather use their browser, or an SDK
+//! that declines whatever it is asked) — gets the system browser after all, as `open_browser`
+//! says; the URL is printed on stderr either way.
 
 use std::{
     sync::Arc,
@@ -103,16 +104,17 @@ impl ClientBrowser {
         (decided.unwrap_or(Reach::System), Some(runtime))
     }
 
-    /// Asks the client to open `url` with `message`, in the background; the system browser if
-    /// the client cannot.
+    /// Asks the client to open `url` with `message`, in the background; with `fallback`, the
+    /// system browser if the client does not.
     fn ask(
         &self,
         peer: Peer<RoleServer>,
         runtime: &tokio::runtime::Handle,
         url: &str,
         message: String,
+        fallback: bool,
     ) {
-        let system = Arc::clone(&self.system);
+        let system = fallback.then(|| Arc::clone(&self.system));
         let url = url.to_owned();
         runtime.spawn(async move {
             let params = ElicitRequestParams::UrlElicitationParams {
@@ -122,29 +124,26 @@ impl ClientBrowser {
                 elicitation_id: elicitation_id(),
             };
             let request = ServerRequest::ElicitRequest(ElicitRequest::new(params));
-            match peer.send_request(request).await {
+            let why = match peer.send_request(request).await {
                 Ok(ClientResult::ElicitResult(result)) => match result.action {
                     ElicitationAction::Accept => {
                         tracing::info!("The client opened the sign-in page");
+                        return;
                     }
-                    _ => tracing::warn!(
-                        "The sign-in page was declined in the client; the login waits until \
-                         its timeout for the URL printed above"
-                    ),
+                    ElicitationAction::Decline => "declined".to_owned(),
+                    _ => "cancelled".to_owned(),
                 },
-                answer => {
-                    tracing::info!(
-                        "The client could not open the sign-in page ({}); opening a browser",
-                        match answer {
-                            Ok(_) => "an answer of another kind".to_owned(),
-                            Err(e) => e.to_string(),
-                        }
-                    );
-                    let opened = tokio::task::spawn_blocking(move || system.open(&url)).await;
-                    if let Ok(Err(e)) = opened {
-                        tracing::warn!("Could not open a browser ({e}); open the URL above");
-                    }
-                }
+                Ok(_) => "an answer of another kind".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            let Some(system) = system else {
+                tracing::info!("The client did not open the sign-in page ({why})");
+                return;
+            };
+            tracing::info!("The client did not open the sign-in page ({why}); opening a browser");
+            let opened = tokio::task::spawn_blocking(move || system.open(&url)).await;
+            if let Ok(Err(e)) = opened {
+                tracing::warn!("Could not open a browser ({e}); open the URL above");
             }
         });
     }
@@ -157,7 +156,7 @@ impl Browser for ClientBrowser {
                 let message = "Sign in to reach this server's tools: open the page and log in; \
                                it returns to the proxy on its own."
                     .to_owned();
-                self.ask(peer, &runtime, url, message);
+                self.ask(peer, &runtime, url, message, true);
                 Ok(())
             }
             _ => self.system.open(url),
@@ -167,7 +166,8 @@ impl Browser for ClientBrowser {
     fn show(&self, url: &str, message: &str) -> bool {
         match self.reach() {
             (Reach::Elicitation(peer), Some(runtime)) => {
-                self.ask(peer, &runtime, url, message.to_owned());
+                // Shown only: the proxy was not to open a browser for this page.
+                self.ask(peer, &runtime, url, message.to_owned(), false);
                 true
             }
             _ => false,

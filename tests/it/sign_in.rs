@@ -549,11 +549,12 @@ async fn the_client_opens_the_login_page_where_it_takes_url_elicitation() {
     client.stop().await;
 }
 
-/// A client that declares URL elicitation but cannot answer it gets the system browser after
-/// all; one that does not declare it is never asked.
+/// A client that declares URL elicitation but cannot answer it, or declines (as some SDKs do
+/// whatever they are asked), gets the system browser after all; one that does not declare it
+/// is never asked.
 #[tokio::test]
 async fn the_system_browser_opens_where_the_client_cannot() {
-    for declares in [true, false] {
+    for (declares, declines) in [(true, false), (true, true), (false, false)] {
         let (idp, backend, dir) = support::oidc_backend(IdpConfig::default()).await;
         let settings = support::settings(
             &backend.url(),
@@ -562,6 +563,9 @@ async fn the_system_browser_opens_where_the_client_cannot() {
         );
         let system = TestBrowser::new(BrowserMode::Complete);
         let mut client = ListOnce::start(settings, system.clone());
+        if declines {
+            client.answer_with("elicitation/create", json!({"action": "decline"}));
+        }
         // Without an answer of its own, the test client answers `{}`: not an elicitation's.
         let capabilities = if declares {
             url_elicitation()
