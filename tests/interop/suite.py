@@ -480,7 +480,14 @@ def everything_direct_vs_proxy(sc: Scenario) -> None:
         if label == "direct":
             steps = asyncio.run(with_direct(backend_url, body, timeout=90, notifications=notes))
         else:
-            env = sc.proxy_env(sc.home(), backend_url, idp.issuer, cb)
+            # Signed in first, with the `login` command: this scenario compares relaying. During
+            # a first login `initialize` may be answered provisionally — a client that takes URL
+            # elicitation, as this one does, is asked to open the sign-in page, which it can only
+            # do once answered; first logins have scenarios of their own.
+            home = sc.home()
+            env = sc.proxy_env(home, backend_url, idp.issuer, cb)
+            code, _ = flows.run_cli(sc, "login", ["login"], env)
+            check(code == 0, f"`login` exited {code}:\n{tail(sc.dir / 'login.stderr.log')}")
             steps = asyncio.run(with_proxy(sc, env, body, timeout=90, notifications=notes))
         runs[label] = {"steps": normalized(steps), "notifications": notification_summary(notes)}
         (sc.dir / f"everything-{label}.json").write_text(json.dumps(runs[label], indent=2, ensure_ascii=False))
