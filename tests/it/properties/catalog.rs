@@ -319,6 +319,9 @@ async fn observe(separator: Separator, backends: &[GenGatewayBackend]) -> Seen {
         name: "properties".into(),
         separator,
         startup_timeout: Duration::from_secs(10),
+        // Each case lists its backends afresh: the cache directory is shared by every case
+        // (and a port may serve another case's backend), so nothing is remembered.
+        remember_lists: false,
         ..config::Gateway::default()
     };
     // No logins here; one HTTP client for every case (building one reads the system's
