@@ -273,6 +273,10 @@ pub struct Listing<T: Item> {
     pub items: Vec<T>,
     /// The first page without its items and cursor: its other members (`_meta`, say).
     pub page: T::Page,
+    /// `false` when a later page failed: what was read is served, but it is not the backend's
+    /// list, so it is not remembered for the next run. (A list cut at [`Limits`] is as whole
+    /// as it will ever be.)
+    pub complete: bool,
 }
 
 /// Counts the bytes a value serializes to, without keeping them.
@@ -297,20 +301,21 @@ fn json_size(value: &impl Serialize) -> usize {
     counter.0
 }
 
-/// A backend's whole list of `kind` as one result: what the drop-in answers.
+/// A backend's whole list of `kind` as one result: what the drop-in answers; with whether
+/// every page was read (see [`Listing::complete`]).
 pub async fn read_answer(
     backend: &Connection,
     kind: Kind,
     cancelled: &CancellationToken,
     limits: Limits,
-) -> Result<ServerResult, RequestError> {
+) -> Result<(ServerResult, bool), RequestError> {
     async fn whole<T: Item>(
         backend: &Connection,
         cancelled: &CancellationToken,
         limits: Limits,
-    ) -> Result<ServerResult, RequestError> {
+    ) -> Result<(ServerResult, bool), RequestError> {
         let listing = read_all::<T>(backend, cancelled, limits, Origin::Client).await?;
-        Ok(T::answer(listing.page, listing.items))
+        Ok((T::answer(listing.page, listing.items), listing.complete))
     }
     match kind {
         Kind::Tools => whole::<Tool>(backend, cancelled, limits).await,
@@ -321,8 +326,9 @@ pub async fn read_answer(
 }
 
 /// Reads every page of `T`'s list from `backend`, following its cursors, within `limits`, for
-/// `origin`. An error on the first page is the error; on a later one, what was read is kept
-/// and the failure is reported as the cut.
+/// `origin`. An error on the first page is the error, and so is any once `cancelled` (the
+/// client gave up, or the proxy is stopping: a list cut short by that is nobody's list); on a
+/// later page, what was read is kept and the failure is reported as the cut.
 pub async fn read_all<T: Item>(
     backend: &Connection,
     cancelled: &CancellationToken,
@@ -337,6 +343,7 @@ pub async fn read_all<T: Item>(
     let mut seen_items = HashSet::new();
     let mut bytes = 0usize;
     let mut cursor: Option<String> = None;
+    let mut complete = true;
     for page_number in 1.. {
         if page_number > limits.pages {
             cut = Some(format!("it has more than {} pages", limits.pages));
@@ -348,9 +355,10 @@ pub async fn read_all<T: Item>(
             .await
         {
             Ok(result) => result,
-            Err(e) if page_number == 1 => return Err(e),
+            Err(e) if page_number == 1 || cancelled.is_cancelled() => return Err(e),
             Err(e) => {
                 cut = Some(format!("page {page_number} failed: {e}"));
+                complete = false;
                 break;
             }
         };
@@ -415,5 +423,6 @@ pub async fn read_all<T: Item>(
     Ok(Listing {
         items,
         page: first.unwrap_or_else(T::fresh_page),
+        complete,
     })
 }

@@ -161,8 +161,11 @@ impl Server {
             keeper.backend.request_timeout
         };
         let connection = keeper.connection_within(limit).await?;
-        let answer = lists::read_answer(&connection, kind, cancelled, lists::LIMITS).await?;
-        keeper.remember_answer(&connection, &answer);
+        let (answer, complete) =
+            lists::read_answer(&connection, kind, cancelled, lists::LIMITS).await?;
+        if complete {
+            keeper.remember_answer(&connection, &answer);
+        }
         Ok(answer)
     }
 }

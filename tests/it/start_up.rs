@@ -20,6 +20,7 @@ use crate::support::{
     desktop::{ListOnce, names},
     idp::{FakeIdp, IdpConfig},
     named, prefixed,
+    scripted::{Paging, Script, ScriptedBackend},
 };
 
 /// A gateway whose `initialize` would wait 5 s for a login, and its first list 45 s.
@@ -206,6 +207,32 @@ async fn fresh_lists_that_differ_are_announced_and_replace_the_remembered_ones()
         !std::fs::read_to_string(&file).unwrap().contains("ghost")
     })
     .await;
+}
+
+/// A list whose second page fails is served as far as it goes, but it is not the backend's
+/// list: nothing is remembered, so the next start does not answer with half of it.
+#[tokio::test]
+async fn a_list_cut_by_a_failing_page_is_not_remembered() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut script = Script::tools("cut", 4, 2, 10);
+    script.paging = Paging::FailAfterFirst;
+    let backend = ScriptedBackend::start(script).await;
+    let settings = gateway(
+        vec![prefixed("cut", &backend.url(), None)],
+        dir.path(),
+        true,
+    );
+    let mut client = ListOnce::start(settings, TestBrowser::new(BrowserMode::Complete));
+    client.initialize("2025-11-25").await;
+    let tools = names(&client.list_once("tools/list").await);
+    assert!(tools.contains(&"cut_tool_0".to_owned()), "{tools:?}");
+    assert!(backend.pages_served() >= 2, "the second page was asked for");
+    client.stop().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        remembered_files(dir.path()).is_empty(),
+        "a partial list was remembered"
+    );
 }
 
 /// `remember_lists: false`: nothing is written, and the first list waits for the backends.

@@ -36,9 +36,9 @@ impl Keeper {
 
     /// Reads the lists of `kinds` from the backend, whole and concurrently; a list the backend
     /// does not serve is empty, and one it fails to give (or gives too slowly: its
-    /// `request_timeout`) is empty too, with a warning naming the backend. Lists read whole
-    /// are remembered for the next run (see [`remembered`](crate::remembered)); `true` when
-    /// every one was.
+    /// `request_timeout`) is empty too, with a warning naming the backend; one whose later
+    /// page fails is served as far as it was read. Only when every list was read whole are
+    /// they remembered for the next run (see [`remembered`](crate::remembered)); `true` then.
     pub async fn read_lists(
         &self,
         connection: &Connection,
@@ -179,17 +179,20 @@ impl Keeper {
             Vec::new()
         } else {
             match lists::read_all::<T>(connection, cancelled, lists::LIMITS, Origin::Proxy).await {
-                Ok(listing) => listing.items,
+                Ok(listing) => {
+                    whole = listing.complete;
+                    listing.items
+                }
+                // Given up on (the client's request, or the proxy stopping): what was kept stays.
+                Err(_) if cancelled.is_cancelled() => return false,
                 Err(e) => {
                     whole = false;
-                    if !cancelled.is_cancelled() {
-                        tracing::warn!(
-                            "Listing {} without backend '{}': {}",
-                            T::KIND.items(),
-                            self.backend.name,
-                            e
-                        );
-                    }
+                    tracing::warn!(
+                        "Listing {} without backend '{}': {}",
+                        T::KIND.items(),
+                        self.backend.name,
+                        e
+                    );
                     Vec::new()
                 }
             }

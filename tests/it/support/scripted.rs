@@ -34,6 +34,8 @@ pub enum Paging {
     Endless,
     /// The first page, and the same cursor every time.
     RepeatCursor,
+    /// The first page with a cursor; every later page is an error.
+    FailAfterFirst,
 }
 
 /// What the backend lists and answers.
@@ -182,6 +184,13 @@ impl ServerHandler for Scripted {
                 Some(format!("p{}", page + 1)),
             ),
             Paging::RepeatCursor => (
+                self.script.tools.iter().take(size).cloned().collect(),
+                Some("p1".to_owned()),
+            ),
+            Paging::FailAfterFirst if page > 0 => {
+                return Err(ErrorData::internal_error("page unavailable", None));
+            }
+            Paging::FailAfterFirst => (
                 self.script.tools.iter().take(size).cloned().collect(),
                 Some("p1".to_owned()),
             ),
