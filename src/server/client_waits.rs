@@ -78,14 +78,14 @@ pub const KNOWN: &[KnownClient] = &[
         name: "gemini-cli",
         prefix: true,
         waits: secs(2, 10_000),
-        because: "lists again on `list_changed`; waited 15 s at start-up",
+        because: "lists again on `list_changed`; waits for its servers before the first model request",
     },
     KnownClient {
         label: "opencode",
         name: "opencode",
         prefix: true,
         waits: secs(2, 10_000),
-        because: "waited 15 s at start-up",
+        because: "gives `initialize` and `tools/list` 30 s each; lists again on `list_changed`",
     },
 ];
 

@@ -8,7 +8,10 @@ RemoteAuthProvider serves /.well-known/oauth-protected-resource/mcp naming the i
 authorization server, answers 401 with `resource_metadata="..."`, and accepts only tokens whose
 `aud` is its own resource URL (http://127.0.0.1:PORT/mcp).
 
+With --delay SECONDS every MCP request waits that long before it is handled: a slow server.
+
 Usage: backend.py --port PORT --issuer ISSUER [--audience mcp-backend | --resource-metadata]
+                  [--delay SECONDS]
 Prints "BACKEND READY <url>" on stdout once it accepts connections.
 """
 
@@ -20,9 +23,23 @@ from fastmcp import Context, FastMCP
 from fastmcp.server.auth import RemoteAuthProvider
 from fastmcp.server.auth.providers.jwt import JWTVerifier
 from fastmcp.server.dependencies import get_access_token
+from fastmcp.server.middleware import Middleware
 
 
-def build(issuer: str, audience: str, page_size: int | None, resource_base: str | None = None) -> FastMCP:
+class Slow(Middleware):
+    """Holds every request (initialize and lists included) for `delay` seconds."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    async def on_request(self, context, call_next):
+        await asyncio.sleep(self.delay)
+        return await call_next(context)
+
+
+def build(
+    issuer: str, audience: str, page_size: int | None, resource_base: str | None = None, delay: float = 0,
+) -> FastMCP:
     verifier = JWTVerifier(
         jwks_uri=f"{issuer}/jwks",
         issuer=issuer,
@@ -40,6 +57,8 @@ def build(issuer: str, audience: str, page_size: int | None, resource_base: str 
             resource_name="interop backend",
         )
     mcp = FastMCP("interop-backend", auth=auth, list_page_size=page_size)
+    if delay:
+        mcp.add_middleware(Slow(delay))
 
     @mcp.tool
     def whoami() -> dict:
@@ -94,9 +113,10 @@ def main() -> None:
     p.add_argument("--audience", default="mcp-backend")
     p.add_argument("--page-size", type=int, default=0, help="list page size (0: no pagination)")
     p.add_argument("--resource-metadata", action="store_true", help="RFC 9728 metadata; aud = own URL")
+    p.add_argument("--delay", type=float, default=0, help="seconds every request waits (a slow server)")
     args = p.parse_args()
     base = f"http://127.0.0.1:{args.port}" if args.resource_metadata else None
-    mcp = build(args.issuer, args.audience, args.page_size or None, base)
+    mcp = build(args.issuer, args.audience, args.page_size or None, base, args.delay)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))

