@@ -23,7 +23,7 @@ use std::{
 use futures::{StreamExt, stream::BoxStream};
 use http::{HeaderName, HeaderValue};
 use rmcp::{
-    model::{ClientJsonRpcMessage, GetMeta},
+    model::{ClientJsonRpcMessage, ClientRequest, GetMeta},
     transport::streamable_http_client::{
         SseError, StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
         StreamableHttpResponseLimits,
@@ -115,6 +115,33 @@ fn event_size(event: &Sse) -> usize {
         .sum()
 }
 
+/// The status with which a server refused an `initialize` POST without a JSON-RPC error in its
+/// body: `400`, `404` or `405`, which the specification reads as "perhaps an HTTP+SSE server"
+/// (rmcp keeps the status only in its error's text).
+#[derive(Clone, Default)]
+pub struct RefusedInitialize(Arc<Mutex<Option<u16>>>);
+
+impl RefusedInitialize {
+    fn note(&self, error: &HttpError) {
+        let StreamableHttpError::UnexpectedServerResponse(text) = error else {
+            return;
+        };
+        let status = text
+            .strip_prefix("HTTP ")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse::<u16>().ok())
+            .filter(|code| matches!(code, 400 | 404 | 405));
+        if let (Some(status), Ok(mut noted)) = (status, self.0.lock()) {
+            *noted = Some(status);
+        }
+    }
+
+    /// The status, if the server refused so.
+    pub fn status(&self) -> Option<u16> {
+        self.0.lock().ok().and_then(|s| *s)
+    }
+}
+
 /// A reqwest client that authorizes each request with the backend's current token.
 #[derive(Clone)]
 pub struct AuthorizedHttp {
@@ -123,6 +150,7 @@ pub struct AuthorizedHttp {
     /// The most read of any one answer, below rmcp's own limits; `None`: rmcp's limits alone.
     max_answer: Option<usize>,
     broken: BrokenAnswers,
+    refused: RefusedInitialize,
 }
 
 /// The reason [`AuthError::Refused`] gives when the backend refused a renewed token with a
@@ -169,6 +197,7 @@ impl AuthorizedHttp {
             access,
             max_answer: None,
             broken: BrokenAnswers::default(),
+            refused: RefusedInitialize::default(),
         }
     }
 
@@ -183,6 +212,11 @@ impl AuthorizedHttp {
     /// Where the first answer that failed is noted.
     pub fn broken_answers(&self) -> BrokenAnswers {
         self.broken.clone()
+    }
+
+    /// Where a refused `initialize` is noted.
+    pub fn refused_initialize(&self) -> RefusedInitialize {
+        self.refused.clone()
     }
 
     /// `limits`, lowered to this layer's own limit.
@@ -364,6 +398,10 @@ impl StreamableHttpClient for AuthorizedHttp {
         limits: StreamableHttpResponseLimits,
     ) -> Result<StreamableHttpPostResponse, HttpError> {
         let (message, from_client) = take_client_mark(message);
+        let initialize = matches!(
+            &message,
+            ClientJsonRpcMessage::Request(r) if matches!(r.request, ClientRequest::InitializeRequest(_))
+        );
         let limits = self.capped(limits);
         let answer = self
             .with_retry(from_client, |token| {
@@ -377,6 +415,9 @@ impl StreamableHttpClient for AuthorizedHttp {
                 )
             })
             .await;
+        if initialize && let Err(error) = &answer {
+            self.refused.note(error);
+        }
         self.watched(answer, limits)
     }
 

@@ -57,6 +57,7 @@ enum Downstream {
 /// Receives what a backend sends on its own initiative and passes it to the stdio client — or,
 /// in a session no client takes part in, answers what it can itself
 /// ([`BackendHandler::without_client`]).
+#[derive(Clone)]
 pub struct BackendHandler {
     name: Arc<str>,
     info: ClientConfig,

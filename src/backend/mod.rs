@@ -1,5 +1,6 @@
-//! One remote MCP server: the Streamable HTTP connection, the one path every request to it
-//! takes ([`Connection::request`]), the HTTP layer under it that authorizes every request
+//! One remote MCP server: the connection — Streamable HTTP, or HTTP+SSE for servers from
+//! before it (`http_sse.rs`) — the one path every request to it takes
+//! ([`Connection::request`]), the HTTP layer under both that authorizes every request
 //! ([`authorized_http`]), and the handler that passes its requests and notifications on to
 //! the stdio client ([`BackendHandler`], in `handler.rs`).
 //!
@@ -10,6 +11,7 @@
 
 pub mod authorized_http;
 mod handler;
+mod http_sse;
 mod ordered;
 
 pub use handler::{BackendHandler, ListChanged, ProgressMaps};
@@ -33,7 +35,7 @@ use tracing::Level;
 
 use crate::{
     auth::{Access, AuthError},
-    config,
+    config::{self, Transport},
     forward::{Hop, ProgressMap, client_error, describe, find_auth_error, forward},
     request_error::RequestError,
     shape,
@@ -193,6 +195,16 @@ pub enum ConnectError {
         /// What became of the answer.
         error: authorized_http::AnswerError,
     },
+    /// The HTTP+SSE stream could not be opened, or named no usable endpoint.
+    #[error("cannot connect to backend '{backend}' at {url}: {error}")]
+    HttpSse {
+        /// The backend's name.
+        backend: String,
+        /// Its URL.
+        url: String,
+        /// What went wrong.
+        error: http_sse::OpenError,
+    },
     /// The handshake failed: the connection, the HTTP exchange or the answer.
     #[error("cannot connect to backend '{backend}' at {url}: {reason}")]
     Handshake {
@@ -265,6 +277,61 @@ async fn within<T>(
     }
 }
 
+/// The handshake over `transport`: the backend's progress reaches the client in order, when
+/// there is one.
+async fn serve<T>(
+    transport: T,
+    handler: BackendHandler,
+) -> Result<BackendLink, ClientInitializeError>
+where
+    T: rmcp::transport::Transport<RoleClient> + 'static,
+{
+    match handler.client() {
+        Some(client) => {
+            let progress = handler.progress_to_client();
+            handler
+                .serve(ordered::Ordered::new(transport, progress, client))
+                .await
+        }
+        // No client: no progress to pass on in order.
+        None => handler.serve(transport).await,
+    }
+}
+
+/// The handshake over HTTP+SSE, the stream's opening included in `limit`.
+async fn over_http_sse(
+    backend: &config::Backend,
+    authorized: &authorized_http::AuthorizedHttp,
+    headers: HashMap<HeaderName, HeaderValue>,
+    handler: &BackendHandler,
+    limit: Option<Duration>,
+) -> Result<Result<Result<BackendLink, ClientInitializeError>, Duration>, ConnectError> {
+    let handshake = async {
+        let opened = http_sse::HttpSse::open(authorized.clone(), &backend.url, headers).await?;
+        Ok::<_, http_sse::OpenError>(serve(opened, handler.clone()).await)
+    };
+    match within(limit, handshake).await {
+        Ok(Ok(served)) => Ok(Ok(served)),
+        Ok(Err(error)) => {
+            if let http_sse::OpenError::Http(e) = &error
+                && let Some(auth) = find_auth_error(e)
+            {
+                return Err(ConnectError::Login {
+                    backend: backend.name.clone(),
+                    url: backend.url.to_string(),
+                    source: auth.clone(),
+                });
+            }
+            Err(ConnectError::HttpSse {
+                backend: backend.name.clone(),
+                url: backend.url.to_string(),
+                error,
+            })
+        }
+        Err(limit) => Ok(Err(limit)),
+    }
+}
+
 /// [`connect`] and [`connect_bounded`].
 async fn connect_reading(
     backend: &config::Backend,
@@ -286,15 +353,12 @@ async fn connect_reading(
         };
         headers.insert(name, value);
     }
-    let mut config =
-        StreamableHttpClientTransportConfig::with_uri(backend.url.as_str()).custom_headers(headers);
-    config.retry_config = Arc::new(stream_resumption());
     let mut authorized = authorized_http::AuthorizedHttp::new(http, access.clone());
     if let Some(bytes) = max_answer_bytes {
         authorized = authorized.with_answer_limit(bytes);
     }
     let broken = authorized.broken_answers();
-    let transport = StreamableHttpClientTransport::with_client(authorized, config);
+    let refused = authorized.refused_initialize();
     let progress = handler.progress_to_client();
     // Log in first, outside the time limit: a person at a browser takes as long as it takes
     // (the login has its own timeout). The handshake itself then gets the request timeout, so
@@ -310,13 +374,50 @@ async fn connect_reading(
         });
     }
     let limit = backend.request_timeout;
-    let served = match handler.client() {
-        Some(client) => {
-            let ordered = ordered::Ordered::new(transport, progress.clone(), client);
-            within(limit, handler.serve(ordered)).await
+    let auto = backend.transport == Transport::Auto;
+    let named_sse = http_sse::named_like_sse(&backend.url);
+    // HTTP+SSE first where the configuration says so, or the URL as fastmcp reads it; a
+    // Streamable HTTP server that happens to live at such a URL is tried next.
+    let mut over_sse = None;
+    if backend.transport == Transport::Sse || (auto && named_sse) {
+        match over_http_sse(backend, &authorized, headers.clone(), &handler, limit).await {
+            Ok(served) => over_sse = Some(served),
+            Err(ConnectError::HttpSse { error, .. }) if auto && !error.is_from_a_stream() => {
+                tracing::debug!("Backend '{name}': {error}; trying Streamable HTTP");
+            }
+            Err(other) => return Err(other),
         }
-        // No client: no progress to pass on in order.
-        None => within(limit, handler.serve(transport)).await,
+    }
+    let served = match over_sse {
+        Some(served) => served,
+        None => {
+            let mut config = StreamableHttpClientTransportConfig::with_uri(backend.url.as_str())
+                .custom_headers(headers.clone());
+            config.retry_config = Arc::new(stream_resumption());
+            let transport = StreamableHttpClientTransport::with_client(authorized.clone(), config);
+            let mut served = within(limit, serve(transport, handler.clone())).await;
+            // The specification's backwards compatibility: a server that refuses the
+            // `initialize` POST with 400, 404 or 405 (and no JSON-RPC error) may be an
+            // HTTP+SSE server.
+            if auto
+                && !named_sse
+                && matches!(served, Ok(Err(_)))
+                && let Some(status) = refused.status()
+            {
+                tracing::debug!(
+                    "Backend '{name}' refused Streamable HTTP (HTTP {status}); trying HTTP+SSE"
+                );
+                match over_http_sse(backend, &authorized, headers, &handler, limit).await {
+                    Ok(over_sse) => served = over_sse,
+                    // Not an HTTP+SSE server either: the first refusal says more.
+                    Err(ConnectError::HttpSse { error, .. }) if !error.is_from_a_stream() => {
+                        tracing::debug!("Backend '{name}': no HTTP+SSE either: {error}");
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
+            served
+        }
     };
     let served = served.map_err(|limit| ConnectError::HandshakeTimeout {
         backend: name.clone(),

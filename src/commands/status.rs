@@ -294,6 +294,7 @@ fn failure(error: &ConnectError) -> String {
         ConnectError::Login { source, .. } => refused_token(source),
         ConnectError::InvalidHeader { .. } => format!("not checked: {error}"),
         ConnectError::Handshake { reason, cause, .. } => handshake_failure(cause, reason),
+        ConnectError::HttpSse { error, .. } => format!("no usable answer: {error}"),
     }
 }
 

@@ -102,6 +102,21 @@ pub enum FallbackTools {
     Never,
 }
 
+/// How a backend is reached.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// HTTP+SSE if the URL's path has a segment `sse` (as fastmcp, so the Python original,
+    /// decides); otherwise Streamable HTTP, and HTTP+SSE if the server refuses that with
+    /// `400`, `404` or `405`
+    #[default]
+    Auto,
+    /// Streamable HTTP (MCP 2025-03-26 and later) only
+    StreamableHttp,
+    /// HTTP+SSE (MCP 2024-11-05) only
+    Sse,
+}
+
 /// The separator between prefix and name.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub enum Separator {
@@ -351,6 +366,9 @@ pub struct BackendConfig {
     /// Seconds a request may wait for this backend's answer (default: `gateway.request_timeout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_timeout: Option<u64>,
+    /// `auto` (default), `streamable-http` or `sse`: how the backend is reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<Transport>,
     /// This backend's resource indicator (RFC 8707), over its profile's `resource`: a URL,
     /// `true` (its own, from its RFC 9728 metadata or its URL) or `false` (never sent).
     #[serde(default, skip_serializing_if = "Option::is_none")]

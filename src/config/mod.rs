@@ -33,6 +33,7 @@ pub use drop_in::{DROP_IN_NAME, DropInSettings};
 pub use file::{
     AssertionAlgorithm, BackendConfig, ClientAssertionConfig, Config, FallbackTools, Flow,
     GatewayConfig, OidcProfileConfig, ResourceConfig, Scopes, Separator, ToolFilterConfig,
+    Transport,
 };
 pub use layers::{ENV_PREFIX, Sources};
 pub use report::{ConfigError, Diagnostics, Format};

@@ -10,7 +10,7 @@ use std::{
 
 use url::Url;
 
-use super::{AssertionAlgorithm, FallbackTools, Flow, Separator};
+use super::{AssertionAlgorithm, FallbackTools, Flow, Separator, Transport};
 use crate::{glob::ToolFilter, secret::Secret};
 
 /// Scopes requested when none are configured (the Python original's default).
@@ -143,8 +143,10 @@ pub enum Resource {
 pub struct Backend {
     /// The backend's name in the configuration.
     pub name: String,
-    /// Streamable HTTP endpoint.
+    /// Its MCP endpoint.
     pub url: Url,
+    /// How it is reached there.
+    pub transport: Transport,
     /// Profile whose tokens the backend accepts.
     pub profile: Option<Arc<Profile>>,
     /// Name prefix; `None` when served unprefixed.
@@ -168,6 +170,7 @@ impl Backend {
         Self {
             name: name.to_owned(),
             url,
+            transport: Transport::Auto,
             profile,
             prefix: prefix.map(str::to_owned),
             headers: Vec::new(),

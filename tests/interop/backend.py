@@ -10,8 +10,11 @@ authorization server, answers 401 with `resource_metadata="..."`, and accepts on
 
 With --delay SECONDS every MCP request waits that long before it is handled: a slow server.
 
+With --sse it serves the HTTP+SSE transport of MCP 2024-11-05 instead, at http://127.0.0.1:PORT/sse
+(the event stream; it names /messages/ for the POSTs), as servers from before Streamable HTTP do.
+
 Usage: backend.py --port PORT --issuer ISSUER [--audience mcp-backend | --resource-metadata]
-                  [--delay SECONDS]
+                  [--delay SECONDS] [--sse]
 Prints "BACKEND READY <url>" on stdout once it accepts connections.
 """
 
@@ -114,6 +117,7 @@ def main() -> None:
     p.add_argument("--page-size", type=int, default=0, help="list page size (0: no pagination)")
     p.add_argument("--resource-metadata", action="store_true", help="RFC 9728 metadata; aud = own URL")
     p.add_argument("--delay", type=float, default=0, help="seconds every request waits (a slow server)")
+    p.add_argument("--sse", action="store_true", help="HTTP+SSE (2024-11-05) at /sse instead of Streamable HTTP")
     args = p.parse_args()
     base = f"http://127.0.0.1:{args.port}" if args.resource_metadata else None
     mcp = build(args.issuer, args.audience, args.page_size or None, base, args.delay)
@@ -121,12 +125,13 @@ def main() -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))
     sock.listen(64)
-    print(f"BACKEND READY http://127.0.0.1:{args.port}/mcp", flush=True)
+    path = "/sse" if args.sse else "/mcp"
+    print(f"BACKEND READY http://127.0.0.1:{args.port}{path}", flush=True)
     mcp.run(
-        transport="http",
+        transport="sse" if args.sse else "http",
         host="127.0.0.1",
         port=args.port,
-        path="/mcp",
+        path=path,
         show_banner=False,
         log_level="warning",
         sockets=[sock],

@@ -206,18 +206,21 @@ class Scenario:
 
     def start_backend(
         self, port: int, issuer: str, page_size: int = 2, name: str = "backend", resource_metadata: bool = False,
-        delay: float = 0,
+        delay: float = 0, sse: bool = False,
     ) -> str:
         """backend.py; with `resource_metadata` an RFC 9728 protected resource whose tokens must
-        have its own URL as aud; with `delay` every request waits that many seconds."""
+        have its own URL as aud; with `delay` every request waits that many seconds; with `sse`
+        an HTTP+SSE server (MCP 2024-11-05) whose stream is at /sse."""
         env = {"PATH": os.environ["PATH"], "HOME": str(self.dir), "FASTMCP_SHOW_SERVER_BANNER": "false"}
         argv = [PYTHON, str(HERE / "backend.py"), "--port", str(port), "--issuer", issuer, "--page-size", str(page_size)]
         if resource_metadata:
             argv.append("--resource-metadata")
         if delay:
             argv += ["--delay", str(delay)]
+        if sse:
+            argv.append("--sse")
         self.start(name, argv, env, "BACKEND READY")
-        return f"http://127.0.0.1:{port}/mcp"
+        return f"http://127.0.0.1:{port}/{'sse' if sse else 'mcp'}"
 
     def start_everything(self, port: int, require_header: str | None = None) -> str:
         env = {"PATH": os.environ["PATH"], "HOME": str(self.dir), "PORT": str(port)}

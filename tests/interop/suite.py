@@ -587,6 +587,43 @@ def python_original_parity(sc: Scenario) -> None:
     check(subs["rust"] == subs["python"], f"sub differs: {subs}")
 
 
+def http_sse_backend(sc: Scenario) -> str:
+    """A fastmcp server on the HTTP+SSE transport (MCP 2024-11-05) at .../sse: the drop-in with
+    the URL a user of the Python original has, the gateway with it in its file, and the Python
+    original on the same server; each signs in and calls whoami."""
+    backend_port, cb_rust, cb_py, cb_gw = free_port(), free_port(), free_port(), free_port()
+    url = f"http://127.0.0.1:{backend_port}/sse"
+    idp = sc.start_idp(url, [cb_rust, cb_py, cb_gw])
+    sc.start_backend(backend_port, idp.issuer, sse=True)
+    subs = {}
+    runs = [("rust", [BIN], cb_rust)]
+    if PARITY_PYTHON:
+        runs.append(("python", [PARITY_PYTHON, "-m", "authful_mcp_proxy"], cb_py))
+    for label, command, cb in runs:
+        out: dict = {}
+        env = sc.proxy_env(sc.home(f"home-{label}"), url, idp.issuer, cb, label=f"browser-{label}")
+        asyncio.run(with_proxy(sc, env, whoami_body(out), command=command, label=f"proxy-{label}", timeout=90))
+        check_whoami(out["whoami"], "interop-public")
+        subs[label] = out["whoami"]["sub"]
+    check(len(set(subs.values())) == 1, f"sub differs: {subs}")
+
+    config = gateway_file(sc, {"legacy": (idp.issuer, cb_gw)}, {"legacy": url})
+    env = {"PATH": os.environ["PATH"], **gateway_env(sc)}
+    env["HOME"] = str(sc.home("home-gateway"))
+    out = {}
+
+    async def body(session):
+        tools, _ = await list_all(session, "tools")
+        out["tools"] = sorted(t.name for t in tools)
+        out["whoami"] = await call_json(session, "legacy_whoami")
+
+    asyncio.run(with_proxy(sc, env, body, args=["--config", str(config)], label="proxy-gateway", timeout=90))
+    check("legacy_whoami" in out["tools"], f"gateway tools: {out['tools']}")
+    check_whoami(out["whoami"], "interop-public")
+    parity = "the Python original too" if PARITY_PYTHON else f"no Python original ({PARITY_SKIP_REASON})"
+    return f"drop-in and gateway over HTTP+SSE; {parity}"
+
+
 def gateway_two_issuers(sc: Scenario) -> None:
     """The README's gateway, as a platform team would set it up: one config file, two identity
     providers with a fastmcp backend behind each, and server-everything behind a static API key;
@@ -695,6 +732,7 @@ SCENARIOS: list[Callable[[Scenario], str | None]] = [
     everything_direct_vs_proxy,
     mcp_inspector_cli,
     python_original_parity,
+    http_sse_backend,
     gateway_two_issuers,
 ]
 

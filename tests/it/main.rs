@@ -47,6 +47,7 @@ mod gateway;
 mod hostile_backend;
 mod hostile_input;
 mod hostile_provider;
+mod http_sse;
 mod idp_faults;
 mod list_bounds;
 mod login;

@@ -53,6 +53,7 @@ impl Rules {
         Some(Backend {
             name: name.to_owned(),
             url: url?,
+            transport: b.transport.unwrap_or_default(),
             profile,
             prefix: prefix(name, b, only_one).map(str::to_owned),
             headers: b

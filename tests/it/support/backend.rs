@@ -76,6 +76,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use super::sse_front::{self, SseFront};
+
 /// How a [`TestBackend`] identifies itself and which callers it accepts.
 #[derive(Debug, Clone)]
 pub struct BackendConfig {
@@ -104,6 +106,9 @@ pub struct BackendConfig {
     /// `insufficient_scope`. Default none. [`TestBackend::set_required_scopes`] changes them
     /// at run time.
     pub required_scopes: Vec<String>,
+    /// Also (or, at `/mcp`, only) an HTTP+SSE server whose event stream is at this path (see
+    /// [`super::sse_front`]). Default none.
+    pub http_sse: Option<String>,
 }
 
 /// What a backend publishes as an OAuth protected resource (RFC 9728), and so what it asks of
@@ -185,6 +190,7 @@ impl BackendConfig {
             page_size: 4,
             resource_metadata: None,
             required_scopes: Vec::new(),
+            http_sse: None,
         }
     }
 
@@ -215,6 +221,13 @@ impl BackendConfig {
         value: impl Into<String>,
     ) -> Self {
         self.required_headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Serves HTTP+SSE with its event stream at `path` too; at `/mcp`, instead of Streamable
+    /// HTTP.
+    pub fn with_http_sse(mut self, path: impl Into<String>) -> Self {
+        self.http_sse = Some(path.into());
         self
     }
 
@@ -299,6 +312,7 @@ pub struct TokenClaims {
 pub struct TestBackend {
     addr: SocketAddr,
     shared: Arc<Shared>,
+    sse: Arc<SseFront>,
     sessions: Arc<LocalSessionManager>,
     stop: CancellationToken,
     runtime: tokio::runtime::Handle,
@@ -328,14 +342,20 @@ impl TestBackend {
         let handler = BackendHandler {
             shared: shared.clone(),
         };
-        let service = StreamableHttpService::new(
-            move || Ok(handler.clone()),
-            sessions.clone(),
-            StreamableHttpServerConfig::default().with_cancellation_token(stop.child_token()),
-        );
-        let mut router = Router::new()
-            .route_service("/mcp", service)
-            .layer(middleware::from_fn_with_state(shared.clone(), gatekeeper));
+        let sse = Arc::new(SseFront::default());
+        let mut router = Router::new();
+        if let Some(path) = &shared.config.http_sse {
+            router = router.merge(sse_front::routes(path, handler.clone(), sse.clone()));
+        }
+        if shared.config.http_sse.as_deref() != Some("/mcp") {
+            let service = StreamableHttpService::new(
+                move || Ok(handler.clone()),
+                sessions.clone(),
+                StreamableHttpServerConfig::default().with_cancellation_token(stop.child_token()),
+            );
+            router = router.route_service("/mcp", service);
+        }
+        let mut router = router.layer(middleware::from_fn_with_state(shared.clone(), gatekeeper));
         // Added after the gatekeeper layer: the metadata is public.
         if let Some(metadata) = &shared.config.resource_metadata {
             let state = shared.clone();
@@ -365,11 +385,17 @@ impl TestBackend {
         TestBackend {
             addr,
             shared,
+            sse,
             sessions,
             stop,
             runtime: tokio::runtime::Handle::current(),
             server,
         }
+    }
+
+    /// Its HTTP+SSE front (see [`BackendConfig::with_http_sse`]).
+    pub fn sse_front(&self) -> &SseFront {
+        &self.sse
     }
 
     /// The port it listens on.

@@ -15,6 +15,7 @@ pub mod idp;
 pub mod logs;
 pub mod redirector;
 pub mod scripted;
+pub mod sse_front;
 
 use std::{
     net::SocketAddr,
