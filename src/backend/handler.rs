@@ -8,8 +8,8 @@ use std::sync::Arc;
 use rmcp::{
     Peer, RoleClient, RoleServer,
     model::{
-        ClientConfig, ClientResult, ErrorCode, ErrorData, GetMeta, ServerNotification,
-        ServerRequest,
+        ClientConfig, ClientResult, ErrorCode, ErrorData, GetMeta, NotificationMetaObject,
+        ServerNotification, ServerRequest, SubscriptionFilter,
     },
     service::{NotificationContext, RequestContext, Service},
 };
@@ -144,58 +144,31 @@ impl BackendHandler {
     }
 }
 
-impl Service<RoleClient> for BackendHandler {
-    async fn handle_request(
-        &self,
-        request: ServerRequest,
-        context: RequestContext<RoleClient>,
-    ) -> Result<ClientResult, ErrorData> {
-        let Downstream::Client(downstream) = &self.downstream else {
-            return unattended(&request);
-        };
-        let request = match &self.naming {
-            Some(naming) => attributed(naming, request).map_err(ErrorData::from)?,
-            None => request,
-        };
-        forward(
-            downstream,
-            request,
-            context.meta,
-            &context.ct,
-            &self.progress.to_backend,
-            // Sampling and elicitation wait for a person: no limit but the backend's own.
-            None,
-            Hop::ToClient(&self.name),
-        )
-        .await
-        .map_err(|e| client_error("client", e).into())
-    }
-
-    async fn handle_notification(
-        &self,
-        notification: ServerNotification,
-        context: NotificationContext<RoleClient>,
-    ) -> Result<(), ErrorData> {
+impl BackendHandler {
+    /// A notification from the backend, to the client: list changes to the gateway, which
+    /// reads the lists again and tells the client itself; progress and cancellations, which
+    /// take other ways, dropped; the rest renamed (in the gateway) and passed on with `meta`.
+    async fn pass_on(&self, notification: ServerNotification, meta: NotificationMetaObject) {
         let Downstream::Client(downstream) = &self.downstream else {
             tracing::debug!(
                 "Dropped a notification from backend '{}': no client takes part",
                 self.name
             );
-            return Ok(());
+            return;
         };
         if self.took_list_change(&notification) {
-            return Ok(());
+            return;
         }
         let notification = match notification {
             // rmcp has already cancelled the matching handler, which tells the client; progress
             // went to the client in order, straight from the transport (see `ordered`).
             ServerNotification::CancelledNotification(_)
-            | ServerNotification::ProgressNotification(_) => return Ok(()),
+            | ServerNotification::ProgressNotification(_) => return,
             mut other => {
                 if let Some(naming) = &self.naming {
                     rename(naming, &mut other);
                 }
-                *other.get_meta_mut() = context.meta;
+                *other.get_meta_mut() = meta;
                 other
             }
         };
@@ -209,6 +182,93 @@ impl Service<RoleClient> for BackendHandler {
             }
             Err(e) => tracing::debug!("Dropped a notification from backend '{}': {e}", self.name),
         }
+    }
+
+    /// A request of the backend's (sampling, elicitation, roots), put to the client under the
+    /// backend's name; answered here when no client takes part. `cancelled`: the backend gave up.
+    pub(super) async fn ask_client(
+        &self,
+        request: ServerRequest,
+        meta: rmcp::model::RequestMetaObject,
+        cancelled: &tokio_util::sync::CancellationToken,
+    ) -> Result<ClientResult, ErrorData> {
+        let Downstream::Client(downstream) = &self.downstream else {
+            return unattended(&request);
+        };
+        let request = match &self.naming {
+            Some(naming) => attributed(naming, request).map_err(ErrorData::from)?,
+            None => request,
+        };
+        forward(
+            downstream,
+            request,
+            meta,
+            cancelled,
+            &self.progress.to_backend,
+            // Sampling and elicitation wait for a person: no limit but the backend's own.
+            None,
+            Hop::ToClient(&self.name),
+        )
+        .await
+        .map_err(|e| client_error("client", e).into())
+    }
+
+    /// A backend of MCP 2026-07-28 tells of changed lists only on a `subscriptions/listen`
+    /// stream, which the proxy opens for the lists it says change, for as long as the session
+    /// lasts; what comes on it goes where the older revision's notifications go.
+    pub(super) fn listen_for_list_changes(&self, peer: Peer<RoleClient>) {
+        let Some(capabilities) = peer.peer_info().map(|i| i.capabilities.clone()) else {
+            return;
+        };
+        let mut filter = SubscriptionFilter::default();
+        if capabilities.tools.as_ref().and_then(|t| t.list_changed) == Some(true) {
+            filter.tools_list_changed = Some(true);
+        }
+        if capabilities.prompts.as_ref().and_then(|p| p.list_changed) == Some(true) {
+            filter.prompts_list_changed = Some(true);
+        }
+        if capabilities.resources.as_ref().and_then(|r| r.list_changed) == Some(true) {
+            filter.resources_list_changed = Some(true);
+        }
+        if filter == SubscriptionFilter::default() {
+            return;
+        }
+        let handler = self.clone();
+        tokio::spawn(async move {
+            let mut subscription = match peer.listen(filter).await {
+                Ok(subscription) => subscription,
+                Err(e) => {
+                    tracing::warn!(
+                        "Backend '{}' would not tell of list changes (subscriptions/listen): {e}",
+                        handler.name
+                    );
+                    return;
+                }
+            };
+            while let Ok(Some(notification)) = subscription.next().await {
+                handler
+                    .pass_on(notification, NotificationMetaObject::default())
+                    .await;
+            }
+        });
+    }
+}
+
+impl Service<RoleClient> for BackendHandler {
+    async fn handle_request(
+        &self,
+        request: ServerRequest,
+        context: RequestContext<RoleClient>,
+    ) -> Result<ClientResult, ErrorData> {
+        self.ask_client(request, context.meta, &context.ct).await
+    }
+
+    async fn handle_notification(
+        &self,
+        notification: ServerNotification,
+        context: NotificationContext<RoleClient>,
+    ) -> Result<(), ErrorData> {
+        self.pass_on(notification, context.meta).await;
         Ok(())
     }
 

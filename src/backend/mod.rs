@@ -12,6 +12,8 @@
 pub mod authorized_http;
 mod handler;
 mod http_sse;
+mod input_rounds;
+mod lifecycle;
 mod ordered;
 
 pub use handler::{BackendHandler, ListChanged, ProgressMaps};
@@ -21,9 +23,15 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use ::http::{HeaderName, HeaderValue};
 
 use rmcp::{
-    Peer, RoleClient, ServiceExt,
-    model::{ClientNotification, ClientRequest, RequestMetaObject, ServerPeerInfo, ServerResult},
-    service::{ClientCacheConfig, ClientInitializeError, RunningService},
+    Peer, RoleClient,
+    model::{
+        ClientNotification, ClientRequest, ProtocolVersion, RequestMetaObject, ServerPeerInfo,
+        ServerResult,
+    },
+    service::{
+        ClientCacheConfig, ClientInitializeError, ClientLifecycleMode, ClientServiceExt,
+        RunningService,
+    },
     transport::{
         StreamableHttpClientTransport, common::client_side_sse::ExponentialBackoff,
         streamable_http_client::StreamableHttpClientTransportConfig,
@@ -35,7 +43,7 @@ use tracing::Level;
 
 use crate::{
     auth::{Access, AuthError},
-    config::{self, Transport},
+    config::{self, Protocol, Transport},
     forward::{Hop, ProgressMap, client_error, describe, find_auth_error, forward},
     request_error::RequestError,
     shape,
@@ -74,6 +82,10 @@ pub struct Connection {
     peer: Peer<RoleClient>,
     progress: ProgressMap,
     timeout: Option<Duration>,
+    /// The backend speaks 2026-07-28: it may answer `input_required` (see [`input_rounds`]).
+    modern: bool,
+    /// Who puts the backend's requests to the stdio client (that input, too).
+    handler: Arc<BackendHandler>,
 }
 
 impl Connection {
@@ -117,17 +129,53 @@ impl Connection {
                 meta.remove(authorized_http::CLIENT_REQUEST);
             }
         }
-        forward(
-            &self.peer,
-            request,
-            meta,
-            cancelled,
-            &self.progress,
-            self.timeout,
-            Hop::ToBackend(&self.name),
-        )
-        .await
-        .map_err(|e| client_error(&self.name, e))
+        let hop = Hop::ToBackend(&self.name);
+        if !self.modern {
+            return match forward(
+                &self.peer,
+                request,
+                meta,
+                cancelled,
+                &self.progress,
+                self.timeout,
+                hop,
+            )
+            .await
+            .map_err(|e| client_error(&self.name, e))?
+            {
+                ServerResult::InputRequiredResult(_) => Err(RequestError::Internal(format!(
+                    "backend '{}' asked for input the way MCP 2026-07-28 does, in a session of \
+                     an older revision",
+                    self.name
+                ))),
+                answer => Ok(answer),
+            };
+        }
+        // Kept for the rounds of input the backend may ask for.
+        let mut request = request;
+        for _ in 0..=input_rounds::MAX_ROUNDS {
+            let answer = forward(
+                &self.peer,
+                request.clone(),
+                meta.clone(),
+                cancelled,
+                &self.progress,
+                self.timeout,
+                hop,
+            )
+            .await
+            .map_err(|e| client_error(&self.name, e))?;
+            let ServerResult::InputRequiredResult(asked) = answer else {
+                return Ok(answer);
+            };
+            request = input_rounds::answered(&self.name, &request, asked, &self.handler, cancelled)
+                .await?;
+        }
+        Err(RequestError::Internal(format!(
+            "backend '{}' asked for input more than {} times for one request",
+            self.name,
+            input_rounds::MAX_ROUNDS
+        )))
     }
 
     /// Passes a notification on; a backend that is gone simply does not get it.
@@ -246,8 +294,9 @@ pub async fn connect(
     http: reqwest::Client,
     access: Option<Access>,
     handler: BackendHandler,
+    spoken: Option<&ProtocolVersion>,
 ) -> Result<(BackendLink, Connection), ConnectError> {
-    connect_reading(backend, http, access, handler, None).await
+    connect_reading(backend, http, access, handler, None, spoken).await
 }
 
 /// [`connect`], reading no more than `max_answer_bytes` of any one answer: a JSON body, an SSE
@@ -261,7 +310,7 @@ pub async fn connect_bounded(
     handler: BackendHandler,
     max_answer_bytes: usize,
 ) -> Result<(BackendLink, Connection), ConnectError> {
-    connect_reading(backend, http, access, handler, Some(max_answer_bytes)).await
+    connect_reading(backend, http, access, handler, Some(max_answer_bytes), None).await
 }
 
 /// `handshake`, given up after `limit` when there is one (the limit is the error then).
@@ -277,11 +326,12 @@ async fn within<T>(
     }
 }
 
-/// The handshake over `transport`: the backend's progress reaches the client in order, when
-/// there is one.
+/// The handshake over `transport` in `lifecycle`: the backend's progress reaches the client in
+/// order, when there is one.
 async fn serve<T>(
     transport: T,
     handler: BackendHandler,
+    lifecycle: ClientLifecycleMode,
 ) -> Result<BackendLink, ClientInitializeError>
 where
     T: rmcp::transport::Transport<RoleClient> + 'static,
@@ -289,12 +339,11 @@ where
     match handler.client() {
         Some(client) => {
             let progress = handler.progress_to_client();
-            handler
-                .serve(ordered::Ordered::new(transport, progress, client))
-                .await
+            let ordered = ordered::Ordered::new(transport, progress, client);
+            handler.serve_with_lifecycle(ordered, lifecycle).await
         }
         // No client: no progress to pass on in order.
-        None => handler.serve(transport).await,
+        None => handler.serve_with_lifecycle(transport, lifecycle).await,
     }
 }
 
@@ -308,7 +357,9 @@ async fn over_http_sse(
 ) -> Result<Result<Result<BackendLink, ClientInitializeError>, Duration>, ConnectError> {
     let handshake = async {
         let opened = http_sse::HttpSse::open(authorized.clone(), &backend.url, headers).await?;
-        Ok::<_, http_sse::OpenError>(serve(opened, handler.clone()).await)
+        // HTTP+SSE is MCP 2024-11-05's transport: `initialize` always.
+        let lifecycle = ClientLifecycleMode::Initialize;
+        Ok::<_, http_sse::OpenError>(serve(opened, handler.clone(), lifecycle).await)
     };
     match within(limit, handshake).await {
         Ok(Ok(served)) => Ok(Ok(served)),
@@ -332,13 +383,15 @@ async fn over_http_sse(
     }
 }
 
-/// [`connect`] and [`connect_bounded`].
+/// [`connect`] and [`connect_bounded`]; `spoken` is the revision the backend spoke last time,
+/// if that is known.
 async fn connect_reading(
     backend: &config::Backend,
     http: reqwest::Client,
     access: Option<Access>,
     handler: BackendHandler,
     max_answer_bytes: Option<usize>,
+    spoken: Option<&ProtocolVersion>,
 ) -> Result<(BackendLink, Connection), ConnectError> {
     let mut headers = HashMap::new();
     for (name, value) in &backend.headers {
@@ -391,11 +444,25 @@ async fn connect_reading(
     let served = match over_sse {
         Some(served) => served,
         None => {
-            let mut config = StreamableHttpClientTransportConfig::with_uri(backend.url.as_str())
-                .custom_headers(headers.clone());
-            config.retry_config = Arc::new(stream_resumption());
-            let transport = StreamableHttpClientTransport::with_client(authorized.clone(), config);
-            let mut served = within(limit, serve(transport, handler.clone())).await;
+            let streamable = |lifecycle| {
+                let mut config =
+                    StreamableHttpClientTransportConfig::with_uri(backend.url.as_str())
+                        .custom_headers(headers.clone());
+                config.retry_config = Arc::new(stream_resumption());
+                let transport =
+                    StreamableHttpClientTransport::with_client(authorized.clone(), config);
+                within(limit, serve(transport, handler.clone(), lifecycle))
+            };
+            let mut served = streamable(lifecycle::first(backend.protocol, spoken)).await;
+            // A backend that speaks only 2026-07-28 refuses `initialize` for it, naming the
+            // revisions it has: it gets `server/discover` on a new connection.
+            if backend.protocol == Protocol::Auto
+                && let Ok(Err(refusal)) = &served
+                && lifecycle::refuses_initialize_for_2026(refusal)
+            {
+                tracing::debug!("Backend '{name}' speaks only MCP 2026-07-28; discovering it");
+                served = streamable(lifecycle::modern()).await;
+            }
             // The specification's backwards compatibility: a server that refuses the
             // `initialize` POST with 400, 404 or 405 (and no JSON-RPC error) may be an
             // HTTP+SSE server.
@@ -407,7 +474,7 @@ async fn connect_reading(
                 tracing::debug!(
                     "Backend '{name}' refused Streamable HTTP (HTTP {status}); trying HTTP+SSE"
                 );
-                match over_http_sse(backend, &authorized, headers, &handler, limit).await {
+                match over_http_sse(backend, &authorized, headers.clone(), &handler, limit).await {
                     Ok(over_sse) => served = over_sse,
                     // Not an HTTP+SSE server either: the first refusal says more.
                     Err(ConnectError::HttpSse { error, .. }) if !error.is_from_a_stream() => {
@@ -440,10 +507,17 @@ async fn connect_reading(
                 error,
             };
         }
+        let reason = if lifecycle::refuses_initialize_for_2026(&e) {
+            "it speaks only MCP 2026-07-28 and refused `initialize` (-32022); set its \
+             `protocol` to `auto` or `2026-07-28`"
+                .to_owned()
+        } else {
+            describe(&e)
+        };
         ConnectError::Handshake {
             backend: name.clone(),
             url: url.clone(),
-            reason: describe(&e),
+            reason,
             cause: Box::new(e),
         }
     })?;
@@ -451,11 +525,20 @@ async fn connect_reading(
     link.peer()
         .set_response_cache_config(ClientCacheConfig::disabled())
         .await;
+    let modern = link
+        .peer()
+        .peer_info()
+        .is_some_and(|info| lifecycle::is_modern(&info.protocol_version));
+    if modern {
+        handler.listen_for_list_changes(link.peer().clone());
+    }
     let connection = Connection {
         name: backend.name.as_str().into(),
         peer: link.peer().clone(),
         progress,
         timeout: backend.request_timeout,
+        modern,
+        handler: Arc::new(handler),
     };
     Ok((link, connection))
 }

@@ -117,6 +117,22 @@ pub enum Transport {
     Sse,
 }
 
+/// Which revision of MCP the proxy speaks to a backend.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+pub enum Protocol {
+    /// the one the backend last spoke (remembered); else `initialize` (2025-11-25 and
+    /// before), and 2026-07-28 (`server/discover`) when the backend refuses that for it
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    /// 2026-07-28 only: stateless, `server/discover`, no `initialize`
+    #[serde(rename = "2026-07-28")]
+    Modern,
+    /// `initialize` only (2025-11-25, or the latest the backend has)
+    #[serde(rename = "2025-11-25")]
+    Initialize,
+}
+
 /// The separator between prefix and name.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub enum Separator {
@@ -369,6 +385,9 @@ pub struct BackendConfig {
     /// `auto` (default), `streamable-http` or `sse`: how the backend is reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transport: Option<Transport>,
+    /// `auto` (default), `2026-07-28` or `2025-11-25`: which revision of MCP it is spoken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
     /// This backend's resource indicator (RFC 8707), over its profile's `resource`: a URL,
     /// `true` (its own, from its RFC 9728 metadata or its URL) or `false` (never sent).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -32,8 +32,8 @@ pub use checks::{endpoint_problem, is_loopback_host, prefix_problem, redirect_pr
 pub use drop_in::{DROP_IN_NAME, DropInSettings};
 pub use file::{
     AssertionAlgorithm, BackendConfig, ClientAssertionConfig, Config, FallbackTools, Flow,
-    GatewayConfig, OidcProfileConfig, ResourceConfig, Scopes, Separator, ToolFilterConfig,
-    Transport,
+    GatewayConfig, OidcProfileConfig, Protocol, ResourceConfig, Scopes, Separator,
+    ToolFilterConfig, Transport,
 };
 pub use layers::{ENV_PREFIX, Sources};
 pub use report::{ConfigError, Diagnostics, Format};

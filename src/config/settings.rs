@@ -10,7 +10,7 @@ use std::{
 
 use url::Url;
 
-use super::{AssertionAlgorithm, FallbackTools, Flow, Separator, Transport};
+use super::{AssertionAlgorithm, FallbackTools, Flow, Protocol, Separator, Transport};
 use crate::{glob::ToolFilter, secret::Secret};
 
 /// Scopes requested when none are configured (the Python original's default).
@@ -147,6 +147,8 @@ pub struct Backend {
     pub url: Url,
     /// How it is reached there.
     pub transport: Transport,
+    /// Which revision of MCP it is spoken.
+    pub protocol: Protocol,
     /// Profile whose tokens the backend accepts.
     pub profile: Option<Arc<Profile>>,
     /// Name prefix; `None` when served unprefixed.
@@ -171,6 +173,7 @@ impl Backend {
             name: name.to_owned(),
             url,
             transport: Transport::Auto,
+            protocol: Protocol::Auto,
             profile,
             prefix: prefix.map(str::to_owned),
             headers: Vec::new(),

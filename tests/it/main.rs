@@ -51,6 +51,7 @@ mod http_sse;
 mod idp_faults;
 mod list_bounds;
 mod login;
+mod modern_backends;
 mod processes;
 mod properties;
 mod redirects;

@@ -54,6 +54,7 @@ impl Rules {
             name: name.to_owned(),
             url: url?,
             transport: b.transport.unwrap_or_default(),
+            protocol: b.protocol.unwrap_or_default(),
             profile,
             prefix: prefix(name, b, only_one).map(str::to_owned),
             headers: b

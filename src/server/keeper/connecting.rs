@@ -46,12 +46,16 @@ impl Keeper {
                     .with_naming(self.naming.clone())
                     .with_list_changes(changes);
             }
+            let spoken = self.spoken.lock().ok().and_then(|s| s.clone());
             let attempt = tokio::select! {
-                attempt = backend::connect(&self.backend, http.clone(), self.access.clone(), handler) => attempt,
+                attempt = backend::connect(&self.backend, http.clone(), self.access.clone(), handler, spoken.as_ref()) => attempt,
                 () = shutdown.cancelled() => return,
             };
             match attempt {
                 Ok((mut link, connection)) => {
+                    if let (Some(info), Ok(mut spoken)) = (connection.info(), self.spoken.lock()) {
+                        *spoken = Some(info.protocol_version.clone());
+                    }
                     failures = 0;
                     last_failure.clear();
                     let level = shared.log_level.lock().ok().and_then(|l| l.clone());

@@ -25,7 +25,7 @@ use std::{
 
 use rmcp::{
     Peer, RoleServer,
-    model::{ClientConfig, ClientRequest, ServerPeerInfo},
+    model::{ClientConfig, ClientRequest, ProtocolVersion, ServerPeerInfo},
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -77,6 +77,9 @@ pub struct Keeper {
     recalled: Mutex<Option<Recalled>>,
     /// One read of the lists at a time, so that an older read never overwrites a newer one.
     reading: tokio::sync::Mutex<()>,
+    /// The revision of MCP the backend spoke when last connected (in this run, or remembered):
+    /// the next connection starts with it.
+    spoken: Mutex<Option<ProtocolVersion>>,
     /// Shared by all keepers: counts every change of any keeper's lists or status, so the merged
     /// lists know when to merge again.
     version: Arc<AtomicU64>,
@@ -145,6 +148,12 @@ impl Keeper {
             retry_login: tokio::sync::Notify::new(),
             lists: Mutex::default(),
             memory,
+            spoken: Mutex::new(
+                recalled
+                    .as_ref()
+                    .and_then(|r| r.introduction.as_ref())
+                    .map(|i| i.protocol_version.clone()),
+            ),
             recalled: Mutex::new(recalled),
             reading: tokio::sync::Mutex::new(()),
             version,

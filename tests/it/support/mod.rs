@@ -13,6 +13,7 @@ pub mod desktop;
 pub mod faults;
 pub mod idp;
 pub mod logs;
+pub mod modern;
 pub mod redirector;
 pub mod scripted;
 pub mod sse_front;
