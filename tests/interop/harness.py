@@ -335,9 +335,13 @@ async def _recording_spawn(*args, **kwargs):
 mcp_stdio._create_platform_compatible_process = _recording_spawn
 
 
-def client_session(read, write, timeout: float, stream_errors: list[str], logs: list | None, notifications: list | None) -> ClientSession:
-    """The client every scenario uses: answers sampling, elicitation (declines) and roots, and
-    records logging messages, other notifications and transport faults."""
+def client_session(
+    read, write, timeout: float, stream_errors: list[str], logs: list | None, notifications: list | None,
+    elicitation=None,
+) -> ClientSession:
+    """The client every scenario uses: answers sampling, elicitation (declines, unless the
+    scenario brings its own `elicitation` answer) and roots, and records logging messages,
+    other notifications and transport faults."""
 
     async def on_log(params) -> None:
         if logs is not None:
@@ -355,7 +359,7 @@ def client_session(read, write, timeout: float, stream_errors: list[str], logs: 
         write,
         read_timeout_seconds=timeout,
         sampling_callback=sampling_answer,
-        elicitation_callback=elicitation_answer,
+        elicitation_callback=elicitation or elicitation_answer,
         message_handler=on_message,
         list_roots_callback=roots_answer,
         logging_callback=on_log,
@@ -374,6 +378,7 @@ async def with_proxy(
     logs: list | None = None,
     notifications: list | None = None,
     check_exit: bool | None = None,
+    elicitation=None,
 ) -> Any:
     """Starts the proxy with the official MCP Python SDK's stdio_client and runs `body`; the
     initialize result is at `session.interop_initialize`. The exit status is checked for our
@@ -389,7 +394,7 @@ async def with_proxy(
         try:
             with anyio.fail_after(timeout):
                 async with stdio_client(params, errlog=errlog) as (read, write):
-                    async with client_session(read, write, timeout, stream_errors, logs, notifications) as session:
+                    async with client_session(read, write, timeout, stream_errors, logs, notifications, elicitation) as session:
                         session.interop_initialize = await session.initialize()
                         result = await body(session)
             check(not stream_errors, f"{label}: the client saw non-JSON-RPC output on stdout: {stream_errors[:3]}")

@@ -624,6 +624,53 @@ def http_sse_backend(sc: Scenario) -> str:
     return f"drop-in and gateway over HTTP+SSE; {parity}"
 
 
+def modern_backend(sc: Scenario) -> str:
+    """The TypeScript SDK 2.4's server with `legacy: 'reject'` (modern_server.mjs: MCP
+    2026-07-28 alone) in the gateway's file, behind the official Python SDK's client of
+    2025-11-25: listed and called; its `input_required` elicitation answered by the client as an
+    elicitation of its own revision; its list change, told on `subscriptions/listen`, reaching
+    the client as list_changed."""
+    port = free_port()
+    sc.start("modern", [NODE, str(HERE / "modern_server.mjs")],
+             {"PATH": os.environ["PATH"], "HOME": str(sc.dir), "PORT": str(port)}, "MODERN READY")
+    config = sc.dir / "gateway.yaml"
+    config.write_text(f"backends:\n  new:\n    url: http://127.0.0.1:{port}/mcp\n")
+    env = {"PATH": os.environ["PATH"], "HOME": str(sc.home()), "MCP_PROXY_DEBUG": "1"}
+    asked: list = []
+
+    async def answer(context, params):
+        asked.append(params.message)
+        return types.ElicitResult(action="accept", content={"answer": "interop"})
+
+    notifications: list = []
+    out: dict = {}
+
+    async def body(session):
+        tools, _ = await list_all(session, "tools")
+        out["tools"] = sorted(t.name for t in tools)
+        out["echo"] = await call_json(session, "new_echo", {"text": "stateless"})
+        out["ask"] = await call_json(session, "new_ask")
+        out["grow"] = await call_json(session, "new_grow")
+        for _ in range(50):
+            if any(getattr(n, "method", "") == "notifications/tools/list_changed" for n in notifications):
+                break
+            await anyio.sleep(0.1)
+        tools, _ = await list_all(session, "tools")
+        out["after"] = sorted(t.name for t in tools)
+
+    asyncio.run(with_proxy(sc, env, body, args=["--config", str(config)], label="proxy",
+                           notifications=notifications, elicitation=answer))
+    check({"new_echo", "new_ask", "new_grow"} <= set(out["tools"]), f"tools: {out['tools']}")
+    check(out["echo"] == "stateless", f"echo: {out['echo']!r}")
+    check(out["ask"] == "hello interop", f"ask: {out['ask']!r}")
+    check(len(asked) == 1 and "Your name?" in asked[0], f"elicitations the client saw: {asked}")
+    grown = [t for t in out["after"] if t.startswith("new_grown_")]
+    check(grown, f"no grown tool after list_changed: {out['after']}")
+    stderr = (sc.dir / "proxy.stderr.log").read_text(errors="replace")
+    check("speaks only MCP 2026-07-28; discovering it" in stderr, "the proxy did not switch to server/discover")
+    return f"discovered after a refused initialize; input_required answered; {grown[0]} after list_changed"
+
+
 def gateway_two_issuers(sc: Scenario) -> None:
     """The README's gateway, as a platform team would set it up: one config file, two identity
     providers with a fastmcp backend behind each, and server-everything behind a static API key;
@@ -733,6 +780,7 @@ SCENARIOS: list[Callable[[Scenario], str | None]] = [
     mcp_inspector_cli,
     python_original_parity,
     http_sse_backend,
+    modern_backend,
     gateway_two_issuers,
 ]
 

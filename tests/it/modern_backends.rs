@@ -141,3 +141,19 @@ async fn protocol_pinned_to_initialize_refuses_it_in_words() {
     );
     assert_eq!(backend.discovers(), 0);
 }
+
+/// The drop-in, with such a backend as its one server: discovered, its tools called, its
+/// request for input put to the client.
+#[tokio::test]
+async fn the_drop_in_serves_a_backend_of_2026_07_28_alone() {
+    let backend = ModernBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = support::settings(&backend.url(), None, dir.path());
+    let h = support::start(settings, TestBrowser::new(BrowserMode::Complete), V).await;
+    let echoed = h.call("echo", json!({"text": "as it is"})).await.unwrap();
+    assert_eq!(first_text(&echoed), "as it is");
+    let answer = h.call("ask", json!({})).await.unwrap();
+    assert_eq!(first_text(&answer), "hello 42");
+    assert_eq!(backend.discovers(), 1);
+    h.stop().await.unwrap();
+}

@@ -1,5 +1,6 @@
-//! SECURITY.md names, for every rule, the test that proves it: each name must be a test that
-//! exists, so that the document cannot point at a test that was renamed or removed.
+//! SECURITY.md names, for every rule, the test that proves it (and docs/protocol-eras.md, for
+//! every case): each name must be a test that exists, so that a document cannot point at a test
+//! that was renamed or removed.
 
 use std::path::Path;
 
@@ -34,10 +35,20 @@ fn named_tests(text: &str) -> Vec<(String, String)> {
 
 #[test]
 fn every_test_security_md_names_exists() {
+    every_named_test_exists("SECURITY.md", 20);
+}
+
+#[test]
+fn every_test_the_protocol_page_names_exists() {
+    every_named_test_exists("docs/protocol-eras.md", 8);
+}
+
+/// Each test `document` names exists; it names `at_least` of them.
+fn every_named_test_exists(document: &str, at_least: usize) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join("SECURITY.md")).unwrap();
+    let text = std::fs::read_to_string(root.join(document)).unwrap();
     let named = named_tests(&text);
-    assert!(named.len() >= 20, "{named:?}");
+    assert!(named.len() >= at_least, "{named:?}");
     for (module, name) in named {
         let file = match module.strip_suffix("::tests") {
             Some(source) => root
@@ -49,7 +60,7 @@ fn every_test_security_md_names_exists() {
             .unwrap_or_else(|e| panic!("{module}::{name}: {}: {e}", file.display()));
         assert!(
             code.contains(&format!("fn {name}()")),
-            "SECURITY.md names {module}::{name}, which {} does not define",
+            "{document} names {module}::{name}, which {} does not define",
             file.display()
         );
     }
