@@ -671,6 +671,29 @@ def modern_backend(sc: Scenario) -> str:
     return f"discovered after a refused initialize; input_required answered; {grown[0]} after list_changed"
 
 
+def ts_client_modes(sc: Scenario) -> str:
+    """The official TypeScript SDK 2.4's client starting the drop-in over stdio, in its `legacy`
+    and `auto` negotiation modes (ts_client.mjs), each with a fresh HOME: `auto` probes
+    `server/discover` from a short-lived sibling process first, which must not sign in; each
+    mode signs in once and calls whoami."""
+    idp, backend_url, cb = fastmcp_stack(sc)
+    seen = {}
+    for mode in ("legacy", "auto"):
+        before = len(idp.requests("authorization"))
+        env = sc.proxy_env(sc.home(f"home-{mode}"), backend_url, idp.issuer, cb, label=f"browser-{mode}")
+        with open(sc.dir / f"ts-client-{mode}.stderr.log", "wb") as err:
+            run = subprocess.run([NODE, str(HERE / "ts_client.mjs"), mode, BIN], env=env, cwd=HERE,
+                                 stdout=subprocess.PIPE, stderr=err, timeout=90)
+        check(run.returncode == 0, f"{mode}: exit {run.returncode}:\n{tail(sc.dir / f'ts-client-{mode}.stderr.log')}")
+        result = json.loads(run.stdout.decode().strip().splitlines()[-1])
+        check_whoami(result["whoami"], "interop-public")
+        check("whoami" in result["tools"], f"{mode}: tools {result['tools']}")
+        logins = len(idp.requests("authorization")) - before
+        check(logins == 1, f"{mode}: {logins} sign-ins (the probe must not sign in)")
+        seen[mode] = result["protocolVersion"]
+    return ", ".join(f"{mode}: {version}" for mode, version in seen.items())
+
+
 def gateway_two_issuers(sc: Scenario) -> None:
     """The README's gateway, as a platform team would set it up: one config file, two identity
     providers with a fastmcp backend behind each, and server-everything behind a static API key;
@@ -781,6 +804,7 @@ SCENARIOS: list[Callable[[Scenario], str | None]] = [
     python_original_parity,
     http_sse_backend,
     modern_backend,
+    ts_client_modes,
     gateway_two_issuers,
 ]
 
