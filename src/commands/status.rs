@@ -241,15 +241,20 @@ async fn check_within(
             ));
         }
     };
-    let name = connection
-        .info()
+    let info = connection.info();
+    let name = info
+        .as_ref()
         .and_then(|info| info.server_info.as_ref().map(|s| untrusted(&s.name)))
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "an MCP server".into());
+    // The revision it answered in: which of MCP's two ways to start a session it takes.
+    let revision = info
+        .map(|info| format!(", MCP {}", untrusted(info.protocol_version.as_str())))
+        .unwrap_or_default();
     // Best effort: the backend answered, which is what status reports; a close (the session's
     // DELETE) that does not end in time is abandoned at the same deadline.
     let _ = timeout_at(deadline, link.close()).await;
-    Ok(name)
+    Ok(format!("{name}{revision}"))
 }
 
 /// How `status` introduces itself to a backend: by its own name, asking for no capability a
@@ -515,7 +520,7 @@ mod tests {
         let (url, stop) = serve(router).await;
         let started = Instant::now();
         let name = check_at(url, Duration::from_secs(10), CHECK_MAX_ANSWER_BYTES).await;
-        assert_eq!(name.as_deref(), Ok("tickets"));
+        assert_eq!(name.as_deref(), Ok("tickets, MCP 2025-06-18"));
         assert!(
             started.elapsed() < Duration::from_secs(3),
             "{:?}",
@@ -550,7 +555,7 @@ mod tests {
         );
         let (url, stop) = serve(router).await;
         let name = check_at(url, Duration::from_secs(10), CHECK_MAX_ANSWER_BYTES).await;
-        assert_eq!(name.as_deref(), Ok("tickets"));
+        assert_eq!(name.as_deref(), Ok("tickets, MCP 2025-06-18"));
         assert_eq!(*deleted.lock().unwrap(), ["session-7"]);
         stop.cancel();
     }
@@ -563,7 +568,7 @@ mod tests {
         });
         let (url, stop) = serve(named).await;
         let name = check_at(url, Duration::from_secs(10), CHECK_MAX_ANSWER_BYTES).await;
-        assert_eq!(name.as_deref(), Ok("evil]0;pwned[2Jname"));
+        assert_eq!(name.as_deref(), Ok("evil]0;pwned[2Jname, MCP 2025-06-18"));
         stop.cancel();
 
         let refusing = backend(|id| {

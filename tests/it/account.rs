@@ -105,7 +105,11 @@ async fn login_status_logout() {
         "{}",
         text.stdout
     );
-    assert!(text.stdout.contains("answers (tickets)"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("answers (tickets, MCP 2025-11-25)"),
+        "{}",
+        text.stdout
+    );
 
     let cache: Vec<_> = std::fs::read_dir(home.path().join(".fastmcp/oauth-mcp-client-cache"))
         .map(|d| d.flatten().map(|e| e.path()).collect())

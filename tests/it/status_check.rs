@@ -278,7 +278,8 @@ async fn status_prints_a_backends_words_without_terminal_escapes() {
     assert!(controls.is_empty(), "{controls:?} in {:?}", run.stdout);
     for backend in ["json", "sse"] {
         assert!(
-            section(&run.stdout, backend).contains(&"  backend  answers (evil]0;pwned[2Jserver)"),
+            section(&run.stdout, backend)
+                .contains(&"  backend  answers (evil]0;pwned[2Jserver, MCP 2025-06-18)"),
             "{}",
             run.stdout
         );
