@@ -347,6 +347,9 @@ where
     }
 }
 
+/// A handshake's outcome: the session, rmcp's refusal, or the limit it went past.
+type Handshake = Result<Result<BackendLink, ClientInitializeError>, Duration>;
+
 /// The handshake over HTTP+SSE, the stream's opening included in `limit`.
 async fn over_http_sse(
     backend: &config::Backend,
@@ -354,7 +357,7 @@ async fn over_http_sse(
     headers: HashMap<HeaderName, HeaderValue>,
     handler: &BackendHandler,
     limit: Option<Duration>,
-) -> Result<Result<Result<BackendLink, ClientInitializeError>, Duration>, ConnectError> {
+) -> Result<Handshake, ConnectError> {
     let handshake = async {
         let opened = http_sse::HttpSse::open(authorized.clone(), &backend.url, headers).await?;
         // HTTP+SSE is MCP 2024-11-05's transport: `initialize` always.

@@ -124,9 +124,11 @@ async fn after_the_stream_ends_the_gateway_connects_again() {
     let h = support::start(settings, TestBrowser::new(BrowserMode::Complete), V).await;
     let one = h.call("legacy_echo", json!({"text": "one"})).await.unwrap();
     assert_eq!(first_text(&one), "one");
+    let posts = backend.sse_front().posts();
     backend.sse_front().end_streams();
-    support::eventually(10, "a second stream", || {
-        backend.sse_front().streams_opened() == 2
+    // A new stream, and on it a new handshake and the lists read again.
+    support::eventually(10, "a second session", || {
+        backend.sse_front().streams_opened() == 2 && backend.sse_front().posts() >= posts + 3
     })
     .await;
     let two = h.call("legacy_echo", json!({"text": "two"})).await.unwrap();

@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 use authful_mcp_proxy::config::{
     AssertionAlgorithm, AssertionAudience, ClientAssertion, Flow, Profile, Resource,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::{
     self, BrowserLog, BrowserMode, Harness, TestBrowser,
@@ -500,6 +500,25 @@ fn elicitations(client: &ListOnce) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Codex, accepting URL elicitation, started with `settings` (`system`: the proxy's own
+/// browser); returns it with the first page the proxy asked it to open.
+async fn codex_asked_to_open_a_page(
+    settings: authful_mcp_proxy::config::Settings,
+    system: Arc<TestBrowser>,
+) -> (ListOnce, Value) {
+    let mut client = ListOnce::start(settings, system);
+    client.answer_with("elicitation/create", json!({"action": "accept"}));
+    client
+        .initialize_with("codex-mcp-client", "2025-11-25", url_elicitation())
+        .await;
+    support::eventually(10, "the client asked to open a page", || {
+        !elicitations(&client).is_empty()
+    })
+    .await;
+    let asked = elicitations(&client).remove(0);
+    (client, asked)
+}
+
 /// A client that takes URL elicitation (Codex, where the proxy has no browser to open) is asked
 /// to open the login page; the person signs in there, the call goes through, and the proxy's
 /// own browser never opens.
@@ -512,16 +531,7 @@ async fn the_client_opens_the_login_page_where_it_takes_url_elicitation() {
         dir.path(),
     );
     let system = TestBrowser::new(BrowserMode::Ignore);
-    let mut client = ListOnce::start(settings, system.clone());
-    client.answer_with("elicitation/create", json!({"action": "accept"}));
-    client
-        .initialize_with("codex-mcp-client", "2025-11-25", url_elicitation())
-        .await;
-    support::eventually(10, "the client asked to open the login page", || {
-        !elicitations(&client).is_empty()
-    })
-    .await;
-    let asked = elicitations(&client).remove(0);
+    let (mut client, asked) = codex_asked_to_open_a_page(settings, system.clone()).await;
     assert_eq!(asked["mode"], "url", "{asked}");
     let url = asked["url"].as_str().unwrap().to_owned();
     assert!(url.starts_with(&idp.issuer()), "{url}");
@@ -596,16 +606,7 @@ async fn a_device_code_page_is_handed_to_the_client() {
     let profile = with(support::profile(&idp, None), |p| p.flow = Flow::Device);
     let settings = support::settings(&backend.url(), Some(profile), dir.path());
     let system = TestBrowser::new(BrowserMode::Ignore);
-    let mut client = ListOnce::start(settings, system.clone());
-    client.answer_with("elicitation/create", json!({"action": "accept"}));
-    client
-        .initialize_with("codex-mcp-client", "2025-11-25", url_elicitation())
-        .await;
-    support::eventually(10, "the device page handed to the client", || {
-        !elicitations(&client).is_empty()
-    })
-    .await;
-    let asked = elicitations(&client).remove(0);
+    let (client, asked) = codex_asked_to_open_a_page(settings, system.clone()).await;
     let code = idp.stats().device_authorizations[0].user_code.clone();
     assert!(
         asked["url"]
