@@ -100,6 +100,9 @@ impl ProgressMap {
     }
 }
 
+/// The prefix of the `_meta` keys a 2026-07-28 peer describes itself with on each request.
+const MODERN_META_PREFIX: &str = "io.modelcontextprotocol/";
+
 /// Which way a request crosses the proxy, as its debug line says it.
 #[derive(Debug, Clone, Copy)]
 pub enum Hop<'a> {
@@ -155,6 +158,13 @@ async fn exchange<R: ServiceRole>(
 ) -> (Option<RequestId>, Result<R::PeerResp, ServiceError>) {
     let wanted = meta.get_progress_token();
     *request.get_meta_mut() = meta;
+    // What a 2026-07-28 peer says of itself on each request (its revision, capabilities,
+    // identity, log level) is about this hop; rmcp adds the proxy's own where the next hop
+    // speaks that revision. Passed on, it would make rmcp take a session of an older revision
+    // for one of 2026-07-28 (see docs/protocol-eras.md).
+    request
+        .get_meta_mut()
+        .retain(|key, _| !key.starts_with(MODERN_META_PREFIX));
     let handle = match peer
         .send_cancellable_request(request, PeerRequestOptions::no_options())
         .await

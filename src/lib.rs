@@ -19,6 +19,9 @@
 //!   and kept in memory, and [`remembered`] for the next start). One keeper per backend connects
 //!   it, logins included, and keeps it connected in either mode; how long a client may wait at
 //!   start-up comes from its name ([`server::client_waits`]).
+//! - [`downstream`]: the stdio client as the backends reach it, in the era it speaks — what
+//!   they tell it (a 2026-07-28 client on its `subscriptions/listen` streams) and what they ask
+//!   it (a 2026-07-28 client through `input_required` answers to its calls).
 //! - [`backend`]: one remote server — its connection and the one path of every request to it.
 //!   [`forward`] carries a request across a hop (`_meta`, progress, cancellation, timeout)
 //!   and logs its [`shape`] at debug level; [`lists`] reads a backend's lists whole.
@@ -71,6 +74,7 @@ pub mod cli;
 pub mod clients;
 pub mod commands;
 pub mod config;
+pub(crate) mod downstream;
 pub(crate) mod error_text;
 pub(crate) mod forward;
 pub mod glob;

@@ -82,7 +82,8 @@ where
     // Listening from the start: a device code shown while the client initializes must reach it.
     let notices: Vec<_> = managers.values().map(|m| m.notices().subscribe()).collect();
     let http = clients::backend();
-    let transport = StdioTransport::new(reader, writer);
+    let mut transport = StdioTransport::new(reader, writer);
+    let engaged = transport.engaged();
     if settings.backends.is_empty() {
         return Err(RunError::NoBackend);
     }
@@ -100,10 +101,16 @@ where
     if settings.mode == Mode::DropIn {
         // Log in while the client starts up: `initialize` then finds the token ready (or joins
         // the same login) instead of starting it only then. (The gateway starts its backends,
-        // logins included, as soon as the client initializes.)
+        // logins included, as soon as the client initializes.) Not for a `server/discover`
+        // probe alone: it may come from a process the client starts only to ask.
         for tokens in managers.values() {
             let (tokens, closing) = (Arc::clone(tokens), closer.token().clone());
+            let mut engaged = engaged.clone();
             closer.spawn(async move {
+                tokio::select! {
+                    _ = engaged.wait_for(|e| *e) => {}
+                    () = closing.cancelled() => return,
+                }
                 tokio::select! {
                     login = tokens.access_token() => {
                         if let Err(e) = login {
@@ -143,7 +150,7 @@ async fn session<S: Service<RoleServer>>(
             return ended_before_initialize(e);
         }
     };
-    // Log messages are what every client of the revisions the proxy speaks shows a person.
+    // Log messages are what every client of the older revisions shows a person.
     #[allow(deprecated)]
     for mut notices in notices {
         let (peer, closing) = (running.peer().clone(), closer.token().clone());
@@ -157,6 +164,11 @@ async fn session<S: Service<RoleServer>>(
                     },
                     () = closing.cancelled() => return,
                 };
+                if peer.peer_info().is_none() {
+                    // A 2026-07-28 client takes log messages only in answer to a request that
+                    // asks for them; the notice is on stderr.
+                    continue;
+                }
                 let message = rmcp::model::LoggingMessageNotificationParam::new(
                     rmcp::model::LoggingLevel::Notice,
                     text.into(),

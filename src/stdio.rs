@@ -10,9 +10,6 @@
 //! - longer than [`MAX_MESSAGE_BYTES`]: `-32600`, with the request's id when it is among the
 //!   first bytes of the line; the line is skipped without being buffered.
 //!
-//! - `server/discover`, the probe of 2026-07-28 clients: `-32601 Method not found`, at once and
-//!   whatever the state of the session (see [`crate::protocol`]).
-//!
 //! Unknown notifications are ignored, as JSON-RPC never answers a notification. Nothing read
 //! from stdin is logged: requests may carry anything.
 
@@ -34,8 +31,6 @@ use tokio::{
     sync::Mutex,
 };
 
-use crate::protocol;
-
 /// The largest message accepted on stdin, in bytes (the newline excluded). The same as rmcp's
 /// limit for one server-sent event, so what a backend may send over HTTP also fits here.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -56,6 +51,8 @@ pub struct StdioTransport<R, W> {
     oversized: bool,
     limit: usize,
     write: Arc<Mutex<Option<W>>>,
+    /// Set at the first message that is not a `server/discover` probe (see [`Self::engaged`]).
+    engaged: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 enum LineRead {
@@ -82,7 +79,17 @@ where
             oversized: false,
             limit,
             write: Arc::new(Mutex::new(Some(write))),
+            engaged: None,
         }
+    }
+
+    /// Turns `true` at the client's first message that is not a `server/discover` probe: from
+    /// then on the client means to use the server, rather than only to ask what it is (a
+    /// 2026-07-28 client may probe from a process of its own that ends right after).
+    pub fn engaged(&mut self) -> tokio::sync::watch::Receiver<bool> {
+        self.engaged
+            .get_or_insert_with(|| tokio::sync::watch::Sender::new(false))
+            .subscribe()
     }
 
     /// Reads up to the next newline without ever buffering more than the limit.
@@ -150,9 +157,6 @@ fn judge(line: &[u8]) -> Verdict {
     // line that does not fit is read again, as a plain value, to say what is wrong with it.
     match serde_json::from_slice::<RxJsonRpcMessage<RoleServer>>(line) {
         Ok(JsonRpcMessage::Request(request)) => {
-            if request.request.method() == protocol::DISCOVER_METHOD {
-                return discover_not_supported(Some(id_value(&request.id)));
-            }
             if let ClientRequest::CustomRequest(custom) = &request.request
                 && let Some(problem) = params_problem(&custom.method, custom.params.clone())
             {
@@ -169,23 +173,16 @@ fn judge(line: &[u8]) -> Verdict {
     }
 }
 
+/// A `server/discover` probe.
+fn is_probe(message: &RxJsonRpcMessage<RoleServer>) -> bool {
+    matches!(message, JsonRpcMessage::Request(r) if matches!(r.request, ClientRequest::DiscoverRequest(_)))
+}
+
 fn id_value(id: &RequestId) -> Value {
     match id {
         NumberOrString::Number(n) => json!(n),
         NumberOrString::String(s) => json!(&**s),
     }
-}
-
-fn discover_not_supported(id: Option<Value>) -> Verdict {
-    Verdict::Answer(
-        id,
-        protocol::DISCOVER_NOT_SUPPORTED,
-        format!(
-            "Method not found: {} (this server speaks MCP up to {}; use initialize)",
-            protocol::DISCOVER_METHOD,
-            rmcp::model::ProtocolVersion::LATEST_WITH_INITIALIZE
-        ),
-    )
 }
 
 /// What to answer to a line that is not a message rmcp can read.
@@ -210,9 +207,6 @@ fn misfit(line: &[u8], typed: &serde_json::Error) -> Verdict {
         .filter(|id| id.is_string() || id.is_i64())
         .cloned();
     let method = object.get("method").and_then(Value::as_str).unwrap_or("");
-    if method == protocol::DISCOVER_METHOD && object.contains_key("id") {
-        return discover_not_supported(id);
-    }
     // A notification is never answered, not even a broken one.
     if id.is_none() && !method.is_empty() && !object.contains_key("id") {
         tracing::debug!("Ignored an unusable notification '{method}' from the client");
@@ -240,6 +234,8 @@ fn params_problem(method: &str, params: Option<Value>) -> Option<String> {
         "resources/unsubscribe" => misfit::<UnsubscribeRequestParams>(params),
         "completion/complete" => misfit::<CompleteRequestParams>(params),
         "logging/setLevel" => misfit::<rmcp::model::SetLevelRequestParams>(params),
+        "server/discover" => misfit::<Option<rmcp::model::DiscoverRequestParams>>(params),
+        "subscriptions/listen" => misfit::<rmcp::model::SubscriptionsListenRequestParams>(params),
         "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
             misfit::<Option<PaginatedRequestParams>>(params)
         }
@@ -270,6 +266,8 @@ const KNOWN_METHODS: &[&str] = &[
     "resources/unsubscribe",
     "completion/complete",
     "logging/setLevel",
+    "server/discover",
+    "subscriptions/listen",
 ];
 
 /// The request id of an oversized line, if it appears as a top-level member among the bytes
@@ -381,7 +379,14 @@ where
                 }
             };
             match verdict {
-                Verdict::Deliver(message) => return Some(*message),
+                Verdict::Deliver(message) => {
+                    if let Some(engaged) = &self.engaged
+                        && !is_probe(&message)
+                    {
+                        engaged.send_replace(true);
+                    }
+                    return Some(*message);
+                }
                 Verdict::Answer(id, code, message) => {
                     answer(&self.write, id, code, message).await?;
                 }
@@ -443,12 +448,11 @@ mod tests {
                 "a notification is never answered"
             );
         }
-        let Verdict::Answer(Some(id), -32601, _) = judge(
+        let Verdict::Deliver(_) = judge(
             br#"{"jsonrpc":"2.0","id":"probe","method":"server/discover","params":{"_meta":{}}}"#,
         ) else {
-            panic!("server/discover must be method not found, answered by the transport")
+            panic!("server/discover reaches the server, which answers it")
         };
-        assert_eq!(id, json!("probe"));
         let Verdict::Deliver(_) =
             judge(br#"{"jsonrpc":"2.0","id":1,"method":"vendor/extension","params":{}}"#)
         else {

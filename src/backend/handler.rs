@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use rmcp::{
-    Peer, RoleClient, RoleServer,
+    Peer, RoleClient,
     model::{
         ClientConfig, ClientResult, ErrorCode, ErrorData, GetMeta, NotificationMetaObject,
         ServerNotification, ServerRequest, SubscriptionFilter,
@@ -17,12 +17,7 @@ use rmcp::{
 use tokio::sync::mpsc;
 use tracing::Level;
 
-use crate::{
-    forward::{Hop, ProgressMap, client_error, forward},
-    naming::Naming,
-    request_error::RequestError,
-    shape,
-};
+use crate::{downstream, forward::ProgressMap, naming::Naming, request_error::RequestError, shape};
 
 /// Progress tokens for both directions of one backend link.
 #[derive(Clone, Default)]
@@ -47,8 +42,8 @@ pub enum ListChanged {
 /// Where what a backend sends on its own initiative goes.
 #[derive(Clone)]
 enum Downstream {
-    /// The stdio client: the proxy's sessions.
-    Client(Peer<RoleServer>),
+    /// The stdio client, in the era it speaks.
+    Client(Arc<downstream::Client>),
     /// Nobody: a session no client takes part in, such as `status`'s check. A ping is
     /// answered, any other request declined, notifications dropped.
     Nobody,
@@ -69,9 +64,9 @@ pub struct BackendHandler {
 
 impl BackendHandler {
     /// The stdio client it passes things on to, if there is one.
-    pub(super) fn client(&self) -> Option<Peer<RoleServer>> {
+    pub(super) fn client(&self) -> Option<&Arc<downstream::Client>> {
         match &self.downstream {
-            Downstream::Client(client) => Some(client.clone()),
+            Downstream::Client(client) => Some(client),
             Downstream::Nobody => None,
         }
     }
@@ -86,7 +81,7 @@ impl BackendHandler {
     pub fn new(
         name: &str,
         info: ClientConfig,
-        downstream: Peer<RoleServer>,
+        downstream: Arc<downstream::Client>,
         progress: ProgressMaps,
     ) -> Self {
         Self {
@@ -174,13 +169,15 @@ impl BackendHandler {
         };
         // rmcp's own line of each notification holds its data: off unless `--log-content`.
         let method = tracing::enabled!(Level::DEBUG).then(|| shape::method(&notification));
-        match downstream.send_notification(notification).await {
-            Ok(()) => {
-                if let Some(method) = method {
-                    tracing::debug!("{method} from backend '{}' to the client", self.name);
-                }
+        let sent = downstream.notify(notification).await;
+        if let Some(method) = method {
+            match sent {
+                true => tracing::debug!("{method} from backend '{}' to the client", self.name),
+                false => tracing::debug!(
+                    "Dropped {method} from backend '{}': the client did not ask for it, or is gone",
+                    self.name
+                ),
             }
-            Err(e) => tracing::debug!("Dropped a notification from backend '{}': {e}", self.name),
         }
     }
 
@@ -199,18 +196,15 @@ impl BackendHandler {
             Some(naming) => attributed(naming, request).map_err(ErrorData::from)?,
             None => request,
         };
-        forward(
-            downstream,
-            request,
-            meta,
-            cancelled,
-            &self.progress.to_backend,
-            // Sampling and elicitation wait for a person: no limit but the backend's own.
-            None,
-            Hop::ToClient(&self.name),
-        )
-        .await
-        .map_err(|e| client_error("client", e).into())
+        downstream
+            .ask(
+                &self.name,
+                request,
+                meta,
+                cancelled,
+                &self.progress.to_backend,
+            )
+            .await
     }
 
     /// A backend of MCP 2026-07-28 tells of changed lists only on a `subscriptions/listen`

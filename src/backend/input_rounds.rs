@@ -5,10 +5,14 @@
 //! of those requests itself, and sends the request again with the answers (`inputResponses`)
 //! and the backend's `requestState`, until the backend answers for good — at most
 //! [`MAX_ROUNDS`] times, as the SDKs do.
+//!
+//! The other way round — a 2026-07-28 client, a backend of the older revision — is
+//! [`crate::downstream::questions`]; [`take_retry`] reads a client's retry for it.
 
 use std::collections::BTreeMap;
 
 use rmcp::model::{ClientRequest, InputRequest, InputRequiredResult, ServerRequest};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::BackendHandler;
@@ -74,4 +78,28 @@ pub async fn answered(
         }
     }
     Ok(again)
+}
+
+/// The answers a client's retry carries.
+pub type Retry = (Option<String>, Option<BTreeMap<String, Value>>);
+
+/// `request` without its MRTR fields, and them: `Some` for the three requests that may be
+/// answered `input_required` (a first call has neither field), `None` for any other request.
+pub fn take_retry(mut request: ClientRequest) -> (ClientRequest, Option<Retry>) {
+    let retry = match &mut request {
+        ClientRequest::CallToolRequest(r) => (
+            r.params.request_state.take(),
+            r.params.input_responses.take(),
+        ),
+        ClientRequest::GetPromptRequest(r) => (
+            r.params.request_state.take(),
+            r.params.input_responses.take(),
+        ),
+        ClientRequest::ReadResourceRequest(r) => (
+            r.params.request_state.take(),
+            r.params.input_responses.take(),
+        ),
+        _ => return (request, None),
+    };
+    (request, Some(retry))
 }

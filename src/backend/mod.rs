@@ -44,6 +44,7 @@ use tracing::Level;
 use crate::{
     auth::{Access, AuthError},
     config::{self, Protocol, Transport},
+    downstream::{self, Era},
     forward::{Hop, ProgressMap, client_error, describe, find_auth_error, forward},
     request_error::RequestError,
     shape,
@@ -102,13 +103,35 @@ impl Connection {
     /// Sends `request` for the client, with its `_meta`, and returns the answer, or the error
     /// the client should see (naming the backend). `cancelled` stands for the caller giving
     /// up. A backend that wants more scopes for it may make the proxy sign in for them.
+    ///
+    /// A 2026-07-28 client cannot be sent the requests a backend of an older revision asks it
+    /// while it works on a call: its calls to such a backend run apart, and what the backend
+    /// asks comes back as `input_required` (see [`downstream::questions`]).
     pub async fn request(
         &self,
         request: ClientRequest,
         meta: RequestMetaObject,
         cancelled: &CancellationToken,
     ) -> Result<ServerResult, RequestError> {
-        self.send(request, meta, cancelled, Origin::Client).await
+        let modern_client = self
+            .handler
+            .client()
+            .filter(|client| client.era() == Era::Modern);
+        let Some(client) = modern_client.filter(|_| !self.modern) else {
+            return self.send(request, meta, cancelled, Origin::Client).await;
+        };
+        let (request, retry) = input_rounds::take_retry(request);
+        let Some((state, responses)) = retry else {
+            return self.send(request, meta, cancelled, Origin::Client).await;
+        };
+        let connection = self.clone();
+        let work = move |stop: CancellationToken| -> downstream::questions::Work {
+            Box::pin(async move { connection.send(request, meta, &stop, Origin::Client).await })
+        };
+        client
+            .questions
+            .call(&self.name, state.as_deref(), responses, work, cancelled)
+            .await
     }
 
     /// Sends `request` for `origin`: [`Connection::request`] for the client's requests, or the
@@ -168,6 +191,14 @@ impl Connection {
             let ServerResult::InputRequiredResult(asked) = answer else {
                 return Ok(answer);
             };
+            if self
+                .handler
+                .client()
+                .is_some_and(|client| client.era() == Era::Modern)
+            {
+                // The client speaks the same revision: it answers, and calls again itself.
+                return Ok(ServerResult::InputRequiredResult(asked));
+            }
             request = input_rounds::answered(&self.name, &request, asked, &self.handler, cancelled)
                 .await?;
         }
@@ -339,7 +370,7 @@ where
     match handler.client() {
         Some(client) => {
             let progress = handler.progress_to_client();
-            let ordered = ordered::Ordered::new(transport, progress, client);
+            let ordered = ordered::Ordered::new(transport, progress, client.peer().clone());
             handler.serve_with_lifecycle(ordered, lifecycle).await
         }
         // No client: no progress to pass on in order.

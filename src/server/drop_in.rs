@@ -38,7 +38,7 @@ use crate::{
 
 impl Server {
     /// The one backend.
-    fn only(&self) -> Result<&Arc<Keeper>, RequestError> {
+    pub(super) fn only(&self) -> Result<&Arc<Keeper>, RequestError> {
         self.keepers
             .first()
             .ok_or_else(|| RequestError::internal("the drop-in serves no backend"))
@@ -194,7 +194,7 @@ fn backends_own(
 
 /// Marks the lists the capabilities offer as announcing changes: an answer from memory is
 /// followed by `list_changed` once the backend is connected.
-fn announces_list_changes(capabilities: &mut ServerCapabilities) {
+pub(super) fn announces_list_changes(capabilities: &mut ServerCapabilities) {
     if let Some(tools) = &mut capabilities.tools {
         tools.list_changed = Some(true);
     }
@@ -208,7 +208,7 @@ fn announces_list_changes(capabilities: &mut ServerCapabilities) {
 
 /// What `initialize` says before the backend is connected: every list (changes announced) and
 /// feature, under the proxy's own name.
-fn provisional(negotiated: ProtocolVersion) -> InitializeResult {
+pub(super) fn provisional(negotiated: ProtocolVersion) -> InitializeResult {
     let capabilities: ServerCapabilities = serde_json::from_value(json!({
         "tools": {"listChanged": true},
         "prompts": {"listChanged": true},

@@ -27,8 +27,10 @@ mod catalog;
 pub mod client_browser;
 pub mod client_waits;
 mod drop_in;
+mod era;
 mod keeper;
 mod late;
+mod listen;
 mod listing;
 mod requests;
 
@@ -44,7 +46,7 @@ use std::{
 use rmcp::{
     RoleServer,
     model::{
-        ClientNotification, ClientRequest, ErrorData, GetMeta, Implementation,
+        ClientConfig, ClientNotification, ClientRequest, ErrorData, GetMeta, Implementation,
         InitializeRequestParams, InitializeResult, ProgressNotification, ProtocolVersion,
         ServerResult,
     },
@@ -57,6 +59,7 @@ use tokio::sync::OnceCell;
 use crate::{
     auth::Access,
     config::{self, FallbackTools, Mode},
+    downstream::{self, Era},
     error_text::untrusted,
     lists,
     naming::Naming,
@@ -212,42 +215,51 @@ impl Server {
         self.tasks.clone()
     }
 
-    async fn initialize(
+    /// Begins the client's session: the shared state every keeper works with, the client's
+    /// waits, and the keepers started. `None` when a session has begun already.
+    fn begin(
         &self,
-        params: InitializeRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<ServerResult, RequestError> {
-        let negotiated = protocol::negotiate(&params.protocol_version);
+        peer: rmcp::Peer<RoleServer>,
+        era: Era,
+        client: ClientConfig,
+    ) -> Option<Arc<Shared>> {
         let shared = Arc::new(Shared {
-            downstream: context.peer.clone(),
-            info: protocol::introduction(&params),
+            downstream: downstream::Client::new(peer, era),
+            info: protocol::introduction(&client),
             log_level: Mutex::new(None),
             announce: false.into(),
             listed: Default::default(),
             publishing: Mutex::new(()),
         });
-        if self.shared.set(Arc::clone(&shared)).is_err() {
-            return Err(RequestError::AlreadyInitialized);
-        }
-        let url_elicitation = params
-            .capabilities
-            .elicitation
-            .as_ref()
-            .is_some_and(|e| e.url.is_some());
+        self.shared.set(Arc::clone(&shared)).ok()?;
+        // A modern client cannot be sent requests: sign-in pages go to the system browser.
+        let url_elicitation = era == Era::Legacy
+            && client
+                .capabilities
+                .elicitation
+                .as_ref()
+                .is_some_and(|e| e.url.is_some());
         self.url_elicitation
             .store(url_elicitation, Ordering::SeqCst);
         if let Some(browser) = &self.client_browser {
             browser.client_introduced(url_elicitation);
         }
-        let client = untrusted(&params.client_info.name);
-        let (waits, known) = client_waits::for_client(&self.settings, &params.client_info.name);
+        let name = untrusted(&client.client_info.name);
+        let (waits, known) = client_waits::for_client(&self.settings, &client.client_info.name);
         let _ = self.waits.set(waits);
-        tracing::info!(
-            "Client '{client}'{}: initialize within {:.1} s, the first lists within {:.1} s of the start",
-            known.map(|k| format!(" ({})", k.label)).unwrap_or_default(),
-            waits.initialize.as_secs_f64(),
-            waits.first_list.as_secs_f64()
-        );
+        let label = known.map(|k| format!(" ({})", k.label)).unwrap_or_default();
+        match era {
+            Era::Legacy => tracing::info!(
+                "Client '{name}'{label}: initialize within {:.1} s, the first lists within {:.1} s of the start",
+                waits.initialize.as_secs_f64(),
+                waits.first_list.as_secs_f64()
+            ),
+            Era::Modern => tracing::info!(
+                "Client '{name}'{label} speaks MCP {} (no initialize): the first lists within {:.1} s of the start",
+                protocol::MODERN,
+                waits.first_list.as_secs_f64()
+            ),
+        }
         for keeper in &self.keepers {
             self.tasks.spawn(Arc::clone(keeper).keep(
                 self.http.clone(),
@@ -255,6 +267,19 @@ impl Server {
                 self.tasks.token().clone(),
             ));
         }
+        Some(shared)
+    }
+
+    async fn initialize(
+        &self,
+        params: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ServerResult, RequestError> {
+        let negotiated = protocol::negotiate(&params.protocol_version);
+        let Some(shared) = self.begin(context.peer.clone(), Era::Legacy, params) else {
+            return Err(RequestError::AlreadyInitialized);
+        };
+        let waits = self.waits();
         if self.mode == Mode::DropIn {
             return self.drop_in_initialize(&shared, negotiated).await;
         }
@@ -314,7 +339,23 @@ impl Service<RoleServer> for Server {
         request: ClientRequest,
         context: RequestContext<RoleServer>,
     ) -> Result<ServerResult, ErrorData> {
-        Ok(self.answer(request, context).await?)
+        let era = era::of(&context);
+        era::check(era, &request, &context)?;
+        let answer = match request {
+            // The probe may come before any session, from a process started only to ask.
+            ClientRequest::DiscoverRequest(_) => self.discover(),
+            ClientRequest::SubscriptionsListenRequest(listen) => {
+                self.listen(listen.params.notifications, context).await
+            }
+            other => match era {
+                Era::Modern => match self.begin_modern(&context).await {
+                    Ok(()) => self.answer(other, context).await,
+                    Err(e) => Err(e),
+                },
+                Era::Legacy => self.answer(other, context).await,
+            },
+        };
+        era::shape(era, answer.map_err(ErrorData::from))
     }
 
     async fn handle_notification(
@@ -365,6 +406,7 @@ impl Service<RoleServer> for Server {
     }
 
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
-        Cow::Borrowed(protocol::CLIENT_PROTOCOL_VERSIONS)
+        // rmcp starts a session without `initialize` for a request of one of these.
+        Cow::Borrowed(protocol::SUPPORTED)
     }
 }

@@ -672,13 +672,15 @@ def modern_backend(sc: Scenario) -> str:
 
 
 def ts_client_modes(sc: Scenario) -> str:
-    """The official TypeScript SDK 2.4's client starting the drop-in over stdio, in its `legacy`
-    and `auto` negotiation modes (ts_client.mjs), each with a fresh HOME: `auto` probes
-    `server/discover` from a short-lived sibling process first, which must not sign in; each
-    mode signs in once and calls whoami."""
+    """The official TypeScript SDK 2.4's client starting the drop-in over stdio, in each of its
+    negotiation modes (ts_client.mjs), each with a fresh HOME: `legacy` (initialize, 2025-11-25),
+    `auto` (probes `server/discover` from a short-lived sibling process first, which must not
+    sign in, then speaks 2026-07-28) and pinned to 2026-07-28; each signs in once and calls
+    whoami."""
     idp, backend_url, cb = fastmcp_stack(sc)
     seen = {}
-    for mode in ("legacy", "auto"):
+    expected = {"legacy": "2025-11-25", "auto": "2026-07-28", "pin": "2026-07-28"}
+    for mode in expected:
         before = len(idp.requests("authorization"))
         env = sc.proxy_env(sc.home(f"home-{mode}"), backend_url, idp.issuer, cb, label=f"browser-{mode}")
         with open(sc.dir / f"ts-client-{mode}.stderr.log", "wb") as err:
@@ -691,6 +693,7 @@ def ts_client_modes(sc: Scenario) -> str:
         logins = len(idp.requests("authorization")) - before
         check(logins == 1, f"{mode}: {logins} sign-ins (the probe must not sign in)")
         seen[mode] = result["protocolVersion"]
+        check(seen[mode] == expected[mode], f"{mode}: spoke {seen[mode]}, expected {expected[mode]}")
     return ", ".join(f"{mode}: {version}" for mode, version in seen.items())
 
 

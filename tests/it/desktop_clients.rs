@@ -4,7 +4,7 @@
 //! in; backends that page their lists, join late, or never answer a list; clients of other
 //! protocol eras; an MCP App behind a prefix; and the order of progress and answers.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use authful_mcp_proxy::{
     config::{Backend, FallbackTools, Gateway, Settings},
@@ -515,81 +515,6 @@ async fn unknown_protocol_versions_get_the_newest_supported_one() {
             );
             client.stop().await;
         }
-    }
-}
-
-/// A 2026-07-28 client probes with `server/discover`; "Method not found" at once makes it fall
-/// back to `initialize` without waiting out its probe timeout.
-#[tokio::test]
-async fn server_discover_is_method_not_found_at_once_in_both_modes() {
-    use rmcp::{ClientLifecycleMode, ClientServiceExt, model::ProtocolVersion};
-
-    let everything = TestBackend::start(BackendConfig::open("everything")).await;
-    let other = TestBackend::start(BackendConfig::open("other")).await;
-    let dir = tempfile::tempdir().unwrap();
-    let drop_in = support::settings(&everything.url(), None, dir.path());
-    let both = gateway(
-        vec![
-            prefixed("everything", &everything.url(), None),
-            prefixed("other", &other.url(), None),
-        ],
-        dir.path(),
-    );
-    for settings in [drop_in, both] {
-        let mut client = ListOnce::start(settings.clone(), TestBrowser::new(BrowserMode::Ignore));
-        let meta = json!({"_meta": {
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientInfo": {"name": "era-2026", "version": "1"},
-            "io.modelcontextprotocol/clientCapabilities": {}
-        }});
-        for phase in ["before initialize", "after initialize"] {
-            let asked = client.elapsed();
-            let answer = client.request("server/discover", meta.clone()).await;
-            assert_eq!(answer["error"]["code"], -32601, "{phase}: {answer}");
-            assert!(client.elapsed() - asked < Duration::from_secs(1), "{phase}");
-            if phase == "before initialize" {
-                client.initialize("2025-11-25").await;
-            }
-        }
-        client.stop().await;
-
-        // rmcp's own era-probing client: it probes, falls back and works.
-        let (to_proxy, proxy_in) = tokio::net::unix::pipe::pipe().unwrap();
-        let (proxy_out, from_proxy) = tokio::net::unix::pipe::pipe().unwrap();
-        let browser: Arc<dyn authful_mcp_proxy::auth::browser::Browser> =
-            TestBrowser::new(BrowserMode::Ignore);
-        let proxy = tokio::spawn(authful_mcp_proxy::proxy::serve(
-            settings,
-            browser,
-            proxy_in,
-            proxy_out,
-            std::future::pending(),
-        ));
-        let started = std::time::Instant::now();
-        let probing = rmcp::model::ClientConfig::default()
-            .serve_with_lifecycle(
-                (from_proxy, to_proxy),
-                ClientLifecycleMode::Auto {
-                    preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-                    legacy_version: None,
-                },
-            )
-            .await
-            .expect("the probe falls back to initialize");
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{:?}",
-            started.elapsed()
-        );
-        let info = probing.peer_info().expect("initialized");
-        assert_eq!(info.protocol_version, ProtocolVersion::V_2025_11_25);
-        assert!(!probing.list_all_tools().await.unwrap().is_empty());
-        probing.cancel().await.unwrap();
-        tokio::time::timeout(Duration::from_secs(10), proxy)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
     }
 }
 

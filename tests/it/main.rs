@@ -52,6 +52,7 @@ mod idp_faults;
 mod list_bounds;
 mod login;
 mod modern_backends;
+mod modern_clients;
 mod processes;
 mod properties;
 mod redirects;

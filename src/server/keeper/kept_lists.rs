@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, atomic::Ordering};
 
-use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
+use rmcp::model::{Prompt, Resource, ResourceTemplate, ServerNotification, Tool};
 use tokio_util::sync::CancellationToken;
 
 use super::{Keeper, Shared, Status};
@@ -237,12 +237,24 @@ pub(super) async fn announce(shared: &Shared, kinds: &[Kind], first: bool) {
     };
     let client = &shared.downstream;
     if changed(Kind::Tools) {
-        let _ = client.notify_tool_list_changed().await;
+        client
+            .notify(ServerNotification::ToolListChangedNotification(
+                Default::default(),
+            ))
+            .await;
     }
     if changed(Kind::Prompts) {
-        let _ = client.notify_prompt_list_changed().await;
+        client
+            .notify(ServerNotification::PromptListChangedNotification(
+                Default::default(),
+            ))
+            .await;
     }
     if changed(Kind::Resources) || changed(Kind::Templates) {
-        let _ = client.notify_resource_list_changed().await;
+        client
+            .notify(ServerNotification::ResourceListChangedNotification(
+                Default::default(),
+            ))
+            .await;
     }
 }

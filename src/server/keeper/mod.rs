@@ -23,10 +23,7 @@ use std::{
     time::Duration,
 };
 
-use rmcp::{
-    Peer, RoleServer,
-    model::{ClientConfig, ClientRequest, ProtocolVersion, ServerPeerInfo},
-};
+use rmcp::model::{ClientConfig, ClientRequest, ProtocolVersion, ServerPeerInfo};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -87,8 +84,8 @@ pub struct Keeper {
 
 /// What every keeper's keeper shares with the gateway.
 pub struct Shared {
-    /// The stdio client.
-    pub downstream: Peer<RoleServer>,
+    /// The stdio client, in the era it speaks.
+    pub downstream: Arc<crate::downstream::Client>,
     /// Introduction sent to each backend: the client's own capabilities.
     pub info: ClientConfig,
     /// The last `logging/setLevel` the client sent, replayed to backends that connect later.

@@ -61,7 +61,7 @@ class Entry:
 
 class Driver(Protocol):
     name: str  # scenario prefix: claude_code, codex, gemini_cli, opencode
-    client_info: str  # the clientInfo.name it sends in initialize
+    client_info: str  # the clientInfo.name it sends in initialize (or, in 2026-07-28, in _meta)
     wire: Wire
 
     def run(self, home: Path, workdir: Path, model_url: str, entry: Entry, out: Path, timeout: float) -> int:
@@ -110,14 +110,14 @@ def run_cli(argv: list[str], env: dict[str, str], cwd: Path, out: Path, timeout:
 class Timings:
     client_info: str | None
     protocol: str | None
-    initialize: float | None  # seconds from spawn to the initialize answer
+    initialize: float | None  # seconds from spawn to the initialize (or server/discover) answer
     first_list: float | None  # seconds from spawn to the first complete tools/list answer
     first_tools: list[str]  # the tools in that list
 
     def text(self) -> str:
         def s(v: float | None) -> str:
             return "never" if v is None else f"{v:.2f} s"
-        return f"initialize {s(self.initialize)}, first complete list {s(self.first_list)}"
+        return f"initialize/discover {s(self.initialize)}, first complete list {s(self.first_list)}"
 
 
 def read_tap(log: Path) -> Timings:
@@ -129,11 +129,12 @@ def read_tap(log: Path) -> Timings:
     for e in entries:
         if e.get("dir") == "in" and "method" in e and "id" in e:
             asked[json.dumps(e["id"])] = e["method"]
-            if e["method"] == "initialize":
+            if e["method"] == "initialize" or (info is None and e.get("client")):
                 info, protocol = e.get("client"), e.get("protocol")
         elif e.get("dir") == "out" and "id" in e and "method" not in e:
             method = asked.get(json.dumps(e["id"]))
-            if method == "initialize" and initialize is None and "error" not in e:
+            # A 2026-07-28 client's handshake is its server/discover probe.
+            if method in ("initialize", "server/discover") and initialize is None and "error" not in e:
                 initialize = e["t"]
             elif method == "tools/list" and first_list is None and "tools" in e and not e.get("next_cursor"):
                 first_list, tools = e["t"], e.get("tool_names") or []

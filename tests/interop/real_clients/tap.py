@@ -51,10 +51,16 @@ def main() -> int:
                     if key in message:
                         entry[key] = message[key]
                 params, result = message.get("params") or {}, message.get("result")
+                meta = params.get("_meta") or {} if isinstance(params, dict) else {}
                 if message.get("method") == "initialize":
                     entry["client"] = (params.get("clientInfo") or {}).get("name")
                     entry["protocol"] = params.get("protocolVersion")
                     entry["capabilities"] = sorted(params.get("capabilities") or {})
+                elif isinstance(meta, dict) and "io.modelcontextprotocol/protocolVersion" in meta:
+                    # MCP 2026-07-28: the client says who it is on every request.
+                    entry["client"] = (meta.get("io.modelcontextprotocol/clientInfo") or {}).get("name")
+                    entry["protocol"] = meta.get("io.modelcontextprotocol/protocolVersion")
+                    entry["capabilities"] = sorted(meta.get("io.modelcontextprotocol/clientCapabilities") or {})
                 if isinstance(result, dict):
                     for kind in ("tools", "prompts", "resources", "resourceTemplates"):
                         if isinstance(result.get(kind), list):
