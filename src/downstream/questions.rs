@@ -21,7 +21,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use futures::future::BoxFuture;
@@ -74,8 +74,9 @@ struct Call {
 pub struct Questions {
     /// Calls in progress, oldest first.
     listening: Mutex<Vec<Listener>>,
-    /// Calls waiting for the client's retry, by `requestState`, with when they were parked.
-    parked: Mutex<HashMap<String, (Instant, Call)>>,
+    /// Calls waiting for the client's retry, by `requestState`;
+    /// shared with the timers that drop them after [`PARKED_FOR`].
+    parked: Arc<Mutex<HashMap<String, Call>>>,
 }
 
 impl Questions {
@@ -239,24 +240,29 @@ impl Questions {
         }
         let state = fresh_state();
         if let Ok(mut parked) = self.parked.lock() {
-            parked.retain(|_, (at, _)| at.elapsed() < PARKED_FOR);
-            parked.insert(state.clone(), (Instant::now(), call));
+            parked.insert(state.clone(), call);
         }
+        // A client that never comes back: its call is dropped, which cancels it at the backend.
+        let (parked, expired) = (Arc::downgrade(&self.parked), state.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(PARKED_FOR).await;
+            if let Some(parked) = parked.upgrade()
+                && let Ok(mut parked) = parked.lock()
+            {
+                parked.remove(&expired);
+            }
+        });
         Ok(ServerResult::InputRequiredResult(InputRequiredResult::new(
             Some(requests),
             Some(state),
         )))
     }
 
-    /// The call parked under `state` for `backend`, if it has not expired.
+    /// The call parked under `state` for `backend`, if it is still there.
     fn unpark(&self, backend: &str, state: &str) -> Option<Call> {
         let mut parked = self.parked.lock().ok()?;
-        parked.retain(|_, (at, _)| at.elapsed() < PARKED_FOR);
-        if parked
-            .get(state)
-            .is_some_and(|(_, c)| &*c.backend == backend)
-        {
-            parked.remove(state).map(|(_, call)| call)
+        if parked.get(state).is_some_and(|c| &*c.backend == backend) {
+            parked.remove(state)
         } else {
             None
         }
@@ -308,5 +314,134 @@ fn answer_of(request: &ServerRequest, value: Value) -> Result<ClientResult, Erro
             "not a question this client answers",
             None,
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rmcp::model::{ElicitRequest, ElicitRequestParams, ElicitationSchema};
+    use serde_json::json;
+
+    use super::*;
+
+    fn elicitation() -> ServerRequest {
+        let schema = ElicitationSchema::builder()
+            .required_string("answer")
+            .build()
+            .unwrap();
+        ServerRequest::ElicitRequest(ElicitRequest::new(
+            ElicitRequestParams::FormElicitationParams {
+                meta: None,
+                message: "Your name?".into(),
+                requested_schema: schema,
+            },
+        ))
+    }
+
+    /// Work that ends only when stopped, and says so on `stopped`.
+    fn endless(stopped: Arc<AtomicBool>) -> impl FnOnce(CancellationToken) -> Work {
+        move |stop| {
+            Box::pin(async move {
+                stop.cancelled().await;
+                stopped.store(true, Ordering::SeqCst);
+                Err(RequestError::internal("stopped"))
+            })
+        }
+    }
+
+    /// A question reaches a call to its own backend only; the call is answered
+    /// `input_required`, and the retry hands the answer to the question.
+    #[tokio::test]
+    async fn a_question_goes_only_to_a_call_of_its_backend() {
+        let questions = Arc::new(Questions::default());
+        let never = CancellationToken::new();
+        let stopped = Arc::new(AtomicBool::new(false));
+        let asking = {
+            let questions = Arc::clone(&questions);
+            let never = never.clone();
+            tokio::spawn(async move {
+                // Asked once the call below listens.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let other = questions.ask("b", elicitation(), &never).await;
+                assert_eq!(other.unwrap_err().code, ErrorCode::METHOD_NOT_FOUND);
+                questions.ask("a", elicitation(), &never).await
+            })
+        };
+        let first = questions
+            .call("a", None, None, endless(Arc::clone(&stopped)), &never)
+            .await
+            .unwrap();
+        let ServerResult::InputRequiredResult(asked) = first else {
+            panic!("{first:?}")
+        };
+        let state = asked.request_state.unwrap();
+        let keys: Vec<_> = asked.input_requests.unwrap().into_keys().collect();
+        assert_eq!(keys, ["q0"]);
+        let responses = BTreeMap::from([(
+            "q0".to_owned(),
+            json!({"action": "accept", "content": {"answer": "Ada"}}),
+        )]);
+        let resumed = {
+            let questions = Arc::clone(&questions);
+            let never = never.clone();
+            let state = state.clone();
+            tokio::spawn(async move {
+                questions
+                    .call(
+                        "a",
+                        Some(&state),
+                        Some(responses),
+                        |_| unreachable!(),
+                        &never,
+                    )
+                    .await
+            })
+        };
+        let answer = asking.await.unwrap().unwrap();
+        assert!(
+            matches!(answer, ClientResult::ElicitResult(_)),
+            "{answer:?}"
+        );
+        // The spent state is no longer parked; the call goes on until it is given up.
+        assert!(questions.unpark("a", &state).is_none());
+        resumed.abort();
+        let _ = resumed.await;
+        tokio::task::yield_now().await;
+        assert!(
+            stopped.load(Ordering::SeqCst),
+            "the given-up call was not stopped"
+        );
+    }
+
+    /// A call the client never comes back for is dropped after [`PARKED_FOR`], which stops it
+    /// at the backend.
+    #[tokio::test(start_paused = true)]
+    async fn a_call_never_retried_is_stopped_after_it_was_parked_for_long() {
+        let questions = Arc::new(Questions::default());
+        let never = CancellationToken::new();
+        let stopped = Arc::new(AtomicBool::new(false));
+        let asking = {
+            let questions = Arc::clone(&questions);
+            let never = never.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                questions.ask("a", elicitation(), &never).await
+            })
+        };
+        let first = questions
+            .call("a", None, None, endless(Arc::clone(&stopped)), &never)
+            .await
+            .unwrap();
+        assert!(matches!(first, ServerResult::InputRequiredResult(_)));
+        tokio::time::sleep(PARKED_FOR - Duration::from_secs(1)).await;
+        assert!(!stopped.load(Ordering::SeqCst));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::task::yield_now().await;
+        assert!(
+            stopped.load(Ordering::SeqCst),
+            "the abandoned call still runs"
+        );
+        let asked = asking.await.unwrap();
+        assert!(asked.is_err(), "the question was answered: {asked:?}");
     }
 }
