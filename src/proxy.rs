@@ -96,7 +96,8 @@ where
         |b| accesses.get(&b.name).cloned().flatten(),
         http,
     )
-    .with_client_browser(client_browser);
+    .with_client_browser(client_browser)
+    .with_input_ended(transport.ended());
     let closer = server.closer();
     if settings.mode == Mode::DropIn {
         // Log in while the client starts up: `initialize` then finds the token ready (or joins

@@ -53,6 +53,8 @@ pub struct StdioTransport<R, W> {
     write: Arc<Mutex<Option<W>>>,
     /// Set at the first message that is not a `server/discover` probe (see [`Self::engaged`]).
     engaged: Option<tokio::sync::watch::Sender<bool>>,
+    /// Set when stdin ends (see [`Self::ended`]).
+    ended: tokio::sync::watch::Sender<bool>,
 }
 
 enum LineRead {
@@ -80,7 +82,14 @@ where
             limit,
             write: Arc::new(Mutex::new(Some(write))),
             engaged: None,
+            ended: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Turns `true` when stdin ends: the client is gone, and requests that would run until it
+    /// cancels them (a `subscriptions/listen` stream) end too, so that the proxy can exit.
+    pub fn ended(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.ended.subscribe()
     }
 
     /// Turns `true` at the client's first message that is not a `server/discover` probe: from
@@ -349,12 +358,16 @@ where
                 Ok(read) => read,
                 Err(e) => {
                     tracing::error!("Reading stdin failed: {e}");
+                    self.ended.send_replace(true);
                     return None;
                 }
             };
             let line = std::mem::take(&mut self.line);
             let verdict = match read {
-                LineRead::Eof => return None,
+                LineRead::Eof => {
+                    self.ended.send_replace(true);
+                    return None;
+                }
                 LineRead::Oversized => {
                     tracing::warn!(
                         "Answered a message of more than {} bytes on stdin with an error",

@@ -189,13 +189,14 @@ impl Server {
             // A request that came at the same time began it.
             return Ok(());
         };
-        // Nothing waits for an answer to `initialize`: changes are announced at once (to the
-        // streams that ask for them), and the first lists, answered from what `discover` said,
-        // are followed by `list_changed` once the backends are there.
+        // Nothing waits for an answer to `initialize`: changes are announced at once, to the
+        // streams that ask for them.
         shared
             .announce
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        if self.mode == Mode::DropIn {
+        // The drop-in's lists may be answered from memory while it connects: then they are
+        // announced once it is. (Lists read from the backend need no announcement.)
+        if self.mode == Mode::DropIn && self.only()?.recalls() {
             for listed in &shared.listed {
                 listed.store(true, std::sync::atomic::Ordering::SeqCst);
             }

@@ -1,7 +1,7 @@
 //! `subscriptions/listen`: how a 2026-07-28 client hears of changes — one long request per
 //! stream, acknowledged first, then every notification it asked for, tagged with the stream's
-//! id (see [`crate::downstream::subscriptions`]), until the client cancels it or the proxy
-//! stops (then it is answered, so the client knows the end was graceful).
+//! id (see [`crate::downstream::subscriptions`]), until the client cancels it, its input ends
+//! or the proxy stops (then it is answered, so the client knows the end was graceful).
 //!
 //! List changes of every kind are accepted: the gateway announces each backend that comes or
 //! goes. Resource updates are accepted for the URIs whose backend took the subscription
@@ -67,9 +67,11 @@ impl Server {
                 .downstream
                 .subscriptions
                 .open(context.id.clone(), accepted);
+            let mut input_ended = self.input_ended.clone();
             tokio::select! {
                 () = context.ct.cancelled() => {}
                 () = self.tasks.token().cancelled() => {}
+                _ = input_ended.wait_for(|ended| *ended) => {}
             }
         }
         for uri in subscribed {

@@ -97,6 +97,8 @@ pub struct Server {
     client_browser: Option<Arc<ClientBrowser>>,
     /// The client declared `elicitation.url`.
     url_elicitation: AtomicBool,
+    /// Turns `true` when the client's input ends: what runs until the client cancels it ends.
+    input_ended: tokio::sync::watch::Receiver<bool>,
 }
 
 fn convert<T: DeserializeOwned>(value: Value) -> Result<T, RequestError> {
@@ -167,7 +169,15 @@ impl Server {
             waits: std::sync::OnceLock::new(),
             client_browser: None,
             url_elicitation: AtomicBool::new(false),
+            input_ended: tokio::sync::watch::Sender::new(false).subscribe(),
         }
+    }
+
+    /// Ends what runs until the client cancels it (its `subscriptions/listen` streams) when
+    /// `ended` turns `true`: the client's input is over.
+    pub fn with_input_ended(mut self, ended: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.input_ended = ended;
+        self
     }
 
     /// Sign-in pages go through `browser`, told here when the client is ready.

@@ -813,17 +813,19 @@ SCENARIOS: list[Callable[[Scenario], str | None]] = [
 
 # Scenarios that live in modules of their own: the device and client-credentials flows, RFC 9728
 # resources and logout, a real browser, the MCP conformance suite, a desktop client as it really
-# behaves, the packages users install, and the real desktop clients themselves.
+# behaves, the packages users install, both eras of MCP from other SDKs' clients, and the real
+# desktop clients themselves.
 import chromium  # noqa: E402
 import conformance_suite  # noqa: E402
 import desktop  # noqa: E402
+import eras  # noqa: E402
 import flows  # noqa: E402
 import packages  # noqa: E402
 from real_clients import scenarios as real_clients  # noqa: E402
 
 SCENARIOS += (
     flows.SCENARIOS + chromium.SCENARIOS + conformance_suite.SCENARIOS + desktop.SCENARIOS + packages.SCENARIOS
-    + real_clients.SCENARIOS
+    + eras.SCENARIOS + real_clients.SCENARIOS
 )
 
 

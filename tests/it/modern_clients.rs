@@ -491,3 +491,32 @@ async fn resource_updates_come_on_the_stream_that_asked_for_them() {
         client.stop().await;
     }
 }
+
+/// A client that closes stdin with a stream open has gone: the stream ends with it, and the
+/// proxy at once (it used to wait out its closing deadline, 5 s, for the stream's answer).
+#[tokio::test]
+async fn closing_stdin_with_a_stream_open_ends_the_proxy_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (modes, _backends) = both_modes(dir.path()).await;
+    for (settings, _) in modes {
+        let mut client = ListOnce::start(settings, TestBrowser::new(BrowserMode::Ignore));
+        let stream = client
+            .send_request(
+                "subscriptions/listen",
+                with_meta(json!({"notifications": {"toolsListChanged": true}})),
+            )
+            .await;
+        arrival(&client, 0, |m| {
+            m["method"] == "notifications/subscriptions/acknowledged"
+                && m["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == stream
+        })
+        .await;
+        let closing = std::time::Instant::now();
+        client.stop().await;
+        assert!(
+            closing.elapsed() < Duration::from_secs(2),
+            "the proxy took {:?} to end",
+            closing.elapsed()
+        );
+    }
+}
