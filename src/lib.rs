@@ -24,7 +24,8 @@
 //!   it (a 2026-07-28 client through `input_required` answers to its calls).
 //! - [`backend`]: one remote server — its connection and the one path of every request to it.
 //!   [`forward`] carries a request across a hop (`_meta`, progress, cancellation, timeout)
-//!   and logs its [`shape`] at debug level; [`lists`] reads a backend's lists whole.
+//!   and logs its [`shape`] at debug level; [`lists`] reads a backend's lists whole;
+//!   [`legacy_tasks`] carries the tasks of 2025-11-25 across rmcp's types.
 //! - [`auth`]: tokens for the OIDC profiles (their managers, cache, renewal, grants, the sign-in
 //!   flows and callback server, which server the credentials belong to). [`private_files`]:
 //!   owner-only files, written atomically (tokens, remembered lists).
@@ -78,6 +79,7 @@ pub(crate) mod downstream;
 pub(crate) mod error_text;
 pub(crate) mod forward;
 pub mod glob;
+pub(crate) mod legacy_tasks;
 pub(crate) mod lists;
 pub(crate) mod logging;
 pub mod naming;

@@ -158,13 +158,17 @@ pub struct Lists {
 impl Lists {
     /// How many items the list of `kind` has (0 before it is read).
     pub fn count(&self, kind: Kind) -> usize {
-        let len = |list: Option<usize>| list.unwrap_or(0);
-        len(match kind {
+        self.read(kind).unwrap_or(0)
+    }
+
+    /// How many items the list of `kind` has; `None` before it is read.
+    pub fn read(&self, kind: Kind) -> Option<usize> {
+        match kind {
             Kind::Tools => self.tools.as_ref().map(|l| l.len()),
             Kind::Prompts => self.prompts.as_ref().map(|l| l.len()),
             Kind::Resources => self.resources.as_ref().map(|l| l.len()),
             Kind::Templates => self.templates.as_ref().map(|l| l.len()),
-        })
+        }
     }
 }
 

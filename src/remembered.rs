@@ -35,8 +35,8 @@ use crate::{
     private_files,
 };
 
-/// The format of the files; another one is ignored.
-const VERSION: u32 = 1;
+/// The format of the files; another one is ignored. (1 wrote a list never read as empty.)
+const VERSION: u32 = 2;
 
 /// The largest file read or written: the four lists at their bounds, and room for the rest.
 pub const MAX_BYTES: usize = 4 * crate::lists::LIMITS.bytes + 1024 * 1024;
@@ -49,17 +49,23 @@ pub const FORGET_AFTER: Duration = Duration::from_secs(30 * 24 * 3600);
 pub struct Remembered {
     /// Its answer to `initialize`.
     pub introduction: Option<ServerPeerInfo>,
-    pub tools: Vec<Tool>,
-    pub prompts: Vec<Prompt>,
-    pub resources: Vec<Resource>,
-    pub templates: Vec<ResourceTemplate>,
+    /// Each list, as last read whole; `None` if it never was (then it is never served from
+    /// here: a list the proxy did not read is unknown, not empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Tool>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompts: Option<Vec<Prompt>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Vec<Resource>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub templates: Option<Vec<ResourceTemplate>>,
 }
 
 impl Remembered {
-    /// What `introduction` and `lists` hold (a list not read is empty).
+    /// What `introduction` and `lists` hold.
     pub fn of(introduction: Option<ServerPeerInfo>, lists: &Lists) -> Self {
-        fn all<T: Clone>(list: &Option<Arc<Vec<T>>>) -> Vec<T> {
-            list.as_deref().cloned().unwrap_or_default()
+        fn all<T: Clone>(list: &Option<Arc<Vec<T>>>) -> Option<Vec<T>> {
+            list.as_deref().cloned()
         }
         Self {
             introduction,
@@ -86,10 +92,10 @@ impl Remembered {
     /// The lists, as a keeper holds them.
     pub fn lists(&self) -> Lists {
         Lists {
-            tools: Some(Arc::new(self.tools.clone())),
-            prompts: Some(Arc::new(self.prompts.clone())),
-            resources: Some(Arc::new(self.resources.clone())),
-            templates: Some(Arc::new(self.templates.clone())),
+            tools: self.tools.clone().map(Arc::new),
+            prompts: self.prompts.clone().map(Arc::new),
+            resources: self.resources.clone().map(Arc::new),
+            templates: self.templates.clone().map(Arc::new),
         }
     }
 }
@@ -249,7 +255,7 @@ mod tests {
         .unwrap();
         Remembered {
             introduction: Some(ServerPeerInfo::new(Default::default(), Default::default())),
-            tools: vec![tool],
+            tools: Some(vec![tool]),
             ..Remembered::default()
         }
     }

@@ -15,6 +15,7 @@
 
 use std::{borrow::Cow, sync::Arc};
 
+use crate::protocol;
 use rmcp::{
     RoleServer,
     model::{
@@ -41,6 +42,7 @@ const ID_SEARCH_BYTES: usize = 4096;
 const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
 const INVALID_PARAMS: i64 = -32602;
+const METHOD_NOT_FOUND: i64 = -32601;
 
 /// JSON-RPC over a reader (stdin) and a writer (stdout).
 pub struct StdioTransport<R, W> {
@@ -166,6 +168,13 @@ fn judge(line: &[u8]) -> Verdict {
     // line that does not fit is read again, as a plain value, to say what is wrong with it.
     match serde_json::from_slice::<RxJsonRpcMessage<RoleServer>>(line) {
         Ok(JsonRpcMessage::Request(request)) => {
+            let version = rmcp::model::GetMeta::get_meta(&request.request)
+                .get("io.modelcontextprotocol/protocolVersion")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if let Some(removed) = removed_in(request.request.method(), version.as_deref()) {
+                return Verdict::Answer(Some(id_value(&request.id)), METHOD_NOT_FOUND, removed);
+            }
             if let ClientRequest::CustomRequest(custom) = &request.request
                 && let Some(problem) = params_problem(&custom.method, custom.params.clone())
             {
@@ -185,6 +194,29 @@ fn judge(line: &[u8]) -> Verdict {
 /// A `server/discover` probe.
 fn is_probe(message: &RxJsonRpcMessage<RoleServer>) -> bool {
     matches!(message, JsonRpcMessage::Request(r) if matches!(r.request, ClientRequest::DiscoverRequest(_)))
+}
+
+/// The methods MCP 2026-07-28 removed: a request of that revision (its `_meta` names it) for
+/// one of them is "method not found", before anything else is said of it — whether rmcp would
+/// have answered it itself (`ping`) or found its params wrong (`initialize` has none of its
+/// own then).
+const REMOVED_IN_2026: &[&str] = &[
+    "initialize",
+    "ping",
+    "logging/setLevel",
+    "resources/subscribe",
+    "resources/unsubscribe",
+];
+
+/// The error for `method` in a request of revision `version`, if that revision removed it.
+fn removed_in(method: &str, version: Option<&str>) -> Option<String> {
+    let version = version?;
+    (version >= protocol::MODERN.as_str() && REMOVED_IN_2026.contains(&method)).then(|| {
+        format!(
+            "Method not found: {method} (removed in MCP {})",
+            protocol::MODERN
+        )
+    })
 }
 
 fn id_value(id: &RequestId) -> Value {
@@ -342,6 +374,9 @@ where
         let write = Arc::clone(&self.write);
         async move {
             let mut line = serde_json::to_vec(&item)?;
+            if let Some(restored) = crate::legacy_tasks::restore(&line) {
+                line = restored;
+            }
             line.push(b'\n');
             let mut write = write.lock().await;
             let out = write
@@ -362,7 +397,10 @@ where
                     return None;
                 }
             };
-            let line = std::mem::take(&mut self.line);
+            let mut line = std::mem::take(&mut self.line);
+            if let Some(stowed) = crate::legacy_tasks::stow_request(&line) {
+                line = stowed;
+            }
             let verdict = match read {
                 LineRead::Eof => {
                     self.ended.send_replace(true);

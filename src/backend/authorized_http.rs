@@ -33,7 +33,7 @@ use sse_stream::Sse;
 
 use crate::{
     auth::{Access, AuthError, resource::Challenge},
-    error_text,
+    error_text, legacy_tasks,
 };
 
 type HttpError = StreamableHttpError<reqwest::Error>;
@@ -231,17 +231,32 @@ impl AuthorizedHttp {
 
     /// The answer to a POST, watched: a JSON body past the limit and a stream that fails are
     /// noted in [`BrokenAnswers`].
+    ///
+    /// What rmcp's types would drop of the tasks of 2025-11-25 is stowed on the way (see
+    /// [`legacy_tasks`]); `whole`: the answer is one that travels whole.
     fn watched(
         &self,
         answer: Result<StreamableHttpPostResponse, HttpError>,
         limits: StreamableHttpResponseLimits,
+        whole: bool,
     ) -> Result<StreamableHttpPostResponse, HttpError> {
         match answer {
             Ok(StreamableHttpPostResponse::Sse(events, session)) => {
-                Ok(StreamableHttpPostResponse::Sse(
-                    self.watch(events, limits.max_sse_event_size),
-                    session,
-                ))
+                let events = self
+                    .watch(events, limits.max_sse_event_size)
+                    .map(move |event| {
+                        event.map(|mut event| {
+                            if let Some(stowed) = event
+                                .data
+                                .as_deref()
+                                .and_then(|d| legacy_tasks::stow_answer(d, whole))
+                            {
+                                event.data = Some(stowed);
+                            }
+                            event
+                        })
+                    });
+                Ok(StreamableHttpPostResponse::Sse(events.boxed(), session))
             }
             Err(StreamableHttpError::ResponseBodyTooLarge { max_size }) => {
                 self.broken.note(AnswerError::TooLarge { limit: max_size });
@@ -402,6 +417,10 @@ impl StreamableHttpClient for AuthorizedHttp {
             &message,
             ClientJsonRpcMessage::Request(r) if matches!(r.request, ClientRequest::InitializeRequest(_))
         );
+        let whole = matches!(
+            &message,
+            ClientJsonRpcMessage::Request(r) if legacy_tasks::answer_carried_whole(&r.request)
+        );
         let limits = self.capped(limits);
         let answer = self
             .with_retry(from_client, |token| {
@@ -418,7 +437,7 @@ impl StreamableHttpClient for AuthorizedHttp {
         if initialize && let Err(error) = &answer {
             self.refused.note(error);
         }
-        self.watched(answer, limits)
+        self.watched(answer, limits, whole)
     }
 
     async fn delete_session(

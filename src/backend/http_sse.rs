@@ -40,7 +40,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use url::Url;
 
 use super::authorized_http::AuthorizedHttp;
-use crate::error_text;
+use crate::{error_text, legacy_tasks};
 
 type HttpError = StreamableHttpError<reqwest::Error>;
 
@@ -95,6 +95,8 @@ pub struct HttpSse {
     /// Answers a `POST` carried in its own body (some servers do), for `receive`.
     answered: mpsc::UnboundedSender<ServerJsonRpcMessage>,
     answers: mpsc::UnboundedReceiver<ServerJsonRpcMessage>,
+    /// The ids of requests whose answers, on the stream, travel whole (see [`legacy_tasks`]).
+    carried_whole: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     reader: JoinHandle<()>,
 }
 
@@ -139,6 +141,8 @@ impl HttpSse {
             )));
         }
         let (to_rmcp, incoming) = mpsc::channel(QUEUED_MESSAGES);
+        let carried_whole = Arc::<std::sync::Mutex<std::collections::HashSet<String>>>::default();
+        let whole_ids = Arc::clone(&carried_whole);
         let reader = tokio::spawn(async move {
             while let Some(event) = events.next().await {
                 let Ok(event) = event else {
@@ -150,7 +154,13 @@ impl HttpSse {
                 if !matches!(event.event.as_deref(), None | Some("message")) {
                     continue;
                 }
-                let data = event.data.unwrap_or_default();
+                let mut data = event.data.unwrap_or_default();
+                let whole = whole_ids.lock().is_ok_and(|mut ids| {
+                    !ids.is_empty() && answer_id(&data).is_some_and(|id| ids.remove(&id))
+                });
+                if let Some(stowed) = legacy_tasks::stow_answer(&data, whole) {
+                    data = stowed;
+                }
                 match serde_json::from_str::<ServerJsonRpcMessage>(&data) {
                     Ok(message) => {
                         if to_rmcp.send(message).await.is_err() {
@@ -173,9 +183,22 @@ impl HttpSse {
             incoming,
             answered,
             answers,
+            carried_whole,
             reader,
         })
     }
+}
+
+/// The id of a response (as JSON), read without reading the rest of it as a message.
+fn answer_id(data: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        id: serde_json::Value,
+        result: serde::de::IgnoredAny,
+    }
+    let answer: Answer = serde_json::from_str(data).ok()?;
+    let _ = answer.result;
+    serde_json::to_string(&answer.id).ok()
 }
 
 impl Drop for HttpSse {
@@ -191,6 +214,15 @@ impl Transport<RoleClient> for HttpSse {
         &mut self,
         item: TxJsonRpcMessage<RoleClient>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        if let TxJsonRpcMessage::<RoleClient>::Request(request) = &item
+            && legacy_tasks::answer_carried_whole(&request.request)
+            && let (Ok(id), Ok(mut ids)) = (
+                serde_json::to_string(&request.id),
+                self.carried_whole.lock(),
+            )
+        {
+            ids.insert(id);
+        }
         let (http, endpoint, headers, limits, answered) = (
             self.http.clone(),
             self.endpoint.clone(),

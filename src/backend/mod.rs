@@ -23,10 +23,10 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use ::http::{HeaderName, HeaderValue};
 
 use rmcp::{
-    Peer, RoleClient,
+    Peer, RoleClient, ServiceError,
     model::{
-        ClientNotification, ClientRequest, ProtocolVersion, RequestMetaObject, ServerPeerInfo,
-        ServerResult,
+        ClientNotification, ClientRequest, ErrorCode, ProtocolVersion, RequestMetaObject,
+        ServerPeerInfo, ServerResult,
     },
     service::{
         ClientCacheConfig, ClientInitializeError, ClientLifecycleMode, ClientServiceExt,
@@ -46,6 +46,7 @@ use crate::{
     config::{self, Protocol, Transport},
     downstream::{self, Era},
     forward::{Hop, ProgressMap, client_error, describe, find_auth_error, forward},
+    legacy_tasks,
     request_error::RequestError,
     shape,
 };
@@ -60,6 +61,9 @@ fn stream_resumption() -> ExponentialBackoff {
     policy.max_delay = Some(Duration::from_secs(4));
     policy
 }
+
+/// `-32020`: a 2026-07-28 server found a request's headers and body disagree (SEP-2243).
+const HEADER_MISMATCH: ErrorCode = ErrorCode(-32020);
 
 /// A connected backend's session; dropping or closing it ends the session.
 pub type BackendLink = RunningService<RoleClient, BackendHandler>;
@@ -143,6 +147,7 @@ impl Connection {
         cancelled: &CancellationToken,
         origin: Origin,
     ) -> Result<ServerResult, RequestError> {
+        let request = legacy_tasks::for_backend(request, &mut meta, self.modern);
         match origin {
             Origin::Client => {
                 meta.insert(authorized_http::CLIENT_REQUEST.to_owned(), true.into());
@@ -176,8 +181,9 @@ impl Connection {
         }
         // Kept for the rounds of input the backend may ask for.
         let mut request = request;
+        let mut tools_read = false;
         for _ in 0..=input_rounds::MAX_ROUNDS {
-            let answer = forward(
+            let sent = forward(
                 &self.peer,
                 request.clone(),
                 meta.clone(),
@@ -186,8 +192,28 @@ impl Connection {
                 self.timeout,
                 hop,
             )
-            .await
-            .map_err(|e| client_error(&self.name, e))?;
+            .await;
+            // A tool's arguments that go in headers too (SEP-2243, `x-mcp-header`) are known
+            // to rmcp only from a tool list it has seen in this session — which a start that
+            // served the list from memory has not: it reads the list, and calls again, once.
+            if let Err(ServiceError::McpError(refused)) = &sent
+                && refused.code == HEADER_MISMATCH
+                && !tools_read
+                && matches!(request, ClientRequest::CallToolRequest(_))
+            {
+                tools_read = true;
+                let read = crate::lists::read_answer(
+                    self,
+                    crate::lists::Kind::Tools,
+                    cancelled,
+                    crate::lists::LIMITS,
+                );
+                // `send` within `send`: boxed, for the recursion.
+                if Box::pin(read).await.is_ok() {
+                    continue;
+                }
+            }
+            let answer = sent.map_err(|e| client_error(&self.name, e))?;
             let ServerResult::InputRequiredResult(asked) = answer else {
                 return Ok(answer);
             };

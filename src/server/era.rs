@@ -26,7 +26,7 @@ use rmcp::{
 };
 
 use super::Server;
-use crate::{config::Mode, downstream::Era, protocol, request_error::RequestError};
+use crate::{config::Mode, downstream::Era, legacy_tasks, protocol, request_error::RequestError};
 
 /// The era of the session `context` belongs to: a session rmcp started without `initialize`
 /// (or none yet: a `server/discover` probe) is modern.
@@ -101,6 +101,7 @@ pub(super) fn shape(
             .map(|mut result| {
                 complete(&mut result);
                 result.fill_missing_cache_hints();
+                legacy_tasks::forget(&mut result);
                 result
             })
             .map_err(|mut error| {

@@ -66,7 +66,7 @@ impl Server {
         let waited: Vec<&Arc<Keeper>> = self
             .keepers
             .iter()
-            .filter(|s| !s.is_settled() && !s.recalls())
+            .filter(|s| !s.is_settled() && !s.recalls_list(kind))
             .collect();
         if limit.is_zero() || waited.is_empty() {
             return;
@@ -84,7 +84,7 @@ impl Server {
         let missing: Vec<String> = self
             .keepers
             .iter()
-            .filter(|s| !s.is_settled() && !s.recalls())
+            .filter(|s| !s.is_settled() && !s.recalls_list(kind))
             .map(|s| match s.connection() {
                 Ok(_) => format!("'{}' (still reading its lists)", s.backend.name),
                 Err(reason) => format!("'{}' ({reason})", s.backend.name),

@@ -33,6 +33,7 @@ mod late;
 mod listen;
 mod listing;
 mod requests;
+mod tasks;
 
 use std::{
     borrow::Cow,
@@ -99,6 +100,8 @@ pub struct Server {
     url_elicitation: AtomicBool,
     /// Turns `true` when the client's input ends: what runs until the client cancels it ends.
     input_ended: tokio::sync::watch::Receiver<bool>,
+    /// The gateway: which backend each task is of, by task id (see [`tasks`]).
+    task_owners: Mutex<std::collections::HashMap<String, String>>,
 }
 
 fn convert<T: DeserializeOwned>(value: Value) -> Result<T, RequestError> {
@@ -170,6 +173,7 @@ impl Server {
             client_browser: None,
             url_elicitation: AtomicBool::new(false),
             input_ended: tokio::sync::watch::Sender::new(false).subscribe(),
+            task_owners: Mutex::default(),
         }
     }
 
@@ -338,6 +342,7 @@ impl Server {
         }
         match request {
             ClientRequest::CallToolRequest(call) => self.call_tool(call, context).await,
+            task if tasks::is_about_a_task(&task) => self.about_a_task(task, context).await,
             other => self.routed(other, context).await,
         }
     }

@@ -87,7 +87,7 @@ impl Server {
 
     /// Sends `request` (its names already mapped back) to `keeper`'s backend and maps the
     /// URIs in its answer to their exposed form.
-    async fn send(
+    pub(super) async fn send(
         &self,
         keeper: &Keeper,
         request: ClientRequest,
@@ -102,6 +102,7 @@ impl Server {
         let mut result = connection
             .request(request, context.meta, &context.ct)
             .await?;
+        self.note_task(keeper, &result);
         keeper.naming.expose_result(&mut result);
         Ok(result)
     }

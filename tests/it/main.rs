@@ -49,6 +49,7 @@ mod hostile_input;
 mod hostile_provider;
 mod http_sse;
 mod idp_faults;
+mod legacy_tasks;
 mod list_bounds;
 mod login;
 mod modern_backends;

@@ -157,3 +157,19 @@ async fn the_drop_in_serves_a_backend_of_2026_07_28_alone() {
     assert_eq!(backend.discovers(), 1);
     h.stop().await.unwrap();
 }
+
+/// A tool whose argument goes in a header too (SEP-2243, `x-mcp-header`), called with no tool
+/// list read in this run (a client that lists from memory, or not at all): the backend refuses
+/// the call for the missing header, the proxy reads the list (which tells rmcp the header) and
+/// calls again, once.
+#[tokio::test]
+async fn a_header_argument_is_sent_even_without_a_list_read_first() {
+    let backend = ModernBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // The drop-in: it reads a list only when the client asks for it.
+    let settings = support::settings(&backend.url(), None, dir.path());
+    let h = support::start(settings, TestBrowser::new(BrowserMode::Complete), V).await;
+    let called = h.call("region", json!({"region": "eu"})).await.unwrap();
+    assert_eq!(first_text(&called), "region eu");
+    h.stop().await.unwrap();
+}

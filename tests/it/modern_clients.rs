@@ -193,19 +193,21 @@ async fn requests_of_2026_are_checked_as_the_revision_says() {
                 .remove("io.modelcontextprotocol/clientCapabilities");
             let answer = client.request("tools/list", json!({"_meta": bare})).await;
             assert_eq!(answer["error"]["code"], -32602, "{phase}: {answer}");
+            // Gone from the revision, with their params right or not (rmcp itself would have
+            // answered `ping` before the session).
+            for (gone, params) in [
+                ("ping", json!({})),
+                ("logging/setLevel", json!({"level": "debug"})),
+                ("resources/subscribe", json!({})),
+                ("initialize", json!({})),
+            ] {
+                let answer = client.request(gone, with_meta(params)).await;
+                assert_eq!(answer["error"]["code"], -32601, "{phase}, {gone}: {answer}");
+            }
             if phase == "before the session" {
                 let started = client.request("tools/list", with_meta(json!({}))).await;
                 assert!(started["result"]["tools"].is_array(), "{started}");
             }
-        }
-        for gone in ["ping", "logging/setLevel"] {
-            let params = if gone == "ping" {
-                with_meta(json!({}))
-            } else {
-                with_meta(json!({"level": "debug"}))
-            };
-            let answer = client.request(gone, params).await;
-            assert_eq!(answer["error"]["code"], -32601, "{gone}: {answer}");
         }
         client.stop().await;
     }
@@ -519,4 +521,32 @@ async fn closing_stdin_with_a_stream_open_ends_the_proxy_at_once() {
             closing.elapsed()
         );
     }
+}
+
+/// The drop-in remembers each list it relayed. One it never relayed is unknown, not empty:
+/// the next start reads it from the backend rather than answering an empty list from memory
+/// (which a 2026-07-28 client, asking at once with no `initialize` to wait for, would get).
+#[tokio::test]
+async fn a_list_never_read_is_not_remembered_as_empty() {
+    let backend = TestBackend::start(BackendConfig::open("alone")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = support::settings(&backend.url(), None, dir.path());
+    let mut first = ListOnce::start(settings.clone(), TestBrowser::new(BrowserMode::Ignore));
+    let prompts = first.request("prompts/list", with_meta(json!({}))).await;
+    assert!(prompts["result"]["prompts"].is_array(), "{prompts}");
+    // The entry is written in the background.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    first.stop().await;
+
+    let mut second = ListOnce::start(settings, TestBrowser::new(BrowserMode::Ignore));
+    let tools = second.request("tools/list", with_meta(json!({}))).await;
+    let names = tools["result"]["tools"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        names.iter().any(|t| t["name"] == "echo"),
+        "the tools were answered from memory, where they never were: {tools}"
+    );
+    second.stop().await;
 }

@@ -115,14 +115,10 @@ impl Keeper {
             }
             use rmcp::model::ServerResult as R;
             match &answer {
-                R::ListToolsResult(_) => remembered.tools = items(answer).unwrap_or_default(),
-                R::ListPromptsResult(_) => remembered.prompts = items(answer).unwrap_or_default(),
-                R::ListResourcesResult(_) => {
-                    remembered.resources = items(answer).unwrap_or_default();
-                }
-                R::ListResourceTemplatesResult(_) => {
-                    remembered.templates = items(answer).unwrap_or_default();
-                }
+                R::ListToolsResult(_) => remembered.tools = items(answer),
+                R::ListPromptsResult(_) => remembered.prompts = items(answer),
+                R::ListResourcesResult(_) => remembered.resources = items(answer),
+                R::ListResourceTemplatesResult(_) => remembered.templates = items(answer),
                 _ => return,
             }
             if let Err(e) = memory.keep(remembered) {

@@ -245,6 +245,14 @@ impl Keeper {
         self.recalled.lock().is_ok_and(|r| r.is_some())
     }
 
+    /// Whether it remembers its list of `kind` from the last run (a list it never read there
+    /// is unknown, not empty).
+    pub fn recalls_list(&self, kind: crate::lists::Kind) -> bool {
+        self.recalled
+            .lock()
+            .is_ok_and(|r| r.as_ref().is_some_and(|r| r.lists.read(kind).is_some()))
+    }
+
     /// Where the backend stands now.
     pub(super) fn status(&self) -> Status {
         self.status.borrow().clone()

@@ -17,6 +17,7 @@ pub mod modern;
 pub mod redirector;
 pub mod scripted;
 pub mod sse_front;
+pub mod tasks_backend;
 
 use std::{
     net::SocketAddr,

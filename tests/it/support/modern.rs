@@ -79,7 +79,14 @@ impl ServerHandler for Modern {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let mut tools = vec![tool("echo"), tool("ask"), tool("grow")];
+        let region = Tool::new(
+            "region",
+            "says the region it was given, which also goes in a header (SEP-2243)",
+            object(json!({"type": "object", "properties": {
+                "region": {"type": "string", "x-mcp-header": "Region"}
+            }})),
+        );
+        let mut tools = vec![tool("echo"), tool("ask"), tool("grow"), region];
         tools.extend(self.extra_tools.lock().unwrap().iter().map(|n| tool(n)));
         Ok(ListToolsResult::with_all_items(tools))
     }
@@ -87,10 +94,27 @@ impl ServerHandler for Modern {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let arguments = request.arguments.clone().unwrap_or_default();
         match request.name.as_ref() {
+            // As a server of 2026-07-28 checks: the argument's header must be there.
+            "region" => {
+                let header = context
+                    .extensions
+                    .get::<axum::http::request::Parts>()
+                    .and_then(|parts| parts.headers.get("mcp-param-region"))
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                match header {
+                    Some(region) => Ok(text(format!("region {region}"))),
+                    None => Err(ErrorData::new(
+                        rmcp::model::ErrorCode(-32020),
+                        "the body carries region but the Mcp-Param-Region header is absent",
+                        None,
+                    )),
+                }
+            }
             "echo" => Ok(text(
                 arguments
                     .get("text")
