@@ -8,8 +8,8 @@ use std::sync::Arc;
 use rmcp::{
     Peer, RoleClient,
     model::{
-        ClientConfig, ClientResult, ErrorCode, ErrorData, GetMeta, NotificationMetaObject,
-        ServerNotification, ServerRequest, SubscriptionFilter,
+        ClientConfig, ClientResult, ErrorCode, ErrorData, GetExtensions, GetMeta,
+        NotificationMetaObject, ServerNotification, ServerRequest, SubscriptionFilter,
     },
     service::{NotificationContext, RequestContext, Service},
 };
@@ -163,7 +163,13 @@ impl BackendHandler {
                 if let Some(naming) = &self.naming {
                     rename(naming, &mut other);
                 }
-                *other.get_meta_mut() = meta;
+                // rmcp leaves an empty `_meta` where it took the backend's out: a notification that
+                // had none reaches the client without one, as the backend sent it.
+                if meta.is_empty() {
+                    other.extensions_mut().remove::<NotificationMetaObject>();
+                } else {
+                    *other.get_meta_mut() = meta;
+                }
                 other
             }
         };

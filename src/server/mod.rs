@@ -404,7 +404,14 @@ impl Service<RoleServer> for Server {
                 }
             }
             mut other => {
-                *other.get_meta_mut() = context.meta;
+                // rmcp leaves an empty `_meta` where it took the client's out: a notification that
+                // had none reaches the backends without one.
+                if context.meta.is_empty() {
+                    rmcp::model::GetExtensions::extensions_mut(&mut other)
+                        .remove::<rmcp::model::NotificationMetaObject>();
+                } else {
+                    *other.get_meta_mut() = context.meta;
+                }
                 for keeper in &self.keepers {
                     if let Ok(connection) = keeper.connection() {
                         connection.notify(other.clone()).await;

@@ -352,3 +352,40 @@ async fn expired_backend_session_recovers_transparently() {
     assert_eq!(backend.stats().sessions_created, 2);
     h.stop().await.unwrap();
 }
+
+/// A backend's notification reaches the client as the backend sent it: no `_meta` where it had
+/// none (the proxy once added an empty one to each).
+#[tokio::test]
+async fn a_notification_reaches_the_client_without_a_meta_it_did_not_have() {
+    let backend = open_backend().await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = support::settings(&backend.url(), None, dir.path());
+    let mut client =
+        support::desktop::ListOnce::start(settings, TestBrowser::new(BrowserMode::Ignore));
+    client.initialize("2025-11-25").await;
+    client
+        .request("logging/setLevel", json!({"level": "debug"}))
+        .await;
+    let called = client
+        .call("log", json!({"level": "warning", "message": "plain"}))
+        .await;
+    assert!(called.get("result").is_some(), "{called}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let logged = loop {
+        if let Some(found) = client
+            .arrivals()
+            .into_iter()
+            .map(|a| a.message)
+            .find(|m| m["method"] == "notifications/message")
+        {
+            break found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no log message arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(logged["params"].get("_meta").is_none(), "{logged}");
+    client.stop().await;
+}
