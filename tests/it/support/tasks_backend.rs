@@ -1,8 +1,13 @@
-//! A backend of MCP 2025-11-25 with its experimental tasks, written as plain JSON (rmcp's types
-//! have no place for them): `capabilities.tasks`, a tool whose `execution.taskSupport` is
-//! `optional`, a call with `params.task` answered with a task, and `tasks/get`, `tasks/result`,
-//! `tasks/list`, `tasks/cancel` about it. Streamable HTTP on 127.0.0.1, every answer an SSE
-//! event (as every SDK's server answers); stops when dropped.
+//! Backends with tasks, written as plain JSON. Streamable HTTP on 127.0.0.1, every answer an SSE
+//! event (as every SDK's server answers); each stops when dropped.
+//!
+//! - [`TasksBackend::start`]: MCP 2025-11-25 with its experimental tasks (rmcp's types have no
+//!   place for them): `capabilities.tasks`, a tool whose `execution.taskSupport` is `optional`,
+//!   a call with `params.task` answered with a task, and `tasks/get`, `tasks/result`,
+//!   `tasks/list`, `tasks/cancel` about it.
+//! - [`TasksBackend::start_2026`]: MCP 2026-07-28 alone (it refuses `initialize`) with the tasks
+//!   extension: a call answered with a task (`resultType: "task"`) when the client declared the
+//!   extension, and `tasks/get` answering it completed.
 
 use std::sync::{Arc, Mutex};
 
@@ -48,13 +53,27 @@ impl Drop for TasksBackend {
 }
 
 impl TasksBackend {
-    /// Starts it on a free port of 127.0.0.1.
+    /// Starts the backend of 2025-11-25 on a free port of 127.0.0.1.
     pub async fn start() -> Self {
+        Self::start_speaking(false).await
+    }
+
+    /// Starts the backend of 2026-07-28 on a free port of 127.0.0.1.
+    pub async fn start_2026() -> Self {
+        Self::start_speaking(true).await
+    }
+
+    async fn start_speaking(modern: bool) -> Self {
         let calls: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let routes = if modern {
+            post(answer_2026)
+        } else {
+            post(answer)
+        };
         let app = Router::new()
             .route(
                 "/mcp",
-                post(answer)
+                routes
                     .get(|| async { StatusCode::METHOD_NOT_ALLOWED })
                     .delete(|| async { StatusCode::OK }),
             )
@@ -113,6 +132,79 @@ async fn answer(
             "content": [{"type": "text", "text": "researched as a task"}],
             "_meta": {"io.modelcontextprotocol/related-task": {"taskId": "task-1"}}
         }),
+        other => {
+            let error = json!({"jsonrpc": "2.0", "id": id,
+                               "error": {"code": -32601, "message": format!("no {other}")}});
+            return sse(&error);
+        }
+    };
+    sse(&json!({"jsonrpc": "2.0", "id": id, "result": result}))
+}
+
+/// The extension's task, in `status`, with `extra` fields.
+pub fn task_2026(status: &str, extra: Value) -> Value {
+    let mut task = json!({"taskId": "t26", "status": status, "ttlMs": 60000,
+                          "createdAt": "2026-12-07T10:00:00Z", "lastUpdatedAt": "2026-12-07T10:00:01Z"});
+    if let (Some(task), Value::Object(extra)) = (task.as_object_mut(), extra) {
+        task.extend(extra);
+    }
+    task
+}
+
+/// The extension's key in capabilities.
+pub const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
+
+async fn answer_2026(State(calls): State<Arc<Mutex<Vec<Value>>>>, body: Bytes) -> Response {
+    let Ok(message) = serde_json::from_slice::<Value>(&body) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let (Some(id), Some(method)) = (message.get("id"), message["method"].as_str()) else {
+        return StatusCode::ACCEPTED.into_response();
+    };
+    let params = &message["params"];
+    let result = match method {
+        "initialize" => {
+            let refusal = json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32022,
+                "message": "Unsupported protocol version",
+                "data": {"supported": ["2026-07-28"], "requested": params["protocolVersion"]}}});
+            return (
+                StatusCode::BAD_REQUEST,
+                [("content-type", "application/json")],
+                refusal.to_string(),
+            )
+                .into_response();
+        }
+        "server/discover" => json!({
+            "resultType": "complete", "supportedVersions": ["2026-07-28"], "ttlMs": 0,
+            "cacheScope": "private",
+            "capabilities": {"tools": {}, "extensions": {TASKS_EXTENSION: {}}},
+            "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "tasks-2026", "version": "1"}},
+        }),
+        "tools/list" => json!({"resultType": "complete", "ttlMs": 0, "cacheScope": "private",
+                               "tools": [{"name": "research", "inputSchema": {"type": "object"}}]}),
+        "tools/call" => {
+            calls.lock().unwrap().push(params.clone());
+            let declared = params
+                .pointer("/_meta/io.modelcontextprotocol~1clientCapabilities/extensions")
+                .and_then(|e| e.get(TASKS_EXTENSION))
+                .is_some();
+            if declared {
+                let mut task = task_2026("working", json!({}));
+                task["resultType"] = json!("task");
+                task
+            } else {
+                json!({"resultType": "complete",
+                       "content": [{"type": "text", "text": "researched at once"}]})
+            }
+        }
+        "tasks/get" => {
+            let mut task = task_2026(
+                "completed",
+                json!({"result": {"content": [{"type": "text", "text": "researched as a task"}]}}),
+            );
+            task["resultType"] = json!("complete");
+            task
+        }
         other => {
             let error = json!({"jsonrpc": "2.0", "id": id,
                                "error": {"code": -32601, "message": format!("no {other}")}});

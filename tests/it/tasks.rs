@@ -1,8 +1,10 @@
-//! The experimental tasks of MCP 2025-11-25 through the proxy, between a client and a backend
-//! that both speak that revision (`support/tasks_backend.rs`), in both modes: the backend's
-//! `capabilities.tasks` and a tool's `execution` reach the client as the backend said them, a
-//! call's `params.task` reaches the backend, and the task's answers come back as they were —
-//! the parts rmcp's types would drop. A client of 2026-07-28 sees none of it.
+//! Tasks through the proxy, in both modes, in the revision both sides speak
+//! (`support/tasks_backend.rs`):
+//! - the experimental tasks of 2025-11-25: the backend's `capabilities.tasks` and a tool's
+//!   `execution` reach the client as the backend said them, a call's `params.task` reaches the
+//!   backend, and the task's answers come back as they were — the parts rmcp's types would
+//!   drop. A client of 2026-07-28 sees none of it.
+//! - the tasks extension of 2026-07-28, between a client and a backend of that revision.
 
 use authful_mcp_proxy::config::{Gateway, Mode, Settings};
 use serde_json::{Value, json};
@@ -127,6 +129,46 @@ async fn a_client_of_2026_sees_no_tasks_of_2025() {
         assert!(
             capabilities.get("tasks").is_none() && capabilities.get("experimental").is_none(),
             "{discovered}"
+        );
+        client.stop().await;
+    }
+}
+
+/// Client and backend of 2026-07-28 with the tasks extension: the client declares it, the call
+/// is answered with a task (`resultType: "task"`), and `tasks/get` — routed by the task's id in
+/// the gateway — gives the backend's answer.
+#[tokio::test]
+async fn the_tasks_extension_of_2026_passes_between_client_and_backend_of_2026() {
+    let backend = TasksBackend::start_2026().await;
+    let dir = tempfile::tempdir().unwrap();
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {
+            "extensions": {tasks_backend::TASKS_EXTENSION: {}}
+        },
+    });
+    for (settings, prefix) in modes(&backend.url(), dir.path()) {
+        let mut client = ListOnce::start(settings, TestBrowser::new(BrowserMode::Ignore));
+        let discovered = client
+            .request("server/discover", json!({"_meta": meta}))
+            .await;
+        assert!(discovered.get("result").is_some(), "{discovered}");
+        let started = client
+            .request(
+                "tools/call",
+                json!({"_meta": meta, "name": format!("{prefix}research"), "arguments": {}}),
+            )
+            .await;
+        let mut expected = tasks_backend::task_2026("working", json!({}));
+        expected["resultType"] = json!("task");
+        assert_eq!(started["result"], expected, "{prefix}: {started}");
+        let got = client
+            .request("tasks/get", json!({"_meta": meta, "taskId": "t26"}))
+            .await;
+        assert_eq!(got["result"]["status"], "completed", "{got}");
+        assert_eq!(
+            got["result"]["result"]["content"][0]["text"], "researched as a task",
+            "{got}"
         );
         client.stop().await;
     }
