@@ -349,6 +349,24 @@ mod tests {
         }
     }
 
+    /// Backend `a` asks its question once the call the test starts listens; with `b_first`,
+    /// backend `b` (with no call in progress) asks first and is refused.
+    fn ask_soon(
+        questions: &Arc<Questions>,
+        never: &CancellationToken,
+        b_first: bool,
+    ) -> tokio::task::JoinHandle<Result<ClientResult, ErrorData>> {
+        let (questions, never) = (Arc::clone(questions), never.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if b_first {
+                let other = questions.ask("b", elicitation(), &never).await;
+                assert_eq!(other.unwrap_err().code, ErrorCode::METHOD_NOT_FOUND);
+            }
+            questions.ask("a", elicitation(), &never).await
+        })
+    }
+
     /// A question reaches a call to its own backend only; the call is answered
     /// `input_required`, and the retry hands the answer to the question.
     #[tokio::test]
@@ -356,17 +374,7 @@ mod tests {
         let questions = Arc::new(Questions::default());
         let never = CancellationToken::new();
         let stopped = Arc::new(AtomicBool::new(false));
-        let asking = {
-            let questions = Arc::clone(&questions);
-            let never = never.clone();
-            tokio::spawn(async move {
-                // Asked once the call below listens.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                let other = questions.ask("b", elicitation(), &never).await;
-                assert_eq!(other.unwrap_err().code, ErrorCode::METHOD_NOT_FOUND);
-                questions.ask("a", elicitation(), &never).await
-            })
-        };
+        let asking = ask_soon(&questions, &never, true);
         let first = questions
             .call("a", None, None, endless(Arc::clone(&stopped)), &never)
             .await
@@ -420,14 +428,7 @@ mod tests {
         let questions = Arc::new(Questions::default());
         let never = CancellationToken::new();
         let stopped = Arc::new(AtomicBool::new(false));
-        let asking = {
-            let questions = Arc::clone(&questions);
-            let never = never.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                questions.ask("a", elicitation(), &never).await
-            })
-        };
+        let asking = ask_soon(&questions, &never, false);
         let first = questions
             .call("a", None, None, endless(Arc::clone(&stopped)), &never)
             .await

@@ -82,6 +82,33 @@ async fn arrival(client: &ListOnce, skip: usize, wanted: impl Fn(&Value) -> bool
     }
 }
 
+/// Whether `message` belongs to the stream opened by request `stream`.
+fn of_stream(stream: &Value, message: &Value) -> bool {
+    message["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == *stream
+}
+
+/// Opens a `subscriptions/listen` stream for `notifications`; its id, and its acknowledgement.
+async fn listen(client: &mut ListOnce, notifications: Value) -> (Value, Value) {
+    let stream = client
+        .send_request(
+            "subscriptions/listen",
+            with_meta(json!({ "notifications": notifications })),
+        )
+        .await;
+    let ack = arrival(client, 0, |m| {
+        m["method"] == "notifications/subscriptions/acknowledged" && of_stream(&stream, m)
+    })
+    .await;
+    (stream, ack)
+}
+
+/// Cancels the stream `stream`, as a client of 2026-07-28 on stdio does.
+async fn cancel(client: &ListOnce, stream: &Value) {
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                        "params": {"requestId": stream}});
+    client.send_line(cancel.to_string().as_bytes()).await;
+}
+
 /// The probe is answered at once, as `initialize` would be, from the configuration: every
 /// revision the proxy speaks, its name and capabilities. No backend hears of it (a probe may
 /// come from a process started only to ask).
@@ -222,18 +249,7 @@ async fn list_changes_come_on_the_stream_the_client_opened() {
     for (settings, prefix) in modes {
         let mut client = ListOnce::start(settings, TestBrowser::new(BrowserMode::Ignore));
         client.request("tools/list", with_meta(json!({}))).await;
-        let stream = client
-            .send_request(
-                "subscriptions/listen",
-                with_meta(json!({"notifications": {"toolsListChanged": true}})),
-            )
-            .await;
-        let of_stream =
-            |m: &Value| m["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == stream;
-        let ack = arrival(&client, 0, |m| {
-            m["method"] == "notifications/subscriptions/acknowledged" && of_stream(m)
-        })
-        .await;
+        let (stream, ack) = listen(&mut client, json!({"toolsListChanged": true})).await;
         assert_eq!(
             ack["params"]["notifications"]["toolsListChanged"], true,
             "{ack}"
@@ -249,7 +265,7 @@ async fn list_changes_come_on_the_stream_the_client_opened() {
             .await;
         assert!(added.get("result").is_some(), "{added}");
         arrival(&client, before, |m| {
-            m["method"] == "notifications/tools/list_changed" && of_stream(m)
+            m["method"] == "notifications/tools/list_changed" && of_stream(&stream, m)
         })
         .await;
         let listed = client.request("tools/list", with_meta(json!({}))).await;
@@ -258,9 +274,7 @@ async fn list_changes_come_on_the_stream_the_client_opened() {
             "{listed}"
         );
 
-        let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
-                            "params": {"requestId": stream}});
-        client.send_line(cancel.to_string().as_bytes()).await;
+        cancel(&client, &stream).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         let before = client.arrivals().len();
         client
@@ -444,18 +458,7 @@ async fn resource_updates_come_on_the_stream_that_asked_for_them() {
             "everything+mem://greeting".to_owned()
         };
         let mut client = ListOnce::start(settings, TestBrowser::new(BrowserMode::Ignore));
-        let stream = client
-            .send_request(
-                "subscriptions/listen",
-                with_meta(json!({"notifications": {"resourceSubscriptions": [exposed]}})),
-            )
-            .await;
-        let of_stream =
-            |m: &Value| m["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == stream;
-        let ack = arrival(&client, 0, |m| {
-            m["method"] == "notifications/subscriptions/acknowledged" && of_stream(m)
-        })
-        .await;
+        let (stream, ack) = listen(&mut client, json!({"resourceSubscriptions": [exposed]})).await;
         assert_eq!(
             ack["params"]["notifications"]["resourceSubscriptions"],
             json!([exposed]),
@@ -477,14 +480,12 @@ async fn resource_updates_come_on_the_stream_that_asked_for_them() {
             "{touched}"
         );
         let updated = arrival(&client, before, |m| {
-            m["method"] == "notifications/resources/updated" && of_stream(m)
+            m["method"] == "notifications/resources/updated" && of_stream(&stream, m)
         })
         .await;
         assert_eq!(updated["params"]["uri"], json!(exposed), "{updated}");
 
-        let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
-                            "params": {"requestId": stream}});
-        client.send_line(cancel.to_string().as_bytes()).await;
+        cancel(&client, &stream).await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !backend.stats().subscriptions.is_empty() {
             assert!(tokio::time::Instant::now() < deadline, "never unsubscribed");
@@ -502,17 +503,7 @@ async fn closing_stdin_with_a_stream_open_ends_the_proxy_at_once() {
     let (modes, _backends) = both_modes(dir.path()).await;
     for (settings, _) in modes {
         let mut client = ListOnce::start(settings, TestBrowser::new(BrowserMode::Ignore));
-        let stream = client
-            .send_request(
-                "subscriptions/listen",
-                with_meta(json!({"notifications": {"toolsListChanged": true}})),
-            )
-            .await;
-        arrival(&client, 0, |m| {
-            m["method"] == "notifications/subscriptions/acknowledged"
-                && m["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == stream
-        })
-        .await;
+        listen(&mut client, json!({"toolsListChanged": true})).await;
         let closing = std::time::Instant::now();
         client.stop().await;
         assert!(

@@ -15,7 +15,7 @@ use axum::{
     Router,
     body::Bytes,
     extract::State,
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     response::{IntoResponse, Response},
     routing::post,
 };
@@ -39,10 +39,13 @@ pub fn task(status: &str) -> Value {
            "createdAt": "2026-12-07T10:00:00Z", "lastUpdatedAt": "2026-12-07T10:00:01Z"})
 }
 
+/// The `tools/call` params a backend got, in order.
+type Calls = Arc<Mutex<Vec<Value>>>;
+
 /// The backend; what it was sent is in [`TasksBackend::calls`].
 pub struct TasksBackend {
     url: String,
-    calls: Arc<Mutex<Vec<Value>>>,
+    calls: Calls,
     stop: CancellationToken,
 }
 
@@ -64,20 +67,15 @@ impl TasksBackend {
     }
 
     async fn start_speaking(modern: bool) -> Self {
-        let calls: Arc<Mutex<Vec<Value>>> = Arc::default();
-        let routes = if modern {
-            post(answer_2026)
-        } else {
-            post(answer)
-        };
+        let calls: Calls = Arc::default();
         let app = Router::new()
             .route(
                 "/mcp",
-                routes
+                post(answer)
                     .get(|| async { StatusCode::METHOD_NOT_ALLOWED })
                     .delete(|| async { StatusCode::OK }),
             )
-            .with_state(Arc::clone(&calls));
+            .with_state((Arc::clone(&calls), modern));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/mcp", listener.local_addr().unwrap());
         let stop = CancellationToken::new();
@@ -101,11 +99,19 @@ impl TasksBackend {
     }
 }
 
-async fn answer(
-    State(calls): State<Arc<Mutex<Vec<Value>>>>,
-    _headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+/// What a backend answers to one request: its result, or a JSON-RPC error (with the HTTP status
+/// it comes with).
+type Answer = Result<Value, (StatusCode, Value)>;
+
+/// "Method not found", as an SSE answer.
+fn unknown(method: &str) -> (StatusCode, Value) {
+    (
+        StatusCode::OK,
+        json!({"code": -32601, "message": format!("no {method}")}),
+    )
+}
+
+async fn answer(State((calls, modern)): State<(Calls, bool)>, body: Bytes) -> Response {
     let Ok(message) = serde_json::from_slice::<Value>(&body) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
@@ -113,18 +119,34 @@ async fn answer(
         return StatusCode::ACCEPTED.into_response();
     };
     let params = &message["params"];
-    let result = match method {
+    if method == "tools/call" {
+        calls.lock().unwrap().push(params.clone());
+    }
+    let answer = if modern {
+        of_2026(method, params)
+    } else {
+        of_2025(method, params)
+    };
+    match answer {
+        Ok(result) => sse(&json!({"jsonrpc": "2.0", "id": id, "result": result})),
+        Err((StatusCode::OK, error)) => sse(&json!({"jsonrpc": "2.0", "id": id, "error": error})),
+        Err((status, error)) => (
+            status,
+            [("content-type", "application/json")],
+            json!({"jsonrpc": "2.0", "id": id, "error": error}).to_string(),
+        )
+            .into_response(),
+    }
+}
+
+/// The backend of 2025-11-25.
+fn of_2025(method: &str, params: &Value) -> Answer {
+    Ok(match method {
         "initialize" => json!({"protocolVersion": "2025-11-25", "capabilities": capabilities(),
                                "serverInfo": {"name": "tasks-2025", "version": "1"}}),
         "tools/list" => json!({"tools": [research_tool()]}),
-        "tools/call" => {
-            calls.lock().unwrap().push(params.clone());
-            if params.get("task").is_some() {
-                json!({"task": task("working")})
-            } else {
-                json!({"content": [{"type": "text", "text": "researched at once"}]})
-            }
-        }
+        "tools/call" if params.get("task").is_some() => json!({"task": task("working")}),
+        "tools/call" => json!({"content": [{"type": "text", "text": "researched at once"}]}),
         "tasks/get" => task("completed"),
         "tasks/cancel" => task("cancelled"),
         "tasks/list" => json!({"tasks": [task("completed")]}),
@@ -132,13 +154,8 @@ async fn answer(
             "content": [{"type": "text", "text": "researched as a task"}],
             "_meta": {"io.modelcontextprotocol/related-task": {"taskId": "task-1"}}
         }),
-        other => {
-            let error = json!({"jsonrpc": "2.0", "id": id,
-                               "error": {"code": -32601, "message": format!("no {other}")}});
-            return sse(&error);
-        }
-    };
-    sse(&json!({"jsonrpc": "2.0", "id": id, "result": result}))
+        other => return Err(unknown(other)),
+    })
 }
 
 /// The extension's task, in `status`, with `extra` fields.
@@ -154,25 +171,15 @@ pub fn task_2026(status: &str, extra: Value) -> Value {
 /// The extension's key in capabilities.
 pub const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
 
-async fn answer_2026(State(calls): State<Arc<Mutex<Vec<Value>>>>, body: Bytes) -> Response {
-    let Ok(message) = serde_json::from_slice::<Value>(&body) else {
-        return StatusCode::BAD_REQUEST.into_response();
-    };
-    let (Some(id), Some(method)) = (message.get("id"), message["method"].as_str()) else {
-        return StatusCode::ACCEPTED.into_response();
-    };
-    let params = &message["params"];
-    let result = match method {
+/// The backend of 2026-07-28.
+fn of_2026(method: &str, params: &Value) -> Answer {
+    Ok(match method {
         "initialize" => {
-            let refusal = json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32022,
-                "message": "Unsupported protocol version",
-                "data": {"supported": ["2026-07-28"], "requested": params["protocolVersion"]}}});
-            return (
+            return Err((
                 StatusCode::BAD_REQUEST,
-                [("content-type", "application/json")],
-                refusal.to_string(),
-            )
-                .into_response();
+                json!({"code": -32022, "message": "Unsupported protocol version",
+                       "data": {"supported": ["2026-07-28"], "requested": params["protocolVersion"]}}),
+            ));
         }
         "server/discover" => json!({
             "resultType": "complete", "supportedVersions": ["2026-07-28"], "ttlMs": 0,
@@ -183,7 +190,6 @@ async fn answer_2026(State(calls): State<Arc<Mutex<Vec<Value>>>>, body: Bytes) -
         "tools/list" => json!({"resultType": "complete", "ttlMs": 0, "cacheScope": "private",
                                "tools": [{"name": "research", "inputSchema": {"type": "object"}}]}),
         "tools/call" => {
-            calls.lock().unwrap().push(params.clone());
             let declared = params
                 .pointer("/_meta/io.modelcontextprotocol~1clientCapabilities/extensions")
                 .and_then(|e| e.get(TASKS_EXTENSION))
@@ -205,13 +211,8 @@ async fn answer_2026(State(calls): State<Arc<Mutex<Vec<Value>>>>, body: Bytes) -
             task["resultType"] = json!("complete");
             task
         }
-        other => {
-            let error = json!({"jsonrpc": "2.0", "id": id,
-                               "error": {"code": -32601, "message": format!("no {other}")}});
-            return sse(&error);
-        }
-    };
-    sse(&json!({"jsonrpc": "2.0", "id": id, "result": result}))
+        other => return Err(unknown(other)),
+    })
 }
 
 /// `message` as the one event of an SSE answer.
