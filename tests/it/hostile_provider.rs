@@ -76,12 +76,13 @@ async fn a_key_set_off_loopback_over_http_is_never_fetched() {
     let browser = TestBrowser::new(BrowserMode::Complete);
     let tokens = manager(support::profile(&idp, None), dir.path(), browser.clone());
     let error = tokens.access_token().await.unwrap_err().to_string();
+    // Refused with the discovery document, before any browser opens or any key is read.
     assert!(
-        error.contains("refused to send a request to http://keys.example.com/jwks")
-            && error.contains("must use https://"),
+        error.contains("jwks_uri 'http://keys.example.com/jwks' must use https://"),
         "{error}"
     );
     assert_eq!(browser.opened(), 0);
+    assert_eq!(idp.stats().jwks_fetches, 0);
 }
 
 /// RFC 9207: an authorization response that names another issuer, or lacks the `iss` its

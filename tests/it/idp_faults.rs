@@ -255,6 +255,28 @@ async fn a_login_abandoned_in_the_browser_times_out_and_the_next_request_starts_
     h.stop().await.unwrap();
 }
 
+/// A server that issues no ID token (plain OAuth) needs no key set that answers: its keys are
+/// read only for an ID token, so the sign-in works with a `jwks_uri` that answers 404.
+#[tokio::test]
+async fn a_provider_that_issues_no_id_token_needs_no_key_set_that_answers() {
+    let (idp, backend, dir) = oidc_backend(IdpConfig::default()).await;
+    // The backend checks its tokens with the real keys; the discovery document names a key
+    // set that answers 404.
+    idp.set_discovery("jwks_uri", json!(format!("{}/no-such-keys", idp.issuer())));
+    idp.set_id_token_fault(Some(support::idp::IdTokenFault::Omitted));
+    let h = start_drop_in(
+        &idp,
+        &backend,
+        &dir,
+        TestBrowser::new(BrowserMode::Complete),
+    )
+    .await
+    .expect("signed in without the keys");
+    let who = h.call("whoami", json!({})).await.unwrap();
+    assert!(!support::first_text(&who).is_empty());
+    h.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_broken_key_set_is_told_apart_from_a_wrong_issuer() {
     let (idp, backend, dir) = oidc_backend(IdpConfig::default()).await;

@@ -1,9 +1,10 @@
 //! ID token validation: signature, issuer, audience, and the nonce of the login that asked for
 //! it (the device grant sends none).
 //!
-//! An ID token signed by a key the cached key set lacks makes the proxy read the keys once
-//! more (and discovery, if that does not help), so a provider that rotates its keys does not
-//! break every later login until a restart.
+//! The provider's keys are read at the first ID token, not at discovery (a provider that
+//! issues none need not publish keys that work). An ID token signed by a key the cached key
+//! set lacks makes the proxy read the keys once more (and discovery, if that does not help),
+//! so a provider that rotates its keys does not break every later login until a restart.
 
 use std::{str::FromStr, sync::Arc};
 
@@ -38,16 +39,25 @@ impl Provider {
         };
         for rediscover in [None, Some(false), Some(true)] {
             if let Some(rediscover) = rediscover {
-                tracing::info!(
-                    "The ID token of {} is signed by a key it has not published before; \
-                     reading its {} again",
-                    self.issuer,
-                    if rediscover {
-                        "discovery document"
-                    } else {
-                        "keys"
-                    }
-                );
+                let never_read = self
+                    .metadata
+                    .read()
+                    .is_ok_and(|m| m.jwks().keys().is_empty());
+                if never_read {
+                    // Read only now: a provider that issues no ID token needs none.
+                    tracing::debug!("Reading the signing keys of {}", self.issuer);
+                } else {
+                    tracing::info!(
+                        "The ID token of {} is signed by a key it has not published before; \
+                         reading its {} again",
+                        self.issuer,
+                        if rediscover {
+                            "discovery document"
+                        } else {
+                            "keys"
+                        }
+                    );
+                }
                 self.reload_keys(rediscover).await?;
             }
             let client = self.client()?;
@@ -67,28 +77,42 @@ impl Provider {
         Err(AuthError::IdToken("no key of the provider matches".into()))
     }
 
-    /// Reads the provider's keys again: its key set, or, if that fails, its whole discovery
-    /// document (which may name a new key set).
+    /// Reads the provider's keys (again): its key set, or, with `rediscover` or if that fails,
+    /// its whole discovery document first (which may name a new key set). Keys that cannot be
+    /// read are an error naming where they were looked for.
     async fn reload_keys(&self, rediscover: bool) -> Result<(), AuthError> {
         let http = self.http.clone();
         let jwks_uri = match self.metadata.read() {
             Ok(metadata) => metadata.jwks_uri().clone(),
             Err(_) => return Ok(()),
         };
-        if !rediscover
-            && let Ok(keys) =
-                JsonWebKeySet::fetch_async(&jwks_uri, &|r| send(http.clone(), r)).await
-        {
-            if let Ok(mut metadata) = self.metadata.write() {
-                *metadata = metadata.clone().set_jwks(keys);
+        let mut failure = None;
+        if !rediscover {
+            match JsonWebKeySet::fetch_async(&jwks_uri, &|r| send(http.clone(), r)).await {
+                Ok(keys) => {
+                    if let Ok(mut metadata) = self.metadata.write() {
+                        *metadata = metadata.clone().set_jwks(keys);
+                    }
+                    return Ok(());
+                }
+                Err(e) => failure = Some(chain(&e)),
             }
-            return Ok(());
         }
-        let fresh =
-            Self::discover(Arc::clone(&self.profile), &self.issuer, self.http.clone()).await?;
-        if let (Ok(mut metadata), Ok(fresh)) = (self.metadata.write(), fresh.metadata.into_inner())
-        {
-            *metadata = fresh;
+        let fresh = Self::discover(Arc::clone(&self.profile), &self.issuer, self.http.clone())
+            .await?
+            .metadata
+            .into_inner()
+            .map_err(|_| AuthError::IdToken("provider state poisoned".into()))?;
+        let jwks_uri = fresh.jwks_uri().clone();
+        let keys = JsonWebKeySet::fetch_async(&jwks_uri, &|r| send(http.clone(), r))
+            .await
+            .map_err(|e| AuthError::Keys {
+                issuer: self.issuer.clone(),
+                jwks_uri: jwks_uri.url().to_string(),
+                reason: failure.unwrap_or_else(|| chain(&e)),
+            })?;
+        if let Ok(mut metadata) = self.metadata.write() {
+            *metadata = fresh.set_jwks(keys);
         }
         Ok(())
     }

@@ -8,8 +8,10 @@
 //! document (a `file:` authorization endpoint, a plain-`http` token endpoint elsewhere) is
 //! refused before any browser opens.
 //!
-//! When a discovery fails, the error tells a broken key set (the document is fine, its
-//! `jwks_uri` is not) from a wrong issuer URL.
+//! The key set is read when an ID token is to be checked, not at discovery: a plain OAuth
+//! server that issues no ID token may name a key set that does not answer, and a sign-in with
+//! it still works. When the keys are needed and cannot be read, the error says so, apart from
+//! a wrong issuer URL.
 
 use openidconnect::{
     AdditionalProviderMetadata, IssuerUrl, JsonWebKeySet, ProviderMetadata,
@@ -61,35 +63,22 @@ pub(super) type Metadata = ProviderMetadata<
 >;
 
 /// Reads `issuer`'s discovery document — OpenID Connect's, else RFC 8414's OAuth metadata —
-/// and the provider's JWKS, and checks the endpoints it advertises.
+/// and checks the endpoints it advertises. The key set it names is read only when an ID token
+/// is to be checked (see `id_token.rs`): a server that issues none need not publish keys that
+/// work.
 pub(super) async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, AuthError> {
     let failed = |reason: String| AuthError::Discovery {
         issuer: issuer.to_owned(),
         reason,
     };
     let issuer_url = IssuerUrl::new(issuer.to_owned()).map_err(|e| failed(e.to_string()))?;
-    let client = http.clone();
-    let metadata =
-        match Metadata::discover_async(issuer_url.clone(), &|r| send(client.clone(), r)).await {
+    let metadata = match openid_metadata(http, &issuer_url).await {
+        Ok(metadata) => metadata,
+        Err(reason) => match oauth_metadata(http, &issuer_url).await {
             Ok(metadata) => metadata,
-            Err(e) => {
-                let reason = chain(&e);
-                match oauth_metadata(http, &issuer_url).await {
-                    Ok(metadata) => metadata,
-                    Err(oauth) => {
-                        return Err(match keys_url(http, issuer).await {
-                            // The discovery document is fine: it is the key set that fails.
-                            Some(jwks_uri) => AuthError::Keys {
-                                issuer: issuer.to_owned(),
-                                jwks_uri,
-                                reason,
-                            },
-                            None => failed(format!("{reason}; and {oauth}")),
-                        });
-                    }
-                }
-            }
-        };
+            Err(oauth) => return Err(failed(format!("{reason}; and {oauth}"))),
+        },
+    };
     check_endpoints(&metadata).map_err(|reason| AuthError::UnsafeProvider {
         issuer: issuer.to_owned(),
         reason,
@@ -97,10 +86,23 @@ pub(super) async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Met
     Ok(metadata)
 }
 
-/// RFC 8414 metadata at `issuer`, with its keys, for a provider without OpenID Connect
-/// discovery; `None` when there is none either.
-/// A plain OAuth server may publish no key set (it issues no ID tokens): an empty one
-/// stands in, and an ID token it did send would fail validation.
+/// OpenID Connect discovery at `issuer`, which must name itself as that issuer.
+async fn openid_metadata(http: &reqwest::Client, issuer: &IssuerUrl) -> Result<Metadata, String> {
+    let url = openid_configuration_url(issuer.as_str());
+    let document = get_json(http, &url).await?;
+    if document["issuer"].as_str() != Some(issuer.as_str()) {
+        return Err(format!(
+            "the discovery document at {url} names issuer {}, not {}",
+            document["issuer"],
+            issuer.as_str()
+        ));
+    }
+    let metadata: Metadata = serde_json::from_value(document)
+        .map_err(|e| format!("unusable discovery document at {url}: {e}"))?;
+    Ok(metadata.set_jwks(JsonWebKeySet::new(Vec::new())))
+}
+
+/// RFC 8414 metadata at `issuer`, for a provider without OpenID Connect discovery.
 async fn oauth_metadata(http: &reqwest::Client, issuer: &IssuerUrl) -> Result<Metadata, String> {
     let url = authorization_server_metadata_url(issuer.url());
     let document = get_json(http, &url).await?;
@@ -111,27 +113,10 @@ async fn oauth_metadata(http: &reqwest::Client, issuer: &IssuerUrl) -> Result<Me
             issuer.as_str()
         ));
     }
-    let has_keys = document.get("jwks_uri").is_some_and(|u| u.is_string());
     let metadata: Metadata = serde_json::from_value(as_openid_metadata(document, issuer))
         .map_err(|e| format!("unusable OAuth metadata at {url}: {e}"))?;
-    let keys = if has_keys {
-        JsonWebKeySet::fetch_async(metadata.jwks_uri(), &|r| send(http.clone(), r))
-            .await
-            .map_err(|e| format!("cannot read the keys named at {url}: {}", chain(&e)))?
-    } else {
-        JsonWebKeySet::new(Vec::new())
-    };
     tracing::debug!("Read the OAuth authorization server metadata at {url} (RFC 8414)");
-    Ok(metadata.set_jwks(keys))
-}
-
-/// The `jwks_uri` of the issuer's discovery document, if that document can be read: after a
-/// failed discovery, this tells a broken key set from a wrong issuer URL.
-async fn keys_url(http: &reqwest::Client, issuer: &str) -> Option<String> {
-    let document = get_json(http, &openid_configuration_url(issuer))
-        .await
-        .ok()?;
-    document["jwks_uri"].as_str().map(str::to_owned)
+    Ok(metadata.set_jwks(JsonWebKeySet::new(Vec::new())))
 }
 
 fn openid_configuration_url(issuer: &str) -> String {

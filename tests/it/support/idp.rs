@@ -864,6 +864,8 @@ pub enum IdTokenFault {
     WrongAudience,
     /// Another issuer in `iss`.
     WrongIssuer,
+    /// No ID token at all, as a plain OAuth server answers.
+    Omitted,
 }
 
 fn id_token(p: &IdParams<'_>) -> String {
@@ -1631,7 +1633,9 @@ fn token_response(ctx: &IssueContext, issue: &Issue<'_>) -> Value {
         "expires_in": ctx.ttl.as_secs(),
         "scope": issue.scope,
     });
-    if let Some(nonce) = issue.id_token_nonce {
+    if let Some(nonce) = issue.id_token_nonce
+        && !matches!(ctx.id_token_fault, Some(IdTokenFault::Omitted))
+    {
         response["id_token"] = json!(id_token(&IdParams {
             issuer: &ctx.issuer,
             sub: issue.sub,
