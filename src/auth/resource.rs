@@ -12,7 +12,7 @@
 //! Metadata is read from the URL a `401` names (`resource_metadata`, only on the backend's own
 //! origin), else from the well-known locations: `/.well-known/oauth-protected-resource`
 //! inserted before the backend's path, then at the root; else from where the backend's `401` to
-//! a request without a token names it. It must come over `https://` (or `http://` on a
+//! a request without a token (a POST, as MCP's requests are; then a GET) names it. It must come over `https://` (or `http://` on a
 //! loopback host), and the `resource` it names must be the backend's own — its URL or an
 //! ancestor of it on a path-segment boundary, on the same origin — and not one another
 //! configured backend owns: metadata of another server is never taken for this one's. A
@@ -303,27 +303,44 @@ pub async fn discover(
     }
 }
 
-/// Where the backend's `401` to a request without a token says its metadata is.
+/// Where the backend's `401` to a request without a token says its metadata is. The request is
+/// a POST, as an MCP client's requests are (a server may answer only those with its
+/// challenge): a `ping`, which changes nothing on a server that takes it; then a GET, as the
+/// standing stream of older servers is opened.
 async fn challenge_hint(http: &reqwest::Client, backend: &Url) -> Option<String> {
-    let request = http::Request::get(backend.as_str())
+    let ping = br#"{"jsonrpc":"2.0","id":"authful-mcp-proxy-probe","method":"ping"}"#;
+    let post = http::Request::post(backend.as_str())
+        .header(http::header::ACCEPT, "application/json, text/event-stream")
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(ping.to_vec())
+        .ok()?;
+    let get = http::Request::get(backend.as_str())
         .header(http::header::ACCEPT, "application/json, text/event-stream")
         .body(Vec::new())
         .ok()?;
-    let response = tokio::time::timeout(METADATA_TIMEOUT, send(http.clone(), request))
-        .await
-        .ok()?
-        .ok()?;
-    let header = response
-        .headers()
-        .get(http::header::WWW_AUTHENTICATE)?
-        .to_str()
-        .ok()?;
-    let named = Challenge::parse(header)?.resource_metadata?;
-    tracing::debug!(
-        "Backend {backend} names its protected resource metadata in its challenge: {}",
-        untrusted(&named)
-    );
-    Some(named)
+    for request in [post, get] {
+        let method = request.method().clone();
+        let Ok(Ok(response)) =
+            tokio::time::timeout(METADATA_TIMEOUT, send(http.clone(), request)).await
+        else {
+            continue;
+        };
+        let named = response
+            .headers()
+            .get(http::header::WWW_AUTHENTICATE)
+            .and_then(|h| h.to_str().ok())
+            .and_then(Challenge::parse)
+            .and_then(|c| c.resource_metadata);
+        if let Some(named) = named {
+            tracing::debug!(
+                "Backend {backend} names its protected resource metadata in its challenge to a \
+                 {method}: {}",
+                untrusted(&named)
+            );
+            return Some(named);
+        }
+    }
+    None
 }
 
 /// The first usable metadata at `urls`; an error when one is unusable, or when none was found

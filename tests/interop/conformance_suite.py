@@ -394,8 +394,8 @@ AUTH_EXPECTED: dict[str, tuple[str, str, str]] = {
         "stop the sign-in (the proxy reads the key set only for an ID token, and this AS issues "
         "none); then " + _DCR),
     "auth/metadata-var3": (FAIL, BY_DESIGN,
-        "the PRM only at the custom URL the server's 401 names: found (one request without a token); "
-        "then " + _DCR),
+        "the PRM only at the custom URL the server's 401 to a POST names (a GET gets 404): found with "
+        "one POST without a token; then " + _DCR),
     "auth/2025-03-26-oauth-metadata-backcompat": (FAIL, BY_DESIGN,
         "2025-03-26 server (no PRM), issuer configured as the server's origin: the RFC 8414 document "
         "there names the issuer `<origin>/oauth`, which RFC 8414 §3.3 makes the proxy reject; then "

@@ -111,6 +111,26 @@ async fn metadata_named_only_in_the_challenge_is_found() {
     h.stop().await.unwrap();
 }
 
+/// The same, from a backend that challenges only MCP's POSTs (a GET without a token is `404`,
+/// as on some servers): the proxy asks with a POST.
+#[tokio::test]
+async fn metadata_named_only_in_the_challenge_to_a_post_is_found() {
+    let idp = FakeIdp::start(IdpConfig::default()).await;
+    let metadata = ResourceMetadata {
+        location: MetadataLocation::Elsewhere,
+        challenge_posts_only: true,
+        ..ResourceMetadata::default()
+    };
+    let backend = published("mcp", &idp, metadata).await;
+    let dir = tempfile::tempdir().unwrap();
+    let profile = without_issuer(support::profile(&idp, None));
+    let settings = support::settings(&backend.url(), Some(profile), dir.path());
+    let h = support::start(settings, TestBrowser::new(BrowserMode::Complete), V).await;
+    let who = h.call("whoami", json!({})).await.unwrap();
+    assert_eq!(who["structuredContent"]["aud"], json!(backend.resource()));
+    h.stop().await.unwrap();
+}
+
 /// Two backends of one profile, each bound to its own resource: one login asks for both, the
 /// second backend's token comes through the refresh token, and no backend is ever shown a
 /// token meant for the other.

@@ -131,6 +131,9 @@ pub struct ResourceMetadata {
     /// The value tokens' `aud` must contain. `None` (default): the resource. `Some`: this value
     /// (a server that publishes metadata but checks an older, provider-chosen audience).
     pub audience: Option<String>,
+    /// A `GET` without a token is `404` with no challenge: only MCP's POSTs are challenged (as
+    /// some servers do). Default `false`.
+    pub challenge_posts_only: bool,
 }
 
 impl Default for ResourceMetadata {
@@ -142,6 +145,7 @@ impl Default for ResourceMetadata {
             location: MetadataLocation::PathInserted,
             advertise: true,
             audience: None,
+            challenge_posts_only: false,
         }
     }
 }
@@ -867,6 +871,16 @@ async fn gatekeeper(
                 }
                 shared.record_authorized(Some(&claims));
                 request.extensions_mut().insert(claims);
+            }
+            Err(AuthError::Missing)
+                if request.method() == axum::http::Method::GET
+                    && shared
+                        .config
+                        .resource_metadata
+                        .as_ref()
+                        .is_some_and(|m| m.challenge_posts_only) =>
+            {
+                return StatusCode::NOT_FOUND.into_response();
             }
             Err(AuthError::Missing) => return shared.unauthorized(None),
             Err(AuthError::Invalid(description)) => {
