@@ -11,8 +11,9 @@ use std::{
 use rmcp::{
     Peer, ServiceError,
     model::{
-        CancelledNotification, CancelledNotificationParam, GetMeta, ProgressNotificationParam,
-        ProgressToken, RequestId, RequestMetaObject,
+        CancelledNotification, CancelledNotificationParam, GetExtensions, GetMeta,
+        NotificationMetaObject, ProgressNotificationParam, ProgressToken, RequestId,
+        RequestMetaObject,
     },
     service::{PeerRequestOptions, ServiceRole},
 };
@@ -97,6 +98,22 @@ impl ProgressMap {
         running.alive.notify_one();
         params.progress_token = running.theirs.clone()?;
         Some(params)
+    }
+}
+
+/// Puts `meta` (the `_meta` rmcp took out of a notification it received) back on
+/// `notification` for the next hop. rmcp leaves an empty `_meta` where it took the original
+/// out: a notification that had none goes on without one, as it was sent.
+pub fn carry_meta<N>(notification: &mut N, meta: NotificationMetaObject)
+where
+    N: GetMeta<Metadata = NotificationMetaObject> + GetExtensions,
+{
+    if meta.is_empty() {
+        notification
+            .extensions_mut()
+            .remove::<NotificationMetaObject>();
+    } else {
+        *notification.get_meta_mut() = meta;
     }
 }
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use rmcp::{
     Peer, RoleClient,
     model::{
-        ClientConfig, ClientResult, ErrorCode, ErrorData, GetExtensions, GetMeta,
-        NotificationMetaObject, ServerNotification, ServerRequest, SubscriptionFilter,
+        ClientConfig, ClientResult, ErrorCode, ErrorData, NotificationMetaObject,
+        ServerNotification, ServerRequest, SubscriptionFilter,
     },
     service::{NotificationContext, RequestContext, Service},
 };
@@ -17,7 +17,13 @@ use rmcp::{
 use tokio::sync::mpsc;
 use tracing::Level;
 
-use crate::{downstream, forward::ProgressMap, naming::Naming, request_error::RequestError, shape};
+use crate::{
+    downstream,
+    forward::{ProgressMap, carry_meta},
+    naming::Naming,
+    request_error::RequestError,
+    shape,
+};
 
 /// Progress tokens for both directions of one backend link.
 #[derive(Clone, Default)]
@@ -163,13 +169,7 @@ impl BackendHandler {
                 if let Some(naming) = &self.naming {
                     rename(naming, &mut other);
                 }
-                // rmcp leaves an empty `_meta` where it took the backend's out: a notification that
-                // had none reaches the client without one, as the backend sent it.
-                if meta.is_empty() {
-                    other.extensions_mut().remove::<NotificationMetaObject>();
-                } else {
-                    *other.get_meta_mut() = meta;
-                }
+                carry_meta(&mut other, meta);
                 other
             }
         };

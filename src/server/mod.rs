@@ -47,7 +47,7 @@ use std::{
 use rmcp::{
     RoleServer,
     model::{
-        ClientConfig, ClientNotification, ClientRequest, ErrorData, GetMeta, Implementation,
+        ClientConfig, ClientNotification, ClientRequest, ErrorData, Implementation,
         InitializeRequestParams, InitializeResult, ProgressNotification, ProtocolVersion,
         ServerResult,
     },
@@ -404,14 +404,7 @@ impl Service<RoleServer> for Server {
                 }
             }
             mut other => {
-                // rmcp leaves an empty `_meta` where it took the client's out: a notification that
-                // had none reaches the backends without one.
-                if context.meta.is_empty() {
-                    rmcp::model::GetExtensions::extensions_mut(&mut other)
-                        .remove::<rmcp::model::NotificationMetaObject>();
-                } else {
-                    *other.get_meta_mut() = context.meta;
-                }
+                crate::forward::carry_meta(&mut other, context.meta);
                 for keeper in &self.keepers {
                     if let Ok(connection) = keeper.connection() {
                         connection.notify(other.clone()).await;

@@ -96,9 +96,16 @@ async fn metadata_at_the_root_is_found_without_a_challenge_naming_it() {
 /// without an issuer finds it there (asking the backend without a token).
 #[tokio::test]
 async fn metadata_named_only_in_the_challenge_is_found() {
+    signs_in_with_metadata_named_only_in_a_challenge(false).await;
+}
+
+/// A profile without an issuer signs in with metadata at no well-known address, named only in
+/// the backend's challenge (`challenge_posts_only`: only to a POST).
+async fn signs_in_with_metadata_named_only_in_a_challenge(challenge_posts_only: bool) {
     let idp = FakeIdp::start(IdpConfig::default()).await;
     let metadata = ResourceMetadata {
         location: MetadataLocation::Elsewhere,
+        challenge_posts_only,
         ..ResourceMetadata::default()
     };
     let backend = published("mcp", &idp, metadata).await;
@@ -115,20 +122,7 @@ async fn metadata_named_only_in_the_challenge_is_found() {
 /// as on some servers): the proxy asks with a POST.
 #[tokio::test]
 async fn metadata_named_only_in_the_challenge_to_a_post_is_found() {
-    let idp = FakeIdp::start(IdpConfig::default()).await;
-    let metadata = ResourceMetadata {
-        location: MetadataLocation::Elsewhere,
-        challenge_posts_only: true,
-        ..ResourceMetadata::default()
-    };
-    let backend = published("mcp", &idp, metadata).await;
-    let dir = tempfile::tempdir().unwrap();
-    let profile = without_issuer(support::profile(&idp, None));
-    let settings = support::settings(&backend.url(), Some(profile), dir.path());
-    let h = support::start(settings, TestBrowser::new(BrowserMode::Complete), V).await;
-    let who = h.call("whoami", json!({})).await.unwrap();
-    assert_eq!(who["structuredContent"]["aud"], json!(backend.resource()));
-    h.stop().await.unwrap();
+    signs_in_with_metadata_named_only_in_a_challenge(true).await;
 }
 
 /// Two backends of one profile, each bound to its own resource: one login asks for both, the

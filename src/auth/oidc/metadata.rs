@@ -86,37 +86,47 @@ pub(super) async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Met
     Ok(metadata)
 }
 
-/// OpenID Connect discovery at `issuer`, which must name itself as that issuer.
+/// OpenID Connect discovery at `issuer`.
 async fn openid_metadata(http: &reqwest::Client, issuer: &IssuerUrl) -> Result<Metadata, String> {
     let url = openid_configuration_url(issuer.as_str());
-    let document = get_json(http, &url).await?;
-    if document["issuer"].as_str() != Some(issuer.as_str()) {
-        return Err(format!(
-            "the discovery document at {url} names issuer {}, not {}",
-            document["issuer"],
-            issuer.as_str()
-        ));
-    }
-    let metadata: Metadata = serde_json::from_value(document)
-        .map_err(|e| format!("unusable discovery document at {url}: {e}"))?;
-    Ok(metadata.set_jwks(JsonWebKeySet::new(Vec::new())))
+    let document = issuers_document(http, &url, issuer, "discovery document").await?;
+    serde_json::from_value(document)
+        .map(keys_read_later)
+        .map_err(|e| format!("unusable discovery document at {url}: {e}"))
 }
 
 /// RFC 8414 metadata at `issuer`, for a provider without OpenID Connect discovery.
 async fn oauth_metadata(http: &reqwest::Client, issuer: &IssuerUrl) -> Result<Metadata, String> {
     let url = authorization_server_metadata_url(issuer.url());
-    let document = get_json(http, &url).await?;
+    let document = issuers_document(http, &url, issuer, "OAuth metadata").await?;
+    let metadata = serde_json::from_value(as_openid_metadata(document, issuer))
+        .map(keys_read_later)
+        .map_err(|e| format!("unusable OAuth metadata at {url}: {e}"))?;
+    tracing::debug!("Read the OAuth authorization server metadata at {url} (RFC 8414)");
+    Ok(metadata)
+}
+
+/// The `what` at `url`, which must name `issuer` as its issuer.
+async fn issuers_document(
+    http: &reqwest::Client,
+    url: &str,
+    issuer: &IssuerUrl,
+    what: &str,
+) -> Result<serde_json::Value, String> {
+    let document = get_json(http, url).await?;
     if document["issuer"].as_str() != Some(issuer.as_str()) {
         return Err(format!(
-            "the OAuth metadata at {url} names issuer {}, not {}",
+            "the {what} at {url} names issuer {}, not {}",
             document["issuer"],
             issuer.as_str()
         ));
     }
-    let metadata: Metadata = serde_json::from_value(as_openid_metadata(document, issuer))
-        .map_err(|e| format!("unusable OAuth metadata at {url}: {e}"))?;
-    tracing::debug!("Read the OAuth authorization server metadata at {url} (RFC 8414)");
-    Ok(metadata.set_jwks(JsonWebKeySet::new(Vec::new())))
+    Ok(document)
+}
+
+/// `metadata` with no keys yet: they are read at the first ID token (see `id_token.rs`).
+fn keys_read_later(metadata: Metadata) -> Metadata {
+    metadata.set_jwks(JsonWebKeySet::new(Vec::new()))
 }
 
 fn openid_configuration_url(issuer: &str) -> String {
