@@ -296,7 +296,7 @@ mod tests {
         renamed.prefix = Some("t".into());
         let mut other_client = tools.clone();
         let mut profile = (**tools.profile.as_ref().unwrap()).clone();
-        profile.client_id = "other".into();
+        profile.client_id = Some("other".into());
         other_client.profile = Some(Arc::new(profile));
         for changed in [moved, renamed, other_client] {
             assert_eq!(Memory::of(dir.path(), &changed).recall(), None);

@@ -17,6 +17,7 @@ use super::{
     authority::{self, Authority, Source, Suggestion, same_issuer},
     cache::StoredTokens,
     oidc::Provider,
+    registration::Registrations,
     resource::{self, MetadataError, ResourceMetadata},
     target::TargetId,
     tokens::TokenManager,
@@ -275,7 +276,12 @@ impl TokenManager {
                 source: Source::Pinned,
             },
             (None, None) => {
-                let agreed = self.agree().await?;
+                let agreed = match self.agree().await {
+                    // MCP 2025-03-26: a server that runs OAuth itself and publishes no
+                    // metadata is its own authorization server.
+                    Err(AuthError::NoIssuer { .. }) if profile.own_oauth => self.own_server()?,
+                    other => other?,
+                };
                 tracing::info!(
                     "Profile '{}' signs in at {}, {}",
                     profile.name,
@@ -288,6 +294,30 @@ impl TokenManager {
         Ok(self.authority.get_or_init(|| async { chosen }).await)
     }
 
+    /// The server of a backend with `auth: oauth` that publishes no metadata: its own origin
+    /// (MCP 2025-03-26). Not for one whose metadata is unusable: that names a server, just not
+    /// one the proxy may use.
+    fn own_server(&self) -> Result<Authority, AuthError> {
+        let (backend, url) = self
+            .targets
+            .iter()
+            .find_map(|(_, t)| Some((t.backend.clone(), t.url.clone()?)))
+            .filter(|_| !self.targets.iter().any(|(_, t)| t.unusable()))
+            .ok_or_else(|| AuthError::NoIssuer {
+                profile: self.profile.name.clone(),
+                backends: self
+                    .targets
+                    .iter()
+                    .map(|(_, t)| format!("'{}'", t.backend))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        Ok(Authority {
+            issuer: url.origin().ascii_serialization(),
+            source: Source::NamedBy(vec![backend]),
+        })
+    }
+
     /// The provider, discovered once, at the profile's [`authority`](Self::authority).
     pub(super) async fn provider(
         &self,
@@ -296,7 +326,12 @@ impl TokenManager {
         let issuer = self.authority(tokens).await?.issuer.clone();
         self.provider
             .get_or_try_init(|| {
-                Provider::discover(Arc::clone(&self.profile), &issuer, self.http.clone())
+                Provider::discover(
+                    Arc::clone(&self.profile),
+                    &issuer,
+                    self.http.clone(),
+                    Registrations::new(self.cache.dir()),
+                )
             })
             .await
     }

@@ -46,7 +46,38 @@ impl TokenManager {
         resource: Option<&str>,
     ) -> Vec<String> {
         let extra = tokens.map_or(&[][..], |t| t.step_up_scopes(resource));
-        union(&self.profile.scopes, extra)
+        union(&self.base_scopes(tokens), extra)
+    }
+
+    /// The scopes every token of the profile asks for: the configured ones, or — where the
+    /// server says them — what its backends named (read in this process), else what the
+    /// grant on disk was asked with.
+    fn base_scopes(&self, tokens: Option<&StoredTokens>) -> Vec<String> {
+        if !self.profile.server_scopes {
+            return self.profile.scopes.clone();
+        }
+        let mut named: Option<Vec<String>> = None;
+        for (_, t) in self.targets.iter() {
+            if let Some(wanted) = t.wanted_scopes() {
+                named = Some(union(named.as_deref().unwrap_or_default(), &wanted));
+            }
+        }
+        named
+            .or_else(|| tokens.map(|t| t.scopes.clone()))
+            .unwrap_or_default()
+    }
+
+    /// For a profile whose server says the scopes: reads what each backend's challenge to a
+    /// request without a token names, once, before a sign-in asks for them.
+    pub(super) async fn hear_challenges(&self) {
+        if !self.profile.server_scopes {
+            return;
+        }
+        for (_, t) in self.targets.iter() {
+            if let (None, Some(url)) = (t.challenge_scopes(), &t.url) {
+                t.heard_challenge(super::resource::challenge_scopes(&self.http, url).await);
+            }
+        }
     }
 
     /// A refresh for `resource` with the scopes it `needs` (narrowed from a wider grant), if
@@ -199,11 +230,21 @@ impl TokenManager {
         let mut tokens = current
             .take()
             .filter(|t| t.issuer == provider.issuer())
-            .unwrap_or_else(|| StoredTokens::new(provider.issuer(), &self.profile.client_id));
+            .unwrap_or_else(|| StoredTokens::new(provider.issuer(), &self.client_id()));
         tokens.refresh_token = None;
         tokens.resources = resources;
         *current = Some(tokens);
         Ok(granted)
+    }
+
+    /// The id of the client the tokens are granted to: the one the provider knows the proxy
+    /// by, else the profile's.
+    fn client_id(&self) -> String {
+        self.provider
+            .get()
+            .and_then(|p| p.known_client())
+            .map(|c| c.id.clone())
+            .unwrap_or_else(|| self.profile.client_label().to_owned())
     }
 
     /// Keeps what `issuer` granted as the token of `target` (bound to `resource`), from a
@@ -218,8 +259,7 @@ impl TokenManager {
         grant_scopes: &[String],
         issuer: &str,
     ) -> Secret {
-        let tokens =
-            current.get_or_insert_with(|| StoredTokens::new(issuer, &self.profile.client_id));
+        let tokens = current.get_or_insert_with(|| StoredTokens::new(issuer, &self.client_id()));
         if granted.refresh_token.is_some() {
             tokens.refresh_token = granted.refresh_token;
         }

@@ -9,7 +9,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::{AuthError, authority::same_issuer, oidc::Provider, tokens::TokenManager};
+use super::{
+    AuthError, authority::same_issuer, oidc::Provider, registration::Registrations,
+    tokens::TokenManager,
+};
 use crate::secret::Secret;
 
 impl TokenManager {
@@ -48,8 +51,13 @@ impl TokenManager {
         {
             return provider.revoke(refresh_token).await;
         }
-        let provider =
-            Provider::discover(Arc::clone(&self.profile), issuer, self.http.clone()).await?;
+        let provider = Provider::discover(
+            Arc::clone(&self.profile),
+            issuer,
+            self.http.clone(),
+            Registrations::new(self.cache.dir()),
+        )
+        .await?;
         provider.revoke(refresh_token).await
     }
 }

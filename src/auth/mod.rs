@@ -20,7 +20,8 @@
 //! - [`sign_in`]: how a person signs in (browser, device code), with [`browser`] opening the
 //!   URL and [`callback`] taking the code;
 //! - [`oidc`]: the exchanges with the identity provider, with [`client_auth`] (how the client
-//!   proves itself) over `provider_http`;
+//!   proves itself) over `provider_http`, and [`registration`] (who the client is at a server
+//!   that does not know it: a metadata document, or a client the proxy registers);
 //! - [`resource`]: the backend's side (its challenges, its RFC 9728 metadata);
 //! - [`cache`]: the token file.
 //!
@@ -40,6 +41,7 @@ mod logout;
 mod managers;
 pub mod oidc;
 mod provider_http;
+pub mod registration;
 mod renewal;
 pub mod resource;
 pub mod scopes;
@@ -180,6 +182,16 @@ pub enum AuthError {
     DeviceExpired {
         /// How long the code was valid.
         seconds: u64,
+    },
+    /// The proxy could not become a client of a server that does not know it.
+    #[error("profile '{profile}' has no client at {issuer}: {reason}")]
+    Registration {
+        /// The profile.
+        profile: String,
+        /// The authorization server.
+        issuer: String,
+        /// What went wrong, and what to do.
+        reason: String,
     },
     /// Revocation failed at the provider.
     #[error("revocation failed: {0}")]

@@ -107,6 +107,7 @@ impl TokenManager {
             }
         }
         let provider = self.provider(current.as_mut()).await?;
+        self.hear_challenges().await;
         let needed = self.scopes_for(current.as_ref(), resource.as_deref());
         if let Some(granted) = self
             .refresh(provider, current.as_ref(), resource.as_deref(), &needed)

@@ -303,6 +303,34 @@ pub async fn discover(
     }
 }
 
+/// The scopes the backend's `401` to a request without a token names (MCP's scope selection
+/// starts there); empty when it names none or answers otherwise.
+pub async fn challenge_scopes(http: &reqwest::Client, backend: &Url) -> Vec<String> {
+    match unauthenticated_challenge(http, backend).await {
+        Some(challenge) => challenge.scopes(),
+        None => Vec::new(),
+    }
+}
+
+/// The challenge of the backend's `401` to a POST `ping` without a token, if it answers so.
+async fn unauthenticated_challenge(http: &reqwest::Client, backend: &Url) -> Option<Challenge> {
+    let ping = br#"{"jsonrpc":"2.0","id":"authful-mcp-proxy-probe","method":"ping"}"#;
+    let post = http::Request::post(backend.as_str())
+        .header(http::header::ACCEPT, "application/json, text/event-stream")
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(ping.to_vec())
+        .ok()?;
+    let response = tokio::time::timeout(METADATA_TIMEOUT, send(http.clone(), post))
+        .await
+        .ok()?
+        .ok()?;
+    response
+        .headers()
+        .get(http::header::WWW_AUTHENTICATE)
+        .and_then(|h| h.to_str().ok())
+        .and_then(Challenge::parse)
+}
+
 /// Where the backend's `401` to a request without a token says its metadata is. The request is
 /// a POST, as an MCP client's requests are (a server may answer only those with its
 /// challenge): a `ping`, which changes nothing on a server that takes it; then a GET, as the

@@ -20,6 +20,10 @@ pub fn union(scopes: &[String], more: &[String]) -> Vec<String> {
 /// The `scope` a refresh asks for, when the grant holds more than a backend needs: `needed`,
 /// within the grant. `None` asks for the grant's own scopes, which is what it needs then.
 pub fn narrowed(grant: &[String], needed: &[String]) -> Option<Vec<String>> {
+    if needed.is_empty() {
+        // Nothing in particular: the grant's own.
+        return None;
+    }
     let wider = grant.iter().any(|s| !needed.contains(s));
     wider.then(|| {
         needed

@@ -85,6 +85,7 @@ impl SignIn<'_> {
     /// A login in the browser: authorization code with PKCE, `state`, `nonce` and RFC 9207's
     /// `iss`.
     pub async fn browser(&self) -> Result<Granted, AuthError> {
+        self.provider.client_for_sign_in().await?;
         let login = self.provider.begin_login(self.scopes, self.resources)?;
         let server = callback::CallbackServer::start(
             &self.profile.redirect_url,
@@ -142,6 +143,7 @@ impl SignIn<'_> {
 
     /// A device authorization: the person enters a code elsewhere while the proxy polls.
     pub async fn device(&self) -> Result<Granted, AuthError> {
+        self.provider.client_for_sign_in().await?;
         let device = self
             .provider
             .start_device(self.scopes, self.resources)

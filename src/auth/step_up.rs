@@ -10,7 +10,8 @@
 //! - for a request the client made, never for one the proxy makes on its own: nobody is
 //!   asked to sign in while nobody is asking for anything;
 //! - at most once per backend per `login_timeout`;
-//! - for scopes in the backend's published `scopes_supported`, when it publishes them.
+//! - for scopes in the backend's published `scopes_supported`, when it publishes them (unless
+//!   the profile's server says the scopes: `auth: oauth`, whose tokens are its alone).
 //!
 //! The scopes a backend asked for are kept for that backend's resource alone: the other
 //! backends' tokens are still asked for with the configured scopes (a refresh may narrow the
@@ -123,7 +124,11 @@ impl TokenManager {
                 &self.issuer_label(),
             ));
         }
-        let published = self.published_scopes(target, current.as_mut()).await?;
+        // A server that says its own scopes may ask for any: the token is for it alone.
+        let published = match self.profile.server_scopes {
+            true => Vec::new(),
+            false => self.published_scopes(target, current.as_mut()).await?,
+        };
         let ask = Ask {
             scopes,
             from_client,

@@ -34,8 +34,10 @@ pub const RETRY_FAILED_READ: Duration = Duration::from_secs(30);
 enum Read {
     /// Not read yet.
     Unknown,
-    /// Read: what it publishes (`None`: nothing usable).
+    /// Read: what it publishes (`None`: nothing).
     Known(Option<ResourceMetadata>),
+    /// Read: what it publishes cannot be used (about another server, say).
+    Unusable,
     /// The last read failed; not tried again before this.
     Failed(Instant),
 }
@@ -54,6 +56,9 @@ pub struct Target {
     read: Mutex<Read>,
     /// When it last made the proxy sign in for more scopes.
     last_step_up: Mutex<Option<Instant>>,
+    /// The scopes its challenge to a request without a token names (read once, for a profile
+    /// whose server says the scopes).
+    challenge_scopes: std::sync::OnceLock<Vec<String>>,
 }
 
 impl Target {
@@ -66,6 +71,28 @@ impl Target {
             owners,
             read: Mutex::new(Read::Unknown),
             last_step_up: Mutex::new(None),
+            challenge_scopes: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The scopes its challenge named, once read.
+    pub fn challenge_scopes(&self) -> Option<&[String]> {
+        self.challenge_scopes.get().map(Vec::as_slice)
+    }
+
+    /// Keeps the scopes its challenge named.
+    pub fn heard_challenge(&self, scopes: Vec<String>) {
+        let _ = self.challenge_scopes.set(scopes);
+    }
+
+    /// The scopes it asks for, MCP's order: those its challenge names, else those its
+    /// metadata publishes, else none. `None` while neither has been read.
+    pub fn wanted_scopes(&self) -> Option<Vec<String>> {
+        match self.challenge_scopes() {
+            Some(named) if !named.is_empty() => Some(named.to_vec()),
+            _ => self
+                .known()
+                .map(|m| m.map(|m| m.scopes_supported).unwrap_or_default()),
         }
     }
 
@@ -79,8 +106,14 @@ impl Target {
     pub fn known(&self) -> Option<Option<ResourceMetadata>> {
         match &*self.read.lock().ok()? {
             Read::Known(metadata) => Some(metadata.clone()),
+            Read::Unusable => Some(None),
             Read::Unknown | Read::Failed(_) => None,
         }
+    }
+
+    /// Whether it publishes metadata that cannot be used (as opposed to none at all).
+    pub fn unusable(&self) -> bool {
+        matches!(self.read.lock().as_deref(), Ok(Read::Unusable))
     }
 
     /// Whether its metadata should be read now: never read, or a failed read is due again.
@@ -88,7 +121,7 @@ impl Target {
         match self.read.lock().as_deref() {
             Ok(Read::Unknown) => true,
             Ok(Read::Failed(at)) => at.elapsed() >= RETRY_FAILED_READ,
-            Ok(Read::Known(_)) | Err(_) => false,
+            Ok(Read::Known(_) | Read::Unusable) | Err(_) => false,
         }
     }
 
@@ -96,7 +129,7 @@ impl Target {
     pub fn remember(&self, outcome: &Result<Option<ResourceMetadata>, MetadataError>) {
         let read = match outcome {
             Ok(metadata) => Read::Known(metadata.clone()),
-            Err(MetadataError::Unusable(_)) => Read::Known(None),
+            Err(MetadataError::Unusable(_)) => Read::Unusable,
             Err(MetadataError::Unavailable(_)) => Read::Failed(Instant::now()),
         };
         if let Ok(mut slot) = self.read.lock() {

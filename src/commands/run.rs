@@ -55,7 +55,7 @@ fn show_banner(settings: &Settings) {
             eprintln!(
                 "  issuer   {} (client {})",
                 profile.issuer_label(),
-                profile.client_id
+                profile.client_label()
             );
         }
         return;
@@ -76,7 +76,7 @@ fn show_banner(settings: &Settings) {
             "  profile  {}: {} (client {})",
             profile.name,
             profile.issuer_label(),
-            profile.client_id
+            profile.client_label()
         );
     }
 }

@@ -81,6 +81,25 @@ pub struct GatewayConfig {
     /// expiry the request is cancelled at the backend and the client gets an error naming it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_timeout: Option<u64>,
+    /// The `https://` URL of the proxy's client ID metadata document, the client id of every
+    /// backend with `auth: oauth` at servers that take such documents (others get a client the
+    /// proxy registers). See docs/public-servers.md for what it must contain.
+    #[serde(
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub client_metadata_url: Option<String>,
+    /// Loopback URL the browser returns to after the sign-in of a backend with `auth: oauth`
+    /// (default `http://localhost:8080/auth/callback`); the proxy registers it with the server.
+    #[serde(
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub redirect_url: Option<String>,
 }
 
 impl GatewayConfig {
@@ -133,6 +152,17 @@ pub enum Protocol {
     Initialize,
 }
 
+/// How a backend without an `oidc_profile` is signed in to.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendAuth {
+    /// its own OAuth, discovered from the server (RFC 9728, RFC 8414), with a client the proxy
+    /// registers there
+    Oauth,
+    /// no sign-in
+    None,
+}
+
 /// The separator between prefix and name.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub enum Separator {
@@ -170,11 +200,11 @@ pub struct ToolFilterConfig {
     pub deny: Vec<String>,
 }
 
-/// One OIDC client registration at one identity provider.
+/// One OIDC client at one identity provider: registered there by an administrator
+/// (`client_id`), named by a client ID metadata document (`client_metadata_url`), or
+/// registered by the proxy itself at the first sign-in (neither given).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
-// Optional in Rust because the drop-in's env vars and flags may fill it; required in a file.
-#[schemars(extend("required" = ["client_id"]))]
 pub struct OidcProfileConfig {
     /// Issuer URL; discovery reads `{issuer_url}/.well-known/openid-configuration` (or RFC
     /// 8414's `oauth-authorization-server`). Required with `client_secret` or
@@ -188,7 +218,10 @@ pub struct OidcProfileConfig {
     )]
     #[schemars(with = "Option<String>")]
     pub issuer_url: Option<String>,
-    /// OAuth client id registered at the identity provider.
+    /// OAuth client id registered at the identity provider. An `https://` URL is a client ID
+    /// metadata document (as `client_metadata_url`). Without one (and without
+    /// `client_metadata_url`), the proxy registers itself at the server's registration endpoint
+    /// (RFC 7591) at the first sign-in and keeps that client in the cache directory.
     #[serde(
         default,
         deserialize_with = "text",
@@ -196,6 +229,17 @@ pub struct OidcProfileConfig {
     )]
     #[schemars(with = "Option<String>")]
     pub client_id: Option<String>,
+    /// The `https://` URL of this client's metadata document (a client ID metadata document):
+    /// the client id at servers that announce `client_id_metadata_document_supported`; at
+    /// others the proxy registers itself (RFC 7591). Whoever hosts it must serve the JSON
+    /// described in docs/public-servers.md, with this URL as its `client_id`.
+    #[serde(
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub client_metadata_url: Option<String>,
     /// Client secret, for confidential clients only.
     #[serde(
         default,
@@ -352,7 +396,8 @@ pub struct BackendConfig {
     )]
     #[schemars(with = "Option<String>")]
     pub url: Option<String>,
-    /// Name of the OIDC profile whose tokens this backend accepts; none means no login.
+    /// Name of the OIDC profile whose tokens this backend accepts; none means no login
+    /// (unless `auth: oauth`).
     #[serde(
         default,
         deserialize_with = "text",
@@ -360,6 +405,12 @@ pub struct BackendConfig {
     )]
     #[schemars(with = "Option<String>")]
     pub oidc_profile: Option<String>,
+    /// `oauth`: the server runs OAuth itself (MCP's authorization spec): a sign-in of its own,
+    /// at the authorization server its metadata names, with a client registered there and the
+    /// scopes it asks for; no `oidc_profile` to write. `none`: no sign-in (the default without
+    /// `oidc_profile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<BackendAuth>,
     /// Name prefix for this backend's tools, prompts and resources: defaults to the backend's
     /// name; `""` serves it unprefixed.
     #[serde(

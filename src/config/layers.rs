@@ -305,10 +305,21 @@ mod tests {
             let (settings, _) = without_issuer.settings().unwrap();
             let profile = settings.backends[0].profile.as_ref().unwrap();
             assert_eq!(profile.issuer_url, None);
+            // Without a client id the proxy registers itself there (RFC 7591): no finding;
+            // a secret without one is.
+            let registering = Sources {
+                drop_in_env: url().with("oidc_issuer_url", "https://auth.example.com"),
+                ..Sources::default()
+            };
+            let (settings, _) = registering.settings().unwrap();
+            let profile = settings.backends[0].profile.as_ref().unwrap();
+            assert_eq!(profile.client_id, None);
             let cases = [
                 (DropInSettings::default(), "MCP_BACKEND_URL"),
                 (
-                    url().with("oidc_issuer_url", "https://auth.example.com"),
+                    url()
+                        .with("oidc_issuer_url", "https://auth.example.com")
+                        .with("oidc_client_secret", "s3cret"),
                     "OIDC_CLIENT_ID",
                 ),
             ];

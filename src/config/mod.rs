@@ -31,8 +31,8 @@ pub mod validate;
 pub use checks::{endpoint_problem, is_loopback_host, prefix_problem, redirect_problem};
 pub use drop_in::{DROP_IN_NAME, DropInSettings};
 pub use file::{
-    AssertionAlgorithm, BackendConfig, ClientAssertionConfig, Config, FallbackTools, Flow,
-    GatewayConfig, OidcProfileConfig, Protocol, ResourceConfig, Scopes, Separator,
+    AssertionAlgorithm, BackendAuth, BackendConfig, ClientAssertionConfig, Config, FallbackTools,
+    Flow, GatewayConfig, OidcProfileConfig, Protocol, ResourceConfig, Scopes, Separator,
     ToolFilterConfig, Transport,
 };
 pub use layers::{ENV_PREFIX, Sources};

@@ -70,6 +70,7 @@ pub fn resolve(config: &Config, with_file: bool) -> Resolved {
         }
     }
     rules.prefixes(&config.backends, separator, only_one);
+    rules.gateway_sign_in(&config.gateway);
     rules.something_to_serve(config, with_file);
     let gateway = rules.gateway(&config.gateway, separator);
     let has_errors = rules.findings.iter().any(Finding::is_error);
@@ -90,6 +91,13 @@ pub fn resolve(config: &Config, with_file: bool) -> Resolved {
         settings,
         findings: rules.findings,
     }
+}
+
+/// `text` as a client ID metadata document's URL, if it is one: `https://` with a path.
+fn metadata_document_url(text: &str) -> Option<String> {
+    let url = Url::parse(text.trim()).ok()?;
+    (url.scheme() == "https" && !url.path().trim_matches('/').is_empty())
+        .then(|| text.trim().to_owned())
 }
 
 /// The key path of a profile or backend.
@@ -177,18 +185,7 @@ impl Rules {
                 .map(|_| Some(text.trim().to_owned())),
             None => Some(None),
         };
-        let client_path = path.key("client_id");
-        let client_id = match &p.client_id {
-            Some(id) if id.trim().is_empty() => {
-                self.bad_value(&client_path, "must not be empty".to_owned());
-                None
-            }
-            Some(id) => Some(id.clone()),
-            None => {
-                self.missing(client_path);
-                None
-            }
-        };
+        let (client_id, client_metadata_url) = self.client(&path, p);
         let redirect_path = path.key("redirect_url");
         let redirect = p.redirect_url.as_deref().unwrap_or(DEFAULT_REDIRECT_URL);
         let redirect_url = self.url(&redirect_path, redirect).filter(|url| {
@@ -220,7 +217,14 @@ impl Rules {
         if self.errors() > before {
             return None;
         }
+        // A client the proxy becomes at a server it finds (no issuer, no client id, no
+        // scopes) asks for what that server says, as MCP orders it.
+        let server_scopes = p.issuer_url.is_none()
+            && p.client_id.is_none()
+            && p.scopes.is_none()
+            && flow != Flow::ClientCredentials;
         let scopes = match (flow, &p.scopes) {
+            _ if server_scopes => Vec::new(),
             // A service account asks for what it needs; `openid` means nothing without a user.
             (Flow::ClientCredentials, Some(scopes)) => scopes.words(),
             (Flow::ClientCredentials, None) => Vec::new(),
@@ -232,7 +236,8 @@ impl Rules {
         Some(Profile {
             name: name.to_owned(),
             issuer_url: issuer?,
-            client_id: client_id?,
+            client_id,
+            client_metadata_url,
             client_secret,
             client_assertion,
             scopes,
@@ -244,7 +249,71 @@ impl Rules {
             open_browser: p.open_browser.unwrap_or(true),
             authorize_params,
             resource: resource.unwrap_or_default(),
+            server_scopes,
+            own_oauth: false,
         })
+    }
+
+    /// Who the client is: a registered client id, or the URL of its metadata document (a
+    /// `client_id` that is an `https://` URL is one), or neither (the proxy registers itself).
+    fn client(
+        &mut self,
+        path: &KeyPath,
+        p: &OidcProfileConfig,
+    ) -> (Option<String>, Option<String>) {
+        let client_path = path.key("client_id");
+        let mut client_id = match p.client_id.as_deref() {
+            Some(id) if id.trim().is_empty() => {
+                self.bad_value(&client_path, "must not be empty".to_owned());
+                None
+            }
+            Some(id) => Some(id.to_owned()),
+            None => None,
+        };
+        let metadata_path = path.key("client_metadata_url");
+        let mut metadata_url = p
+            .client_metadata_url
+            .as_deref()
+            .and_then(|text| self.metadata_document(&metadata_path, text));
+        if metadata_url.is_none()
+            && let Some(id) = client_id.as_deref()
+            && id.trim().starts_with("https://")
+        {
+            metadata_url = self.metadata_document(&client_path, id);
+            client_id = None;
+        }
+        let confidential = p.client_secret.is_some() || p.client_assertion.is_some();
+        if client_id.is_none() && confidential {
+            let how = drop_in::how_to_set(&client_path)
+                .map(|how| format!(" ({how})"))
+                .unwrap_or_default();
+            let message = format!(
+                "missing client_id: client_secret and client_assertion belong to a client an \
+                 administrator registered; set its id{how}"
+            );
+            self.findings.push(Finding::error(
+                client_path.clone(),
+                Anchor::Key(client_path),
+                message,
+            ));
+        }
+        (client_id, metadata_url)
+    }
+
+    /// A client ID metadata document's URL: `https://` with a path (its id is its URL).
+    fn metadata_document(&mut self, path: &KeyPath, text: &str) -> Option<String> {
+        self.url(path, text)?;
+        let url = metadata_document_url(text);
+        if url.is_none() {
+            self.bad_value(
+                path,
+                format!(
+                    "'{text}' is not a client ID metadata document's URL: it must be https:// \
+                     with a path"
+                ),
+            );
+        }
+        url
     }
 
     /// A resource indicator setting (RFC 8707): an absolute URL without a fragment, or a

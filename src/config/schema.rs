@@ -114,9 +114,7 @@ mod tests {
             schema["$defs"]["BackendConfig"]["required"],
             serde_json::json!(["url"])
         );
-        assert_eq!(
-            schema["$defs"]["OidcProfileConfig"]["required"],
-            serde_json::json!(["client_id"])
-        );
+        // A profile without client_id is a client the proxy registers (RFC 7591).
+        assert!(schema["$defs"]["OidcProfileConfig"]["required"].is_null());
     }
 }

@@ -29,8 +29,11 @@ pub struct Profile {
     /// Issuer URL exactly as configured: discovery compares it with the provider's `issuer`
     /// verbatim, so it is not normalised. `None`: the profile's backends name it (RFC 9728).
     pub issuer_url: Option<String>,
-    /// OAuth client id.
-    pub client_id: String,
+    /// OAuth client id registered by an administrator; `None`: the proxy names itself by
+    /// `client_metadata_url` where the server takes that, else registers itself (RFC 7591).
+    pub client_id: Option<String>,
+    /// The URL of the client's metadata document (CIMD), its client id where supported.
+    pub client_metadata_url: Option<String>,
     /// Client secret of a confidential client.
     pub client_secret: Option<Secret>,
     /// The key that signs the client's assertions (RFC 7523), instead of a secret.
@@ -49,6 +52,12 @@ pub struct Profile {
     pub authorize_params: Vec<(String, String)>,
     /// The resource indicator of its backends that set none of their own.
     pub resource: Resource,
+    /// The server says the scopes, in MCP's order: those its challenge names, else those its
+    /// metadata publishes, else none (`scopes` is empty, and `openid` is not added).
+    pub server_scopes: bool,
+    /// The profile of a backend with `auth: oauth`: a backend without metadata is its own
+    /// authorization server (MCP 2025-03-26), at the default endpoints when it publishes none.
+    pub own_oauth: bool,
 }
 
 impl Profile {
@@ -57,7 +66,8 @@ impl Profile {
         Self {
             name: name.to_owned(),
             issuer_url: issuer_url.map(str::to_owned),
-            client_id: client_id.to_owned(),
+            client_id: Some(client_id.to_owned()),
+            client_metadata_url: None,
             client_secret: None,
             client_assertion: None,
             scopes: DEFAULT_SCOPES.split(' ').map(str::to_owned).collect(),
@@ -67,6 +77,8 @@ impl Profile {
             open_browser: true,
             authorize_params: Vec::new(),
             resource: Resource::Auto,
+            server_scopes: false,
+            own_oauth: false,
         }
     }
 
@@ -89,6 +101,15 @@ impl Profile {
             ),
             Flow::ClientCredentials => format!("getting a token from {issuer}"),
         }
+    }
+
+    /// The client as cache files and messages name it: its configured id, its metadata
+    /// document's URL, or `registered` (a client the proxy registers at the server).
+    pub fn client_label(&self) -> &str {
+        self.client_id
+            .as_deref()
+            .or(self.client_metadata_url.as_deref())
+            .unwrap_or("registered")
     }
 
     /// The issuer as configured, or a word for one the backends will name.

@@ -1,41 +1,37 @@
 #!/usr/bin/env python3
 """Client under test for the MCP conformance suite's `auth/*` scenarios: authful-mcp-proxy,
-configured the way a user configures it for a pre-registered OAuth client or a service account.
+configured the way a user configures it.
 
 The conformance CLI runs `<command> SERVER_URL` with MCP_CONFORMANCE_SCENARIO set and, for
 scenarios that hand out client credentials, MCP_CONFORMANCE_CONTEXT (JSON: client_id,
 client_secret or private_key_pem and signing_algorithm, ...). It starts a mock MCP server and a
 mock authorization server (AS) on random ports and judges the client by the requests they receive.
 
-The proxy does no dynamic client registration: it is given a client id and maybe a secret or a
-signing key, as an administrator registered them. So this script does first what the
-administrator does once when writing that configuration ("setup"): it reads the server's
-protected-resource metadata (PRM) the way the MCP spec orders it, takes the first authorization
-server, and reads its metadata to decide between a public and a confidential client and between a
-person's login (authorization code) and a service account (`client_credentials`, when the AS
-grants nothing else). Requests of this setup reach the mock servers too; the suite counts them
-(`setup_hits`), so a check they satisfy is credited to the proxy only when the proxy made the
-request as well.
+Two kinds of configuration, as a user writes them:
+- A scenario without credentials is a public server that runs OAuth itself: a gateway file with
+  one backend, `auth: oauth`, and the `gateway.client_metadata_url` of the proxy's client ID
+  metadata document (the URL the suite's AS expects). The proxy finds the AS through the
+  server's metadata (RFC 9728, or the server's origin for 2025-03-26 servers), names itself by
+  that document where the AS takes one and registers itself (RFC 7591) otherwise, and asks for
+  the scopes the server names.
+- A scenario that hands out a client id is a client an administrator registered: the drop-in's
+  environment variables. Before starting the proxy this script does what that administrator did
+  once ("setup"): it reads the server's protected-resource metadata (PRM), takes the first AS and
+  reads its metadata, to choose a service account (`client_credentials`, where the AS grants
+  nothing else) and the issuer a confidential client must name (its credentials never go to a
+  server a backend alone names). Requests of this setup reach the mock servers too; the suite
+  counts them (`setup_hits`), so a check they satisfy is credited to the proxy only when the
+  proxy made the request as well. A service account may sign with the scenario's key
+  (private_key_jwt; AUTHFUL_MCP_OIDC_PROFILES__DEFAULT__CLIENT_ASSERTION__*).
 
-Then it starts the proxy as a desktop client would (stdio, the drop-in's environment variables,
-$BROWSER = browser.py, which follows the AS's immediate redirect to the proxy's loopback
-callback), initializes, lists the tools and calls the first one. As a user would write it:
-- no OIDC_ISSUER_URL for a public client when the server publishes PRM: the proxy finds the AS
-  there (RFC 9728) and binds its tokens to the server's resource (RFC 8707); a confidential
-  client (a secret or a key) names the AS the PRM names as its OIDC_ISSUER_URL, as the proxy
-  requires (its credentials never go to a server a backend names); for a 2025-03-26 server
-  without PRM, the server's origin, which that revision makes the AS;
-- a service account: OIDC_FLOW=client_credentials with the secret, or with the scenario's key as
-  `client_assertion` (private_key_jwt; AUTHFUL_MCP_OIDC_PROFILES__DEFAULT__CLIENT_ASSERTION__*).
+Either way it starts the proxy as a desktop client would (stdio, $BROWSER = browser.py, which
+follows the AS's immediate redirect to the proxy's loopback callback), initializes, lists the
+tools and calls the first one.
 
-With INTEROP_CONFORMANCE_SHIM=1 (the workaround run, see conformance_suite.py) the proxy's issuer
-is instead a shim served here: the mock AS's own RFC 8414 metadata under the shim's issuer, plus
-a `jwks_uri` (an empty key set); the authorization and token requests still go to the mock AS.
-It is needed while the proxy cannot use an AS whose metadata has no `jwks_uri` (RFC 8414 makes
-it optional, and the mock AS's metadata has none), and for the 2025-03-26 AS without any
-metadata. As the shim is not the AS that the PRM names, the proxy rightly ignores the PRM then,
-so the shim run sets `resource: true` (AUTHFUL_MCP_OIDC_PROFILES__DEFAULT__RESOURCE) where the
-server publishes PRM, to send the server's resource indicator as it would have from the PRM.
+With INTEROP_CONFORMANCE_SHIM=1 (the workaround run, see conformance_suite.py; none is needed
+today) a pre-registered client's issuer is a shim served here: the mock AS's own RFC 8414
+metadata under the shim's issuer, plus a `jwks_uri`; the authorization and token requests still
+go to the mock AS.
 
 Environment besides the conformance suite's: AUTHFUL_MCP_PROXY_BIN, INTEROP_CONFORMANCE_OUT (a
 directory: one sub-directory per scenario gets the logs, a HOME and result.json),
@@ -64,8 +60,9 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 HERE = Path(__file__).resolve().parent
 # The id of the client "registered" at the AS when the scenario hands out no credentials: the
 # mock AS accepts any client id.
-DEFAULT_CLIENT_ID = "authful-mcp-proxy-interop"
-DEFAULT_SECRET = "authful-mcp-proxy-interop-secret"
+# The client ID metadata document the suite's authorization servers expect (they do not fetch
+# it): what a platform team would host for the proxy, named once in the gateway file.
+CIMD_URL = "https://conformance-test.local/client-metadata.json"
 
 
 def free_port() -> int:
@@ -177,8 +174,8 @@ def start_shim(meta: dict) -> tuple[ThreadingHTTPServer, str]:
     return server, base
 
 
-async def session(env: dict, out: Path, result: dict, deadline: float) -> None:
-    params = StdioServerParameters(command=os.environ["AUTHFUL_MCP_PROXY_BIN"], args=["--login-timeout", "15"],
+async def session(env: dict, out: Path, result: dict, deadline: float, args: list[str]) -> None:
+    params = StdioServerParameters(command=os.environ["AUTHFUL_MCP_PROXY_BIN"], args=args,
                                    env=env, cwd=str(out))
     with open(out / "proxy.stderr.log", "a") as errlog, anyio.fail_after(deadline):
         async with stdio_client(params, errlog=errlog) as (read, write):
@@ -205,32 +202,49 @@ def main() -> int:
                     "setup_hits": hits, "steps": [], "ok": False}
     shim = None
     try:
-        prm, meta = setup(server_url, result["setup"], hits)
-        methods = meta.get("token_endpoint_auth_methods_supported") or []
-        grants = meta.get("grant_types_supported") or []
-        client_id = context.get("client_id", DEFAULT_CLIENT_ID)
-        secret = context.get("client_secret")
-        key_pem = context.get("private_key_pem")
-        # Without credentials from the scenario: a confidential client where the AS takes only
-        # client secrets, a public one otherwise (the mock AS's default is "none" only).
-        if secret is None and key_pem is None and methods and "none" not in methods \
-                and {"client_secret_basic", "client_secret_post"} & set(methods):
-            secret = DEFAULT_SECRET
-        # A service account where the AS grants client_credentials and no authorization code.
-        flow = "client_credentials" if "client_credentials" in grants and "authorization_code" not in grants else None
         home = out / "home"
         home.mkdir(exist_ok=True)
         env = {
             "HOME": str(home),
             "PATH": os.environ["PATH"],
-            "MCP_BACKEND_URL": server_url,
-            "OIDC_CLIENT_ID": client_id,
-            "OIDC_REDIRECT_URL": f"http://localhost:{free_port()}/auth/callback",
             "MCP_PROXY_DEBUG": "1",
             "BROWSER": str(HERE / "browser.py"),
             "INTEROP_BROWSER_LOG": str(out / "browser.log"),
             "INTEROP_BROWSER_DEADLINE": "20",
         }
+        if "client_id" not in context:
+            # A public server with its own OAuth, as a user adds one: `auth: oauth` and nothing
+            # else; the proxy finds the authorization server, and registers itself there (or
+            # names itself by the client ID metadata document every backend of this file shares).
+            config = out / "gateway.yaml"
+            config.write_text(
+                "gateway:\n"
+                f"  client_metadata_url: {CIMD_URL}\n"
+                # Two scenarios run at a time: each its own port for the sign-in's callback.
+                f"  redirect_url: http://localhost:{free_port()}/auth/callback\n"
+                "backends:\n"
+                "  server:\n"
+                f"    url: {server_url}\n"
+                "    prefix: \"\"\n"
+                "    auth: oauth\n")
+            args = ["--config", str(config)]
+            result.update(issuer=None, as_issuer=None, client_id="registered or CIMD", confidential=False,
+                          flow="browser", client_auth="none", resource_forced=False,
+                          config="gateway file: one backend with `auth: oauth`, gateway.client_metadata_url")
+            deadline = float(os.environ.get("INTEROP_CONFORMANCE_DEADLINE", "20"))
+            anyio.run(session, env, out, result, deadline, args)
+            result["ok"] = True
+            return 0
+        prm, meta = setup(server_url, result["setup"], hits)
+        methods = meta.get("token_endpoint_auth_methods_supported") or []
+        grants = meta.get("grant_types_supported") or []
+        client_id = context["client_id"]
+        secret = context.get("client_secret")
+        key_pem = context.get("private_key_pem")
+        # A service account where the AS grants client_credentials and no authorization code.
+        flow = "client_credentials" if "client_credentials" in grants and "authorization_code" not in grants else None
+        env.update(MCP_BACKEND_URL=server_url, OIDC_CLIENT_ID=client_id,
+                   OIDC_REDIRECT_URL=f"http://localhost:{free_port()}/auth/callback")
         if use_shim:
             # Workaround (module docstring): an issuer the proxy can discover, and the resource
             # indicator it would have taken from the PRM.
@@ -263,7 +277,7 @@ def main() -> int:
                       client_auth="private_key_jwt" if key_pem is not None else "secret" if secret is not None else "none",
                       resource_forced=env.get("AUTHFUL_MCP_OIDC_PROFILES__DEFAULT__RESOURCE") == "true")
         deadline = float(os.environ.get("INTEROP_CONFORMANCE_DEADLINE", "20"))
-        anyio.run(session, env, out, result, deadline)
+        anyio.run(session, env, out, result, deadline, ["--login-timeout", "15"])
         result["ok"] = True
     except BaseException as e:  # noqa: BLE001 (also task groups' exception groups)
         result["error"] = describe(e)

@@ -339,19 +339,18 @@ def judge_2026(out: Path, runs: dict[str, dict[str, dict]]) -> str:
 
 PASS, FAIL = "pass", "fail"
 BY_DESIGN, MISSING, APPLICABLE = "not applicable (by design)", "missing feature", "applicable"
-_DCR = ("finding the AS through the PRM, then dynamic client registration, which the proxy does not do "
-        "(a pre-registered client id): client-registration is missing")
-_SCOPES = ("scope selection from the server's challenge/metadata: the proxy's first login asks for its "
-           "configured scopes (OIDC_SCOPES, default `openid profile email`)")
+_OWN = ("a public server with its own OAuth, configured as `auth: oauth`: the AS found through the PRM, ")
+_DCR = "a client registered at the AS (RFC 7591), the scopes the server names"
 
-# Each auth scenario with the proxy configured as a user would (conformance_client.py: no issuer
-# for a public client where the server publishes PRM, the AS it names for a confidential one, the
-# service-account flow where the AS grants only that), its
-# expected verdict and why. A scenario expected to pass that fails is a regression.
+# Each auth scenario with the proxy configured as a user would (conformance_client.py: `auth: oauth`
+# for a server without handed-out credentials; the drop-in's variables for a client an
+# administrator registered, the issuer named for a confidential one, the service-account flow
+# where the AS grants only that), its expected verdict and why. A scenario expected to pass that
+# fails is a regression.
 AUTH_EXPECTED: dict[str, tuple[str, str, str]] = {
     "auth/resource-mismatch": (PASS, APPLICABLE,
-        "the PRM names another resource: the proxy does not use it (warning) and, with no issuer "
-        "configured, does not authorize"),
+        "the PRM names another resource: the proxy does not use it (warning) and does not "
+        "authorize at the AS it names"),
     "auth/pre-registration": (PASS, APPLICABLE,
         "pre-registered confidential client, its issuer configured (the AS the PRM names), RFC 8414 "
         "metadata without a key set: code flow with PKCE S256, client_secret_basic, bearer token on "
@@ -367,44 +366,43 @@ AUTH_EXPECTED: dict[str, tuple[str, str, str]] = {
         "403 insufficient_scope forever: one step-up sign-in with the scopes asked for, then the call "
         "fails saying the server refuses a token that holds them, no retry loop"),
     "auth/offline-access-scope": (PASS, APPLICABLE + " (draft)",
-        "only INFO whether offline_access is requested: the proxy asks for its configured scopes"),
+        "only INFO whether offline_access is requested: the proxy asks for the scopes the server names"),
     "auth/offline-access-not-supported": (PASS, APPLICABLE + " (draft)",
-        "the proxy does not request offline_access unless configured to"),
+        "the proxy does not request offline_access unless the server names it"),
     "auth/client-credentials-basic": (PASS, APPLICABLE + " (extension)",
         "service account: flow client_credentials with the scenario's secret (client_secret_basic)"),
     "auth/client-credentials-jwt": (PASS, APPLICABLE + " (extension)",
         "service account with private_key_jwt (the scenario's ES256 key), the assertion's `aud` the "
         "issuer identifier (client_assertion.audience: issuer, as RFC 7523bis asks)"),
-    "auth/scope-step-up": (FAIL, MISSING,
-        "the first login asks for the configured scopes, not the 401's `mcp:basic` (WARNING "
-        "scope-step-up-initial); the 403 that follows asks for mcp:write, which the server's "
-        "metadata does not publish (scopes_supported: mcp:basic), so the proxy refuses to ask the "
-        "provider for it (a backend may not widen its tokens beyond what it publishes)"),
-    "auth/scope-from-www-authenticate": (FAIL, MISSING,
-        _SCOPES + " (WARNING); the 403 comes at the handshake, the proxy's own request, which never "
-        "starts a sign-in: the error says to add the scope to OIDC_SCOPES"),
-    "auth/scope-from-scopes-supported": (FAIL, MISSING, _SCOPES + " (WARNING)"),
-    "auth/scope-omitted-when-undefined": (FAIL, MISSING, _SCOPES + "; `openid` is always sent (WARNING)"),
-    "auth/basic-cimd": (FAIL, BY_DESIGN,
-        "Client ID Metadata Documents (a URL as client id): the proxy uses its configured client id"),
-    "auth/metadata-default": (FAIL, BY_DESIGN, _DCR),
-    "auth/metadata-var2": (FAIL, BY_DESIGN, "issuer with a path (/tenant1): " + _DCR),
-    "auth/metadata-var1": (FAIL, BY_DESIGN,
-        "the mock AS publishes an OIDC discovery document whose jwks_uri answers 404, which does not "
-        "stop the sign-in (the proxy reads the key set only for an ID token, and this AS issues "
-        "none); then " + _DCR),
-    "auth/metadata-var3": (FAIL, BY_DESIGN,
+    "auth/scope-step-up": (PASS, APPLICABLE,
+        _OWN + "the first sign-in asks for the 401's `mcp:basic`; the 403 that follows asks for "
+        "mcp:write, which the server may (its tokens are its alone): one step-up sign-in"),
+    "auth/scope-from-www-authenticate": (PASS, APPLICABLE,
+        _OWN + "the first sign-in asks for the scope the 401 names (MCP's scope selection, step 1)"),
+    "auth/scope-from-scopes-supported": (PASS, APPLICABLE,
+        _OWN + "no scope in the 401: the PRM's scopes_supported (step 2)"),
+    "auth/scope-omitted-when-undefined": (PASS, APPLICABLE,
+        _OWN + "neither names scopes: no `scope` parameter, and no `openid` added"),
+    "auth/basic-cimd": (PASS, APPLICABLE,
+        _OWN + "the AS takes client ID metadata documents: the gateway's client_metadata_url is the "
+        "client id, nothing registered"),
+    "auth/metadata-default": (PASS, APPLICABLE, _OWN + _DCR),
+    "auth/metadata-var2": (PASS, APPLICABLE, "issuer with a path (/tenant1): " + _OWN + _DCR),
+    "auth/metadata-var1": (PASS, APPLICABLE,
+        "an OIDC discovery document whose jwks_uri answers 404 does not stop the sign-in (the key "
+        "set is read only for an ID token, and none is asked for); " + _OWN + _DCR),
+    "auth/metadata-var3": (PASS, APPLICABLE,
         "the PRM only at the custom URL the server's 401 to a POST names (a GET gets 404): found with "
-        "one POST without a token; then " + _DCR),
+        "one POST without a token; " + _OWN + _DCR),
     "auth/2025-03-26-oauth-metadata-backcompat": (FAIL, BY_DESIGN,
-        "2025-03-26 server (no PRM), issuer configured as the server's origin: the RFC 8414 document "
-        "there names the issuer `<origin>/oauth`, which RFC 8414 §3.3 makes the proxy reject; then "
-        + _DCR),
-    "auth/2025-03-26-oauth-endpoint-fallback": (FAIL, BY_DESIGN,
-        "2025-03-26 AS without any metadata (endpoints by convention at the server root): the proxy "
-        "needs discovery, its endpoints are not configurable; then " + _DCR),
-    "auth/cross-app-access-complete-flow": (FAIL, BY_DESIGN,
-        "enterprise-managed authorization (SEP-990: token exchange + JWT bearer grant): not supported"),
+        "2025-03-26 server (no PRM) with `auth: oauth`: the server's origin is the AS, and the RFC "
+        "8414 document there names the issuer `<origin>/oauth`, which RFC 8414 §3.3 makes the proxy "
+        "reject (a documented refusal)"),
+    "auth/2025-03-26-oauth-endpoint-fallback": (PASS, APPLICABLE,
+        "2025-03-26 server with `auth: oauth` and no metadata at all: the origin's /authorize, /token "
+        "and /register, as that revision says"),
+    "auth/cross-app-access-complete-flow": (FAIL, MISSING,
+        "enterprise-managed authorization (SEP-990: token exchange + JWT bearer grant): not yet"),
 }
 
 # The workaround run (INTEROP_CONFORMANCE_SHIM=1) put a discovery shim in front of the mock AS
@@ -453,7 +451,7 @@ def run_client_scenario(sc: Scenario, scenario: str, shim: bool) -> dict:
         "verdict": PASS if "OVERALL: PASSED" in log.read_text(errors="replace") else FAIL,
         "checks": [{"id": c["id"], "status": c["status"], "description": c.get("description", "")} for c in checks],
         "client": {k: wrapper.get(k) for k in ("ok", "error", "steps", "issuer", "client_id", "confidential", "flow",
-                                               "client_auth", "resource_forced", "setup_hits")},
+                                               "client_auth", "resource_forced", "setup_hits", "config")},
     }
 
 
@@ -484,8 +482,8 @@ def auth_table(results: list[dict]) -> str:
         if setup:
             lines.append(f"    SUCCESS  {', '.join(setup)}: by the setup only, not the proxy")
         client = r["client"]
-        config = f"flow {client.get('flow')}, client auth {client.get('client_auth')}, issuer " + (
-            client.get("issuer") or "from the PRM") + (", resource: true" if client.get("resource_forced") else "")
+        config = client.get("config") or (f"flow {client.get('flow')}, client auth {client.get('client_auth')}, issuer " + (
+            client.get("issuer") or "from the PRM") + (", resource: true" if client.get("resource_forced") else ""))
         lines.append(f"    proxy configured: {config}")
         outcome = "; ".join(client.get("steps") or []) if client.get("ok") else (client.get("error") or "no result")
         lines.append(f"    proxy session: {outcome[:300]}")

@@ -31,6 +31,8 @@ async fn missing_settings_exit_2_before_reading_stdin() {
             vec![
                 ("MCP_BACKEND_URL", "https://mcp.example.com/mcp"),
                 ("OIDC_ISSUER_URL", "https://auth.example.com"),
+                // Without a client id the proxy registers itself (RFC 7591); a secret needs one.
+                ("OIDC_CLIENT_SECRET", "s3cret"),
             ],
             vec!["OIDC_CLIENT_ID", "--oidc-client-id"],
         ),

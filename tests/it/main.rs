@@ -55,6 +55,7 @@ mod modern_backends;
 mod modern_clients;
 mod processes;
 mod properties;
+mod public_servers;
 mod redirects;
 mod resources;
 mod schema;

@@ -310,10 +310,12 @@ fn scopes_take_text_or_a_list_of_text() {
 #[test]
 fn missing_required_keys_point_at_their_parent() {
     assert_errors(
-        "oidc_profiles:\n  corp:\n    scopes: openid\nbackends:\n  tools:\n    oidc_profile: corp\n",
+        "oidc_profiles:\n  corp:\n    scopes: openid\n    client_secret: s\n    \
+         issuer_url: https://a.example.com\nbackends:\n  tools:\n    oidc_profile: corp\n",
         &[
-            "c.yaml:2:3: error: oidc_profiles.corp.client_id: missing required key 'client_id'",
-            "c.yaml:5:3: error: backends.tools.url: missing required key 'url'",
+            "c.yaml:2:3: error: oidc_profiles.corp.client_id: missing client_id: client_secret \
+             and client_assertion belong to a client an administrator registered; set its id",
+            "c.yaml:7:3: error: backends.tools.url: missing required key 'url'",
         ],
     );
 }
@@ -876,4 +878,26 @@ fn sign_in_settings_are_checked() {
         "    flow: client_credentials\n    client_assertion:\n      key_file: ~/keys/ci.pem\n      algorithm: ES256\n      key_id: ci-1\n      audience: issuer\n",
         "    resource: https://mcp.company.com/mcp\n",
     ));
+}
+
+#[test]
+fn a_backend_signs_in_one_way() {
+    assert_valid("backends:\n  public:\n    url: https://mcp.example.com/mcp\n    auth: oauth\n");
+    assert_errors(
+        "oidc_profiles:\n  corp:\n    client_id: c\nbackends:\n  public:\n    url: \
+         https://mcp.example.com/mcp\n    auth: oauth\n    oidc_profile: corp\n",
+        &[
+            "c.yaml:7:11: error: backends.public.auth: auth: oauth and oidc_profile both say how \
+           to sign in; keep one (oidc_profile for a server that takes your identity provider's \
+           tokens, auth: oauth for one that runs OAuth itself)",
+        ],
+    );
+    assert_errors(
+        "gateway:\n  client_metadata_url: http://tools.example.com/c.json\nbackends:\n  \
+         public:\n    url: https://mcp.example.com/mcp\n    auth: oauth\n",
+        &[
+            "c.yaml:2:24: error: gateway.client_metadata_url: 'http://tools.example.com/c.json' \
+           is not a client ID metadata document's URL: it must be https:// with a path",
+        ],
+    );
 }

@@ -64,7 +64,7 @@ impl TokenCache {
     /// whose key holds the backends' URLs: two such profiles of one client id on different
     /// servers never read each other's tokens.
     pub fn new(dir: &Path, profile: &Profile, backends: &[&url::Url]) -> Self {
-        let (client_id, scopes) = (&profile.client_id, &profile.scopes);
+        let (client_id, scopes) = (profile.client_label(), &profile.scopes);
         match &profile.issuer_url {
             Some(issuer) => Self::for_key(dir, issuer, client_id, scopes),
             None => {
@@ -158,7 +158,10 @@ impl TokenCache {
             }
         };
         let issuer_differs = self.issuer.as_ref().is_some_and(|i| *i != tokens.issuer);
-        if issuer_differs || tokens.client_id != self.client_id {
+        // A client the proxy registered has the id the server gave it (the file is named
+        // `registered`).
+        let client_differs = tokens.client_id != self.client_id && self.client_id != "registered";
+        if issuer_differs || client_differs {
             tracing::warn!(
                 "Ignoring token cache {}: it holds tokens of issuer {} and client {}, not of {} \
                  and {}",

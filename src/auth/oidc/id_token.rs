@@ -6,7 +6,7 @@
 //! set lacks makes the proxy read the keys once more (and discovery, if that does not help),
 //! so a provider that rotates its keys does not break every later login until a restart.
 
-use std::{str::FromStr, sync::Arc};
+use std::str::FromStr;
 
 use openidconnect::{
     ClaimsVerificationError, JsonWebKeySet, Nonce, SignatureVerificationError, core::CoreIdToken,
@@ -98,11 +98,7 @@ impl Provider {
                 Err(e) => failure = Some(chain(&e)),
             }
         }
-        let fresh = Self::discover(Arc::clone(&self.profile), &self.issuer, self.http.clone())
-            .await?
-            .metadata
-            .into_inner()
-            .map_err(|_| AuthError::IdToken("provider state poisoned".into()))?;
+        let fresh = super::metadata::discover(&self.http, &self.issuer, false).await?;
         let jwks_uri = fresh.jwks_uri().clone();
         let keys = JsonWebKeySet::fetch_async(&jwks_uri, &|r| send(http.clone(), r))
             .await

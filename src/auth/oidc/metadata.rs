@@ -42,6 +42,9 @@ pub struct ExtraMetadata {
     /// RFC 8628 device authorization.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_authorization_endpoint: Option<String>,
+    /// The server takes the URL of a client ID metadata document as a client id (CIMD).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id_metadata_document_supported: Option<bool>,
 }
 
 impl AdditionalProviderMetadata for ExtraMetadata {}
@@ -66,7 +69,15 @@ pub(super) type Metadata = ProviderMetadata<
 /// and checks the endpoints it advertises. The key set it names is read only when an ID token
 /// is to be checked (see `id_token.rs`): a server that issues none need not publish keys that
 /// work.
-pub(super) async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, AuthError> {
+///
+/// With `fallback`, a server that publishes neither document (both answer 404) gets MCP
+/// 2025-03-26's endpoints at its origin ([`conventional`]); one whose document is wrong is
+/// still refused.
+pub(super) async fn discover(
+    http: &reqwest::Client,
+    issuer: &str,
+    fallback: bool,
+) -> Result<Metadata, AuthError> {
     let failed = |reason: String| AuthError::Discovery {
         issuer: issuer.to_owned(),
         reason,
@@ -76,6 +87,13 @@ pub(super) async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Met
         Ok(metadata) => metadata,
         Err(reason) => match oauth_metadata(http, &issuer_url).await {
             Ok(metadata) => metadata,
+            Err(oauth) if fallback && reason.missing && oauth.missing => {
+                tracing::info!(
+                    "{issuer} publishes no authorization server metadata; using /authorize, \
+                     /token and /register there (MCP 2025-03-26)"
+                );
+                return conventional(issuer);
+            }
             Err(oauth) => return Err(failed(format!("{reason}; and {oauth}"))),
         },
     };
@@ -86,22 +104,71 @@ pub(super) async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Met
     Ok(metadata)
 }
 
+/// The endpoints MCP 2025-03-26 assumes for a server that is its own authorization server
+/// and publishes no metadata: `/authorize`, `/token` and `/register` at its origin.
+fn conventional(issuer: &str) -> Result<Metadata, AuthError> {
+    let origin = issuer.trim_end_matches('/');
+    let failed = |reason: String| AuthError::Discovery {
+        issuer: issuer.to_owned(),
+        reason,
+    };
+    let issuer_url = IssuerUrl::new(origin.to_owned()).map_err(|e| failed(e.to_string()))?;
+    let document = serde_json::json!({
+        "issuer": origin,
+        "authorization_endpoint": format!("{origin}/authorize"),
+        "token_endpoint": format!("{origin}/token"),
+        "registration_endpoint": format!("{origin}/register"),
+        "code_challenge_methods_supported": ["S256"],
+    });
+    let metadata: Metadata = serde_json::from_value(as_openid_metadata(document, &issuer_url))
+        .map(keys_read_later)
+        .map_err(|e| failed(e.to_string()))?;
+    check_endpoints(&metadata).map_err(|reason| AuthError::UnsafeProvider {
+        issuer: issuer.to_owned(),
+        reason,
+    })?;
+    Ok(metadata)
+}
+
+/// Why a metadata document was not read.
+#[derive(Debug)]
+struct Unread {
+    /// The server has none there (404), as opposed to one that is wrong or unreachable.
+    missing: bool,
+    reason: String,
+}
+
+impl From<String> for Unread {
+    fn from(reason: String) -> Self {
+        Self {
+            missing: false,
+            reason,
+        }
+    }
+}
+
+impl std::fmt::Display for Unread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
 /// OpenID Connect discovery at `issuer`.
-async fn openid_metadata(http: &reqwest::Client, issuer: &IssuerUrl) -> Result<Metadata, String> {
+async fn openid_metadata(http: &reqwest::Client, issuer: &IssuerUrl) -> Result<Metadata, Unread> {
     let url = openid_configuration_url(issuer.as_str());
     let document = issuers_document(http, &url, issuer, "discovery document").await?;
     serde_json::from_value(document)
         .map(keys_read_later)
-        .map_err(|e| format!("unusable discovery document at {url}: {e}"))
+        .map_err(|e| format!("unusable discovery document at {url}: {e}").into())
 }
 
 /// RFC 8414 metadata at `issuer`, for a provider without OpenID Connect discovery.
-async fn oauth_metadata(http: &reqwest::Client, issuer: &IssuerUrl) -> Result<Metadata, String> {
+async fn oauth_metadata(http: &reqwest::Client, issuer: &IssuerUrl) -> Result<Metadata, Unread> {
     let url = authorization_server_metadata_url(issuer.url());
     let document = issuers_document(http, &url, issuer, "OAuth metadata").await?;
     let metadata = serde_json::from_value(as_openid_metadata(document, issuer))
         .map(keys_read_later)
-        .map_err(|e| format!("unusable OAuth metadata at {url}: {e}"))?;
+        .map_err(|e| Unread::from(format!("unusable OAuth metadata at {url}: {e}")))?;
     tracing::debug!("Read the OAuth authorization server metadata at {url} (RFC 8414)");
     Ok(metadata)
 }
@@ -112,14 +179,15 @@ async fn issuers_document(
     url: &str,
     issuer: &IssuerUrl,
     what: &str,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, Unread> {
     let document = get_json(http, url).await?;
     if document["issuer"].as_str() != Some(issuer.as_str()) {
         return Err(format!(
             "the {what} at {url} names issuer {}, not {}",
             document["issuer"],
             issuer.as_str()
-        ));
+        )
+        .into());
     }
     Ok(document)
 }
@@ -146,16 +214,19 @@ fn authorization_server_metadata_url(issuer: &Url) -> String {
 }
 
 /// GETs a JSON document from the provider.
-async fn get_json(http: &reqwest::Client, url: &str) -> Result<serde_json::Value, String> {
+async fn get_json(http: &reqwest::Client, url: &str) -> Result<serde_json::Value, Unread> {
     let request = http::Request::get(url)
         .header(http::header::ACCEPT, "application/json")
         .body(Vec::new())
         .map_err(|e| e.to_string())?;
     let response = send(http.clone(), request).await.map_err(|e| chain(&e))?;
     if !response.status().is_success() {
-        return Err(format!("{url} answered HTTP {}", response.status()));
+        return Err(Unread {
+            missing: response.status() == http::StatusCode::NOT_FOUND,
+            reason: format!("{url} answered HTTP {}", response.status()),
+        });
     }
-    serde_json::from_slice(response.body()).map_err(|e| format!("{url}: not JSON ({e})"))
+    serde_json::from_slice(response.body()).map_err(|e| format!("{url}: not JSON ({e})").into())
 }
 
 /// An OAuth authorization server's metadata (RFC 8414) as an OpenID provider's: the members
@@ -205,6 +276,10 @@ fn check_endpoints(metadata: &Metadata) -> Result<(), String> {
             metadata.userinfo_endpoint().map(|u| u.url().as_str()),
         ),
         ("revocation_endpoint", extra.revocation_endpoint.as_deref()),
+        (
+            "registration_endpoint",
+            metadata.registration_endpoint().map(|u| u.url().as_str()),
+        ),
         (
             "device_authorization_endpoint",
             extra.device_authorization_endpoint.as_deref(),

@@ -158,9 +158,12 @@ impl Provider {
         endpoint: &str,
         mut form: Vec<(String, String)>,
     ) -> Result<openidconnect::HttpResponse, TokenError> {
-        let authorization = self
-            .client_auth
-            .apply(&self.profile.client_id, &self.issuer, endpoint, &mut form)
+        let client = self
+            .current_client()
+            .map_err(|e| TokenError::Failed(e.to_string()))?;
+        let authorization = client
+            .auth
+            .apply(&client.id, &self.issuer, endpoint, &mut form)
             .map_err(|e| TokenError::Failed(e.to_string()))?;
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(&form)
@@ -199,7 +202,13 @@ impl Provider {
         }
         let response = self.post(&endpoint, form).await?;
         if !response.status().is_success() {
-            return Err(oauth_error(&response));
+            let error = oauth_error(&response);
+            if error.code() == Some("invalid_client")
+                && let Some(client) = self.known_client()
+            {
+                self.client_refused(&client);
+            }
+            return Err(error);
         }
         let token: TokenResponse = serde_json::from_slice(response.body())
             .map_err(|e| TokenError::Failed(format!("unreadable token response: {e}")))?;
@@ -233,8 +242,9 @@ impl Provider {
             .token_request("authorization_code", form, resource)
             .await
             .map_err(|e| AuthError::TokenEndpoint(e.to_string()))?;
-        if let Some(id_token) = id_token {
-            self.validate(&id_token, Some(&login.nonce)).await?;
+        // A plain OAuth login asked for no ID token; one that comes anyway is not used.
+        if let (Some(id_token), Some(nonce)) = (id_token, &login.nonce) {
+            self.validate(&id_token, Some(nonce)).await?;
         }
         Ok(granted)
     }

@@ -2,11 +2,14 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use super::{Rules, entry};
+use super::{Rules, entry, metadata_document_url};
 use crate::{
     config::{
-        BackendConfig, DEFAULT_REQUEST_TIMEOUT_SECS, GatewayConfig, Separator,
-        checks::{header_name_problem, header_value_problem, prefix_problem, suggest},
+        BackendAuth, BackendConfig, DEFAULT_REDIRECT_URL, DEFAULT_REQUEST_TIMEOUT_SECS,
+        GatewayConfig, Separator,
+        checks::{
+            header_name_problem, header_value_problem, prefix_problem, redirect_problem_as, suggest,
+        },
         drop_in::DROP_IN_NAME,
         finding::{Anchor, Finding},
         locate::KeyPath,
@@ -34,10 +37,27 @@ impl Rules {
                 None
             }
         };
-        let profile = b
-            .oidc_profile
-            .as_deref()
-            .and_then(|p| self.profile_of(&path.key("oidc_profile"), p, profiles));
+        let profile = match (b.auth, b.oidc_profile.as_deref()) {
+            (Some(auth), Some(_)) => {
+                let word = match auth {
+                    BackendAuth::Oauth => "oauth",
+                    BackendAuth::None => "none",
+                };
+                self.bad_value(
+                    &path.key("auth"),
+                    format!(
+                        "auth: {word} and oidc_profile both say how to sign in; keep one \
+                         (oidc_profile for a server that takes your identity provider's \
+                         tokens, auth: oauth for one that runs OAuth itself)"
+                    ),
+                );
+                None
+            }
+            (Some(BackendAuth::Oauth), None) => self.own_oauth(name, gateway).map(Arc::new),
+            (Some(BackendAuth::None), None) => None,
+            (None, Some(p)) => self.profile_of(&path.key("oidc_profile"), p, profiles),
+            (None, None) => None,
+        };
         let tools = ToolFilter {
             allow: self.globs(&path.key("tools").key("allow"), &b.tools.allow),
             deny: self.globs(&path.key("tools").key("deny"), &b.tools.deny),
@@ -75,7 +95,52 @@ impl Rules {
         })
     }
 
-    /// The profile a backend names. One with errors of its own was reported already.
+    /// The profile of a backend with `auth: oauth`: a public client of whatever authorization
+    /// server the backend names, registered by the proxy (or named by the gateway's client ID
+    /// metadata document), asking for the scopes the server says; one of its own, so its
+    /// tokens and its client serve that backend alone.
+    ///
+    /// The gateway's keys it uses are checked once, in [`Rules::gateway_sign_in`]; here a
+    /// wrong one only leaves the profile out.
+    fn own_oauth(&mut self, backend: &str, gateway: &GatewayConfig) -> Option<Profile> {
+        let document = match gateway.client_metadata_url.as_deref() {
+            Some(text) => Some(metadata_document_url(text)?),
+            None => None,
+        };
+        let redirect = gateway
+            .redirect_url
+            .as_deref()
+            .unwrap_or(DEFAULT_REDIRECT_URL);
+        let redirect_url = url::Url::parse(redirect.trim()).ok()?;
+        if redirect_problem_as(&redirect_url, redirect).is_some() {
+            return None;
+        }
+        let mut profile = Profile::new(&format!("oauth:{backend}"), None, "", redirect_url);
+        profile.client_id = None;
+        profile.client_metadata_url = document;
+        profile.scopes = Vec::new();
+        profile.server_scopes = true;
+        profile.own_oauth = true;
+        Some(profile)
+    }
+
+    /// The gateway's keys for backends with `auth: oauth`.
+    pub(super) fn gateway_sign_in(&mut self, gateway: &GatewayConfig) {
+        let path = KeyPath::root().key("gateway");
+        if let Some(text) = &gateway.client_metadata_url {
+            self.metadata_document(&path.key("client_metadata_url"), text);
+        }
+        if let Some(text) = &gateway.redirect_url {
+            let redirect_path = path.key("redirect_url");
+            if let Some(url) = self.url(&redirect_path, text)
+                && let Some(problem) = redirect_problem_as(&url, text)
+            {
+                self.bad_value(&redirect_path, problem);
+            }
+        }
+    }
+
+    /// The profile a backend names (`oidc_profile`). One with errors of its own was reported already.
     fn profile_of(
         &mut self,
         path: &KeyPath,
@@ -112,7 +177,7 @@ impl Rules {
 
     fn headers(&mut self, path: &KeyPath, b: &BackendConfig) {
         // A profile given through a variable that is unset still means a bearer token.
-        let has_profile = b.oidc_profile.is_some();
+        let has_profile = b.oidc_profile.is_some() || b.auth == Some(BackendAuth::Oauth);
         for (name, value) in &b.headers {
             let header = path.key(name);
             if let Some(message) = header_name_problem(name, has_profile) {

@@ -441,7 +441,7 @@ impl GenConfig {
                     Yaml::String(s) => s.clone(),
                     other => serde_yaml::to_string(other).unwrap().trim().to_owned(),
                 };
-                prop_assert_eq!(&profile.client_id, &client_id);
+                prop_assert_eq!(profile.client_id.as_ref(), Some(&client_id));
                 prop_assert_eq!(
                     profile
                         .client_secret

@@ -195,6 +195,13 @@ pub struct IdpConfig {
     /// Scopes a login may ask for but never gets: a provider whose administrators did not
     /// allow them for this client. Default none.
     pub withheld_scopes: Vec<String>,
+    /// Dynamic client registration (RFC 7591) at `{issuer}/register`, advertised as
+    /// `registration_endpoint`: each registration gets a public client `registered-N` that the
+    /// provider then accepts besides [`IdpConfig::client_id`]. Default `false`.
+    pub registration: bool,
+    /// Client ID metadata documents: advertises `client_id_metadata_document_supported` and
+    /// accepts any `https://` URL as a public client's id. Default `false`.
+    pub metadata_documents: bool,
 }
 
 impl Default for IdpConfig {
@@ -217,6 +224,8 @@ impl Default for IdpConfig {
             client_key: None,
             revocation: true,
             withheld_scopes: Vec::new(),
+            registration: false,
+            metadata_documents: false,
         }
     }
 }
@@ -342,6 +351,8 @@ pub struct IdpStats {
     pub client_credentials_grants: u32,
     /// Accepted revocation requests (RFC 7009), in order, known tokens or not.
     pub revocations: Vec<Revocation>,
+    /// The body of every registration request (RFC 7591), in order.
+    pub registrations: Vec<Value>,
 }
 
 impl IdpStats {
@@ -551,6 +562,8 @@ struct State {
     assertion_jtis: HashSet<String>,
     /// Access tokens issued, to tell them apart on revocation.
     access_tokens: HashSet<String>,
+    /// Client ids handed out by `/register`.
+    registered: HashSet<String>,
 }
 
 /// What a token request gets instead of being served.
@@ -565,6 +578,15 @@ pub enum TokenFault {
 }
 
 type Shared = Arc<Mutex<State>>;
+
+impl State {
+    /// A public client the provider knows besides the configured one: registered, or named
+    /// by its metadata document's URL.
+    fn knows_public_client(&self, id: &str) -> bool {
+        self.registered.contains(id)
+            || (self.config.metadata_documents && id.starts_with("https://"))
+    }
+}
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state
@@ -616,6 +638,7 @@ impl FakeIdp {
             devices: HashMap::new(),
             assertion_jtis: HashSet::new(),
             access_tokens: HashSet::new(),
+            registered: HashSet::new(),
         }));
         let oidc_appended = format!("{path}/.well-known/openid-configuration");
         let endpoints = Router::new()
@@ -628,7 +651,8 @@ impl FakeIdp {
             .route("/token", post(token))
             .route("/device/auth", post(device_authorization))
             .route("/device", get(device_page))
-            .route("/revoke", post(revoke));
+            .route("/revoke", post(revoke))
+            .route("/register", post(register));
         let mut app = if path.is_empty() {
             endpoints
         } else {
@@ -673,6 +697,12 @@ impl FakeIdp {
     /// Client id the provider accepts.
     pub fn client_id(&self) -> String {
         lock(&self.state).config.client_id.clone()
+    }
+
+    /// Forgets every client registered so far (RFC 7591): they get `invalid_client` from now on,
+    /// as from a provider that expired or deleted them.
+    pub fn forget_registered_clients(&self) {
+        lock(&self.state).registered.clear();
     }
 
     /// Lifetime of access tokens issued from now on.
@@ -1115,6 +1145,12 @@ async fn metadata(AxumState(state): AxumState<Shared>, doc: Doc, path: String) -
     if config.device_flow.is_some() {
         document["device_authorization_endpoint"] = json!(format!("{iss}/device/auth"));
     }
+    if config.registration {
+        document["registration_endpoint"] = json!(format!("{iss}/register"));
+    }
+    if config.metadata_documents {
+        document["client_id_metadata_document_supported"] = json!(true);
+    }
     if config.revocation {
         document["revocation_endpoint"] = json!(format!("{iss}/revoke"));
         document["revocation_endpoint_auth_methods_supported"] = json!(config.token_auth_methods);
@@ -1183,7 +1219,9 @@ fn authorization(st: &mut State, q: &Params) -> (Response, Option<&'static str>)
 
     match get("client_id") {
         None => return bad("missing client_id"),
-        Some(id) if id != st.config.client_id => return bad("unknown client_id"),
+        Some(id) if id != st.config.client_id && !st.knows_public_client(id) => {
+            return bad("unknown client_id");
+        }
         Some(_) => {}
     }
     let Some(redirect_uri) = get("redirect_uri") else {
@@ -1198,10 +1236,8 @@ fn authorization(st: &mut State, q: &Params) -> (Response, Option<&'static str>)
     if get("response_type") != Some("code") {
         return bad("response_type must be code");
     }
+    // Without `openid` this is a plain OAuth request: tokens, no ID token.
     let scope = get("scope").unwrap_or_default();
-    if !scope.split(' ').any(|s| s == "openid") {
-        return bad("scope must contain openid");
-    }
     let Some(code_challenge) = get("code_challenge").filter(|c| !c.is_empty()) else {
         return bad("missing code_challenge (PKCE is required)");
     };
@@ -1244,7 +1280,7 @@ fn authorization(st: &mut State, q: &Params) -> (Response, Option<&'static str>)
         AuthorizeBehavior::Approve => {
             let code = random_token();
             let pending = PendingCode {
-                client_id: st.config.client_id.clone(),
+                client_id: get("client_id").unwrap_or_default().to_owned(),
                 redirect_uri: redirect_uri.to_owned(),
                 code_challenge: code_challenge.to_owned(),
                 nonce: get("nonce").map(str::to_owned),
@@ -1490,7 +1526,13 @@ fn authenticate_client(
             "token endpoint auth method {advertised} is not allowed"
         )))
     } else if client_id != st.config.client_id {
-        Err(OAuthError::invalid_client("unknown client"))
+        match (st.knows_public_client(&client_id), secret) {
+            (true, None) => Ok(client_id),
+            (true, Some(_)) => Err(OAuthError::invalid_client(
+                "client has no secret to authenticate with",
+            )),
+            (false, _) => Err(OAuthError::invalid_client("unknown client")),
+        }
     } else {
         match (&st.config.client_secret, secret) {
             (Some(expected), Some(given)) if *expected == given => Ok(client_id),
@@ -1508,6 +1550,28 @@ fn authenticate_client(
         }
     };
     (Some(method), result)
+}
+
+/// `POST /register` (RFC 7591): a public client for the metadata given, when registration is on.
+async fn register(AxumState(state): AxumState<Shared>, body: Bytes) -> Response {
+    let mut st = lock(&state);
+    if !st.config.registration {
+        return (StatusCode::NOT_FOUND, "no registration here").into_response();
+    }
+    let Ok(metadata) = serde_json::from_slice::<Value>(&body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_client_metadata"})),
+        )
+            .into_response();
+    };
+    st.stats.registrations.push(metadata.clone());
+    let id = format!("registered-{}", st.stats.registrations.len());
+    st.registered.insert(id.clone());
+    let mut answer = metadata;
+    answer["client_id"] = json!(id);
+    answer["client_id_issued_at"] = json!(0);
+    (StatusCode::CREATED, Json(answer)).into_response()
 }
 
 /// RFC 7523 sections 2.2 and 3: a JWT the client signed with its registered key, issued by
@@ -1723,7 +1787,11 @@ fn code_grant(state: &Shared, client_id: &str, form: &Params) -> Result<Value, O
             sub: &pending.sub,
             scope: &pending.scope,
             audience,
-            id_token_nonce: Some(pending.nonce.as_deref()),
+            id_token_nonce: pending
+                .scope
+                .split(' ')
+                .any(|s| s == "openid")
+                .then_some(pending.nonce.as_deref()),
             refresh_token: Some(&refresh_token),
         },
     ))
