@@ -306,58 +306,21 @@ pub async fn discover(
 /// The scopes the backend's `401` to a request without a token names (MCP's scope selection
 /// starts there); empty when it names none or answers otherwise.
 pub async fn challenge_scopes(http: &reqwest::Client, backend: &Url) -> Vec<String> {
-    match unauthenticated_challenge(http, backend).await {
+    let Some([post, _]) = probes(backend) else {
+        return Vec::new();
+    };
+    match challenge_to(http, post).await {
         Some(challenge) => challenge.scopes(),
         None => Vec::new(),
     }
 }
 
-/// The challenge of the backend's `401` to a POST `ping` without a token, if it answers so.
-async fn unauthenticated_challenge(http: &reqwest::Client, backend: &Url) -> Option<Challenge> {
-    let ping = br#"{"jsonrpc":"2.0","id":"authful-mcp-proxy-probe","method":"ping"}"#;
-    let post = http::Request::post(backend.as_str())
-        .header(http::header::ACCEPT, "application/json, text/event-stream")
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(ping.to_vec())
-        .ok()?;
-    let response = tokio::time::timeout(METADATA_TIMEOUT, send(http.clone(), post))
-        .await
-        .ok()?
-        .ok()?;
-    response
-        .headers()
-        .get(http::header::WWW_AUTHENTICATE)
-        .and_then(|h| h.to_str().ok())
-        .and_then(Challenge::parse)
-}
-
-/// Where the backend's `401` to a request without a token says its metadata is. The request is
-/// a POST, as an MCP client's requests are (a server may answer only those with its
-/// challenge): a `ping`, which changes nothing on a server that takes it; then a GET, as the
-/// standing stream of older servers is opened.
+/// Where the backend's `401` to a request without a token says its metadata is.
 async fn challenge_hint(http: &reqwest::Client, backend: &Url) -> Option<String> {
-    let ping = br#"{"jsonrpc":"2.0","id":"authful-mcp-proxy-probe","method":"ping"}"#;
-    let post = http::Request::post(backend.as_str())
-        .header(http::header::ACCEPT, "application/json, text/event-stream")
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(ping.to_vec())
-        .ok()?;
-    let get = http::Request::get(backend.as_str())
-        .header(http::header::ACCEPT, "application/json, text/event-stream")
-        .body(Vec::new())
-        .ok()?;
-    for request in [post, get] {
+    for request in probes(backend)? {
         let method = request.method().clone();
-        let Ok(Ok(response)) =
-            tokio::time::timeout(METADATA_TIMEOUT, send(http.clone(), request)).await
-        else {
-            continue;
-        };
-        let named = response
-            .headers()
-            .get(http::header::WWW_AUTHENTICATE)
-            .and_then(|h| h.to_str().ok())
-            .and_then(Challenge::parse)
+        let named = challenge_to(http, request)
+            .await
             .and_then(|c| c.resource_metadata);
         if let Some(named) = named {
             tracing::debug!(
@@ -369,6 +332,41 @@ async fn challenge_hint(http: &reqwest::Client, backend: &Url) -> Option<String>
         }
     }
     None
+}
+
+/// Requests without a token that a protected backend answers with its challenge: a POST, as
+/// an MCP client's requests are (a server may challenge only those) — a `ping`, which changes
+/// nothing on a server that takes it — then a GET, as the standing stream of older servers is
+/// opened.
+fn probes(backend: &Url) -> Option<[http::Request<Vec<u8>>; 2]> {
+    let ping = br#"{"jsonrpc":"2.0","id":"authful-mcp-proxy-probe","method":"ping"}"#;
+    let accept = "application/json, text/event-stream";
+    let post = http::Request::post(backend.as_str())
+        .header(http::header::ACCEPT, accept)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(ping.to_vec())
+        .ok()?;
+    let get = http::Request::get(backend.as_str())
+        .header(http::header::ACCEPT, accept)
+        .body(Vec::new())
+        .ok()?;
+    Some([post, get])
+}
+
+/// The challenge of the backend's answer to `request`, if it carries one.
+async fn challenge_to(
+    http: &reqwest::Client,
+    request: http::Request<Vec<u8>>,
+) -> Option<Challenge> {
+    let response = tokio::time::timeout(METADATA_TIMEOUT, send(http.clone(), request))
+        .await
+        .ok()?
+        .ok()?;
+    response
+        .headers()
+        .get(http::header::WWW_AUTHENTICATE)
+        .and_then(|h| h.to_str().ok())
+        .and_then(Challenge::parse)
 }
 
 /// The first usable metadata at `urls`; an error when one is unusable, or when none was found

@@ -187,54 +187,42 @@ async fn a_client_the_server_forgot_is_registered_again() {
     assert_eq!(again.opened(), 1);
 }
 
-/// A server that takes client ID metadata documents gets the document's URL as the client id,
-/// and nothing is registered.
+/// A profile with a client ID metadata document (`client_metadata_url`, or a `client_id` that
+/// is an https URL): where the server takes such documents, the URL is the client id and nothing
+/// is registered; where it does not, the proxy registers a client instead.
 #[tokio::test]
 async fn a_metadata_document_is_the_client_where_the_server_takes_one() {
-    let (idp, backend) = public_server(IdpConfig {
-        metadata_documents: true,
-        ..registering()
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let yaml = format!(
-        "oidc_profiles:\n  public:\n    client_metadata_url: https://tools.example.com/mcp-client.json\n\
-         backends:\n  public:\n    url: {}\n    prefix: \"\"\n    oidc_profile: public\n",
-        backend.url()
-    );
-    let settings = resolved(&yaml, dir.path());
-    let h = support::start(settings, TestBrowser::new(BrowserMode::Complete), V).await;
-    h.call("whoami", json!({})).await.unwrap();
-    h.stop().await.unwrap();
-    let stats = idp.stats();
-    assert_eq!(
-        stats.last_authorize_param("client_id"),
-        Some("https://tools.example.com/mcp-client.json")
-    );
-    assert!(stats.registrations.is_empty());
-    assert!(registrations(dir.path()).is_empty());
-}
-
-/// The same profile at a server that does not take metadata documents registers instead.
-#[tokio::test]
-async fn a_metadata_document_the_server_does_not_take_falls_back_to_registration() {
-    let (idp, backend) = public_server(registering()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let yaml = format!(
-        "oidc_profiles:\n  public:\n    client_id: https://tools.example.com/mcp-client.json\n\
-         backends:\n  public:\n    url: {}\n    prefix: \"\"\n    oidc_profile: public\n",
-        backend.url()
-    );
-    let settings = resolved(&yaml, dir.path());
-    let h = support::start(settings, TestBrowser::new(BrowserMode::Complete), V).await;
-    h.call("whoami", json!({})).await.unwrap();
-    h.stop().await.unwrap();
-    let stats = idp.stats();
-    assert_eq!(stats.registrations.len(), 1);
-    assert_eq!(
-        stats.last_authorize_param("client_id"),
-        Some("registered-1")
-    );
+    let document = "https://tools.example.com/mcp-client.json";
+    for (taken, key) in [(true, "client_metadata_url"), (false, "client_id")] {
+        let (idp, backend) = public_server(IdpConfig {
+            metadata_documents: taken,
+            ..registering()
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = format!(
+            "oidc_profiles:\n  public:\n    {key}: {document}\nbackends:\n  public:\n    \
+             url: {}\n    prefix: \"\"\n    oidc_profile: public\n",
+            backend.url()
+        );
+        let settings = resolved(&yaml, dir.path());
+        let h = support::start(settings, TestBrowser::new(BrowserMode::Complete), V).await;
+        h.call("whoami", json!({})).await.unwrap();
+        h.stop().await.unwrap();
+        let stats = idp.stats();
+        let expected = if taken { document } else { "registered-1" };
+        assert_eq!(
+            stats.last_authorize_param("client_id"),
+            Some(expected),
+            "{key}"
+        );
+        assert_eq!(stats.registrations.len(), usize::from(!taken), "{key}");
+        assert_eq!(
+            registrations(dir.path()).len(),
+            usize::from(!taken),
+            "{key}"
+        );
+    }
 }
 
 /// A server that offers no way in: the call fails saying to register a client by hand, and no
