@@ -132,7 +132,12 @@ fn assertion(key: &ClientAssertion, client_id: &str, audience: &str) -> Result<S
             key.key_file.display()
         ))
     };
-    let pem = read_key(&key.key_file, unusable)?;
+    let pem = read_private_credential(
+        &key.key_file,
+        "the client assertion key",
+        AuthError::ClientKey,
+        unusable,
+    )?;
     let algorithm = algorithm(key.algorithm);
     let encoding = match key.algorithm {
         AssertionAlgorithm::ES256 | AssertionAlgorithm::ES384 => EncodingKey::from_ec_pem(&pem),
@@ -154,14 +159,20 @@ fn assertion(key: &ClientAssertion, client_id: &str, audience: &str) -> Result<S
     jsonwebtoken::encode(&header, &claims, &encoding).map_err(|e| unusable(e.to_string()))
 }
 
-/// The key file's bytes, or why they cannot be had: `unusable` says why the file cannot be
-/// read; a key that is not the user's alone is refused in words of its own.
+/// The bytes of a file holding a credential (`what`: a private key, an ID token), or why they
+/// cannot be had: `unusable` says why the file cannot be read; a file that is not the user's
+/// alone is `refused` in words of its own.
 ///
 /// The ownership and mode checked are those of the file opened, after any symbolic link: the
 /// key's path comes from the configuration's author, who chose where it points; what matters is
 /// who else can read the key itself. Checking the open file, not the path, also leaves no gap
 /// between the check and the read.
-fn read_key(path: &Path, unusable: impl Fn(String) -> AuthError) -> Result<Vec<u8>, AuthError> {
+pub(super) fn read_private_credential(
+    path: &Path,
+    what: &str,
+    refused: impl Fn(String) -> AuthError,
+    unusable: impl Fn(String) -> AuthError,
+) -> Result<Vec<u8>, AuthError> {
     let mut file = std::fs::File::open(path).map_err(|e| unusable(e.to_string()))?;
     #[cfg(unix)]
     {
@@ -169,8 +180,8 @@ fn read_key(path: &Path, unusable: impl Fn(String) -> AuthError) -> Result<Vec<u
         let meta = file.metadata().map_err(|e| unusable(e.to_string()))?;
         // SAFETY: geteuid has no preconditions and cannot fail.
         let me = unsafe { libc::geteuid() };
-        if let Some(problem) = key_file_problem(path, meta.uid(), meta.mode(), me) {
-            return Err(AuthError::ClientKey(problem));
+        if let Some(problem) = key_file_problem(path, what, meta.uid(), meta.mode(), me) {
+            return Err(refused(problem));
         }
     }
     let mut pem = Vec::new();
@@ -188,19 +199,19 @@ fn read_key(path: &Path, unusable: impl Fn(String) -> AuthError) -> Result<Vec<u
 /// execute bits mean nothing on a key and only come with a careless `chmod`, and OpenSSH
 /// refuses private keys by the same rule — one rule people know, with one fix, `chmod 600`.
 #[cfg(unix)]
-fn key_file_problem(path: &Path, owner: u32, mode: u32, me: u32) -> Option<String> {
+fn key_file_problem(path: &Path, what: &str, owner: u32, mode: u32, me: u32) -> Option<String> {
     let shown = path.display();
     if owner != me {
         return Some(format!(
-            "the client assertion key {shown} belongs to another user (uid {owner}, you are uid \
-             {me}); use a key file of your own, readable by you only (`chmod 600`)"
+            "{what} {shown} belongs to another user (uid {owner}, you are uid \
+             {me}); use a file of your own, readable by you only (`chmod 600`)"
         ));
     }
     let mode = mode & 0o777;
     if mode & 0o077 != 0 {
         return Some(format!(
-            "the client assertion key {shown} is open to other users (mode {mode:04o}); a \
-             private key must be its owner's alone: run `chmod 600 {}`",
+            "{what} {shown} is open to other users (mode {mode:04o}); a \
+             credential must be its owner's alone: run `chmod 600 {}`",
             shell_word(path)
         ));
     }
@@ -319,13 +330,20 @@ mod tests {
     #[test]
     fn a_key_file_of_another_user_is_refused() {
         let path = Path::new("/keys/ci.pem");
-        let problem = key_file_problem(path, 1001, 0o100600, 1000).expect("refused");
+        let problem = key_file_problem(path, "the client assertion key", 1001, 0o100600, 1000)
+            .expect("refused");
         assert!(
             problem.contains("/keys/ci.pem") && problem.contains("another user (uid 1001"),
             "{problem}"
         );
-        assert_eq!(key_file_problem(path, 1000, 0o100600, 1000), None);
-        assert_eq!(key_file_problem(path, 1000, 0o100400, 1000), None);
+        assert_eq!(
+            key_file_problem(path, "the client assertion key", 1000, 0o100600, 1000),
+            None
+        );
+        assert_eq!(
+            key_file_problem(path, "the client assertion key", 1000, 0o100400, 1000),
+            None
+        );
 
         // A real file given away, where the test may do that (as root, in a container).
         // SAFETY: geteuid has no preconditions and cannot fail.

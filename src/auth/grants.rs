@@ -161,6 +161,11 @@ impl TokenManager {
         scopes: &[String],
     ) -> Result<Granted, AuthError> {
         let resource = self.resource(target, current.as_mut()).await?;
+        if let Some(assertion) = &self.profile.identity_assertion {
+            return self
+                .cross_app_grant(assertion, provider, scopes, resource.as_deref())
+                .await;
+        }
         if self.profile.flow == Flow::ClientCredentials {
             let granted = provider
                 .client_credentials(scopes, resource.as_deref())
@@ -262,6 +267,9 @@ impl TokenManager {
         let tokens = current.get_or_insert_with(|| StoredTokens::new(issuer, &self.client_id()));
         if granted.refresh_token.is_some() {
             tokens.refresh_token = granted.refresh_token;
+        }
+        if granted.id_token.is_some() {
+            tokens.id_token = granted.id_token;
         }
         if !grant_scopes.is_empty() {
             tokens.scopes = grant_scopes.to_vec();

@@ -35,6 +35,7 @@ pub mod browser;
 pub mod cache;
 pub mod callback;
 pub mod client_auth;
+mod cross_app;
 mod discovery;
 mod grants;
 mod logout;
@@ -182,6 +183,17 @@ pub enum AuthError {
     DeviceExpired {
         /// How long the code was valid.
         seconds: u64,
+    },
+    /// Cross-app access: the identity provider did not exchange the person's ID token.
+    #[error(
+        "the identity provider {issuer} did not exchange the ID token for an identity \
+         assertion grant (cross-app access): {reason}"
+    )]
+    IdentityAssertion {
+        /// The identity provider.
+        issuer: String,
+        /// What went wrong, and what to do.
+        reason: String,
     },
     /// The proxy could not become a client of a server that does not know it.
     #[error("profile '{profile}' has no client at {issuer}: {reason}")]

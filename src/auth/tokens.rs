@@ -128,6 +128,8 @@ pub struct TokenManager {
     /// The server the credentials belong to: configured, pinned, or agreed by the backends.
     pub(super) authority: OnceCell<Authority>,
     pub(super) provider: OnceCell<Provider>,
+    /// The company identity provider of a cross-app access profile.
+    pub(super) idp: OnceCell<super::cross_app::Idp>,
     /// Held across a renewal, so concurrent requests wait for one refresh or sign-in.
     pub(super) current: Mutex<Option<StoredTokens>>,
     /// Renewals finished so far, and the last one that failed: requests that waited for a
@@ -186,6 +188,7 @@ impl TokenManager {
             interactive: true,
             authority: OnceCell::new(),
             provider: OnceCell::new(),
+            idp: OnceCell::new(),
             current: Mutex::new(None),
             renewals: AtomicU64::new(0),
             last_failure: std::sync::Mutex::new(None),
@@ -303,8 +306,9 @@ impl TokenManager {
         if is_fresh(access) {
             return true;
         }
-        let person_needed =
-            tokens.refresh_token.is_none() && self.profile.flow != Flow::ClientCredentials;
+        let person_needed = tokens.refresh_token.is_none()
+            && self.profile.flow != Flow::ClientCredentials
+            && self.profile.identity_assertion.is_none();
         person_needed
             && access
                 .seconds_left(unix_now())

@@ -282,6 +282,12 @@ pub struct OidcProfileConfig {
     /// Unset, it is sent for backends that announce their metadata, and never otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<ResourceConfig>,
+    /// Cross-app access (SEP-990, enterprise-managed authorization): no sign-in at this
+    /// profile's server; the person's ID token from the company identity provider is exchanged
+    /// there for an identity assertion grant (RFC 8693), which this profile's server takes for
+    /// its token (RFC 7523 JWT bearer grant). Needs `issuer_url` and `client_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_assertion: Option<IdentityAssertionConfig>,
     /// Extra parameters of the authorization request (and of the device authorization and
     /// client-credentials requests): `prompt`, `login_hint`, Auth0's `audience`, Google's
     /// `access_type`, ... The parameters the proxy sets itself are refused.
@@ -346,6 +352,55 @@ pub struct ClientAssertionConfig {
     )]
     #[schemars(with = "Option<String>")]
     pub audience: Option<String>,
+}
+
+/// Where a cross-app access profile's ID token comes from, and where it is exchanged: the
+/// sign-in of another profile (`profile`), or a file an SSO agent keeps (`id_token_file`, with
+/// the identity provider's `issuer_url` and `client_id`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityAssertionConfig {
+    /// The profile of the company identity provider: its sign-in's ID token is exchanged at
+    /// its token endpoint, with its client.
+    #[serde(
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub profile: Option<String>,
+    /// A file holding the ID token (read at each exchange), instead of a profile's sign-in.
+    #[serde(
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub id_token_file: Option<String>,
+    /// With `id_token_file`: the identity provider's issuer URL.
+    #[serde(
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub issuer_url: Option<String>,
+    /// With `id_token_file`: the client id at the identity provider.
+    #[serde(
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub client_id: Option<String>,
+    /// With `id_token_file`: that client's secret, if it is confidential.
+    #[serde(
+        default,
+        deserialize_with = "secret_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub client_secret: Option<Secret>,
 }
 
 /// The algorithms a client assertion may be signed with.

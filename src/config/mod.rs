@@ -32,8 +32,8 @@ pub use checks::{endpoint_problem, is_loopback_host, prefix_problem, redirect_pr
 pub use drop_in::{DROP_IN_NAME, DropInSettings};
 pub use file::{
     AssertionAlgorithm, BackendAuth, BackendConfig, ClientAssertionConfig, Config, FallbackTools,
-    Flow, GatewayConfig, OidcProfileConfig, Protocol, ResourceConfig, Scopes, Separator,
-    ToolFilterConfig, Transport,
+    Flow, GatewayConfig, IdentityAssertionConfig, OidcProfileConfig, Protocol, ResourceConfig,
+    Scopes, Separator, ToolFilterConfig, Transport,
 };
 pub use layers::{ENV_PREFIX, Sources};
 pub use report::{ConfigError, Diagnostics, Format};
@@ -41,7 +41,8 @@ pub use schema::{json_schema, json_schema_text};
 pub use settings::{
     AssertionAudience, Backend, ClientAssertion, DEFAULT_FIRST_LIST_TIMEOUT_SECS,
     DEFAULT_LOGIN_TIMEOUT_SECS, DEFAULT_REDIRECT_URL, DEFAULT_REQUEST_TIMEOUT_SECS, DEFAULT_SCOPES,
-    DEFAULT_STARTUP_TIMEOUT_SECS, Gateway, Mode, Profile, Resource, Settings, default_cache_dir,
+    DEFAULT_STARTUP_TIMEOUT_SECS, Gateway, IdentityAssertion, Mode, Profile, Resource, Settings,
+    default_cache_dir,
 };
 
 impl Config {

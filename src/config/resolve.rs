@@ -8,6 +8,7 @@
 //! [`validate`](super::validate); values of the wrong type never reach here.
 
 mod backends;
+mod identity_assertion;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -54,11 +55,25 @@ pub struct Resolved {
 /// configuration file takes part, which decides how to say that no backend is configured.
 pub fn resolve(config: &Config, with_file: bool) -> Resolved {
     let mut rules = Rules::default();
-    let profiles: BTreeMap<&str, Option<Arc<Profile>>> = config
-        .oidc_profiles
-        .iter()
-        .map(|(name, p)| (name.as_str(), rules.profile(name, p).map(Arc::new)))
-        .collect();
+    let mut pending = Vec::new();
+    let mut profiles: BTreeMap<&str, Option<Arc<Profile>>> = BTreeMap::new();
+    for (name, p) in &config.oidc_profiles {
+        let profile = rules.profile(name, p).map(|mut profile| {
+            match rules.identity_assertion(name, p) {
+                Some(identity_assertion::Source::Ready(ready)) => {
+                    profile.identity_assertion = Some(ready);
+                }
+                Some(identity_assertion::Source::Profile {
+                    name: idp,
+                    id_token_file,
+                }) => pending.push((name.clone(), idp, id_token_file)),
+                None => {}
+            }
+            Arc::new(profile)
+        });
+        profiles.insert(name.as_str(), profile);
+    }
+    rules.link_identity_assertions(&mut profiles, pending);
     rules.shared_redirects(&config.oidc_profiles);
     let separator = config.gateway.separator.unwrap_or(Separator::Underscore);
     let only_one = config.backends.len() == 1;
@@ -225,6 +240,10 @@ impl Rules {
             && flow != Flow::ClientCredentials;
         let scopes = match (flow, &p.scopes) {
             _ if server_scopes => Vec::new(),
+            // Cross-app access asks the server for what is configured, and no `openid`.
+            _ if p.identity_assertion.is_some() => {
+                p.scopes.as_ref().map(Scopes::words).unwrap_or_default()
+            }
             // A service account asks for what it needs; `openid` means nothing without a user.
             (Flow::ClientCredentials, Some(scopes)) => scopes.words(),
             (Flow::ClientCredentials, None) => Vec::new(),
@@ -249,6 +268,7 @@ impl Rules {
             open_browser: p.open_browser.unwrap_or(true),
             authorize_params,
             resource: resource.unwrap_or_default(),
+            identity_assertion: None,
             server_scopes,
             own_oauth: false,
         })
@@ -409,11 +429,13 @@ impl Rules {
     /// Profiles of different issuers on one redirect URL: one login's callback could be
     /// taken for the other's (a mix-up the `state` check alone does not rule out when both
     /// logins run in different processes). Profiles that sign in without a browser (device
-    /// code, client credentials) never use theirs.
+    /// code, client credentials, cross-app access) never use theirs.
     fn shared_redirects(&mut self, profiles: &BTreeMap<String, OidcProfileConfig>) {
         let mut seen: Vec<(String, &str, &str)> = Vec::new(); // redirect URL, issuer, profile
         for (name, profile) in profiles {
-            if profile.flow.unwrap_or_default() != Flow::Browser {
+            if profile.flow.unwrap_or_default() != Flow::Browser
+                || profile.identity_assertion.is_some()
+            {
                 continue;
             }
             let path = entry("oidc_profiles", name);

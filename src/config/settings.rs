@@ -52,6 +52,8 @@ pub struct Profile {
     pub authorize_params: Vec<(String, String)>,
     /// The resource indicator of its backends that set none of their own.
     pub resource: Resource,
+    /// Cross-app access (SEP-990): tokens from the person's identity at another provider.
+    pub identity_assertion: Option<IdentityAssertion>,
     /// The server says the scopes, in MCP's order: those its challenge names, else those its
     /// metadata publishes, else none (`scopes` is empty, and `openid` is not added).
     pub server_scopes: bool,
@@ -77,6 +79,7 @@ impl Profile {
             open_browser: true,
             authorize_params: Vec::new(),
             resource: Resource::Auto,
+            identity_assertion: None,
             server_scopes: false,
             own_oauth: false,
         }
@@ -118,6 +121,17 @@ impl Profile {
             .as_deref()
             .unwrap_or("the issuer its backends name")
     }
+}
+
+/// Where a cross-app access profile gets the person's ID token, and where it is exchanged for
+/// an identity assertion grant (SEP-990).
+#[derive(Debug, Clone)]
+pub struct IdentityAssertion {
+    /// The company identity provider: its token endpoint takes the exchange, with its client;
+    /// without `id_token_file`, its sign-in provides the ID token.
+    pub idp: Arc<Profile>,
+    /// A file holding the ID token, read at each exchange.
+    pub id_token_file: Option<PathBuf>,
 }
 
 /// A private key that signs client assertions (RFC 7523 `private_key_jwt`).

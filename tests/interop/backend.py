@@ -8,12 +8,15 @@ RemoteAuthProvider serves /.well-known/oauth-protected-resource/mcp naming the i
 authorization server, answers 401 with `resource_metadata="..."`, and accepts only tokens whose
 `aud` is its own resource URL (http://127.0.0.1:PORT/mcp).
 
+With --scope SCOPE (and --resource-metadata) every token must carry that scope, which the metadata
+publishes as its scopes_supported: what a client that asks for the server's scopes asks for.
+
 With --delay SECONDS every MCP request waits that long before it is handled: a slow server.
 
 With --sse it serves the HTTP+SSE transport of MCP 2024-11-05 instead, at http://127.0.0.1:PORT/sse
 (the event stream; it names /messages/ for the POSTs), as servers from before Streamable HTTP do.
 
-Usage: backend.py --port PORT --issuer ISSUER [--audience mcp-backend | --resource-metadata]
+Usage: backend.py --port PORT --issuer ISSUER [--audience mcp-backend | --resource-metadata [--scope SCOPE]]
                   [--delay SECONDS] [--sse]
 Prints "BACKEND READY <url>" on stdout once it accepts connections.
 """
@@ -42,12 +45,14 @@ class Slow(Middleware):
 
 def build(
     issuer: str, audience: str, page_size: int | None, resource_base: str | None = None, delay: float = 0,
+    scope: str | None = None,
 ) -> FastMCP:
     verifier = JWTVerifier(
         jwks_uri=f"{issuer}/jwks",
         issuer=issuer,
         audience=f"{resource_base}/mcp" if resource_base else audience,
         algorithm="RS256",
+        required_scopes=[scope] if scope else None,
     )
     auth = verifier
     if resource_base:
@@ -117,10 +122,11 @@ def main() -> None:
     p.add_argument("--page-size", type=int, default=0, help="list page size (0: no pagination)")
     p.add_argument("--resource-metadata", action="store_true", help="RFC 9728 metadata; aud = own URL")
     p.add_argument("--delay", type=float, default=0, help="seconds every request waits (a slow server)")
+    p.add_argument("--scope", help="a scope every token must carry, published in the metadata")
     p.add_argument("--sse", action="store_true", help="HTTP+SSE (2024-11-05) at /sse instead of Streamable HTTP")
     args = p.parse_args()
     base = f"http://127.0.0.1:{args.port}" if args.resource_metadata else None
-    mcp = build(args.issuer, args.audience, args.page_size or None, base, args.delay)
+    mcp = build(args.issuer, args.audience, args.page_size or None, base, args.delay, args.scope)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))

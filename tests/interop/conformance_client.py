@@ -259,10 +259,22 @@ def main() -> int:
             # the AS, and the proxy sends a secret or key nowhere a backend alone names.
             env["OIDC_ISSUER_URL"] = meta["issuer"]
         # else: no issuer; the proxy reads the PRM itself (RFC 9728).
-        if flow:
+        if flow and flow != "identity_assertion":
             env["OIDC_FLOW"] = flow
         if secret is not None:
             env["OIDC_CLIENT_SECRET"] = secret
+        if "idp_id_token" in context:
+            # Cross-app access (SEP-990): the person's ID token from the company IdP (here the
+            # scenario's, as an SSO agent would keep it in a file) is exchanged there for an
+            # identity assertion grant, which the server's AS takes for its token.
+            id_token_file = out / "id_token"
+            id_token_file.write_text(context["idp_id_token"])
+            id_token_file.chmod(0o600)
+            prefix = "AUTHFUL_MCP_OIDC_PROFILES__DEFAULT__IDENTITY_ASSERTION__"
+            env[prefix + "ISSUER_URL"] = context["idp_issuer"]
+            env[prefix + "CLIENT_ID"] = context["idp_client_id"]
+            env[prefix + "ID_TOKEN_FILE"] = str(id_token_file)
+            flow = "identity_assertion"
         if key_pem is not None:
             key_file = out / "client-key.pem"
             key_file.write_text(key_pem)

@@ -401,8 +401,11 @@ AUTH_EXPECTED: dict[str, tuple[str, str, str]] = {
     "auth/2025-03-26-oauth-endpoint-fallback": (PASS, APPLICABLE,
         "2025-03-26 server with `auth: oauth` and no metadata at all: the origin's /authorize, /token "
         "and /register, as that revision says"),
-    "auth/cross-app-access-complete-flow": (FAIL, MISSING,
-        "enterprise-managed authorization (SEP-990: token exchange + JWT bearer grant): not yet"),
+    "auth/cross-app-access-complete-flow": (PASS, APPLICABLE + " (extension)",
+        "enterprise-managed authorization (SEP-990): the profile's identity_assertion (the "
+        "scenario's ID token in an owner-only id_token_file, the IdP's issuer and client) is "
+        "exchanged at the IdP (RFC 8693) for an ID-JAG naming the AS and the server's resource, "
+        "which the AS takes with client_secret_basic (RFC 7523 JWT bearer grant)"),
 }
 
 # The workaround run (INTEROP_CONFORMANCE_SHIM=1) put a discovery shim in front of the mock AS

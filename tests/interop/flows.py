@@ -390,6 +390,78 @@ def rfc9728_resource(sc: Scenario) -> str:
     return f"one login, code grant for {first}, refresh for {second}"
 
 
+def public_server_with_registration(sc: Scenario) -> str:
+    """A public MCP server with its own OAuth and a company server, in one gateway file: the
+    public one (fastmcp RemoteAuthProvider publishing RFC 9728 metadata) trusts an oidc-provider
+    with open dynamic client registration and is configured with `auth: oauth` alone; the company
+    one (fastmcp, validating tokens) takes the tokens of another oidc-provider through a
+    configured profile. The proxy registers a client at the public server's authorization server
+    (RFC 7591), keeps it owner-only, signs in there with it and the company profile's client at
+    the company provider, and each backend gets a token of its own provider, for its own
+    resource, asking for the scope the public server publishes (no `openid`)."""
+    company_port, public_port, company_cb, public_cb = free_port(), free_port(), free_port(), free_port()
+    company_url = f"http://127.0.0.1:{company_port}/mcp"
+    public_url = f"http://127.0.0.1:{public_port}/mcp"
+    company_idp = sc.start_idp(company_url, [company_cb], name="idp-company")
+    public_idp = sc.start_idp(None, [public_cb], name="idp-public", resources=[public_url], registration=True)
+    sc.start_backend(company_port, company_idp.issuer, name="backend-company")
+    sc.start_backend(public_port, public_idp.issuer, name="backend-public", resource_metadata=True, scope="mcp:tools")
+
+    config = write_config(sc, "public-and-company.yaml", [
+        "oidc_profiles:",
+        "  company:",
+        f"    issuer_url: {company_idp.issuer}",
+        "    client_id: interop-public",
+        f"    redirect_url: http://localhost:{company_cb}/auth/callback",
+        "gateway:",
+        "  startup_timeout: 30",
+        f"  redirect_url: http://localhost:{public_cb}/auth/callback",
+        "backends:",
+        "  company:",
+        f"    url: {company_url}",
+        "    oidc_profile: company",
+        "  public:",
+        f"    url: {public_url}",
+        "    auth: oauth",
+    ])
+    home = sc.home()
+    env = config_env(sc, home, browser="login", label="browser")
+    out: dict = {}
+
+    async def body(session: ClientSession) -> None:
+        tools, _ = await list_all(session, "tools")
+        out["tools"] = sorted(t.name for t in tools)
+        out["company"] = await call_json(session, "company_whoami")
+        out["public"] = await call_json(session, "public_whoami")
+
+    asyncio.run(with_proxy(sc, env, body, args=["--config", str(config)], label="gateway"))
+    for name in ("company", "public"):
+        check(f"{name}_whoami" in out["tools"], f"tools/list lacks {name}_whoami: {out['tools']}")
+    registrations = public_idp.requests("registration")
+    check([r["status"] for r in registrations] == [201], f"registrations at the public server's provider: {registrations}")
+    check(not company_idp.requests("registration"), "the proxy registered at the company provider, which has a configured client")
+    authorizations = public_idp.requests("authorization")
+    registered = {r.get("client") for r in authorizations}
+    check(len(authorizations) == 1 and registered and "interop-public" not in registered,
+          f"authorizations at the public server's provider: {[(r.get('client'), r.get('status')) for r in authorizations]}")
+    company = out["company"]
+    check(company.get("sub") == LOGIN and company["claims"].get("client_id") == "interop-public"
+          and has_aud(token_aud(company), "mcp-backend"), f"company whoami: {company}")
+    public = out["public"]
+    check(public.get("sub") == LOGIN and public["claims"].get("client_id") in registered
+          and has_aud(token_aud(public), public_url), f"public whoami: {public} (registered {registered})")
+    asked = [r.get("scope") for r in authorizations]
+    check(asked == ["mcp:tools"], f"the sign-in at the public server's provider asked for scopes {asked}, expected the one its metadata publishes")
+    refused = [r for r in public_idp.requests("token") if r["status"] != 200]
+    check(not refused, f"the public server's provider refused token requests: {refused}")
+    kept = sorted(home.rglob("*_client.json"))
+    check(len(kept) == 1, f"registration files under {home}: {kept}")
+    mode = kept[0].stat().st_mode & 0o777
+    check(mode == 0o600, f"{kept[0].name} has mode {mode:o}")
+    check(browser_finished(sc), f"the browser stand-in did not complete the logins:\n{tail(sc.dir / 'browser.log')}")
+    return f"registered {next(iter(registered))} at the public server's provider; two sign-ins, one per provider"
+
+
 def logout_revocation(sc: Scenario) -> str:
     """`login` signs in ahead of time; `status --json` sees the backend answer; `logout` revokes
     the refresh token at the IdP (RFC 7009) and deletes the cache file; the old refresh token is
@@ -456,4 +528,4 @@ def logout_revocation(sc: Scenario) -> str:
     return ""
 
 
-SCENARIOS = [device_flow, client_credentials, rfc9728_resource, logout_revocation]
+SCENARIOS = [device_flow, client_credentials, rfc9728_resource, public_server_with_registration, logout_revocation]

@@ -175,10 +175,11 @@ class Scenario:
     def start_idp(
         self, backend_url: str | None, callback_ports: list[int], access_ttl: int = 3600, port: int | None = None,
         name: str = "idp", *, resources: list[str] | None = None, device_interval: int | None = None,
-        client_jwks: Path | None = None,
+        client_jwks: Path | None = None, registration: bool = False,
     ) -> "Idp":
         """oidc-provider (idp.mjs). `backend_url`: the one resource, tokens with aud "mcp-backend";
-        `resources` instead: RFC 8707 resource servers, each token's aud its own indicator."""
+        `resources` instead: RFC 8707 resource servers, each token's aud its own indicator;
+        `registration`: open dynamic client registration (RFC 7591)."""
         port = port or free_port()
         env = {
             "PATH": os.environ["PATH"],
@@ -199,6 +200,8 @@ class Scenario:
             env["IDP_DEVICE_INTERVAL"] = str(device_interval)
         if client_jwks:
             env["IDP_CLIENT_JWKS"] = str(client_jwks)
+        if registration:
+            env["IDP_REGISTRATION"] = "1"
         self.start(name, [NODE, str(HERE / "idp.mjs")], env, "IDP READY")
         issuer = f"http://127.0.0.1:{port}"
         self.wait_http(f"{issuer}/.well-known/openid-configuration")
@@ -206,7 +209,7 @@ class Scenario:
 
     def start_backend(
         self, port: int, issuer: str, page_size: int = 2, name: str = "backend", resource_metadata: bool = False,
-        delay: float = 0, sse: bool = False,
+        delay: float = 0, sse: bool = False, scope: str | None = None,
     ) -> str:
         """backend.py; with `resource_metadata` an RFC 9728 protected resource whose tokens must
         have its own URL as aud; with `delay` every request waits that many seconds; with `sse`
@@ -219,6 +222,8 @@ class Scenario:
             argv += ["--delay", str(delay)]
         if sse:
             argv.append("--sse")
+        if scope:
+            argv += ["--scope", scope]
         self.start(name, argv, env, "BACKEND READY")
         return f"http://127.0.0.1:{port}/{'sse' if sse else 'mcp'}"
 
@@ -286,7 +291,8 @@ class Idp:
 
     def requests(self, route: str | None = None, **match: Any) -> list[dict]:
         """The requests idp.mjs recorded (authorization, token, device_authorization,
-        code_verification, revocation), as answered; filtered by route and field values."""
+        code_verification, revocation, registration), as answered; filtered by route and field
+        values."""
         return [
             e for e in self.events()
             if e["event"] == "request" and (route is None or e.get("route") == route)

@@ -17,6 +17,8 @@
 //                       (oidc-provider 9 sends none) and enforced: a device-code poll sooner
 //                       than that after the previous one gets `slow_down`               [none]
 //   IDP_CLIENT_JWKS     JWK file with the public key of the private_key_jwt client      [none]
+//   IDP_REGISTRATION    1: open dynamic client registration (RFC 7591) at /reg, as a public
+//                       MCP server's authorization server offers it                  [off]
 //
 // State (sessions, grants, refresh tokens) lives in memory: a restart forgets every grant.
 //
@@ -39,6 +41,7 @@ const accessTtl = Number(process.env.IDP_ACCESS_TTL || 3600);
 const eventsLog = process.env.IDP_EVENTS_LOG;
 const deviceInterval = Number(process.env.IDP_DEVICE_INTERVAL || 0);
 const clientJwks = process.env.IDP_CLIENT_JWKS;
+const registration = process.env.IDP_REGISTRATION === '1';
 if (!port || callbackPorts.length === 0 || !(resource || resourceServers.length)) {
   console.error('idp.mjs: IDP_PORT, IDP_CALLBACK_PORTS and IDP_RESOURCE (or IDP_RESOURCES) are required');
   process.exit(2);
@@ -72,7 +75,8 @@ function record(event, data) {
   }
 }
 
-const RESOURCE_SCOPE = 'openid profile email offline_access';
+// `mcp:tools`: the scope a public MCP server publishes (backend.py --scope), granted when asked for.
+const RESOURCE_SCOPE = 'openid profile email offline_access mcp:tools';
 const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
 const device = { grant_types: [DEVICE_GRANT, 'refresh_token'], response_types: [], redirect_uris: [] };
 const service = { grant_types: ['client_credentials'], response_types: [], redirect_uris: [] };
@@ -158,6 +162,7 @@ const configuration = {
     revocation: { enabled: true },
     deviceFlow: { enabled: true },
     clientCredentials: { enabled: true },
+    registration: { enabled: registration },
   },
   // Refresh tokens for every code grant of these clients, whatever the scopes, and rotated on use.
   issueRefreshToken: (ctx, client) => client.grantTypeAllowed('refresh_token'),
@@ -180,7 +185,7 @@ provider.proxy = false;
 // One "request" event per request to these endpoints, as answered (after the middleware below),
 // with what the scenarios check: time, client authentication, the resource indicators and scope
 // as sent, outcome.
-const RECORDED_ROUTES = new Set(['authorization', 'token', 'device_authorization', 'code_verification', 'revocation']);
+const RECORDED_ROUTES = new Set(['authorization', 'token', 'device_authorization', 'code_verification', 'revocation', 'registration']);
 provider.use(async (ctx, next) => {
   await next();
   const route = ctx.oidc?.route;

@@ -40,6 +40,7 @@ mod callback_input;
 mod cli;
 mod client_key;
 mod client_pages;
+mod cross_app;
 mod debug_log;
 mod desktop_clients;
 mod drop_in;

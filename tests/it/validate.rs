@@ -901,3 +901,42 @@ fn a_backend_signs_in_one_way() {
         ],
     );
 }
+
+#[test]
+fn cross_app_access_names_where_the_id_token_comes_from() {
+    let with = |assertion: &str| {
+        format!(
+            "oidc_profiles:\n  corp:\n    issuer_url: https://login.company.com\n    client_id: \
+             gw\n  server:\n    issuer_url: https://as.example.com\n    client_id: c\n    \
+             identity_assertion:\n{assertion}backends:\n  tools:\n    url: \
+             https://mcp.example.com/mcp\n    oidc_profile: server\n"
+        )
+    };
+    assert_valid(&with("      profile: corp\n"));
+    assert_valid(&with(
+        "      issuer_url: https://login.company.com\n      client_id: gw\n      \
+         id_token_file: ~/.sso/id_token\n",
+    ));
+    assert_errors(
+        &with("      profile: nowhere\n"),
+        &[
+            "c.yaml:9:16: error: oidc_profiles.server.identity_assertion.profile: no OIDC \
+           profile named 'nowhere'",
+        ],
+    );
+    assert_errors(
+        &with("      profile: server\n"),
+        &[
+            "c.yaml:9:16: error: oidc_profiles.server.identity_assertion.profile: profile \
+           'server' cannot provide the ID token: it must sign in at an issuer_url of its own, \
+           not by an identity assertion",
+        ],
+    );
+    assert_errors(
+        &with("      issuer_url: https://login.company.com\n      client_id: gw\n"),
+        &[
+            "c.yaml:8:5: error: oidc_profiles.server.identity_assertion.id_token_file: missing \
+           required key 'id_token_file'",
+        ],
+    );
+}

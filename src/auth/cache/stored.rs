@@ -46,6 +46,11 @@ pub struct StoredTokens {
     /// The access token bound to no resource (the only kind files of earlier versions hold).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_token: Option<Secret>,
+    /// The ID token of the latest sign-in or refresh that carried one: the person's identity,
+    /// exchanged for identity assertion grants by cross-app access profiles (SEP-990), and
+    /// sent nowhere but to the provider that issued it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<Secret>,
     /// Token used to get the next access token without a person.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<Secret>,
@@ -84,6 +89,7 @@ impl StoredTokens {
             issuer: issuer.to_owned(),
             client_id: client_id.to_owned(),
             access_token: None,
+            id_token: None,
             refresh_token: None,
             expires_at: None,
             scope: None,

@@ -157,7 +157,9 @@ impl std::fmt::Display for Unread {
 async fn openid_metadata(http: &reqwest::Client, issuer: &IssuerUrl) -> Result<Metadata, Unread> {
     let url = openid_configuration_url(issuer.as_str());
     let document = issuers_document(http, &url, issuer, "discovery document").await?;
-    serde_json::from_value(document)
+    // A provider that leaves out members OpenID Connect requires but the proxy does not use
+    // (a token-exchange-only identity provider, say) is read as an OAuth server's would be.
+    serde_json::from_value(as_openid_metadata(document, issuer))
         .map(keys_read_later)
         .map_err(|e| format!("unusable discovery document at {url}: {e}").into())
 }

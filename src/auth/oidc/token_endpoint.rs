@@ -25,6 +25,15 @@ use crate::{
 /// would be renewed at every request).
 const MAX_TOKEN_LIFETIME_SECS: u64 = 365 * 24 * 3600;
 
+/// RFC 8693's grant type.
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// RFC 7523's grant type.
+const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// The token type of an ID token (RFC 8693 §3).
+const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
+/// The token type of an identity assertion authorization grant (SEP-990).
+const ID_JAG: &str = "urn:ietf:params:oauth:token-type:id-jag";
+
 /// What a token endpoint granted.
 #[derive(Debug, Clone)]
 pub struct Granted {
@@ -32,6 +41,8 @@ pub struct Granted {
     pub access: AccessToken,
     /// A new refresh token, if the provider issued (or rotated) one.
     pub refresh_token: Option<Secret>,
+    /// The ID token that came with it, if any (checked when it came with a sign-in).
+    pub id_token: Option<Secret>,
 }
 
 /// Why a request to the token endpoint did not produce tokens.
@@ -221,6 +232,7 @@ impl Provider {
                 scope: token.scope,
             },
             refresh_token: token.refresh_token,
+            id_token: token.id_token.clone().map(Secret::new),
         };
         Ok((granted, token.id_token))
     }
@@ -284,6 +296,52 @@ impl Provider {
         }
         form.extend(self.profile.authorize_params.iter().cloned());
         self.token_request("client_credentials", form, resource)
+            .await
+            .map(|(granted, _)| granted)
+            .map_err(|e| AuthError::TokenEndpoint(e.to_string()))
+    }
+
+    /// Cross-app access, at the company identity provider (SEP-990, RFC 8693): the person's
+    /// `id_token` (which this provider issued) exchanged for an identity assertion grant (an
+    /// ID-JAG) for the authorization server `audience` and its `resource`.
+    pub async fn identity_assertion(
+        &self,
+        id_token: &Secret,
+        audience: &str,
+        resource: Option<&str>,
+        scopes: &[String],
+    ) -> Result<Secret, AuthError> {
+        let mut form = vec![
+            ("requested_token_type".into(), ID_JAG.into()),
+            ("subject_token".into(), id_token.expose().to_owned()),
+            ("subject_token_type".into(), ID_TOKEN_TYPE.into()),
+            ("audience".into(), audience.to_owned()),
+        ];
+        if !scopes.is_empty() {
+            form.push(("scope".into(), scopes.join(" ")));
+        }
+        self.token_request(TOKEN_EXCHANGE, form, resource)
+            .await
+            .map(|(granted, _)| granted.access.token)
+            .map_err(|e| AuthError::IdentityAssertion {
+                issuer: self.issuer.clone(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Cross-app access, at this profile's server (SEP-990, RFC 7523): the identity assertion
+    /// grant traded for an access token, with `scopes` if any, bound to `resource` if given.
+    pub async fn jwt_bearer(
+        &self,
+        assertion: &Secret,
+        scopes: &[String],
+        resource: Option<&str>,
+    ) -> Result<Granted, AuthError> {
+        let mut form = vec![("assertion".into(), assertion.expose().to_owned())];
+        if !scopes.is_empty() {
+            form.push(("scope".into(), scopes.join(" ")));
+        }
+        self.token_request(JWT_BEARER_GRANT, form, resource)
             .await
             .map(|(granted, _)| granted)
             .map_err(|e| AuthError::TokenEndpoint(e.to_string()))

@@ -202,6 +202,15 @@ pub struct IdpConfig {
     /// Client ID metadata documents: advertises `client_id_metadata_document_supported` and
     /// accepts any `https://` URL as a public client's id. Default `false`.
     pub metadata_documents: bool,
+    /// Cross-app access, the identity provider's side (SEP-990): the token exchange grant (RFC
+    /// 8693) of an ID token this provider issued for an identity assertion grant (an ID-JAG,
+    /// signed like its ID tokens) naming the `audience` and `resource` asked for. Default
+    /// `false`.
+    pub token_exchange: bool,
+    /// Cross-app access, the authorization server's side: the JWT bearer grant (RFC 7523) of an
+    /// ID-JAG issued by this issuer for this provider, for an access token bound to the
+    /// ID-JAG's resource. Default `None`: unsupported.
+    pub identity_assertions_from: Option<String>,
 }
 
 impl Default for IdpConfig {
@@ -226,6 +235,8 @@ impl Default for IdpConfig {
             withheld_scopes: Vec::new(),
             registration: false,
             metadata_documents: false,
+            token_exchange: false,
+            identity_assertions_from: None,
         }
     }
 }
@@ -353,6 +364,10 @@ pub struct IdpStats {
     pub revocations: Vec<Revocation>,
     /// The body of every registration request (RFC 7591), in order.
     pub registrations: Vec<Value>,
+    /// The claims of every identity assertion grant issued by the token exchange, in order.
+    pub identity_assertions: Vec<Value>,
+    /// The claims of every identity assertion grant taken by the JWT bearer grant, in order.
+    pub jwt_bearer_grants: Vec<Value>,
 }
 
 impl IdpStats {
@@ -390,6 +405,10 @@ pub enum RequestKind {
     ClientCredentials,
     /// Token endpoint, `urn:ietf:params:oauth:grant-type:device_code`.
     DeviceCode,
+    /// Token endpoint, `urn:ietf:params:oauth:grant-type:token-exchange` (RFC 8693).
+    TokenExchange,
+    /// Token endpoint, `urn:ietf:params:oauth:grant-type:jwt-bearer` (RFC 7523).
+    JwtBearer,
     /// Token endpoint, any other `grant_type` or none.
     OtherGrant,
     /// `POST /revoke` (RFC 7009).
@@ -403,6 +422,8 @@ impl RequestKind {
             Some("refresh_token") => Self::RefreshToken,
             Some("client_credentials") => Self::ClientCredentials,
             Some(DEVICE_CODE_GRANT) => Self::DeviceCode,
+            Some(TOKEN_EXCHANGE_GRANT) => Self::TokenExchange,
+            Some(JWT_BEARER_GRANT) => Self::JwtBearer,
             _ => Self::OtherGrant,
         }
     }
@@ -697,6 +718,22 @@ impl FakeIdp {
     /// Client id the provider accepts.
     pub fn client_id(&self) -> String {
         lock(&self.state).config.client_id.clone()
+    }
+
+    /// A fresh ID token of this provider for [`IdpConfig::client_id`] and `sub`: what a
+    /// person's earlier sign-in left with an SSO agent.
+    pub fn mint_id_token(&self, sub: &str) -> String {
+        let st = lock(&self.state);
+        id_token(&IdParams {
+            issuer: &st.issuer,
+            sub,
+            client_id: &st.config.client_id,
+            nonce: None,
+            access_token: "",
+            iat: now(),
+            fault: None,
+            rotated: false,
+        })
     }
 
     /// Forgets every client registered so far (RFC 7591): they get `invalid_client` from now on,
@@ -1353,6 +1390,8 @@ async fn token(AxumState(state): AxumState<Shared>, headers: HeaderMap, body: By
             client_credentials_grant(&state, &client_id, method, &form)
         }
         RequestKind::DeviceCode => device_grant(&state, &client_id, &form, arrived),
+        RequestKind::TokenExchange => token_exchange_grant(&state, &client_id, &form),
+        RequestKind::JwtBearer => jwt_bearer_grant(&state, &client_id, &form),
         _ => Err(match &grant_type {
             Some(other) => OAuthError::unsupported_grant_type(other),
             None => OAuthError::invalid_request("missing grant_type"),
@@ -1914,6 +1953,127 @@ fn client_credentials_grant(
             sub: client_id,
             scope,
             audience,
+            id_token_nonce: None,
+            refresh_token: None,
+        },
+    ))
+}
+
+/// `grant_type` of the token exchange (RFC 8693).
+const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// `grant_type` of the JWT bearer grant (RFC 7523).
+const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// The token type of an identity assertion grant (SEP-990).
+const ID_JAG: &str = "urn:ietf:params:oauth:token-type:id-jag";
+/// The `typ` of an identity assertion grant's header.
+const ID_JAG_TYP: &str = "oauth-id-jag+jwt";
+
+/// The claims of `jwt` if this provider's key signed it and it has not expired.
+fn verified_claims(jwt: &str, kind: &str) -> Result<Value, OAuthError> {
+    let n = KEYS.jwk["n"].as_str().unwrap_or_default();
+    let e = KEYS.jwk["e"].as_str().unwrap_or_default();
+    let key = DecodingKey::from_rsa_components(n, e)
+        .map_err(|e| OAuthError::invalid_grant(format!("test key: {e}")))?;
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.validate_aud = false;
+    jsonwebtoken::decode::<Value>(jwt, &key, &validation)
+        .map(|data| data.claims)
+        .map_err(|e| OAuthError::invalid_grant(format!("{kind}: {e}")))
+}
+
+/// RFC 8693 with SEP-990's types: the client's ID token for an identity assertion grant.
+fn token_exchange_grant(
+    state: &Shared,
+    client_id: &str,
+    form: &Params,
+) -> Result<Value, OAuthError> {
+    let issuer = {
+        let st = lock(state);
+        if !st.config.token_exchange {
+            return Err(OAuthError::unsupported_grant_type(TOKEN_EXCHANGE_GRANT));
+        }
+        st.issuer.clone()
+    };
+    let get = |k: &str| form.get(k).map(String::as_str);
+    if get("requested_token_type") != Some(ID_JAG)
+        || get("subject_token_type") != Some("urn:ietf:params:oauth:token-type:id_token")
+    {
+        return Err(OAuthError::invalid_request("wrong token types"));
+    }
+    let audience = get("audience").ok_or_else(|| OAuthError::invalid_request("no audience"))?;
+    let subject = get("subject_token").ok_or_else(|| OAuthError::invalid_request("no subject"))?;
+    let id = verified_claims(subject, "subject_token")?;
+    if id["iss"].as_str() != Some(issuer.as_str()) || id["aud"].as_str() != Some(client_id) {
+        return Err(OAuthError::invalid_grant(
+            "the subject token is not an ID token of mine for this client",
+        ));
+    }
+    let iat = now();
+    let claims = json!({
+        "iss": issuer,
+        "sub": id["sub"],
+        "aud": audience,
+        "resource": form.resources.first(),
+        "client_id": client_id,
+        "scope": get("scope"),
+        "iat": iat,
+        "exp": iat + 300,
+        "jti": random_token(),
+    });
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(KID.to_owned());
+    header.typ = Some(ID_JAG_TYP.to_owned());
+    let jag = jsonwebtoken::encode(&header, &claims, &KEYS.signing).expect("sign ID-JAG");
+    lock(state).stats.identity_assertions.push(claims);
+    Ok(json!({
+        "access_token": jag,
+        "issued_token_type": ID_JAG,
+        "token_type": "N_A",
+        "expires_in": 300,
+    }))
+}
+
+/// RFC 7523 with SEP-990's assertion: an identity assertion grant of the trusted issuer, for
+/// this provider, traded for an access token bound to its resource.
+fn jwt_bearer_grant(state: &Shared, client_id: &str, form: &Params) -> Result<Value, OAuthError> {
+    let (trusted, ctx) = {
+        let st = lock(state);
+        let Some(trusted) = st.config.identity_assertions_from.clone() else {
+            return Err(OAuthError::unsupported_grant_type(JWT_BEARER_GRANT));
+        };
+        (trusted, issue_context(&st))
+    };
+    let assertion = form
+        .get("assertion")
+        .ok_or_else(|| OAuthError::invalid_request("no assertion"))?;
+    let header = jsonwebtoken::decode_header(assertion)
+        .map_err(|e| OAuthError::invalid_grant(format!("assertion: {e}")))?;
+    if header.typ.as_deref() != Some(ID_JAG_TYP) {
+        return Err(OAuthError::invalid_grant("not an identity assertion grant"));
+    }
+    let claims = verified_claims(assertion, "assertion")?;
+    if claims["iss"].as_str() != Some(trusted.as_str())
+        || claims["aud"].as_str() != Some(ctx.issuer.as_str())
+    {
+        return Err(OAuthError::invalid_grant(
+            "the assertion is not from the trusted provider, or not for me",
+        ));
+    }
+    let resource = claims["resource"].as_str().map(str::to_owned);
+    if form.resources.first() != resource.as_ref() {
+        return Err(OAuthError::invalid_target(
+            "resource differs from the assertion's",
+        ));
+    }
+    lock(state).stats.jwt_bearer_grants.push(claims.clone());
+    let scope = form.get("scope").map(String::as_str).unwrap_or_default();
+    Ok(token_response(
+        &ctx,
+        &Issue {
+            client_id,
+            sub: claims["sub"].as_str().unwrap_or_default(),
+            scope,
+            audience: resource.map_or(Value::Null, Value::from),
             id_token_nonce: None,
             refresh_token: None,
         },
