@@ -195,6 +195,20 @@ pub enum AuthError {
         /// What went wrong, and what to do.
         reason: String,
     },
+    /// A backend without a sign-in answered 401.
+    #[error(
+        "the server asks for a sign-in (HTTP 401{}{}), and the backend has none configured: \
+         give it `auth: oauth` if the server runs OAuth itself, or the `oidc_profile` whose \
+         tokens it takes",
+        said.as_deref().map(|s| format!(": {s}")).unwrap_or_default(),
+        if *names_metadata { ", naming its protected resource metadata" } else { "" }
+    )]
+    NoSignIn {
+        /// What its challenge says, stripped (untrusted text).
+        said: Option<String>,
+        /// Its challenge names protected resource metadata (RFC 9728): an OAuth server.
+        names_metadata: bool,
+    },
     /// The proxy could not become a client of a server that does not know it.
     #[error("profile '{profile}' has no client at {issuer}: {reason}")]
     Registration {

@@ -28,7 +28,12 @@ use std::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{AuthError, cache::unix_now, client_auth::ClientAuth, provider_http::send};
+use super::{
+    AuthError,
+    cache::{sanitize, unix_now},
+    client_auth::ClientAuth,
+    provider_http::send,
+};
 use crate::{
     config::{Flow, Profile},
     error_text::{chain, untrusted},
@@ -159,14 +164,9 @@ impl Registrations {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let readable: String = issuer
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
-        self.dir.join(format!(
-            "{}_{hash}_client.json",
-            readable.trim_matches('_').replace("__", "_")
-        ))
+        // Named like the token files: the readable issuer, then the hash.
+        self.dir
+            .join(format!("{}_{hash}_client.json", sanitize(issuer)))
     }
 
     /// The kept registration at `issuer` for `redirect_uri`, if there is a usable one.

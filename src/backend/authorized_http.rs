@@ -313,7 +313,18 @@ impl AuthorizedHttp {
         Fut: Future<Output = Result<T, HttpError>>,
     {
         let Some(access) = &self.access else {
-            return send(None).await;
+            let answer = send(None).await;
+            return match answer.as_ref().err().and_then(refusal) {
+                // The server wants a sign-in the configuration does not give it.
+                Some(challenge) => Err(auth_failed(AuthError::NoSignIn {
+                    said: challenge
+                        .as_ref()
+                        .and_then(Challenge::describe)
+                        .map(|d| error_text::untrusted(&d)),
+                    names_metadata: challenge.is_some_and(|c| c.resource_metadata.is_some()),
+                })),
+                None => answer,
+            };
         };
         let token = access.token().await.map_err(auth_failed)?;
         let first = send(Some(token.expose().to_owned())).await;

@@ -319,6 +319,12 @@ fn refused_token(error: &AuthError) -> String {
                 .map(|c| format!("; most likely {c} is wrong for it"))
                 .unwrap_or_default()
         ),
+        AuthError::NoSignIn { said, .. } => format!(
+            "refuses: HTTP 401{} (no sign-in configured)",
+            said.as_deref()
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default()
+        ),
         AuthError::StepUpRefused { .. }
         | AuthError::ScopeNotGranted { .. }
         | AuthError::ScopeRefusedByBackend { .. } => {

@@ -284,3 +284,35 @@ async fn a_server_that_says_its_scopes_is_asked_for_those_alone() {
         h.stop().await.unwrap();
     }
 }
+
+/// A backend configured without a sign-in whose server answers 401: the error says which
+/// setting gives it one, instead of rmcp's bare "auth required".
+#[tokio::test]
+async fn a_server_that_asks_for_a_sign_in_says_how_to_give_it_one() {
+    let (_idp, backend) = public_server(registering()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "backends:\n  public:\n    url: {}\n    prefix: \"\"\n",
+        backend.url()
+    );
+    let error = match support::try_start(
+        resolved(&yaml, dir.path()),
+        TestBrowser::new(BrowserMode::Complete),
+        V,
+    )
+    .await
+    {
+        Err(error) => error,
+        Ok(h) => {
+            let error = h.call("whoami", json!({})).await.unwrap_err().to_string();
+            h.stop().await.unwrap();
+            error
+        }
+    };
+    assert!(
+        error.contains("asks for a sign-in")
+            && error.contains("naming its protected resource metadata")
+            && error.contains("auth: oauth"),
+        "{error}"
+    );
+}

@@ -44,7 +44,7 @@ const BACKENDS_ISSUER: &str = "issuer-named-by-backends";
 
 /// Keeps letters, digits and `-`; every other run of characters becomes one `_`, as the Python original
 /// names its files (`https://auth.example.com` -> `https_auth_example_com`).
-fn sanitize(text: &str) -> String {
+pub(crate) fn sanitize(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_ascii_alphanumeric() || c == '-' {

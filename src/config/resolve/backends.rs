@@ -53,7 +53,7 @@ impl Rules {
                 );
                 None
             }
-            (Some(BackendAuth::Oauth), None) => self.own_oauth(name, gateway).map(Arc::new),
+            (Some(BackendAuth::Oauth), None) => own_oauth(name, gateway).map(Arc::new),
             (Some(BackendAuth::None), None) => None,
             (None, Some(p)) => self.profile_of(&path.key("oidc_profile"), p, profiles),
             (None, None) => None,
@@ -93,35 +93,6 @@ impl Rules {
             },
             resource,
         })
-    }
-
-    /// The profile of a backend with `auth: oauth`: a public client of whatever authorization
-    /// server the backend names, registered by the proxy (or named by the gateway's client ID
-    /// metadata document), asking for the scopes the server says; one of its own, so its
-    /// tokens and its client serve that backend alone.
-    ///
-    /// The gateway's keys it uses are checked once, in [`Rules::gateway_sign_in`]; here a
-    /// wrong one only leaves the profile out.
-    fn own_oauth(&mut self, backend: &str, gateway: &GatewayConfig) -> Option<Profile> {
-        let document = match gateway.client_metadata_url.as_deref() {
-            Some(text) => Some(metadata_document_url(text)?),
-            None => None,
-        };
-        let redirect = gateway
-            .redirect_url
-            .as_deref()
-            .unwrap_or(DEFAULT_REDIRECT_URL);
-        let redirect_url = url::Url::parse(redirect.trim()).ok()?;
-        if redirect_problem_as(&redirect_url, redirect).is_some() {
-            return None;
-        }
-        let mut profile = Profile::new(&format!("oauth:{backend}"), None, "", redirect_url);
-        profile.client_id = None;
-        profile.client_metadata_url = document;
-        profile.scopes = Vec::new();
-        profile.server_scopes = true;
-        profile.own_oauth = true;
-        Some(profile)
     }
 
     /// The gateway's keys for backends with `auth: oauth`.
@@ -267,4 +238,33 @@ fn prefix<'a>(name: &'a str, b: &'a BackendConfig, only_one: bool) -> Option<&'a
         None if only_one && name == DROP_IN_NAME => None,
         None => Some(name),
     }
+}
+
+/// The profile of a backend with `auth: oauth`: a public client of whatever authorization
+/// server the backend names, registered by the proxy (or named by the gateway's client ID
+/// metadata document), asking for the scopes the server says; one of its own, so its
+/// tokens and its client serve that backend alone.
+///
+/// The gateway's keys it uses are checked once, in `Rules::gateway_sign_in`; here a
+/// wrong one only leaves the profile out.
+fn own_oauth(backend: &str, gateway: &GatewayConfig) -> Option<Profile> {
+    let document = match gateway.client_metadata_url.as_deref() {
+        Some(text) => Some(metadata_document_url(text)?),
+        None => None,
+    };
+    let redirect = gateway
+        .redirect_url
+        .as_deref()
+        .unwrap_or(DEFAULT_REDIRECT_URL);
+    let redirect_url = url::Url::parse(redirect.trim()).ok()?;
+    if redirect_problem_as(&redirect_url, redirect).is_some() {
+        return None;
+    }
+    let mut profile = Profile::new(&format!("oauth:{backend}"), None, "", redirect_url);
+    profile.client_id = None;
+    profile.client_metadata_url = document;
+    profile.scopes = Vec::new();
+    profile.server_scopes = true;
+    profile.own_oauth = true;
+    Some(profile)
 }
