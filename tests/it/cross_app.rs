@@ -62,19 +62,21 @@ fn backend_of(backend: &TestBackend) -> String {
     )
 }
 
-/// An SSO agent's ID token file: exchanged at the company provider for a grant naming the
-/// server and the backend's resource, traded at the server (with its client secret) for a
-/// token the backend takes; no browser, and the ID token never reaches the server.
-#[tokio::test]
-async fn an_id_token_file_gets_the_servers_token_without_a_browser() {
-    let (company, server, backend) = enterprise().await;
-    let dir = tempfile::tempdir().unwrap();
-    let id_token_file = dir.path().join("id_token");
+/// The configuration of the server's profile taking its ID token from a file in `dir` (the
+/// company provider's, for alice), with `mode`.
+fn with_id_token_file(
+    company: &FakeIdp,
+    server: &FakeIdp,
+    backend: &TestBackend,
+    dir: &std::path::Path,
+    mode: u32,
+) -> String {
+    let id_token_file = dir.join("id_token");
     std::fs::write(&id_token_file, company.mint_id_token("alice")).unwrap();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&id_token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(&id_token_file, std::fs::Permissions::from_mode(mode)).unwrap();
     }
     let assertion = format!(
         "      issuer_url: {}\n      client_id: {}\n      id_token_file: {}\n",
@@ -82,11 +84,21 @@ async fn an_id_token_file_gets_the_servers_token_without_a_browser() {
         company.client_id(),
         id_token_file.display()
     );
-    let yaml = format!(
+    format!(
         "oidc_profiles:\n{}{}",
-        xaa_profile(&server, &assertion),
-        backend_of(&backend)
-    );
+        xaa_profile(server, &assertion),
+        backend_of(backend)
+    )
+}
+
+/// An SSO agent's ID token file: exchanged at the company provider for a grant naming the
+/// server and the backend's resource, traded at the server (with its client secret) for a
+/// token the backend takes; no browser, and the ID token never reaches the server.
+#[tokio::test]
+async fn an_id_token_file_gets_the_servers_token_without_a_browser() {
+    let (company, server, backend) = enterprise().await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = with_id_token_file(&company, &server, &backend, dir.path(), 0o600);
     let browser = TestBrowser::new(BrowserMode::Complete);
     let h = support::start(resolved(&yaml, dir.path()), browser.clone(), V).await;
     let who = h.call("whoami", json!({})).await.unwrap();
@@ -142,37 +154,11 @@ async fn the_company_profiles_sign_in_provides_the_id_token() {
 #[cfg(unix)]
 #[tokio::test]
 async fn an_id_token_file_open_to_others_is_refused() {
-    use std::os::unix::fs::PermissionsExt;
     let (company, server, backend) = enterprise().await;
     let dir = tempfile::tempdir().unwrap();
-    let id_token_file = dir.path().join("id_token");
-    std::fs::write(&id_token_file, company.mint_id_token("alice")).unwrap();
-    std::fs::set_permissions(&id_token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let assertion = format!(
-        "      issuer_url: {}\n      client_id: {}\n      id_token_file: {}\n",
-        company.issuer(),
-        company.client_id(),
-        id_token_file.display()
-    );
-    let yaml = format!(
-        "oidc_profiles:\n{}{}",
-        xaa_profile(&server, &assertion),
-        backend_of(&backend)
-    );
-    let error = match support::try_start(
-        resolved(&yaml, dir.path()),
-        TestBrowser::new(BrowserMode::Complete),
-        V,
-    )
-    .await
-    {
-        Err(error) => error,
-        Ok(h) => {
-            let error = h.call("whoami", json!({})).await.unwrap_err().to_string();
-            h.stop().await.unwrap();
-            error
-        }
-    };
+    let yaml = with_id_token_file(&company, &server, &backend, dir.path(), 0o644);
+    let browser = TestBrowser::new(BrowserMode::Complete);
+    let error = support::first_error(resolved(&yaml, dir.path()), browser, "whoami").await;
     assert!(
         error.contains("open to other users") && error.contains("chmod 600"),
         "{error}"

@@ -233,14 +233,7 @@ async fn a_server_without_registration_says_to_configure_a_client() {
     let dir = tempfile::tempdir().unwrap();
     let settings = resolved(&own_oauth(&backend), dir.path());
     let browser = TestBrowser::new(BrowserMode::Complete);
-    let error = match support::try_start(settings, browser.clone(), V).await {
-        Err(error) => error,
-        Ok(h) => {
-            let error = h.call("whoami", json!({})).await.unwrap_err().to_string();
-            h.stop().await.unwrap();
-            error
-        }
-    };
+    let error = support::first_error(settings, browser.clone(), "whoami").await;
     assert!(
         error.contains("offers no dynamic client registration") && error.contains("client_id"),
         "{error}"
@@ -295,20 +288,8 @@ async fn a_server_that_asks_for_a_sign_in_says_how_to_give_it_one() {
         "backends:\n  public:\n    url: {}\n    prefix: \"\"\n",
         backend.url()
     );
-    let error = match support::try_start(
-        resolved(&yaml, dir.path()),
-        TestBrowser::new(BrowserMode::Complete),
-        V,
-    )
-    .await
-    {
-        Err(error) => error,
-        Ok(h) => {
-            let error = h.call("whoami", json!({})).await.unwrap_err().to_string();
-            h.stop().await.unwrap();
-            error
-        }
-    };
+    let browser = TestBrowser::new(BrowserMode::Complete);
+    let error = support::first_error(resolved(&yaml, dir.path()), browser, "whoami").await;
     assert!(
         error.contains("asks for a sign-in")
             && error.contains("naming its protected resource metadata")

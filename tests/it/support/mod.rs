@@ -437,6 +437,23 @@ pub async fn start(
         .expect("client initialize")
 }
 
+/// The error a client sees first with `settings`: at `initialize`, or else at a call of
+/// `tool` (a backend that fails to connect may be left out of the start and fail its call).
+pub async fn first_error(settings: Settings, browser: Arc<dyn Browser>, tool: &str) -> String {
+    match try_start(settings, browser, "2025-11-25").await {
+        Err(error) => error,
+        Ok(h) => {
+            let error = h
+                .call(tool, json!({}))
+                .await
+                .expect_err("the call should fail")
+                .to_string();
+            h.stop().await.unwrap();
+            error
+        }
+    }
+}
+
 /// Like [`start`], returning the initialize error instead of panicking.
 pub async fn try_start(
     settings: Settings,
