@@ -70,6 +70,14 @@ pub struct Cli {
     pub log_content: bool,
 }
 
+/// The arguments of `schema`.
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Print the configuration reference (docs/configuration.md) instead, in Markdown
+    #[arg(long)]
+    pub markdown: bool,
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -78,7 +86,7 @@ pub enum Command {
     /// start) or a usage error
     Validate(ValidateArgs),
     /// Print the JSON Schema of the configuration file
-    Schema,
+    Schema(SchemaArgs),
     /// Sign in ahead of time for these backends (all by default), one sign-in per profile.
     /// Exit status: 0 when every profile asked for holds a usable token, 1 when a sign-in
     /// failed, 2 for a usage or configuration error
@@ -228,7 +236,7 @@ pub fn main() -> ExitCode {
             let file = validate_file(args, cli.config.as_deref());
             commands::validate::run(file, args.format, args.strict)
         }
-        Some(Command::Schema) => commands::schema::run(),
+        Some(Command::Schema(args)) => commands::schema::run(args.markdown),
         Some(Command::Login(args)) => {
             cli.with_settings(|settings| commands::login::run(settings, &args.backends))
         }

@@ -248,10 +248,15 @@ pub struct OidcProfileConfig {
     )]
     #[schemars(with = "Option<String>")]
     pub client_secret: Option<Secret>,
-    /// Scopes: a space-separated string or a list. `openid` is always added.
+    /// Scopes: a space-separated string or a list (default `openid profile email`); `openid` is
+    /// always added. A profile with no `issuer_url`, `client_id` or `scopes` asks for the
+    /// scopes its server names instead (MCP's order: its `401`, else its metadata's
+    /// `scopes_supported`, else none), without `openid`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Scopes>,
-    /// Loopback URL the browser returns to after login.
+    /// Loopback URL the browser returns to after login (default
+    /// `http://localhost:8080/auth/callback`): `http://` on `localhost`, `127.0.0.1` or `[::1]`
+    /// with an explicit port, registered at the provider.
     #[serde(
         default,
         deserialize_with = "text",

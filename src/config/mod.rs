@@ -22,6 +22,7 @@ pub mod finding;
 pub mod interpolate;
 pub mod layers;
 pub mod locate;
+mod reference;
 pub mod report;
 pub mod resolve;
 mod schema;
@@ -36,6 +37,7 @@ pub use file::{
     Scopes, Separator, ToolFilterConfig, Transport,
 };
 pub use layers::{ENV_PREFIX, Sources};
+pub use reference::reference_markdown;
 pub use report::{ConfigError, Diagnostics, Format};
 pub use schema::{json_schema, json_schema_text};
 pub use settings::{

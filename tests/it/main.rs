@@ -43,6 +43,7 @@ mod client_pages;
 mod cross_app;
 mod debug_log;
 mod desktop_clients;
+mod doc_links;
 mod drop_in;
 mod gateway;
 mod hostile_backend;

@@ -1,4 +1,5 @@
-//! The committed JSON Schema matches the Rust types, and `authful-mcp-proxy schema` prints it.
+//! The committed JSON Schema and configuration reference match the Rust types, and
+//! `authful-mcp-proxy schema` (`--markdown`) prints them.
 
 use std::{path::Path, process::Command};
 
@@ -50,4 +51,20 @@ fn the_schema_is_draft_2020_12_and_closed() {
         .map(|b| b["type"].as_str().unwrap())
         .collect();
     assert_eq!(scopes, ["string", "array"]);
+}
+
+#[test]
+fn the_committed_configuration_reference_is_fresh() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md");
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == authful_mcp_proxy::config::reference_markdown(),
+        "docs/configuration.md is stale: run `cargo run -- schema --markdown > \
+         docs/configuration.md`"
+    );
+    let out = Command::new(BIN)
+        .args(["schema", "--markdown"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), committed);
 }

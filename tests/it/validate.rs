@@ -673,6 +673,17 @@ fn the_example_configuration_is_valid_without_any_env_var() {
         first.lines().next(),
         Some("# yaml-language-server: $schema=./schemas/config.schema.json")
     );
+    // It shows every key the schema knows, written or commented out.
+    let schema = authful_mcp_proxy::config::json_schema();
+    let mut objects = vec![&schema];
+    objects.extend(schema["$defs"].as_object().unwrap().values());
+    let missing: Vec<&String> = objects
+        .iter()
+        .filter_map(|o| o["properties"].as_object())
+        .flat_map(|p| p.keys())
+        .filter(|key| !first.contains(&format!("{key}:")))
+        .collect();
+    assert!(missing.is_empty(), "config.example.yaml lacks {missing:?}");
 }
 
 /// Waits for the proxy to exit by itself, with stdin left open: the error must not wait for
