@@ -49,7 +49,7 @@ pub struct GatewayConfig {
     pub separator: Option<Separator>,
     /// Seconds `initialize` waits for backends before answering with those that are ready
     /// (default 5); the others join later and are announced with `list_changed`. Known clients
-    /// get their own waits unless this or `first_list_timeout` is set (see the README's table).
+    /// get their own waits unless this or `first_list_timeout` is set (see the table in docs/desktop-clients.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub startup_timeout: Option<u64>,
     /// Seconds after the start until which the first answer to each kind of list waits for

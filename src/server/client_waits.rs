@@ -47,7 +47,7 @@ const fn secs(initialize: u64, first_list_millis: u64) -> Waits {
 }
 
 /// The clients whose waits are known, from their real CLIs as measured in December 2026. The
-/// README's table is checked against this one.
+/// table in docs/desktop-clients.md is checked against this one.
 pub const KNOWN: &[KnownClient] = &[
     KnownClient {
         label: "Codex",
@@ -115,7 +115,7 @@ pub fn for_client(settings: &Gateway, name: &str) -> (Waits, Option<&'static Kno
     }
 }
 
-/// The README's table of [`KNOWN`] clients, as it must read.
+/// The table of [`KNOWN`] clients in docs/desktop-clients.md, as it must read.
 pub fn table() -> String {
     let mut text = String::from(
         "| Client | `clientInfo.name` | `initialize` within | first lists within (from start) | Why |\n\
@@ -190,11 +190,11 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_table_is_this_one() {
-        let readme = include_str!("../../README.md");
+    fn the_documented_table_is_this_one() {
+        let page = include_str!("../../docs/desktop-clients.md");
         assert!(
-            readme.contains(&table()),
-            "README.md's table of known clients is stale; it must read:\n{}",
+            page.contains(&table()),
+            "docs/desktop-clients.md's table of known clients is stale; it must read:\n{}",
             table()
         );
     }

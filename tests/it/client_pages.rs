@@ -1,4 +1,4 @@
-//! The pages of `docs/clients/`: one per client the README names, each entry to paste well
+//! The pages of `docs/clients/`: one per client docs/clients/README.md names, each entry to paste well
 //! formed, and each known client's page naming the `clientInfo.name` its waits are chosen by.
 
 use std::path::Path;

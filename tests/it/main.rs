@@ -58,6 +58,7 @@ mod modern_clients;
 mod processes;
 mod properties;
 mod public_servers;
+mod readme;
 mod redirects;
 mod resources;
 mod schema;
