@@ -18,13 +18,15 @@ use crate::secret::Secret;
 #[serde(deny_unknown_fields)]
 #[schemars(title = "authful-mcp-proxy configuration")]
 pub struct Config {
-    /// Directory holding the token cache files.
+    /// Directory holding the token cache files (and the remembered lists); `~` is your home
+    /// directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "~/.fastmcp/oauth-mcp-client-cache"))]
     pub cache_dir: Option<PathBuf>,
     /// Named OIDC client registrations; backends refer to them by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub oidc_profiles: BTreeMap<String, OidcProfileConfig>,
-    /// Named remote MCP servers.
+    /// Named remote MCP servers: at least one (or the drop-in's `MCP_BACKEND_URL`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub backends: BTreeMap<String, BackendConfig>,
     /// How the aggregated server presents itself.
@@ -43,43 +45,53 @@ pub struct GatewayConfig {
         skip_serializing_if = "Option::is_none"
     )]
     #[schemars(with = "Option<String>")]
+    #[schemars(extend("default" = "authful-mcp-proxy"))]
     pub name: Option<String>,
     /// Between a backend's prefix and a tool or prompt name: `_` (default), `__` or `-`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "_"))]
     pub separator: Option<Separator>,
     /// Seconds `initialize` waits for backends before answering with those that are ready
-    /// (default 5); the others join later and are announced with `list_changed`. Known clients
+    /// (default 5; in the drop-in too); the others join later and are announced with `list_changed`. Known clients
     /// get their own waits unless this or `first_list_timeout` is set (see the table in docs/desktop-clients.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = super::DEFAULT_STARTUP_TIMEOUT_SECS))]
     pub startup_timeout: Option<u64>,
     /// Seconds after the start until which the first answer to each kind of list waits for
     /// every backend to be ready or failed, logins included (default 20, within Claude Code's
     /// 30 s from spawn); `0` does not wait. Clients that list once see every backend whose
     /// login finished in time. Known clients get their own waits unless this or
-    /// `startup_timeout` is set.
+    /// `startup_timeout` is set. In the drop-in: how long the first lists wait for a login in
+    /// progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = super::DEFAULT_FIRST_LIST_TIMEOUT_SECS))]
     pub first_list_timeout: Option<u64>,
     /// The longest exposed tool or prompt name, in characters (default 64, 16 to 128); longer
     /// names are shortened, ending in `_` and 8 hex digits of a hash. Leave room for what the
     /// client adds: Claude Code exposes `mcp__<server>__<tool>` to a model that takes 64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = crate::naming::MIN_NAME_BUDGET, max = crate::naming::MAX_NAME_BUDGET))]
+    #[schemars(extend("default" = crate::naming::MAX_TOOL_NAME))]
     pub max_name_length: Option<u64>,
     /// When the gateway lists its own two tools, `gateway_list_tools` and `gateway_call_tool`,
     /// which reach backends that joined after the client's first tool list (default `auto`:
     /// when a backend was missing from that list).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "auto"))]
     pub fallback_tools: Option<FallbackTools>,
     /// Keep each backend's lists and its `initialize` answer in the cache directory, and
     /// answer `initialize` and the first lists from them at the next start, while the backends
     /// connect and sign in (default `true`). Fresh lists that differ replace them, announced
     /// with `list_changed`. No token or secret is stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = true))]
     pub remember_lists: Option<bool>,
     /// Seconds a request may wait for a backend's answer (default 300), unless the backend sets
     /// its own; every progress notification starts the wait anew, and `0` waits forever. On
     /// expiry the request is cancelled at the backend and the client gets an error naming it.
+    /// It also bounds the MCP handshake with a backend (not the browser login).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = super::DEFAULT_REQUEST_TIMEOUT_SECS))]
     pub request_timeout: Option<u64>,
     /// The `https://` URL of the proxy's client ID metadata document, the client id of every
     /// backend with `auth: oauth` at servers that take such documents (others get a client the
@@ -99,6 +111,7 @@ pub struct GatewayConfig {
         skip_serializing_if = "Option::is_none"
     )]
     #[schemars(with = "Option<String>")]
+    #[schemars(extend("default" = super::DEFAULT_REDIRECT_URL))]
     pub redirect_url: Option<String>,
 }
 
@@ -207,7 +220,8 @@ pub struct ToolFilterConfig {
 #[serde(deny_unknown_fields)]
 pub struct OidcProfileConfig {
     /// Issuer URL; discovery reads `{issuer_url}/.well-known/openid-configuration` (or RFC
-    /// 8414's `oauth-authorization-server`). Required with `client_secret` or
+    /// 8414's `oauth-authorization-server`); `https://`, except on `localhost`, `127.0.0.1` or
+    /// `[::1]`. Required with `client_secret` or
     /// `client_assertion`. Otherwise optional when every backend of the profile names the same
     /// authorization server (RFC 9728 protected resource metadata): the first sign-in there
     /// pins it. When both are there, metadata naming other servers is not used.
@@ -240,7 +254,8 @@ pub struct OidcProfileConfig {
     )]
     #[schemars(with = "Option<String>")]
     pub client_metadata_url: Option<String>,
-    /// Client secret, for confidential clients only.
+    /// Client secret, for confidential clients only; write `${VAR}` rather than the secret
+    /// itself.
     #[serde(
         default,
         deserialize_with = "secret_text",
@@ -253,6 +268,7 @@ pub struct OidcProfileConfig {
     /// scopes its server names instead (MCP's order: its `401`, else its metadata's
     /// `scopes_supported`, else none), without `openid`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = super::DEFAULT_SCOPES))]
     pub scopes: Option<Scopes>,
     /// Loopback URL the browser returns to after login (default
     /// `http://localhost:8080/auth/callback`): `http://` on `localhost`, `127.0.0.1` or `[::1]`
@@ -263,19 +279,24 @@ pub struct OidcProfileConfig {
         skip_serializing_if = "Option::is_none"
     )]
     #[schemars(with = "Option<String>")]
+    #[schemars(extend("default" = super::DEFAULT_REDIRECT_URL))]
     pub redirect_url: Option<String>,
-    /// Seconds a browser login may take (default 300).
+    /// Seconds a browser login (or a device code) may take before the pending request fails
+    /// (default 300).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = super::DEFAULT_LOGIN_TIMEOUT_SECS))]
     pub login_timeout: Option<u64>,
     /// How tokens are obtained: `browser` (default: a login in the system browser),
     /// `device` (RFC 8628: a code to enter on another device, for machines without a browser)
     /// or `client_credentials` (a service account: needs `client_secret` or
     /// `client_assertion`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "browser"))]
     pub flow: Option<Flow>,
-    /// `false` prints the login URL on stderr without trying to open a browser (a remote
-    /// shell); the `browser` flow only (default `true`).
+    /// `false` prints the login URL (on stderr, and as a log message to the client) without
+    /// trying to open a browser (a remote shell); the `browser` flow only (default `true`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = true))]
     pub open_browser: Option<bool>,
     /// Authenticate the client with a signed JWT (RFC 7523 `private_key_jwt`) instead of a
     /// client secret.
@@ -339,6 +360,7 @@ pub struct ClientAssertionConfig {
     pub key_file: Option<String>,
     /// Signing algorithm (default `RS256`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "RS256"))]
     pub algorithm: Option<AssertionAlgorithm>,
     /// `kid` of the key, as registered with the identity provider.
     #[serde(
@@ -349,13 +371,14 @@ pub struct ClientAssertionConfig {
     #[schemars(with = "Option<String>")]
     pub key_id: Option<String>,
     /// The assertion's `aud`: `token_endpoint` (default: the token endpoint's URL, as RFC 7523
-    /// and OpenID Connect say), `issuer` (the issuer identifier, as RFC 7523bis says) or a URL.
+    /// and OpenID Connect say; Keycloak, Okta, Entra ID), `issuer` (the issuer identifier, as RFC 7523bis says) or a URL.
     #[serde(
         default,
         deserialize_with = "text",
         skip_serializing_if = "Option::is_none"
     )]
     #[schemars(with = "Option<String>")]
+    #[schemars(extend("default" = "token_endpoint"))]
     pub audience: Option<String>,
 }
 
@@ -448,7 +471,8 @@ pub enum ResourceConfig {
 // Optional in Rust because `MCP_BACKEND_URL` or a flag may fill it; required in a file.
 #[schemars(extend("required" = ["url"]))]
 pub struct BackendConfig {
-    /// Streamable HTTP endpoint of the MCP server.
+    /// MCP endpoint of the server (Streamable HTTP, or HTTP+SSE); `https://`, except on a
+    /// loopback host.
     #[serde(
         default,
         deserialize_with = "text",
@@ -472,7 +496,8 @@ pub struct BackendConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<BackendAuth>,
     /// Name prefix for this backend's tools, prompts and resources: defaults to the backend's
-    /// name; `""` serves it unprefixed.
+    /// name; `""` serves it unprefixed. Must match `^[a-z][a-z0-9-]*$`, must not contain the
+    /// separator, and must differ between enabled backends.
     #[serde(
         default,
         deserialize_with = "text",
@@ -480,7 +505,10 @@ pub struct BackendConfig {
     )]
     #[schemars(with = "Option<String>")]
     pub prefix: Option<String>,
-    /// Extra HTTP headers on every request (API keys, say); combined with the bearer token.
+    /// Extra HTTP headers on every request (API keys, team ids); combined with the bearer
+    /// token. Not allowed: `Authorization` when the backend signs in (`oidc_profile`, `auth:
+    /// oauth`), and `Accept`, `Content-Type`, `Mcp-Session-Id`, `Mcp-Protocol-Version`,
+    /// `Last-Event-ID`, which the proxy sets itself.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(with = "BTreeMap<String, String>")]
     pub headers: BTreeMap<String, Secret>,
@@ -489,15 +517,24 @@ pub struct BackendConfig {
     pub tools: ToolFilterConfig,
     /// `false` keeps the backend in the file but out of the gateway (default `true`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = true))]
     pub enabled: Option<bool>,
     /// Seconds a request may wait for this backend's answer (default: `gateway.request_timeout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_timeout: Option<u64>,
-    /// `auto` (default), `streamable-http` or `sse`: how the backend is reached.
+    /// `auto` (default), `streamable-http` or `sse`: how the backend is reached. Over HTTP+SSE
+    /// the token goes on the event stream and on every POST, and only to an endpoint on the
+    /// server's own origin; the stream's end is the session's end, and the proxy connects
+    /// again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "auto"))]
     pub transport: Option<Transport>,
-    /// `auto` (default), `2026-07-28` or `2025-11-25`: which revision of MCP it is spoken.
+    /// `auto` (default), `2026-07-28` or `2025-11-25`: which revision of MCP it is spoken. A
+    /// 2026-07-28 server's requests for input (`input_required`) are put to the client as
+    /// requests of its own revision, and the call is sent again with the answers (at most 10
+    /// rounds). Every combination of client and backend revision: docs/protocol-eras.md.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "auto"))]
     pub protocol: Option<Protocol>,
     /// This backend's resource indicator (RFC 8707), over its profile's `resource`: a URL,
     /// `true` (its own, from its RFC 9728 metadata or its URL) or `false` (never sent).

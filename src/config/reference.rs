@@ -45,9 +45,10 @@ pub fn reference_markdown() -> String {
         schema["description"].as_str().unwrap_or_default(),
     ));
     page.push_str(
-        "\n\nEvery key, with its type and meaning, as `validate` and the JSON Schema \
-         (`schemas/config.schema.json`) know it. A key's default is in its description; a key \
-         left out takes it. Environment variables `AUTHFUL_MCP_<PATH>` (`__` between the parts \
+        "\n\nEvery key, with its type, its default and its meaning, as `validate` and the \
+         JSON Schema (`schemas/config.schema.json`) know it; a default that depends on other \
+         keys is in the meaning. Durations are whole seconds; unknown keys are errors at every \
+         level. Environment variables `AUTHFUL_MCP_<PATH>` (`__` between the parts \
          of a path) and the drop-in's variables and flags ([below](#the-drop-ins-variables-and-\
          flags)) set keys too, over the file.\n",
     );
@@ -60,7 +61,7 @@ pub fn reference_markdown() -> String {
         if let Some(text) = definition.and_then(|_| node["description"].as_str()) {
             let _ = write!(page, "{}\n\n", one_line(text));
         }
-        page.push_str("| Key | Type | Meaning |\n| --- | --- | --- |\n");
+        page.push_str("| Key | Type | Default | Meaning |\n| --- | --- | --- | --- |\n");
         let required: Vec<&str> = node["required"]
             .as_array()
             .map(|r| r.iter().filter_map(Value::as_str).collect())
@@ -68,12 +69,17 @@ pub fn reference_markdown() -> String {
         if let Some(properties) = node["properties"].as_object() {
             for (key, property) in properties {
                 let kind = type_of(property, &schema);
-                let kind = match required.contains(&key.as_str()) {
-                    true => format!("{kind}, required"),
-                    false => kind,
+                let default = match (&property["default"], required.contains(&key.as_str())) {
+                    (_, true) => "required".to_owned(),
+                    (Value::Null, false) => "—".to_owned(),
+                    (value, false) => format!("`{}`", text(value)),
                 };
                 let meaning = one_line(property["description"].as_str().unwrap_or_default());
-                let _ = writeln!(page, "| `{prefix}{key}` | {kind} | {} |", cell(&meaning));
+                let _ = writeln!(
+                    page,
+                    "| `{prefix}{key}` | {kind} | {default} | {} |",
+                    cell(&meaning)
+                );
             }
         }
     }
@@ -216,7 +222,8 @@ mod tests {
             );
         }
         assert!(page.contains("| `flow` | `browser`, `device`, `client_credentials` |"));
-        assert!(page.contains("| `max_name_length` | integer (16 to 128) |"));
+        assert!(page.contains("| `max_name_length` | integer (16 to 128) | `64` |"));
+        assert!(page.contains("| `url` | string | required |"));
         assert!(page.contains("| `scopes` | string or list of string |"));
         assert!(page.contains("| `tools` | mapping, see `backends.NAME.tools` |"));
     }
