@@ -303,12 +303,11 @@ impl TokenManager {
             .iter()
             .find_map(|(_, t)| Some((t.backend.clone(), t.url.clone()?)))
             .filter(|_| !self.targets.iter().any(|(_, t)| t.unusable()))
-            .ok_or_else(|| AuthError::NoIssuer {
-                profile: self.profile.name.clone(),
-                backends: self
+            .ok_or_else(|| AuthError::NoServerNamed {
+                backend: self
                     .targets
                     .iter()
-                    .map(|(_, t)| format!("'{}'", t.backend))
+                    .map(|(_, t)| t.backend.clone())
                     .collect::<Vec<_>>()
                     .join(", "),
             })?;

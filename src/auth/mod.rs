@@ -195,6 +195,16 @@ pub enum AuthError {
         /// What went wrong, and what to do.
         reason: String,
     },
+    /// A backend with `auth: oauth` names no authorization server the proxy may use.
+    #[error(
+        "backend '{backend}' (auth: oauth) publishes no usable protected resource metadata \
+         naming its authorization server (see the warnings before this); if it takes the tokens \
+         of a provider you know, give it an oidc_profile with that issuer_url instead"
+    )]
+    NoServerNamed {
+        /// The backend.
+        backend: String,
+    },
     /// A backend without a sign-in answered 401.
     #[error(
         "the server asks for a sign-in (HTTP 401{}{}), and the backend has none configured: \

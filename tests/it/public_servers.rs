@@ -297,3 +297,31 @@ async fn a_server_that_asks_for_a_sign_in_says_how_to_give_it_one() {
         "{error}"
     );
 }
+
+/// A backend with `auth: oauth` whose metadata is about another server: no sign-in anywhere
+/// (not even at its own origin), and the error says what to write instead.
+#[tokio::test]
+async fn metadata_about_another_server_signs_in_nowhere() {
+    let idp = FakeIdp::start(registering()).await;
+    let backend = TestBackend::start(
+        BackendConfig::oidc("public", idp.issuer(), idp.jwks_uri()).with_resource_metadata(
+            ResourceMetadata {
+                resource: Some("https://elsewhere.example/mcp".into()),
+                ..ResourceMetadata::default()
+            },
+        ),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let browser = TestBrowser::new(BrowserMode::Complete);
+    let settings = resolved(&own_oauth(&backend), dir.path());
+    let error = support::first_error(settings, browser.clone(), "whoami").await;
+    assert!(
+        error.contains("(auth: oauth) publishes no usable protected resource metadata")
+            && error.contains("oidc_profile"),
+        "{error}"
+    );
+    assert_eq!(browser.opened(), 0);
+    assert!(idp.stats().registrations.is_empty());
+    assert!(idp.stats().of(RequestKind::Authorize).is_empty());
+}
